@@ -1,0 +1,122 @@
+"""``sheetstream``: serve, seed, download, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from . import config
+
+DEMO_ROWS = 200_000  # about 19 MB of xlsx: comfortably past the 10 MB the study asks for
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sheetstream", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server (seeds the demo table on first run)")
+    _database_options(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--demo-rows", type=int, default=DEMO_ROWS, help="rows seeded on first run (default %(default)s)")
+    serve.add_argument("--no-seed", action="store_true", help="do not seed the demo table when it is missing")
+    serve.add_argument("--deflate", choices=["isal", "zlib", "zlib-ng"], help="deflate library (default isal)")
+    serve.add_argument("--deflate-level", type=int, help="deflate level (default 1)")
+    serve.set_defaults(run=_serve)
+
+    seed = commands.add_parser("seed", help="(re)create a table with deterministic demo rows")
+    _database_options(seed)
+    seed.add_argument("--rows", type=int, required=True)
+    seed.add_argument("--table", default="orders")
+    seed.set_defaults(run=_seed)
+
+    download = commands.add_parser("download", help="download an export (several at once with --parallel)")
+    download.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL (default %(default)s)")
+    download.add_argument("--table", default="orders")
+    download.add_argument("--columns", help="comma-separated columns")
+    download.add_argument("--limit", type=int)
+    download.add_argument("--parallel", type=int, default=1, metavar="N", help="N downloads at once")
+    download.add_argument("--to-dir", type=Path, help="save each download in this folder")
+    download.add_argument("-o", "--output", type=Path, help="file to save a single download to")
+    download.add_argument("--quiet", action="store_true", help="no progress bars")
+    download.set_defaults(run=_download)
+
+    bench = commands.add_parser("bench", help="benchmarks; JSON results and a printed table")
+    bench_kinds = bench.add_subparsers(dest="kind", required=True)
+    bench_export = bench_kinds.add_parser("export", help="sheetstream vs XlsxWriter vs openpyxl, and HTTP time to first byte")
+    bench_export.add_argument("--rows", type=int, nargs="+", default=[200_000])
+    bench_export.add_argument("--peers", default="xlsxwriter,openpyxl", help="comma-separated peers, or none")
+    bench_export.add_argument("--http-rows", type=int, nargs="*", default=[100_000, 1_000_000],
+                              help="table sizes for the HTTP time-to-first-byte and server memory runs")
+    bench_export.add_argument("--out", type=Path, default=Path("bench-results/export.json"))
+    bench_export.set_defaults(run=_bench_export)
+
+    args = parser.parse_args(argv)
+    return args.run(args) or 0
+
+
+def _database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", help="postgresql://... or sqlite:///path (env SHEETSTREAM_DATABASE_URL; "
+                                               "default: a SQLite file in the data directory)")
+    parser.add_argument("--data-dir", type=Path, help="where the default SQLite database lives (default ./data)")
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    return config.from_env().with_(
+        database_url=getattr(args, "database_url", None),
+        data_dir=getattr(args, "data_dir", None),
+        deflate=getattr(args, "deflate", None),
+        deflate_level=getattr(args, "deflate_level", None),
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .db import open_store
+    from .demo import seed
+    from .server import create_app
+
+    settings = _settings(args)
+    if settings.is_default_database:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.database)
+    if not args.no_seed and "orders" in settings.tables and "orders" not in store.tables():
+        print(f"seeding the demo table 'orders' with {args.demo_rows:,} rows in {store.url} ...", flush=True)
+        seed(store, args.demo_rows)
+    app = create_app(settings, store)
+    url = f"http://{args.host}:{args.port}/"
+    print(f"sheetstream serving {store.url}\n  page:   {url}\n  export: {url}exports/orders.xlsx", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from .db import open_store
+    from .demo import seed
+
+    settings = _settings(args)
+    if settings.is_default_database:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(settings.database)
+    count = seed(store, args.rows, args.table)
+    print(f"seeded {count:,} rows into {args.table!r} in {store.url}")
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    from .transfers import run_downloads
+
+    return asyncio.run(run_downloads(args))
+
+
+def _bench_export(args: argparse.Namespace) -> int:
+    from .bench.export import run
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

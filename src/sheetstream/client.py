@@ -1,0 +1,81 @@
+"""The HTTP client side: downloads (and later uploads) as streams, with timings."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+Progress = Callable[[int, int | None], None]  # (bytes so far, total if known)
+
+
+@dataclass
+class Transfer:
+    url: str
+    path: Path | None = None
+    status: int | None = None
+    bytes: int = 0
+    ttfb: float | None = None  # seconds from the request to the first body byte
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.status == 200
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes / 1e6 / self.seconds if self.seconds else 0.0
+
+
+async def download(
+    client: httpx.AsyncClient,
+    url: str,
+    dest: Path | None,
+    progress: Progress | None = None,
+) -> Transfer:
+    """GET ``url`` and write the body to ``dest`` chunk by chunk (or discard it when ``dest`` is None)."""
+    result = Transfer(url=url, path=dest)
+    start = time.perf_counter()
+    partial = dest.with_name(dest.name + ".part") if dest else None
+    try:
+        async with client.stream("GET", url) as response:
+            result.status = response.status_code
+            if response.status_code != 200:
+                body = (await response.aread()).decode("utf-8", "replace")
+                result.error = f"HTTP {response.status_code}: {_message(body)}"
+                return result
+            total = int(response.headers["content-length"]) if "content-length" in response.headers else None
+            out = open(partial, "wb") if partial else None
+            try:
+                async for chunk in response.aiter_raw():
+                    if result.ttfb is None:
+                        result.ttfb = time.perf_counter() - start
+                    result.bytes += len(chunk)
+                    if out:
+                        out.write(chunk)
+                    if progress:
+                        progress(result.bytes, total)
+            finally:
+                if out:
+                    out.close()
+            if partial and dest:
+                partial.replace(dest)
+    except (httpx.HTTPError, OSError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        result.seconds = time.perf_counter() - start
+        if partial and partial.exists() and not result.ok:
+            partial.unlink()
+    return result
+
+
+def _message(body: str) -> str:
+    try:
+        return json.loads(body).get("message", body)
+    except (ValueError, AttributeError):
+        return body[:300]

@@ -1,0 +1,176 @@
+"""The PostgreSQL store, through psycopg 3.
+
+Rows stream out with ``COPY (SELECT ...) TO STDOUT (FORMAT BINARY)`` and typed loaders (no text parsing in
+Python) and go in with ``COPY ... FROM STDIN``; identifiers are always composed with :mod:`psycopg.sql`.
+``bench export`` measures COPY against a server-side cursor (``read="cursor"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ..errors import NotFound, StoreUnavailable
+from . import Column
+
+_KINDS = {
+    "smallint": "integer",
+    "integer": "integer",
+    "bigint": "integer",
+    "numeric": "numeric",
+    "real": "float",
+    "double precision": "float",
+    "text": "text",
+    "character varying": "text",
+    "character": "text",
+    "date": "date",
+    "timestamp without time zone": "timestamp",
+    "timestamp with time zone": "timestamp",
+    "time without time zone": "time",
+    "boolean": "boolean",
+}
+
+_DDL = {
+    "integer": "bigint",
+    "float": "double precision",
+    "text": "text",
+    "date": "date",
+    "timestamp": "timestamp",
+    "time": "time",
+    "boolean": "boolean",
+}
+
+_CATALOG = """
+SELECT a.attname,
+       format_type(a.atttypid, a.atttypmod),
+       t.typname,
+       a.attnotnull,
+       coalesce(a.attnum = ANY (i.indkey), false),
+       information_schema._pg_numeric_precision(a.atttypid, a.atttypmod),
+       information_schema._pg_numeric_scale(a.atttypid, a.atttypmod),
+       information_schema._pg_char_max_length(a.atttypid, a.atttypmod),
+       format_type(a.atttypid, NULL)
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+WHERE c.relname = %s AND c.relkind IN ('r', 'p') AND pg_table_is_visible(c.oid)
+  AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+
+class PostgresStore:
+    def __init__(self, url: str, read: str = "copy", batch: int = 2_000):
+        self.url = url
+        self.read = read
+        self.batch = batch
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection:
+        try:
+            return psycopg.connect(self.url, connect_timeout=5, **kwargs)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+
+    def tables(self) -> list[str]:
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT c.relname FROM pg_class c WHERE c.relkind IN ('r', 'p') AND pg_table_is_visible(c.oid)"
+                " AND c.relnamespace <> 'pg_catalog'::regnamespace"
+                " AND c.relnamespace <> 'information_schema'::regnamespace ORDER BY 1"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def columns(self, table: str) -> list[Column]:
+        with self.connect() as conn:
+            return self._columns(conn, table)
+
+    def _columns(self, conn: psycopg.Connection, table: str) -> list[Column]:
+        rows = conn.execute(_CATALOG, (table,)).fetchall()
+        if not rows:
+            raise NotFound(f"there is no table {table!r}")
+        columns = []
+        for name, _full, _typname, notnull, pk, precision, scale, length, base in rows:
+            kind = _KINDS.get(base, "text")
+            columns.append(Column(
+                name=name,
+                kind=kind,
+                nullable=not notnull,
+                primary_key=bool(pk),
+                precision=precision if kind == "numeric" else None,
+                scale=scale if kind == "numeric" else None,
+                length=length if kind == "text" else None,
+            ))
+        return columns
+
+    def count(self, table: str) -> int:
+        with self.connect() as conn:
+            self._columns(conn, table)
+            return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
+
+    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None) -> Iterator[tuple[Any, ...]]:
+        with self.connect() as conn:
+            catalog = self._columns(conn, table)
+            keys = [sql.Identifier(c.name) for c in catalog if c.primary_key] or [sql.SQL("ctid")]
+            query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
+                sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
+                sql.Identifier(table),
+                sql.SQL(", ").join(keys),
+            )
+            if limit is not None:
+                query += sql.SQL(" LIMIT {}").format(sql.Literal(int(limit)))
+            if self.read == "cursor":
+                with conn.transaction(), conn.cursor(name="sheetstream_export") as cursor:
+                    cursor.itersize = self.batch
+                    cursor.execute(query)
+                    yield from cursor
+                return
+            type_names = _type_names(conn, table, columns)
+            with conn.cursor().copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)) as copy:
+                copy.set_types(type_names)
+                yield from copy.rows()
+
+    def create_table(self, table: str, columns: Sequence[Column], replace: bool = False) -> None:
+        body = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(_ddl(c))) for c in columns]
+        keys = [sql.Identifier(c.name) for c in columns if c.primary_key]
+        if keys:
+            body.append(sql.SQL("PRIMARY KEY ({})").format(sql.SQL(", ").join(keys)))
+        with self.connect() as conn:
+            if replace:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+                sql.Identifier(table), sql.SQL(", ").join(body)))
+
+    def insert_rows(self, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -> int:
+        count = 0
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c.name) for c in columns))
+        with self.connect() as conn, conn.transaction(), conn.cursor().copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+                count += 1
+        return count
+
+
+def _type_names(conn: psycopg.Connection, table: str, columns: Sequence[Column]) -> list[str]:
+    """The columns' type names as COPY's binary loaders want them (``numeric``, ``int8``, ...)."""
+    rows = conn.execute(
+        "SELECT a.attname, a.atttypid::regtype::text FROM pg_attribute a"
+        " WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+        (sql.Identifier(table).as_string(conn),),
+    ).fetchall()
+    by_name = dict(rows)
+    return [by_name[c.name] for c in columns]
+
+
+def _ddl(c: Column) -> str:
+    if c.kind == "numeric":
+        sql_type = f"numeric({c.precision},{c.scale or 0})" if c.precision else "numeric"
+    elif c.kind == "text" and c.length:
+        sql_type = f"varchar({c.length})"
+    else:
+        sql_type = _DDL[c.kind]
+    return sql_type + ("" if c.nullable or c.primary_key else " NOT NULL")

@@ -1,0 +1,60 @@
+"""The few errors sheetstream raises on purpose, each with the HTTP status it maps to (once, in the server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SheetstreamError(Exception):
+    """Base: ``message`` is for a person, ``code`` for a program, ``detail`` carries structured extras."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, **detail: Any):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.code, "message": self.message, **self.detail}
+
+
+class NotFound(SheetstreamError):
+    status = 404
+    code = "not_found"
+
+
+class BadRequest(SheetstreamError):
+    status = 400
+    code = "bad_request"
+
+
+class PayloadTooLarge(SheetstreamError):
+    status = 413
+    code = "payload_too_large"
+
+
+class Invalid(SheetstreamError):
+    """The input was read but does not fit the table (422)."""
+
+    status = 422
+    code = "invalid"
+
+
+class Busy(SheetstreamError):
+    """The processing queue is full; ``retry_after`` seconds is a fair wait (429)."""
+
+    status = 429
+    code = "busy"
+
+    def __init__(self, message: str, retry_after: int = 1, **detail: Any):
+        super().__init__(message, retry_after=retry_after, **detail)
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(SheetstreamError):
+    """The database cannot be reached or went away (503)."""
+
+    status = 503
+    code = "database_unavailable"

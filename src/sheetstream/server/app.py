@@ -1,0 +1,57 @@
+"""The ASGI application: routes, the one mapping of errors to HTTP, and the shared store."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ..config import Settings
+from ..db import Store, open_store
+from ..errors import BadRequest, Busy, SheetstreamError
+from . import exports
+
+
+def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
+    app = FastAPI(title="sheetstream", version="0.1.0")
+    app.state.settings = settings
+    app.state.store = store or open_store(settings.database)
+
+    @app.exception_handler(SheetstreamError)
+    async def sheetstream_error(request: Request, exc: SheetstreamError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Busy) else None
+        return JSONResponse(exc.to_json(), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(map(str, e['loc'][1:])) or e['loc'][0]}: {e['msg']}" for e in exc.errors()]
+        error = BadRequest("invalid request: " + "; ".join(problems), problems=problems)
+        return JSONResponse(error.to_json(), status_code=error.status)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/tables")
+    async def tables(request: Request) -> list[dict]:
+        """The exportable tables with their columns and row counts."""
+        store: Store = request.app.state.store
+
+        def describe() -> list[dict]:
+            found = set(store.tables())
+            return [
+                {
+                    "name": name,
+                    "rows": store.count(name),
+                    "columns": [{"name": c.name, "kind": c.kind, "nullable": c.nullable} for c in store.columns(name)],
+                    "export": f"/exports/{name}.xlsx",
+                }
+                for name in settings.tables
+                if name in found
+            ]
+
+        return await run_in_threadpool(describe)
+
+    app.include_router(exports.router)
+    return app
