@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..config import Settings
@@ -52,6 +54,19 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
             ]
 
         return await run_in_threadpool(describe)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index(request: Request) -> str:
+        listed = await tables(request)
+        links = "".join(
+            f'<li><a href="{t["export"]}" download>{html.escape(t["name"])}.xlsx</a> ({t["rows"]:,} rows)</li>'
+            for t in listed
+        )
+        return (
+            "<!doctype html><meta charset=utf-8><title>sheetstream</title>"
+            f"<h1>sheetstream</h1><p>Exports stream while they are generated.</p><ul>{links}</ul>"
+            '<p><a href="/docs">HTTP API</a></p>'
+        )
 
     app.include_router(exports.router)
     return app

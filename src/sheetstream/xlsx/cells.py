@@ -20,7 +20,7 @@ _EPOCH_1904 = datetime(1904, 1, 1)
 _EPOCH_1900_ORDINAL = _EPOCH_1900.toordinal()
 
 # Characters XML 1.0 cannot carry, plus a literal "_xHHHH_" that a reader would take for an escape.
-_NEEDS_ESCAPE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]|_(?=x[0-9A-Fa-f]{4}_)")
+_NEEDS_ESCAPE = re.compile(r"[\x00-\x08\x0b-\x1f\ud800-\udfff\ufffe\uffff]|_(?=x[0-9A-Fa-f]{4}_)")
 _ESCAPED = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 

@@ -1,0 +1,97 @@
+"""One export benchmark case, run in its own process so that its peak RSS is its own.
+
+``python -m sheetstream.bench.case WRITER ROWS OUT`` writes the demo rows with WRITER to OUT and prints JSON:
+wall seconds, seconds to the first byte written, peak RSS and file size.
+Writers: ``source`` (rows only, no file), ``sheetstream:LIB:LEVEL``, ``xlsxwriter``, ``openpyxl``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+from ..demo import ORDERS, demo_rows
+
+
+class TimedFile(io.FileIO):
+    """A file that remembers when its first byte was written."""
+
+    first_write: float | None = None
+
+    def write(self, data) -> int:  # type: ignore[override]
+        if self.first_write is None and len(data):
+            self.first_write = time.perf_counter()
+        return super().write(data)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(writer: str, rows: int, out: Path) -> dict:
+    header = [c.name for c in ORDERS]
+    baseline = peak_rss_mb()
+    start = time.perf_counter()
+    f = TimedFile(out, "w")
+    try:
+        if writer == "source":
+            for _ in demo_rows(rows):
+                pass
+        elif writer.startswith("sheetstream"):
+            from ..xlsx import deflater, write_xlsx
+
+            _, library, level = (writer.split(":") + ["isal", "1"])[:3] if ":" in writer else ("", "isal", "1")
+            for chunk in write_xlsx(demo_rows(rows), header, sheet_name="orders", compress=deflater(library, int(level))):
+                f.write(chunk)
+        elif writer == "xlsxwriter":
+            import xlsxwriter
+
+            wb = xlsxwriter.Workbook(f, {"constant_memory": True})
+            ws = wb.add_worksheet("orders")
+            date_fmt, datetime_fmt = wb.add_format({"num_format": "yyyy-mm-dd"}), wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+            ws.write_row(0, 0, header)
+            for r, row in enumerate(demo_rows(rows), 1):
+                for c, v in enumerate(row):
+                    if v is None:
+                        continue
+                    if c == 4:
+                        ws.write_datetime(r, c, v, date_fmt)
+                    elif c == 5:
+                        ws.write_datetime(r, c, v, datetime_fmt)
+                    elif c in (1, 2, 8, 10):
+                        ws.write_string(r, c, v)
+                    else:
+                        ws.write(r, c, v)
+            wb.close()
+        elif writer == "openpyxl":
+            import openpyxl
+
+            wb = openpyxl.Workbook(write_only=True)
+            ws = wb.create_sheet("orders")
+            ws.append(header)
+            for row in demo_rows(rows):
+                ws.append(row)
+            wb.save(f)
+        else:
+            raise SystemExit(f"unknown writer {writer!r}")
+    finally:
+        f.close()
+    end = time.perf_counter()
+    return {
+        "writer": writer,
+        "rows": rows,
+        "seconds": round(end - start, 3),
+        "first_byte_seconds": round((f.first_write or end) - start, 4),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "baseline_rss_mb": round(baseline, 1),
+        "bytes": os.path.getsize(out),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]))))

@@ -1,0 +1,116 @@
+"""Shared fixtures: real PostgreSQL, real LibreOffice, a real uvicorn server on a loopback port."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import uvicorn
+
+PG_URL = os.environ.get("SHEETSTREAM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI") == "true"
+
+
+def missing(reason: str) -> None:
+    """Skip locally; under CI=true a missing dependency is a failure, not a skip."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: this must be available)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> str:
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        missing(f"PostgreSQL is not reachable at {PG_URL}: {str(exc).strip()}")
+    return PG_URL
+
+
+@pytest.fixture
+def pg_table(pg_url: str) -> Iterator[str]:
+    """A unique table name in the test database, dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    yield name
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    url = request.getfixturevalue("pg_url")
+    return url
+
+
+class LibreOffice:
+    def __init__(self, binary: str, profile: Path):
+        self.binary = binary
+        self.profile = profile
+
+    def to_csv(self, xlsx: Path) -> dict[str, list[list[str]]]:
+        """Every sheet of ``xlsx`` as LibreOffice reads it, converted to CSV: ``{sheet name: rows}``."""
+        out = xlsx.parent / f"{xlsx.stem}-lo"
+        out.mkdir(exist_ok=True)
+        subprocess.run(
+            [self.binary, f"-env:UserInstallation=file://{self.profile}", "--headless", "--convert-to",
+             "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,true,false,false,-1",
+             "--outdir", str(out), str(xlsx)],
+            check=True, capture_output=True, timeout=120,
+        )
+        sheets = {}
+        for path in sorted(out.glob(f"{xlsx.stem}-*.csv")):
+            with open(path, newline="", encoding="utf-8") as f:
+                sheets[path.stem.removeprefix(f"{xlsx.stem}-")] = list(csv.reader(f))
+        if not sheets:
+            raise AssertionError(f"LibreOffice wrote no CSV for {xlsx}")
+        return sheets
+
+
+@pytest.fixture(scope="session")
+def libreoffice(tmp_path_factory: pytest.TempPathFactory) -> LibreOffice:
+    binary = shutil.which("soffice") or shutil.which("libreoffice")
+    if not binary:
+        missing("LibreOffice is not installed (Debian package libreoffice-calc-nogui)")
+    return LibreOffice(binary, tmp_path_factory.mktemp("lo-profile"))
+
+
+class LiveServer:
+    """A real uvicorn server for ``app`` on a free loopback port, in a background thread."""
+
+    def __init__(self, app) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.fixture
+def live_server():
+    return LiveServer

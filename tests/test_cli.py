@@ -1,0 +1,58 @@
+"""The console script: seed, download (single, parallel, to a folder), exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from sheetstream.cli import main
+from sheetstream.config import Settings
+from sheetstream.db import open_store
+from sheetstream.server import create_app
+
+
+@pytest.fixture
+def served(tmp_path: Path, live_server):
+    data = tmp_path / "data"
+    assert main(["seed", "--rows", "500", "--data-dir", str(data)]) == 0
+    store = open_store(f"sqlite:///{data / 'sheetstream.db'}")
+    with live_server(create_app(Settings(data_dir=data), store)) as server:
+        yield server
+
+
+def test_seed_is_deterministic(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        assert main(["seed", "--rows", "50", "--database-url", f"sqlite:///{tmp_path / name}.db"]) == 0
+    a, b = (open_store(f"sqlite:///{tmp_path / n}.db") for n in ("a", "b"))
+    assert list(a.read_rows("orders", a.columns("orders"))) == list(b.read_rows("orders", b.columns("orders")))
+
+
+def test_download_one_file(served, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "one.xlsx"
+    assert main(["download", "--url", served.url, "-o", str(out), "--quiet"]) == 0
+    assert openpyxl.load_workbook(out).active.max_row == 501
+    assert "first byte" in capsys.readouterr().out
+
+
+def test_download_parallel_to_a_folder(served, tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "many"
+    assert main(["download", "--url", served.url, "--parallel", "3", "--to-dir", str(folder), "--limit", "7", "--quiet"]) == 0
+    files = sorted(folder.iterdir())
+    assert [f.name for f in files] == ["orders-1.xlsx", "orders-2.xlsx", "orders-3.xlsx"]
+    for f in files:
+        assert openpyxl.load_workbook(f).active.max_row == 8
+    table = capsys.readouterr().out
+    assert table.count(" ok ") == 3
+
+
+def test_download_failure_exits_non_zero(served, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "x.xlsx"
+    assert main(["download", "--url", served.url, "--table", "nope", "-o", str(out), "--quiet"]) == 1
+    assert not out.exists() and not (tmp_path / "x.xlsx.part").exists()
+    assert "404" in capsys.readouterr().out
+
+
+def test_download_from_a_dead_server_exits_non_zero(tmp_path: Path) -> None:
+    assert main(["download", "--url", "http://127.0.0.1:9", "-o", str(tmp_path / "x.xlsx"), "--quiet"]) == 1
