@@ -70,12 +70,14 @@ def run(writer: str, rows: int, out: Path) -> dict:
             wb.close()
         elif writer == "openpyxl":
             import openpyxl
+            from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+            # openpyxl refuses control characters (IllegalCharacterError): strip them, or it cannot run at all.
             wb = openpyxl.Workbook(write_only=True)
             ws = wb.create_sheet("orders")
             ws.append(header)
             for row in demo_rows(rows):
-                ws.append(row)
+                ws.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in row])
             wb.save(f)
         else:
             raise SystemExit(f"unknown writer {writer!r}")

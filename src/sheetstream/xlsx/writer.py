@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,12 @@ _ZIP32_LIMIT = 0xFFFFFFFF
 MAX_PART_BYTES = _ZIP32_LIMIT - (64 << 20)
 #: Entries that start beyond this offset get Zip64 headers (margin for bytes still in the deflater).
 ZIP64_AFTER = _ZIP32_LIMIT - (256 << 20)
+
+# Text that needs escaping or xml:space="preserve"; most text has none and takes the fast path.
+_special = re.compile(r"[&<>\x00-\x08\x0b-\x1f\ud800-\udfff\ufffe\uffff]|_x[0-9A-Fa-f]{4}_|^\s|\s$").search
+_SHORT_TEXT = MAX_CELL_CHARS // 2  # no string this short can pass Excel's limit, even in UTF-16 units
+_EPOCH = datetime(1899, 12, 30)
+_SERIAL_61 = datetime(1900, 3, 1)  # from here on, serials need no correction for Excel's 1900-02-29
 
 _FLUSH_PIECES = 4096  # join and encode the XML every this many pieces (roughly 30-60 kB)
 
@@ -174,6 +181,7 @@ def _sheet(
     n = 1 if header else 0
     limit = max_rows - n
     append = out.append
+    date_serials: dict[date, int] = {}  # dates repeat: look their serials up
     for row in itertools.islice(rows, limit):
         n += 1
         r = str(n)
@@ -183,16 +191,27 @@ def _sheet(
                 continue
             t = type(v)
             if t is str:
-                if len(v) > MAX_CELL_CHARS // 2 and excel_length(v) > MAX_CELL_CHARS:
-                    v = _too_long(v, name, letter + r, long_text, stats)
-                append(f'<c r="{letter}{r}" t="inlineStr"><is><t{_space(v)}>{escape_text(v)}</t></is></c>')
+                if _special(v) is None and len(v) <= _SHORT_TEXT:
+                    append(f'<c r="{letter}{r}" t="inlineStr"><is><t>{v}</t></is></c>')
+                else:
+                    append(_text_cell(f"{letter}{r}", v, name, long_text, stats))
             elif t is int:
                 append(f'<c r="{letter}{r}"><v>{v}</v></c>')
-            elif t is float and math.isfinite(v):
+            elif t is float and v - v == 0:  # finite: inf - inf and nan - nan are nan
                 append(f'<c r="{letter}{r}"><v>{v!r}</v></c>')
+            elif t is Decimal and v.is_finite():
+                append(f'<c r="{letter}{r}"><v>{v}</v></c>')
+            elif t is date and v in date_serials:
+                append(f'<c r="{letter}{r}" s="{parts.STYLE_DATE}"><v>{date_serials[v]}</v></c>')
+            elif t is datetime and v.tzinfo is None and v >= _SERIAL_61:
+                d = v - _EPOCH
+                serial = d.days + (d.seconds * 1_000_000 + d.microseconds) / 86_400_000_000
+                append(f'<c r="{letter}{r}" s="{parts.STYLE_DATETIME}"><v>{serial!r}</v></c>')
             elif t is bool:
                 append(f'<c r="{letter}{r}" t="b"><v>{1 if v else 0}</v></c>')
             else:
+                if t is date and date_to_serial(v) >= 1:
+                    date_serials[v] = date_to_serial(v)
                 append(_other_cell(f"{letter}{r}", v, name, long_text, stats))
         append("</row>")
         if len(out) > _FLUSH_PIECES:
@@ -238,8 +257,12 @@ def _other_cell(ref: str, v: Any, sheet: str, long_text: LongText, stats: WriteS
         return f'<c r="{ref}"><v>{number}</v></c>'
     elif isinstance(v, (bytes, bytearray, memoryview)):
         v = bytes(v).hex()
-    v = str(v)
-    if excel_length(v) > MAX_CELL_CHARS:
+    return _text_cell(ref, str(v), sheet, long_text, stats)
+
+
+def _text_cell(ref: str, v: str, sheet: str, long_text: LongText, stats: WriteStats) -> str:
+    """A text cell that needs care: escaping, edge whitespace or Excel's length limit."""
+    if len(v) > _SHORT_TEXT and excel_length(v) > MAX_CELL_CHARS:
         v = _too_long(v, sheet, ref, long_text, stats)
     return f'<c r="{ref}" t="inlineStr"><is><t{_space(v)}>{escape_text(v)}</t></is></c>'
 
