@@ -59,6 +59,18 @@ class LibreOffice:
         self.binary = binary
         self.profile = profile
 
+    def convert(self, source: Path, to: str) -> Path:
+        """``source`` converted by LibreOffice to format ``to`` (``xlsx``), in a folder of its own."""
+        out = source.parent / f"{source.stem}-{to}"
+        out.mkdir(exist_ok=True)
+        infilter = ["--infilter=CSV:44,34,76,1"] if source.suffix == ".csv" else []  # comma, quote, UTF-8
+        subprocess.run([self.binary, f"-env:UserInstallation=file://{self.profile}", "--headless", *infilter,
+                        "--convert-to", to, "--outdir", str(out), str(source)], check=True, capture_output=True, timeout=120)
+        converted = out / f"{source.stem}.{to}"
+        if not converted.exists():
+            raise AssertionError(f"LibreOffice did not convert {source} to {to}")
+        return converted
+
     def to_csv(self, xlsx: Path) -> dict[str, list[list[str]]]:
         """Every sheet of ``xlsx`` as LibreOffice reads it, converted to CSV: ``{sheet name: rows}``."""
         out = xlsx.parent / f"{xlsx.stem}-lo"
