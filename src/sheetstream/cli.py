@@ -43,6 +43,26 @@ def main(argv: list[str] | None = None) -> int:
     download.add_argument("--quiet", action="store_true", help="no progress bars")
     download.set_defaults(run=_download)
 
+    upload = commands.add_parser("upload", help="import an .xlsx into a table, streamed, with progress")
+    upload.add_argument("file", type=Path)
+    upload.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL (default %(default)s)")
+    upload.add_argument("--table", default="orders")
+    upload.add_argument("--mode", choices=["append", "replace", "upsert"], default="append")
+    upload.add_argument("--dry-run", action="store_true", help="validate only; nothing is written")
+    upload.add_argument("--sheet", help="sheet to import (default: the first)")
+    upload.add_argument("--quiet", action="store_true", help="no progress bars")
+    upload.set_defaults(run=_upload)
+
+    roundtrip = commands.add_parser("roundtrip", help="N users download and re-import at once; integrity checked")
+    roundtrip.add_argument("--users", type=int, default=5)
+    roundtrip.add_argument("--rows", type=int, help="seed the source table with N demo rows first (default: "
+                                                    "20,000 when it is missing)")
+    roundtrip.add_argument("--table", default="orders")
+    roundtrip.add_argument("--database-url", help="database to use (default: a temporary SQLite file)")
+    roundtrip.add_argument("--url", help="use a running server (its allow-list must include TABLE_roundtrip_1..N) "
+                                         "instead of starting one; needs --database-url")
+    roundtrip.set_defaults(run=_roundtrip)
+
     bench = commands.add_parser("bench", help="benchmarks; JSON results and a printed table")
     bench_kinds = bench.add_subparsers(dest="kind", required=True)
     bench_export = bench_kinds.add_parser("export", help="sheetstream vs XlsxWriter vs openpyxl, and HTTP time to first byte")
@@ -110,6 +130,18 @@ def _download(args: argparse.Namespace) -> int:
     from .transfers import run_downloads
 
     return asyncio.run(run_downloads(args))
+
+
+def _upload(args: argparse.Namespace) -> int:
+    from .transfers import run_upload
+
+    return asyncio.run(run_upload(args))
+
+
+def _roundtrip(args: argparse.Namespace) -> int:
+    from .roundtrip import run
+
+    return run(args)
 
 
 def _bench_export(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -9,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total if known)
 
@@ -79,3 +82,79 @@ def _message(body: str) -> str:
         return json.loads(body).get("message", body)
     except (ValueError, AttributeError):
         return body[:300]
+
+
+@dataclass
+class Upload:
+    path: Path
+    status: int | None = None
+    bytes: int = 0
+    seconds: float = 0.0
+    job: dict | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.job is not None and self.job.get("state") == "done"
+
+
+async def upload(
+    client: httpx.AsyncClient,
+    base_url: str,
+    table: str,
+    path: Path,
+    *,
+    mode: str = "append",
+    dry_run: bool = False,
+    sheet: str | None = None,
+    progress: Progress | None = None,
+    job_progress: Callable[[dict], None] | None = None,
+    chunk_size: int = 1 << 16,
+) -> Upload:
+    """PUT ``path`` to ``/imports/{table}`` as a stream, then follow the job until it ends."""
+    result = Upload(path=path)
+    size = path.stat().st_size
+    start = time.perf_counter()
+
+    async def body():
+        with open(path, "rb") as f:
+            while chunk := f.read(chunk_size):
+                result.bytes += len(chunk)
+                if progress:
+                    progress(result.bytes, size)
+                yield chunk
+
+    params = {"mode": mode, "dry_run": str(dry_run).lower(), **({"sheet": sheet} if sheet else {})}
+    headers = {"Content-Type": XLSX, "Content-Length": str(size)}
+    try:
+        response = await client.put(f"{base_url.rstrip('/')}/imports/{table}", params=params, content=body(),
+                                    headers=headers)
+        result.status = response.status_code
+        if response.status_code != 202:
+            result.error = f"HTTP {response.status_code}: {_message(response.text)}"
+            result.job = _json(response)
+            return result
+        location = f"{base_url.rstrip('/')}{response.headers['location']}"
+        job = response.json()
+        while job["state"] not in ("done", "failed"):
+            if job_progress:
+                job_progress(job)
+            await asyncio.sleep(0.2)
+            job = (await client.get(location)).json()
+        if job_progress:
+            job_progress(job)
+        result.job = job
+        if job["state"] != "done":
+            result.error = f"HTTP {job.get('status')}: {job.get('message')}"
+    except (httpx.HTTPError, OSError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        result.seconds = time.perf_counter() - start
+    return result
+
+
+def _json(response: httpx.Response) -> dict | None:
+    try:
+        return response.json()
+    except ValueError:
+        return None

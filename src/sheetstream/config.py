@@ -27,6 +27,12 @@ class Settings:
     max_pending_chunks: int = 8
     #: Texts longer than Excel's cell limit: ``truncate`` or ``error``.
     long_text: str = "truncate"
+    #: Largest upload accepted (413 beyond it).
+    max_upload_bytes: int = 256 << 20
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
 
     @property
     def database(self) -> str:
@@ -54,4 +60,6 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         changes["deflate"] = deflate
     if level := env.get("SHEETSTREAM_DEFLATE_LEVEL"):
         changes["deflate_level"] = int(level)
+    if upload := env.get("SHEETSTREAM_MAX_UPLOAD_MB"):
+        changes["max_upload_bytes"] = int(float(upload) * 2**20)
     return settings.with_(**changes)

@@ -62,4 +62,4 @@ def demo_rows(count: int, seed: int = 20241121) -> Iterator[tuple[Any, ...]]:
 def seed(store: Store, rows: int, table: str = "orders") -> int:
     """(Re)create ``table`` in ``store`` with ``rows`` demo rows; returns the count inserted."""
     store.create_table(table, ORDERS, replace=True)
-    return store.insert_rows(table, ORDERS, demo_rows(rows))
+    return store.write_rows(table, ORDERS, demo_rows(rows))

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
-from .client import Transfer, download
+from .client import Transfer, download, upload
 
 
 def export_url(base: str, table: str, columns: str | None = None, limit: int | None = None) -> str:
@@ -70,3 +70,40 @@ def print_summary(console: Console, results: list[Transfer]) -> None:
             f"{r.mb_per_s:.1f}",
         )
     Console().print(table)
+
+
+async def run_upload(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, disable=args.quiet) as progress:
+        sending = progress.add_task(f"sending {args.file.name}", total=args.file.stat().st_size)
+        importing = progress.add_task("import: waiting", total=None, visible=False)
+
+        def on_job(job: dict) -> None:
+            progress.update(importing, visible=True, description=f"import: {job['state']}, {job['rows_read']:,} rows read")
+
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=600.0, write=600.0)) as client:
+            result = await upload(client, args.url, args.table, args.file, mode=args.mode, dry_run=args.dry_run,
+                                  sheet=args.sheet, progress=lambda done, total: progress.update(sending, completed=done),
+                                  job_progress=on_job)
+    out = Console()
+    job = result.job or {}
+    if result.ok:
+        out.print(f"[green]{job['message']}[/green] ({job['rows_read']:,} rows read, {result.bytes:,} bytes sent, "
+                  f"{result.seconds:.2f} s)")
+        return 0
+    out.print(f"[red]import failed: {job.get('message') or result.error}[/red]")
+    print_problems(out, job)
+    return 1
+
+
+def print_problems(console: Console, job: dict) -> None:
+    errors = job.get("errors") or []
+    if not errors:
+        return
+    table = Table(title=f"problems ({len(errors)} listed of {job.get('error_total', len(errors))})")
+    for name in ("sheet", "cell", "column", "value", "message"):
+        table.add_column(name)
+    for e in errors:
+        table.add_row(*(str(e.get(k) if e.get(k) is not None else "") for k in ("sheet", "cell", "column", "value", "message")))
+    console.print(table)

@@ -63,7 +63,7 @@ def test_odd_identifiers_are_quoted(store_url: str, request: pytest.FixtureReque
     columns = [Column('i"d', "integer", nullable=False, primary_key=True), Column("sel ect", "text")]
     try:
         store.create_table(name, columns)
-        store.insert_rows(name, columns, [(2, "b"), (1, "a")])
+        store.write_rows(name, columns, [(2, "b"), (1, "a")])
         assert list(store.read_rows(name, store.columns(name))) == [(1, "a"), (2, "b")]
     finally:
         if not store_url.startswith("sqlite"):
@@ -82,7 +82,7 @@ def test_insert_is_all_or_nothing(store_url: str, table: str) -> None:
         yield from demo_rows(10)  # ids 1..3 collide with the seeded rows
 
     with pytest.raises(Exception):
-        store.insert_rows(table, ORDERS, ((r[0] + 3, *r[1:]) if r[0] < 9 else r for r in rows()))
+        store.write_rows(table, ORDERS, ((r[0] + 3, *r[1:]) if r[0] < 9 else r for r in rows()))
     assert store.count(table) == 3
 
 

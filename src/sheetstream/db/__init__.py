@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+MODES = ("append", "replace", "upsert")
+
 #: Column kinds the exporter and importer know; each store maps its catalog types onto these.
 KINDS = ("integer", "numeric", "float", "text", "date", "timestamp", "time", "boolean")
 
@@ -40,8 +42,22 @@ class Store(Protocol):
 
     def create_table(self, table: str, columns: Sequence[Column], replace: bool = False) -> None: ...
 
-    def insert_rows(self, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -> int:
-        """Insert ``rows`` in one transaction (all or nothing); returns the count."""
+    def drop_table(self, table: str) -> None: ...
+
+    def write_rows(self, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]],
+                   mode: str = "append", dry_run: bool = False) -> int:
+        """Write ``rows`` in one transaction, all or nothing; returns the count written.
+
+        ``mode``: ``append`` inserts, ``replace`` deletes the table's rows first (same transaction), ``upsert``
+        updates rows whose primary key exists. ``dry_run`` does everything, then rolls back. An exception
+        raised by ``rows`` rolls everything back; the database refusing rows raises
+        :class:`~sheetstream.errors.Invalid`, losing the connection :class:`~sheetstream.errors.StoreUnavailable`.
+        """
+
+    def save_job(self, job_id: str, data: dict[str, Any]) -> None:
+        """Create or replace a job's record (in a ``sheetstream_jobs`` table)."""
+
+    def load_job(self, job_id: str) -> dict[str, Any] | None: ...
 
 
 def open_store(url: str) -> Store:

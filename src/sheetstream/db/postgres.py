@@ -7,13 +7,15 @@ STDOUT (FORMAT BINARY)`` instead; ``bench export`` measures both, and the cursor
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
-from ..errors import NotFound, StoreUnavailable
+from ..errors import BadRequest, Invalid, NotFound, StoreUnavailable
 from . import Column
 
 _KINDS = {
@@ -68,6 +70,8 @@ class PostgresStore:
         self.url = url
         self.read = read
         self.batch = batch
+        self._jobs_ready = False
+        self._jobs_lock = threading.Lock()
 
     def connect(self, **kwargs: Any) -> psycopg.Connection:
         try:
@@ -144,15 +148,85 @@ class PostgresStore:
             conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
                 sql.Identifier(table), sql.SQL(", ").join(body)))
 
-    def insert_rows(self, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -> int:
+    def drop_table(self, table: str) -> None:
+        with self.connect() as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+
+    def write_rows(self, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]],
+                   mode: str = "append", dry_run: bool = False) -> int:
         count = 0
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c.name) for c in columns))
-        with self.connect() as conn, conn.transaction(), conn.cursor().copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
-                count += 1
+        names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+        try:
+            with self.connect() as conn:
+                with conn.transaction() as tx:
+                    target = sql.Identifier(table)
+                    if mode == "replace":
+                        conn.execute(sql.SQL("DELETE FROM {}").format(target))
+                    if mode == "upsert":
+                        keys = [c.name for c in self._columns(conn, table) if c.primary_key]
+                        if not keys:
+                            raise BadRequest(f"upsert needs a primary key, and table {table!r} has none")
+                        conn.execute(sql.SQL("CREATE TEMP TABLE sheetstream_upsert ON COMMIT DROP AS "
+                                             "SELECT {} FROM {} LIMIT 0").format(names, target))
+                        target = sql.Identifier("sheetstream_upsert")
+                    with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, names)) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+                            count += 1
+                    if mode == "upsert":
+                        updates = [sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c.name))
+                                   for c in columns if c.name not in keys]
+                        action = (sql.SQL("UPDATE SET {}").format(sql.SQL(", ").join(updates)) if updates
+                                  else sql.SQL("NOTHING"))
+                        conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM sheetstream_upsert "
+                                             "ON CONFLICT ({}) DO {}").format(
+                            sql.Identifier(table), names, names,
+                            sql.SQL(", ").join(sql.Identifier(k) for k in keys), action))
+                    if dry_run:
+                        raise psycopg.Rollback(tx)
+        except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
+            raise Invalid(f"the database refused the rows ({_describe(exc)}); nothing was written") from exc
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(
+                f"the connection to PostgreSQL was lost during the write ({str(exc).strip()}); nothing was written"
+            ) from exc
         return count
+
+    def _ensure_jobs_table(self, conn: psycopg.Connection) -> None:
+        with self._jobs_lock:
+            if self._jobs_ready:
+                return
+            try:
+                conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_jobs "
+                             "(id text PRIMARY KEY, data jsonb NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())")
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+                pass  # another instance created it at the same moment
+            self._jobs_ready = True
+
+    def save_job(self, job_id: str, data: dict[str, Any]) -> None:
+        with self.connect(autocommit=True) as conn:
+            self._ensure_jobs_table(conn)
+            conn.execute("INSERT INTO sheetstream_jobs (id, data) VALUES (%s, %s) "
+                         "ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = now()",
+                         (job_id, Jsonb(data)))
+
+    def load_job(self, job_id: str) -> dict[str, Any] | None:
+        with self.connect() as conn:
+            try:
+                row = conn.execute("SELECT data FROM sheetstream_jobs WHERE id = %s", (job_id,)).fetchone()
+            except psycopg.errors.UndefinedTable:
+                return None
+        return row[0] if row else None
+
+
+def _describe(exc: psycopg.Error) -> str:
+    diag = exc.diag
+    parts = [diag.message_primary or str(exc).strip()]
+    if diag.message_detail:
+        parts.append(diag.message_detail)
+    if diag.context:
+        parts.append(diag.context.strip().splitlines()[0])  # "COPY orders, line 5": the 5th data row
+    return "; ".join(parts)
 
 
 def _type_names(conn: psycopg.Connection, table: str, columns: Sequence[Column]) -> list[str]:

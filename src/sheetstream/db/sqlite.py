@@ -7,6 +7,7 @@ type says which, and :meth:`SqliteStore.read_rows` turns them back into ``date``
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -15,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..errors import NotFound, StoreUnavailable
+from ..errors import BadRequest, Invalid, NotFound, StoreUnavailable
 from . import Column
 
 BATCH = 2_000
@@ -90,9 +91,20 @@ class SqliteStore:
                 conn.execute(f"DROP TABLE IF EXISTS {quote(table)}")
             conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} ({body})")
 
-    def insert_rows(self, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -> int:
-        sql = (f"INSERT INTO {quote(table)} ({', '.join(quote(c.name) for c in columns)}) "
-               f"VALUES ({', '.join('?' for _ in columns)})")
+    def drop_table(self, table: str) -> None:
+        with _closing(self.connect()) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+
+    def write_rows(self, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]],
+                   mode: str = "append", dry_run: bool = False) -> int:
+        names = ", ".join(quote(c.name) for c in columns)
+        sql = f"INSERT INTO {quote(table)} ({names}) VALUES ({', '.join('?' for _ in columns)})"
+        if mode == "upsert":
+            keys = [quote(c.name) for c in self.columns(table) if c.primary_key]
+            if not keys:
+                raise BadRequest(f"upsert needs a primary key, and table {table!r} has none")
+            updates = [f"{quote(c.name)} = excluded.{quote(c.name)}" for c in columns if not c.primary_key]
+            sql += f" ON CONFLICT ({', '.join(keys)}) DO " + (f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING")
         writers = [_writer(c) for c in columns]
         count = 0
 
@@ -105,12 +117,39 @@ class SqliteStore:
         with _closing(self.connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if mode == "replace":
+                    conn.execute(f"DELETE FROM {quote(table)}")
                 conn.executemany(sql, adapted())
+            except sqlite3.IntegrityError as exc:
+                conn.execute("ROLLBACK")
+                raise Invalid(f"the database refused the rows ({exc}); nothing was written") from exc
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            conn.execute("ROLLBACK" if dry_run else "COMMIT")
         return count
+
+    @property
+    def jobs_path(self) -> Path:
+        """Jobs live in a file of their own: SQLite allows one writer, and an import holds it for its duration."""
+        return self.path.with_name(self.path.stem + "-jobs.db")
+
+    def save_job(self, job_id: str, data: dict[str, Any]) -> None:
+        with _closing(sqlite3.connect(self.jobs_path, timeout=30, isolation_level=None)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_jobs (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
+            conn.execute("INSERT INTO sheetstream_jobs (id, data) VALUES (?, ?)"
+                         " ON CONFLICT (id) DO UPDATE SET data = excluded.data", (job_id, json.dumps(data)))
+
+    def load_job(self, job_id: str) -> dict[str, Any] | None:
+        if not self.jobs_path.exists():
+            return None
+        with _closing(sqlite3.connect(self.jobs_path, timeout=30)) as conn:
+            try:
+                row = conn.execute("SELECT data FROM sheetstream_jobs WHERE id = ?", (job_id,)).fetchone()
+            except sqlite3.OperationalError:
+                return None
+        return json.loads(row[0]) if row else None
 
 
 class _closing:

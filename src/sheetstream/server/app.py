@@ -12,13 +12,16 @@ from starlette.concurrency import run_in_threadpool
 from ..config import Settings
 from ..db import Store, open_store
 from ..errors import BadRequest, Busy, SheetstreamError
-from . import exports
+from ..jobs import JobBoard
+from . import exports, imports
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app = FastAPI(title="sheetstream", version="0.1.0")
     app.state.settings = settings
     app.state.store = store or open_store(settings.database)
+    app.state.board = JobBoard(app.state.store)
+    app.state.tasks = set()  # running import jobs
 
     @app.exception_handler(SheetstreamError)
     async def sheetstream_error(request: Request, exc: SheetstreamError) -> JSONResponse:
@@ -69,4 +72,5 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         )
 
     app.include_router(exports.router)
+    app.include_router(imports.router)
     return app

@@ -1,0 +1,166 @@
+"""Request bodies -> a spool file on disk, as they arrive: raw bodies and ``multipart/form-data``.
+
+Chunks are gathered up to 1 MB and written from a worker thread, so the event loop never waits on the disk
+and memory holds at most one such buffer per upload. The size limit is enforced before reading when
+``Content-Length`` is known, and as soon as it is passed otherwise; a failed upload leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+
+from ..errors import BadRequest, PayloadTooLarge, SheetstreamError
+
+_FLUSH = 1 << 20
+XLSX_TYPES = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/octet-stream", "")
+
+
+class UnsupportedMediaType(SheetstreamError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ClientGone(SheetstreamError):
+    """The client went away before the body ended (499, as nginx logs it; nobody reads the answer)."""
+
+    status = 499
+    code = "client_closed_request"
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the upload is larger than this server accepts ({limit / 2**20:,.0f} MB); split the workbook or ask for "
+        "a higher SHEETSTREAM_MAX_UPLOAD_MB",
+        limit_bytes=limit,
+    )
+
+
+def check_declared_size(request: Request, limit: int) -> None:
+    """413 before reading a byte, when ``Content-Length`` already says the body is too large."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large(limit)
+
+
+class Spool:
+    """A file in ``folder`` that receives the upload; removed on failure (and by its owner when done)."""
+
+    def __init__(self, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".xlsx", dir=folder)
+        self.path = Path(name)
+        self.file = os.fdopen(fd, "wb")
+        self.size = 0
+        self.buffer = bytearray()
+
+    async def write(self, data: bytes) -> None:
+        self.buffer += data
+        self.size += len(data)
+        if len(self.buffer) >= _FLUSH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.buffer:
+            data, self.buffer = bytes(self.buffer), bytearray()
+            await run_in_threadpool(self.file.write, data)
+
+    async def close(self) -> None:
+        await self.flush()
+        await run_in_threadpool(self.file.close)
+
+    def remove(self) -> None:
+        if not self.file.closed:
+            self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+async def receive_raw(request: Request, spool: Spool, limit: int, progress: Callable[[int], None]) -> None:
+    """The whole body into ``spool``. Raises 415 for a content type that is not a workbook's."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media not in XLSX_TYPES:
+        raise UnsupportedMediaType(
+            f"send the .xlsx file itself as the body with Content-Type {XLSX_TYPES[0]} (got {media}), "
+            "or use POST with multipart/form-data"
+        )
+    try:
+        async for chunk in request.stream():
+            if spool.size + len(chunk) > limit:
+                raise too_large(limit)
+            await spool.write(chunk)
+            progress(spool.size)
+    except ClientDisconnect:
+        raise ClientGone(f"the client went away after {spool.size:,} bytes") from None
+    await spool.close()
+
+
+async def receive_multipart(request: Request, spool: Spool, limit: int, progress: Callable[[int], None],
+                            field_name: str = "file") -> dict[str, str]:
+    """The ``file`` field of a form into ``spool``; returns the other (small) fields."""
+    content_type, params = parse_options_header(request.headers.get("content-type", ""))
+    if content_type != b"multipart/form-data" or b"boundary" not in params:
+        raise UnsupportedMediaType("POST a multipart/form-data form with the workbook in a field named 'file', "
+                                   "or PUT the file itself as the body")
+    fields: dict[str, str] = {}
+    state: dict = {"name": None, "headers": {}, "header": b"", "value": bytearray(), "file": False}
+    pending: list[bytes] = []
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["header"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        key = state["header"].lower()
+        state["headers"][key] = state["headers"].get(key, b"") + data[start:end]
+
+    def on_header_end() -> None:
+        state["header"] = b""
+
+    def on_headers_finished() -> None:
+        _, disposition = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        state["name"] = disposition.get(b"name", b"").decode()
+        state["file"] = state["name"] == field_name
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        if state["file"]:
+            pending.append(data[start:end])
+        elif len(state["value"]) < 4096:
+            state["value"] += data[start:end]
+
+    def on_part_end() -> None:
+        if state["file"]:
+            fields["__file__"] = "1"
+        elif state["name"]:
+            fields[state["name"]] = state["value"].decode("utf-8", "replace")
+        state.update(name=None, headers={}, value=bytearray(), file=False)
+
+    parser = MultipartParser(params[b"boundary"], {
+        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
+    })
+    received = 0
+    try:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise too_large(limit)
+            parser.write(chunk)
+            for piece in pending:
+                await spool.write(piece)
+            pending.clear()
+            progress(received)
+    except ClientDisconnect:
+        raise ClientGone(f"the client went away after {received:,} bytes") from None
+    except MultipartParseError as exc:
+        raise BadRequest(f"the multipart/form-data body is malformed: {exc}") from exc
+    parser.finalize()
+    await spool.close()
+    if fields.pop("__file__", None) is None:
+        raise BadRequest(f"the form has no field named {field_name!r} with the workbook in it")
+    return fields
