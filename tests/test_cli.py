@@ -56,3 +56,29 @@ def test_download_failure_exits_non_zero(served, tmp_path: Path, capsys) -> None
 
 def test_download_from_a_dead_server_exits_non_zero(tmp_path: Path) -> None:
     assert main(["download", "--url", "http://127.0.0.1:9", "-o", str(tmp_path / "x.xlsx"), "--quiet"]) == 1
+
+
+def test_upload_prints_problems_and_exits_non_zero(served, tmp_path: Path, capsys) -> None:
+    from sheetstream.demo import ORDERS, demo_rows
+    from sheetstream.xlsx import write_xlsx
+
+    good, bad = tmp_path / "good.xlsx", tmp_path / "bad.xlsx"
+    good.write_bytes(b"".join(write_xlsx(demo_rows(20), [c.name for c in ORDERS])))
+    rows = [("x", *r[1:]) if r[0] == 3 else r for r in demo_rows(5)]
+    bad.write_bytes(b"".join(write_xlsx(rows, [c.name for c in ORDERS], sheet_name="orders")))
+    assert main(["upload", str(good), "--url", served.url, "--mode", "replace", "--quiet"]) == 0
+    assert "20 rows written to 'orders' (replace)" in capsys.readouterr().out
+    assert main(["upload", str(bad), "--url", served.url, "--mode", "replace", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "import failed" in out and "A4" in out and "is not a whole" in out
+
+
+def test_roundtrip_command_sqlite(capsys) -> None:
+    assert main(["roundtrip", "--users", "3", "--rows", "400"]) == 0
+    assert capsys.readouterr().out.count("identical") == 3
+
+
+@pytest.mark.postgres
+def test_roundtrip_command_postgres(pg_url: str, capsys) -> None:
+    assert main(["roundtrip", "--users", "5", "--rows", "400", "--table", "rt_orders", "--database-url", pg_url]) == 0
+    assert capsys.readouterr().out.count("identical") == 5

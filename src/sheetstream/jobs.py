@@ -30,6 +30,7 @@ class Job:
     finished_at: float | None = None
     status: int | None = None  # the HTTP status its outcome maps to: 200, or the error's
     message: str | None = None
+    error: str | None = None  # the failure's code, as in error responses (not_xlsx, invalid, ...)
     errors: list[dict[str, Any]] = field(default_factory=list)
     error_total: int = 0
 

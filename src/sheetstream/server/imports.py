@@ -118,14 +118,16 @@ def fail(job: Job, exc: BaseException) -> None:
     job.state = "failed"
     job.finished_at = time.time()
     if isinstance(exc, SheetstreamError):
-        job.status, job.message = exc.status, exc.message
+        job.status, job.message, job.error = exc.status, exc.message, exc.code
         job.errors = exc.detail.get("errors", [])
         job.error_total = exc.detail.get("error_total", len(job.errors))
     elif isinstance(exc, asyncio.CancelledError):
-        job.status, job.message = 499, "the upload was cancelled before it ended; nothing was written"
+        job.status, job.error = 499, "client_closed_request"
+        job.message = "the upload was cancelled before it ended; nothing was written"
     else:
         log.exception("import %s failed", job.id, exc_info=exc)
-        job.status, job.message = 500, f"internal error ({type(exc).__name__}); nothing was written"
+        job.status, job.error = 500, "internal_error"
+        job.message = f"internal error ({type(exc).__name__}); nothing was written"
 
 
 async def process(store: Store, board: JobBoard, job: Job, path: Path) -> None:
