@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--demo-rows", type=int, default=DEMO_ROWS, help="rows seeded on first run (default %(default)s)")
     serve.add_argument("--no-seed", action="store_true", help="do not seed the demo table when it is missing")
+    serve.add_argument("--tables", help="comma-separated allow-list of tables (env SHEETSTREAM_TABLES; default orders)")
     serve.add_argument("--deflate", choices=["isal", "zlib", "zlib-ng"], help="deflate library (default isal)")
     serve.add_argument("--deflate-level", type=int, help="deflate level (default 1)")
     serve.set_defaults(run=_serve)
@@ -73,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     bench_export.add_argument("--out", type=Path, default=Path("bench-results/export.json"))
     bench_export.set_defaults(run=_bench_export)
 
+    bench_import = bench_kinds.add_parser("import", help="whole import vs openpyxl read_only + executemany; parsers")
+    bench_import.add_argument("--rows", type=int, nargs="+", default=[200_000])
+    bench_import.add_argument("--databases", default="sqlite,postgres")
+    bench_import.add_argument("--openpyxl-max", type=int, default=200_000,
+                              help="skip the (slow) openpyxl cases above this many rows")
+    bench_import.add_argument("--out", type=Path, default=Path("bench-results/import.json"))
+    bench_import.set_defaults(run=_bench_import)
+
     args = parser.parse_args(argv)
     return args.run(args) or 0
 
@@ -89,6 +98,7 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         data_dir=getattr(args, "data_dir", None),
         deflate=getattr(args, "deflate", None),
         deflate_level=getattr(args, "deflate_level", None),
+        tables=tuple(t.strip() for t in args.tables.split(",")) if getattr(args, "tables", None) else None,
     )
 
 
@@ -140,6 +150,12 @@ def _upload(args: argparse.Namespace) -> int:
 
 def _roundtrip(args: argparse.Namespace) -> int:
     from .roundtrip import run
+
+    return run(args)
+
+
+def _bench_import(args: argparse.Namespace) -> int:
+    from .bench.imports import run
 
     return run(args)
 

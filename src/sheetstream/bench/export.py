@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,9 +13,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
-import psutil
 from rich.console import Console
-from rich.table import Table
+
+from .common import machine, peak_rss, start_server
 
 DEFLATE_CHOICES = ["sheetstream:isal:1", "sheetstream:isal:2", "sheetstream:zlib:1", "sheetstream:zlib:6", "sheetstream:zlib-ng:1"]
 
@@ -42,19 +40,6 @@ def run(args: argparse.Namespace) -> int:
     console.print(report)
     console.print(f"results: {args.out} and {args.out.with_suffix('.md')}")
     return 0
-
-
-def machine() -> dict:
-    from importlib.metadata import version
-
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": psutil.cpu_count(),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "stream-zip": version("stream-zip"),
-        "isal": version("isal"),
-    }
 
 
 def case(writer: str, rows: int, work: Path, console: Console) -> dict:
@@ -100,12 +85,6 @@ def postgres_read(rows: int, console: Console) -> list[dict]:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_export(rows: int, work: Path, console: Console) -> dict:
     """Seed a SQLite table, serve it, GET the export: time to first byte, total, the server's peak RSS."""
     from ..db.sqlite import SqliteStore
@@ -114,15 +93,8 @@ def http_export(rows: int, work: Path, console: Console) -> dict:
     db = work / f"http-{rows}.db"
     console.log(f"http: seeding {rows:,} rows ...")
     seed(SqliteStore(db), rows)
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "sheetstream.cli", "serve", "--no-seed", "--database-url", f"sqlite:///{db}",
-         "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url = start_server(f"sqlite:///{db}")
     try:
-        wait_until_up(url)
         httpx.get(f"{url}/exports/orders.xlsx", params={"limit": 10})  # warm imports and connections
         rss_before = peak_rss(server.pid)
         start = time.perf_counter()
@@ -148,25 +120,6 @@ def http_export(rows: int, work: Path, console: Console) -> dict:
     finally:
         server.terminate()
         server.wait(10)
-
-
-def wait_until_up(url: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server at {url} did not come up")
-
-
-def peak_rss(pid: int) -> float:
-    """VmHWM: the process's peak resident set size, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
 
 
 def markdown(results: dict) -> str:
