@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--demo-rows", type=int, default=DEMO_ROWS, help="rows seeded on first run (default %(default)s)")
     serve.add_argument("--no-seed", action="store_true", help="do not seed the demo table when it is missing")
+    serve.add_argument("--executor", choices=["inline", "thread", "process"],
+                       help="how CPU work leaves the event loop (env SHEETSTREAM_EXECUTOR; default thread)")
+    serve.add_argument("--workers", type=int, help="workers of the processing queue (default: the number of cores)")
+    serve.add_argument("--max-waiting", type=int, help="tasks that may wait for a worker before 429 (default 4 per worker)")
+    serve.add_argument("--start-method", choices=["forkserver", "spawn", "fork"], help="for --executor process")
     serve.add_argument("--tables", help="comma-separated allow-list of tables (env SHEETSTREAM_TABLES; default orders)")
     serve.add_argument("--deflate", choices=["isal", "zlib", "zlib-ng"], help="deflate library (default isal)")
     serve.add_argument("--deflate-level", type=int, help="deflate level (default 1)")
@@ -99,6 +104,10 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         deflate=getattr(args, "deflate", None),
         deflate_level=getattr(args, "deflate_level", None),
         tables=tuple(t.strip() for t in args.tables.split(",")) if getattr(args, "tables", None) else None,
+        executor=getattr(args, "executor", None),
+        workers=getattr(args, "workers", None),
+        max_waiting=getattr(args, "max_waiting", None),
+        start_method=getattr(args, "start_method", None),
     )
 
 
@@ -118,7 +127,8 @@ def _serve(args: argparse.Namespace) -> int:
         seed(store, args.demo_rows)
     app = create_app(settings, store)
     url = f"http://{args.host}:{args.port}/"
-    print(f"sheetstream serving {store.url}\n  page:   {url}\n  export: {url}exports/orders.xlsx", flush=True)
+    print(f"sheetstream serving {store.url} ({settings.executor} executor)\n  page:   {url}\n"
+          f"  export: {url}exports/orders.xlsx", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
     return 0
 

@@ -27,6 +27,14 @@ class Settings:
     max_pending_chunks: int = 8
     #: Texts longer than Excel's cell limit: ``truncate`` or ``error``.
     long_text: str = "truncate"
+    #: How CPU-heavy work leaves the event loop: ``inline``, ``thread`` or ``process``.
+    executor: str = "thread"
+    #: Workers of the processing queue (default: the number of cores) and the waiting list's length
+    #: (default: 4 per worker); past that, 429.
+    workers: int | None = None
+    max_waiting: int | None = None
+    #: Process start method for ``executor="process"``: ``forkserver``, ``spawn`` or ``fork``.
+    start_method: str = "forkserver"
     #: Largest upload accepted (413 beyond it).
     max_upload_bytes: int = 256 << 20
 
@@ -60,6 +68,14 @@ def from_env(environ: dict[str, str] | None = None) -> Settings:
         changes["deflate"] = deflate
     if level := env.get("SHEETSTREAM_DEFLATE_LEVEL"):
         changes["deflate_level"] = int(level)
+    if executor := env.get("SHEETSTREAM_EXECUTOR"):
+        changes["executor"] = executor
+    if workers := env.get("SHEETSTREAM_WORKERS"):
+        changes["workers"] = int(workers)
+    if waiting := env.get("SHEETSTREAM_MAX_WAITING"):
+        changes["max_waiting"] = int(waiting)
+    if method := env.get("SHEETSTREAM_START_METHOD"):
+        changes["start_method"] = method
     if upload := env.get("SHEETSTREAM_MAX_UPLOAD_MB"):
         changes["max_upload_bytes"] = int(float(upload) * 2**20)
     return settings.with_(**changes)

@@ -19,6 +19,18 @@ class SheetstreamError(Exception):
     def to_json(self) -> dict[str, Any]:
         return {"error": self.code, "message": self.message, **self.detail}
 
+    def __reduce__(self) -> tuple:
+        # Keep the detail when the error crosses a process boundary (the process strategy pickles it).
+        return _rebuild, (type(self), self.message, self.detail)
+
+
+def _rebuild(cls: type[SheetstreamError], message: str, detail: dict[str, Any]) -> SheetstreamError:
+    error = cls.__new__(cls)
+    SheetstreamError.__init__(error, message, **detail)
+    if "retry_after" in detail:
+        error.retry_after = detail["retry_after"]  # type: ignore[attr-defined]
+    return error
+
 
 class NotFound(SheetstreamError):
     status = 404
@@ -51,6 +63,18 @@ class Busy(SheetstreamError):
     def __init__(self, message: str, retry_after: int = 1, **detail: Any):
         super().__init__(message, retry_after=retry_after, **detail)
         self.retry_after = retry_after
+
+
+class Conflict(SheetstreamError):
+    status = 409
+    code = "conflict"
+
+
+class Cancelled(SheetstreamError):
+    """The job was cancelled (``DELETE /jobs/{id}``); its transaction was rolled back."""
+
+    status = 409
+    code = "cancelled"
 
 
 class StoreUnavailable(SheetstreamError):

@@ -59,17 +59,29 @@ class JobBoard:
         self.interval = interval
         self._saved: dict[str, tuple[str, float]] = {}
 
-    def save(self, job: Job, force: bool = False) -> None:
+    def save(self, job: Job, force: bool = False) -> bool:
+        """Save unless saved less than ``interval`` ago in the same state; True when it saved."""
         now = time.time()
         last_state, last_time = self._saved.get(job.id, (None, 0.0))
         if not force and last_state == job.state and now - last_time < self.interval:
-            return
+            return False
         job.updated_at = now
         self.store.save_job(job.id, job.to_json())
         if job.ended:
             self._saved.pop(job.id, None)
         else:
             self._saved[job.id] = (job.state, now)
+        return True
+
+    def forget(self, job_id: str) -> None:
+        self._saved.pop(job_id, None)
+
+    def request_cancel(self, job_id: str) -> None:
+        """A separate record, so that the worker's progress saves cannot overwrite the request."""
+        self.store.save_job(f"cancel:{job_id}", {"cancel": True, "at": time.time()})
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return self.store.load_job(f"cancel:{job_id}") is not None
 
     def load(self, job_id: str) -> Job | None:
         data = self.store.load_job(job_id)

@@ -73,6 +73,12 @@ class PostgresStore:
         self._jobs_ready = False
         self._jobs_lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"url": self.url, "read": self.read, "batch": self.batch}  # the lock stays behind
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
     def connect(self, **kwargs: Any) -> psycopg.Connection:
         try:
             return psycopg.connect(self.url, connect_timeout=5, **kwargs)

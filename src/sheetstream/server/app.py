@@ -1,26 +1,52 @@
-"""The ASGI application: routes, the one mapping of errors to HTTP, and the shared store."""
+"""The ASGI application: routes, the one mapping of errors to HTTP, and the shared parts (store, queue, lag)."""
 
 from __future__ import annotations
 
+import asyncio
 import html
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..config import Settings
 from ..db import Store, open_store
 from ..errors import BadRequest, Busy, SheetstreamError
 from ..jobs import JobBoard
+from ..processing import ProcessingQueue
 from . import exports, imports
+from .lag import LagMonitor
+from .metrics import Metrics
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
-    app = FastAPI(title="sheetstream", version="0.1.0")
+    queue = ProcessingQueue(settings.executor, settings.workers, settings.max_waiting, settings.start_method,
+                            settings.max_pending_chunks)
+    lag = LagMonitor()
+    metrics = Metrics(queue, lag)
+    lag.observe = metrics.lag_seconds.observe
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await queue.start()
+        lag.start()
+        try:
+            yield
+        finally:
+            await lag.stop()
+            if app.state.tasks:
+                await asyncio.wait(app.state.tasks, timeout=10)
+            await queue.stop()
+
+    app = FastAPI(title="sheetstream", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.store = store or open_store(settings.database)
     app.state.board = JobBoard(app.state.store)
+    app.state.queue = queue
+    app.state.lag = lag
+    app.state.metrics = metrics
     app.state.tasks = set()  # running import jobs
 
     @app.exception_handler(SheetstreamError)
@@ -37,6 +63,23 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus() -> Response:
+        body = await run_in_threadpool(metrics.render)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/status")
+    async def status() -> dict:
+        """The queue and the event loop at a glance (the load test reads it)."""
+        return {
+            "strategy": queue.strategy,
+            "workers": queue.workers,
+            "active": dict(queue.active),
+            "queued": dict(queue.queued),
+            "max_waiting": queue.max_waiting,
+            "lag": lag.summary(),
+        }
 
     @app.get("/tables")
     async def tables(request: Request) -> list[dict]:
@@ -74,3 +117,4 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.include_router(exports.router)
     app.include_router(imports.router)
     return app
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 from urllib.parse import quote
 
@@ -12,8 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from ..config import Settings
 from ..db import Store, select_columns
 from ..errors import NotFound
-from ..offload import iterate_in_thread
-from ..xlsx import deflater, write_xlsx
+from ..processing import ProcessingQueue
+from ..tasks import ExportOptions, export_chunks
+from .metrics import Metrics
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
@@ -37,24 +39,25 @@ async def export_table(
     catalog = await run_in_threadpool(store.columns, table)
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     chosen = select_columns(catalog, wanted)
-    compress = deflater(settings.deflate, settings.deflate_level)
-
-    def generate():
-        rows = store.read_rows(table, chosen, limit)
-        return write_xlsx(
-            rows,
-            [c.name for c in chosen],
-            sheet_name=table,
-            max_sheet_rows=settings.max_sheet_rows,
-            long_text=settings.long_text,  # type: ignore[arg-type]
-            compress=compress,
-        )
-
+    queue: ProcessingQueue = request.app.state.queue
+    queue.admit("export")
+    options = ExportOptions(settings.deflate, settings.deflate_level, settings.max_sheet_rows, settings.long_text)
+    chunks = queue.stream("export", export_chunks, store, table, chosen, limit, options)
     return StreamingResponse(
-        iterate_in_thread(generate, max_pending=settings.max_pending_chunks),
+        counted(chunks, request.app.state.metrics),
         media_type=XLSX,
         headers={"Content-Disposition": content_disposition(f"{table}.xlsx"), "Cache-Control": "no-store"},
     )
+
+
+async def counted(chunks: AsyncIterator[bytes | dict], metrics: Metrics) -> AsyncIterator[bytes]:
+    """The chunks, counted into the metrics; the task's closing summary (a dict) is not sent."""
+    async for chunk in chunks:
+        if isinstance(chunk, dict):
+            metrics.rows_exported.inc(chunk["rows"])
+            continue
+        metrics.bytes_out.inc(len(chunk))
+        yield chunk
 
 
 def content_disposition(filename: str) -> str:

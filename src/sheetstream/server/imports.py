@@ -14,9 +14,11 @@ from starlette.concurrency import run_in_threadpool
 
 from ..config import Settings
 from ..db import MODES, Store
-from ..errors import BadRequest, NotFound, SheetstreamError
-from ..importer import run_import
+from ..errors import BadRequest, Conflict, NotFound, SheetstreamError
 from ..jobs import Job, JobBoard
+from ..processing import ProcessingQueue
+from ..tasks import import_file
+from .metrics import Metrics
 from .uploads import Spool, check_declared_size, receive_multipart, receive_raw
 
 log = logging.getLogger("sheetstream.imports")
@@ -51,7 +53,21 @@ async def get_job(request: Request, job_id: str) -> dict:
     job = await run_in_threadpool(board.load, job_id)
     if job is None:
         raise NotFound(f"there is no job {job_id!r}")
-    return job.to_json()
+    position = request.app.state.queue.position(job_id)
+    return {**job.to_json(), "queue_position": position}
+
+
+@router.delete("/jobs/{job_id}", status_code=202)
+async def cancel_job(request: Request, job_id: str) -> JSONResponse:
+    """Cancel an import: its transaction rolls back, nothing is written. Works from any instance."""
+    board: JobBoard = request.app.state.board
+    job = await run_in_threadpool(board.load, job_id)
+    if job is None:
+        raise NotFound(f"there is no job {job_id!r}")
+    if job.ended:
+        raise Conflict(f"job {job_id} has already ended ({job.state}); there is nothing to cancel", state=job.state)
+    await run_in_threadpool(board.request_cancel, job_id)
+    return JSONResponse({**job.to_json(), "cancel_requested": True}, status_code=202)
 
 
 async def start_import(request: Request, table: str, job: Job, wait: bool, multipart: bool) -> JSONResponse:
@@ -62,12 +78,17 @@ async def start_import(request: Request, table: str, job: Job, wait: bool, multi
         raise NotFound(f"table {table!r} does not take imports on this server; tables: {', '.join(settings.tables)}",
                        tables=list(settings.tables))
     check_declared_size(request, settings.max_upload_bytes)
+    queue: ProcessingQueue = request.app.state.queue
+    queue.admit("import")
     await run_in_threadpool(store.columns, table)  # 404 now, before the body is read, if the table is missing
     await run_in_threadpool(board.save, job, True)
     spool = Spool(settings.spool_dir)
     saving: set[asyncio.Future] = set()
 
+    metrics: Metrics = request.app.state.metrics
+
     def progress(received: int) -> None:
+        metrics.bytes_in.inc(received - job.bytes_received)
         job.bytes_received = received
         if not saving:  # one progress save at a time; the board throttles them further
             future = asyncio.get_running_loop().run_in_executor(None, board.save, job)
@@ -93,7 +114,7 @@ async def start_import(request: Request, table: str, job: Job, wait: bool, multi
         await asyncio.gather(*saving, return_exceptions=True)
     job.state = "queued"
     await run_in_threadpool(board.save, job, True)
-    task = asyncio.create_task(process(store, board, job, spool.path))
+    task = asyncio.create_task(process(queue, store, board, job, spool.path, metrics))
     request.app.state.tasks.add(task)
     task.add_done_callback(request.app.state.tasks.discard)
     if wait:
@@ -130,18 +151,26 @@ def fail(job: Job, exc: BaseException) -> None:
         job.message = f"internal error ({type(exc).__name__}); nothing was written"
 
 
-async def process(store: Store, board: JobBoard, job: Job, path: Path) -> None:
-    """Parse, validate and write in a worker thread; the job records how it ended. The spool file goes."""
+async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Job, path: Path,
+                  metrics: Metrics) -> None:
+    """Parse, validate and write on a worker of the queue; the job records how it ended. The spool file goes."""
     try:
-        await run_in_threadpool(run_import, store, job, path, board.save)
+        done = await queue.call("import", import_file, store, job, path, ticket=job.id)
+        job.__dict__.update(done.__dict__)  # a process worker returns a copy
         job.state, job.status = "done", 200
+        metrics.rows_imported.inc(job.rows_inserted)
         job.finished_at = time.time()
         job.message = (f"dry run: {job.rows_read:,} rows are valid; nothing was written" if job.dry_run
                        else f"{job.rows_inserted:,} rows written to {job.table!r} ({job.mode})")
     except BaseException as exc:
+        if queue.strategy == "process":  # the worker saved its progress; this copy of the job did not see it
+            saved = await run_in_threadpool(board.load, job.id)
+            if saved:
+                job.rows_read, job.rows_inserted = saved.rows_read, saved.rows_inserted
         fail(job, exc)
         if not isinstance(exc, Exception):
             raise
     finally:
+        board.forget(job.id)
         path.unlink(missing_ok=True)
         await run_in_threadpool(board.save, job, True)
