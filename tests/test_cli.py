@@ -82,3 +82,23 @@ def test_roundtrip_command_sqlite(capsys) -> None:
 def test_roundtrip_command_postgres(pg_url: str, capsys) -> None:
     assert main(["roundtrip", "--users", "5", "--rows", "400", "--table", "rt_orders", "--database-url", pg_url]) == 0
     assert capsys.readouterr().out.count("identical") == 5
+
+
+def test_loadtest_runs_every_operation_and_reports_the_server(tmp_path: Path, capsys) -> None:
+    import json
+
+    out = tmp_path / "load.json"
+    assert main(["loadtest", "--users", "2", "--rounds", "3", "--rows", "300", "--mix", "download,upload,roundtrip",
+                 "--executor", "process", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["operations"]) == {"download", "upload", "roundtrip"}
+    assert sum(o["ok"] for o in result["operations"].values()) == 6 and result["errors"] == {}
+    assert result["server"]["strategy"] == "process" and result["server"]["rss_main_mb_max"] > 10
+    assert result["server"]["lag"]["samples"] > 0 and result["rows_per_s"] > 0
+    assert "event-loop lag" in capsys.readouterr().out
+
+
+def test_loadtest_refuses_other_hosts(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="loopback"):
+        main(["loadtest", "--url", "http://10.0.0.1:8000", "--database-url", f"sqlite:///{tmp_path / 'x.db'}",
+              "--rows", "10", "--users", "1", "--rounds", "1"])

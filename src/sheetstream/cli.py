@@ -69,6 +69,21 @@ def main(argv: list[str] | None = None) -> int:
                                          "instead of starting one; needs --database-url")
     roundtrip.set_defaults(run=_roundtrip)
 
+    load = commands.add_parser("loadtest", help="N users x R rounds of download/upload/roundtrip; latency, lag, memory")
+    load.add_argument("--users", type=int, default=5)
+    load.add_argument("--rounds", type=int, default=2)
+    load.add_argument("--mix", default="roundtrip", help="comma-separated: download, upload, roundtrip")
+    load.add_argument("--table", default="orders")
+    load.add_argument("--rows", type=int, help="seed the table with N demo rows first (default 20,000 when missing)")
+    load.add_argument("--url", help="a running server on loopback (its allow-list must include TABLE_load_0..N-1)")
+    load.add_argument("--database-url", help="database for its own server (default: a temporary SQLite file)")
+    load.add_argument("--executor", choices=["inline", "thread", "process"], default="thread")
+    load.add_argument("--workers", type=int)
+    load.add_argument("--start-method", choices=["forkserver", "spawn", "fork"])
+    load.add_argument("--max-seconds", type=float, default=600.0, help="stop the load after this long")
+    load.add_argument("--json", type=Path, help="write the results here")
+    load.set_defaults(run=_loadtest)
+
     bench = commands.add_parser("bench", help="benchmarks; JSON results and a printed table")
     bench_kinds = bench.add_subparsers(dest="kind", required=True)
     bench_export = bench_kinds.add_parser("export", help="sheetstream vs XlsxWriter vs openpyxl, and HTTP time to first byte")
@@ -160,6 +175,12 @@ def _upload(args: argparse.Namespace) -> int:
 
 def _roundtrip(args: argparse.Namespace) -> int:
     from .roundtrip import run
+
+    return run(args)
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from .loadtest import run
 
     return run(args)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -70,15 +71,17 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/status")
-    async def status() -> dict:
-        """The queue and the event loop at a glance (the load test reads it)."""
+    async def status(since_seconds: float | None = None) -> dict:
+        """The queue and the event loop at a glance (the load test reads it); lag over the last
+        ``since_seconds`` (default: the monitor's 60-second window)."""
+        since = time.perf_counter() - since_seconds if since_seconds else None
         return {
             "strategy": queue.strategy,
             "workers": queue.workers,
             "active": dict(queue.active),
             "queued": dict(queue.queued),
             "max_waiting": queue.max_waiting,
-            "lag": lag.summary(),
+            "lag": lag.summary(since),
         }
 
     @app.get("/tables")
