@@ -84,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--json", type=Path, help="write the results here")
     load.set_defaults(run=_loadtest)
 
+    study = commands.add_parser("study", help="every strategy and peer, measured; results.json, study.md, plots")
+    study.add_argument("--quick", action="store_true", help="small sizes: a smoke run in well under 2 minutes")
+    study.add_argument("--out", type=Path, default=Path("study-results"))
+    study.add_argument("--database-url", help="database to use (default: a temporary SQLite file)")
+    study.set_defaults(run=_study)
+
     bench = commands.add_parser("bench", help="benchmarks; JSON results and a printed table")
     bench_kinds = bench.add_subparsers(dest="kind", required=True)
     bench_export = bench_kinds.add_parser("export", help="sheetstream vs XlsxWriter vs openpyxl, and HTTP time to first byte")
@@ -175,6 +181,12 @@ def _upload(args: argparse.Namespace) -> int:
 
 def _roundtrip(args: argparse.Namespace) -> int:
     from .roundtrip import run
+
+    return run(args)
+
+
+def _study(args: argparse.Namespace) -> int:
+    from .study import run
 
     return run(args)
 

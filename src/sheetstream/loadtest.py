@@ -73,6 +73,7 @@ async def sample_server(client: httpx.AsyncClient, base: str, readings: ServerRe
                 "rss_workers_mb": values.get('sheetstream_rss_bytes{process="workers"}', 0) / 2**20,
                 "lag_p99_ms": values.get('sheetstream_event_loop_lag_window_ms{stat="p99"}', 0),
                 "lag_max_ms": values.get('sheetstream_event_loop_lag_window_ms{stat="max"}', 0),
+                "lag_recent_max_ms": values.get("sheetstream_event_loop_lag_recent_max_ms", 0),
             }
             readings.samples.append(point)
             readings.rss_main_max = max(readings.rss_main_max, point["rss_main_mb"])

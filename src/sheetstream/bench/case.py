@@ -79,6 +79,18 @@ def run(writer: str, rows: int, out: Path) -> dict:
             for row in demo_rows(rows):
                 ws.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in row])
             wb.save(f)
+        elif writer == "pyexcelerate":
+            from pyexcelerate import Workbook
+
+            wb = Workbook()
+            wb.new_sheet("orders", data=[header, *demo_rows(rows)])
+            wb.save(f)
+        elif writer == "rustpy-xlsxwriter":
+            import rustpy_xlsxwriter
+
+            f.close()
+            records = [dict(zip(header, row)) for row in demo_rows(rows)]
+            rustpy_xlsxwriter.write_worksheet(records, str(out), sheet_name="orders")
         else:
             raise SystemExit(f"unknown writer {writer!r}")
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import psutil
@@ -56,6 +57,9 @@ class _Live(Collector):
         for stat in ("p50_ms", "p99_ms", "max_ms"):
             window.add_metric([stat.removesuffix("_ms")], summary[stat])
         yield window
+        recent = GaugeMetricFamily("sheetstream_event_loop_lag_recent_max_ms", "Largest lag in the last second")
+        recent.add_metric([], self.lag.summary(time.perf_counter() - 1.0)["max_ms"])
+        yield recent
         info = GaugeMetricFamily("sheetstream_workers", "Workers of the processing queue", labels=["strategy"])
         info.add_metric([self.queue.strategy], self.queue.workers)
         yield info
