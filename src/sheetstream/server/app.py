@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import time
+from pathlib import Path
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.staticfiles import StaticFiles
 
 from ..config import Settings
 from ..db import Store, open_store
@@ -20,6 +21,9 @@ from ..processing import ProcessingQueue
 from . import exports, imports
 from .lag import LagMonitor
 from .metrics import Metrics
+
+
+PAGE = Path(__file__).resolve().parent.parent / "web"
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
@@ -105,18 +109,11 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
         return await run_in_threadpool(describe)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    async def index(request: Request) -> str:
-        listed = await tables(request)
-        links = "".join(
-            f'<li><a href="{t["export"]}" download>{html.escape(t["name"])}.xlsx</a> ({t["rows"]:,} rows)</li>'
-            for t in listed
-        )
-        return (
-            "<!doctype html><meta charset=utf-8><title>sheetstream</title>"
-            f"<h1>sheetstream</h1><p>Exports stream while they are generated.</p><ul>{links}</ul>"
-            '<p><a href="/docs">HTTP API</a></p>'
-        )
+    async def index() -> HTMLResponse:
+        """The page (React, built into the package: no Node needed to serve it)."""
+        return HTMLResponse(PAGE.joinpath("index.html").read_text(), headers={"Cache-Control": "no-cache"})
 
+    app.mount("/assets", StaticFiles(directory=PAGE / "assets"), name="assets")
     app.include_router(exports.router)
     app.include_router(imports.router)
     return app

@@ -1,0 +1,151 @@
+"""The page in real headless Chromium (Debian's, driven by Playwright): download through the link, uploads
+that succeed, fail with problems, and are too large. Screenshots of each state go to tests' output folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from sheetstream.config import Settings
+from sheetstream.db.sqlite import SqliteStore
+from sheetstream.demo import ORDERS, demo_rows, seed
+from sheetstream.server import create_app
+from sheetstream.xlsx import write_xlsx
+
+from ..conftest import missing
+
+# Screenshots of each state; `SHEETSTREAM_SCREENSHOTS=docs/screenshots scripts/test tests/web` refreshes the README's.
+SCREENSHOTS = Path(os.environ.get("SHEETSTREAM_SCREENSHOTS", Path(tempfile.gettempdir()) / "sheetstream-screenshots"))
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        missing("Chromium is not installed (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path, live_server):
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 2_000)
+    settings = Settings(tables=("orders",), data_dir=tmp_path / "data", max_upload_bytes=400_000)
+    with live_server(create_app(settings, store)) as server:
+        yield server, store
+
+
+@pytest.fixture
+def page(browser, tmp_path: Path):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 900, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def xlsx(path: Path, rows: list, header: list[str] | None = None) -> Path:
+    path.write_bytes(b"".join(write_xlsx(rows, header or [c.name for c in ORDERS], sheet_name="orders")))
+    return path
+
+
+def test_download_through_the_plain_link(site, page, tmp_path: Path) -> None:
+    server, _ = site
+    page.goto(server.url)
+    link = page.get_by_role("link", name="orders.xlsx")
+    assert link.get_attribute("href") == "/exports/orders.xlsx" and link.get_attribute("download") is not None
+    assert page.get_by_test_id("rows-orders").inner_text() == "2,000 rows, 11 columns"
+    shot(page, "page")
+    with page.expect_download() as pending:
+        link.click()
+    saved = tmp_path / "downloaded.xlsx"
+    pending.value.save_as(saved)
+    assert pending.value.suggested_filename == "orders.xlsx"
+    sheet = openpyxl.load_workbook(saved).active
+    assert sheet.max_row == 2_001
+    first = next(demo_rows(1))
+    assert sheet["A2"].value == 1 and sheet["B2"].value == first[1] and sheet["K1"].value == "note"
+
+
+def test_upload_succeeds_and_the_table_changes(site, page, tmp_path: Path) -> None:
+    server, store = site
+    rows = [(r[0], f"Browser {r[0]}", *r[2:]) for r in demo_rows(300)]
+    page.goto(server.url)
+    page.set_input_files("#file", str(xlsx(tmp_path / "good.xlsx", rows)))
+    page.get_by_label("Replace").check()
+    page.get_by_role("button", name="Import").click()
+    success = page.get_by_test_id("success")
+    success.wait_for(timeout=30_000)
+    assert "300 rows written to 'orders' (replace)" in success.inner_text()
+    assert page.get_by_test_id("job-state").inner_text().startswith("Import done: 300 rows read, 300 written")
+    assert page.locator("#sent").get_attribute("value") == "100"
+    shot(page, "upload-success")
+    assert list(store.read_rows("orders", store.columns("orders"))) == rows
+    page.wait_for_function("document.querySelector('[data-testid=rows-orders]').innerText.startsWith('300 rows')")
+
+
+def test_upload_with_bad_cells_shows_the_problems(site, page, tmp_path: Path) -> None:
+    server, store = site
+    rows = list(demo_rows(5))
+    rows[2] = ("three", *rows[2][1:])
+    page.goto(server.url)
+    page.set_input_files("#file", str(xlsx(tmp_path / "bad.xlsx", rows)))
+    page.get_by_label("Replace").check()
+    page.get_by_role("button", name="Import").click()
+    table = page.get_by_test_id("problems")
+    table.wait_for(timeout=30_000)
+    cells = table.locator("tbody tr").first.locator("td").all_inner_texts()
+    assert cells == ["orders", "A4", "id", "three", "'three' is not a whole number"]
+    assert "nothing was written" in page.get_by_test_id("failure").inner_text()
+    with page.expect_download() as pending:
+        page.get_by_role("link", name="Download the problems as CSV").click()
+    csv_path = tmp_path / "problems.csv"
+    pending.value.save_as(csv_path)
+    assert csv_path.read_text().splitlines()[1] == "orders,A4,id,three,'three' is not a whole number"
+    shot(page, "upload-problems")
+    assert store.count("orders") == 2_000
+
+
+def test_upload_over_the_limit_says_so(site, page, tmp_path: Path) -> None:
+    server, store = site
+    page.goto(server.url)
+    page.set_input_files("#file", str(xlsx(tmp_path / "big.xlsx", list(demo_rows(20_000)))))  # about 1.9 MB
+    page.get_by_role("button", name="Import").click()
+    failure = page.get_by_test_id("failure")
+    failure.wait_for(timeout=30_000)
+    text = failure.inner_text()
+    assert "larger than this server accepts" in text and "413" in text
+    shot(page, "upload-too-large")
+    assert store.count("orders") == 2_000
+
+
+def test_narrow_screen_and_keyboard(site, browser) -> None:
+    server, _ = site
+    context = browser.new_context(viewport={"width": 360, "height": 800})
+    page = context.new_page()
+    try:
+        page.goto(server.url)
+        page.get_by_role("link", name="orders.xlsx").wait_for()
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "orders.xlsx"
+        assert page.get_by_label("Table", exact=True).is_visible() and page.get_by_label("Dry run").is_visible()
+        shot(page, "narrow")
+    finally:
+        context.close()

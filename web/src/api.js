@@ -1,0 +1,53 @@
+// The server's HTTP API, as the page uses it.
+
+export async function fetchTables() {
+  const response = await fetch("/tables");
+  if (!response.ok) throw new Error(`could not list the tables (HTTP ${response.status})`);
+  return response.json();
+}
+
+// PUT the File itself as the body: the browser streams it from disk (no reading into memory here), and
+// XMLHttpRequest is what reports upload progress.
+export function uploadFile({ table, file, mode, dryRun, onProgress }) {
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    const query = new URLSearchParams({ mode, dry_run: String(dryRun) });
+    xhr.open("PUT", `/imports/${encodeURIComponent(table)}?${query}`);
+    xhr.setRequestHeader("Content-Type", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+    xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
+    xhr.onload = () => {
+      let body = null;
+      try {
+        body = JSON.parse(xhr.responseText);
+      } catch {
+        body = { message: xhr.responseText.slice(0, 300) };
+      }
+      resolve({ status: xhr.status, body, retryAfter: xhr.getResponseHeader("Retry-After") });
+    };
+    xhr.onerror = () => resolve({ status: 0, body: null });
+    xhr.send(file);
+  });
+}
+
+export async function fetchJob(id) {
+  const response = await fetch(`/jobs/${encodeURIComponent(id)}`);
+  if (!response.ok) throw new Error(`could not read the job (HTTP ${response.status})`);
+  return response.json();
+}
+
+export function problemsAsCsv(errors) {
+  const cell = (value) => {
+    const text = value === null || value === undefined ? "" : String(value);
+    return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+  };
+  const rows = [["sheet", "cell", "column", "value", "message"], ...errors.map((e) => [e.sheet, e.cell, e.column, e.value, e.message])];
+  return rows.map((row) => row.map(cell).join(",")).join("\r\n") + "\r\n";
+}
+
+// What a person should read for an upload that did not go through.
+export function explain({ status, body, retryAfter }) {
+  if (status === 0) return "The connection to the server was lost before the upload finished. Check the network and try again.";
+  if (status === 413) return `${body?.message ?? "The file is too large."} (HTTP 413)`;
+  if (status === 429) return `The server is busy right now. Try again in ${retryAfter ?? "a few"} seconds. (HTTP 429)`;
+  return `${body?.message ?? "The upload failed."} (HTTP ${status})`;
+}
