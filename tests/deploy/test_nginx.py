@@ -1,0 +1,175 @@
+"""Through a real nginx running the shipped deploy/nginx.conf (only its ports, paths and limit rewritten for
+loopback): streaming both ways, both 413s, two instances sharing one database, the 5-user round trip."""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import socket
+import subprocess
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sheetstream.config import Settings
+from sheetstream.db import open_store
+from sheetstream.db.sqlite import SqliteStore
+from sheetstream.demo import ORDERS, demo_rows, seed
+from sheetstream.loadtest import parse_metrics
+from sheetstream.roundtrip import roundtrip
+from sheetstream.server import create_app
+from sheetstream.xlsx import write_xlsx
+
+from ..conftest import missing
+from ..server.test_exports import InstrumentedStore
+from ..server.test_imports import XLSX, raw_request
+
+SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def loopback_config(folder: Path, port: int, upstreams: list[str], body_limit: str) -> str:
+    """The shipped config with loopback ports, private paths and a test body limit; each rewrite must apply."""
+    text = SHIPPED.read_text()
+    rewrites = [
+        (r"pid /tmp/nginx\.pid;", f"pid {folder}/nginx.pid;"),
+        (r"/tmp/nginx-", f"{folder}/nginx-"),
+        (r"access_log /dev/stdout;", f"access_log {folder}/access.log;"),
+        (r"error_log /dev/stderr warn;", f"error_log {folder}/error.log warn;"),
+        (r"(?:\s*server app\d:8000;)+", "".join(f"\n        server {u};" for u in upstreams)),
+        (r"listen 8080;", f"listen 127.0.0.1:{port};"),
+        (r"client_max_body_size 1g;", f"client_max_body_size {body_limit};"),
+    ]
+    for pattern, replacement in rewrites:
+        text, count = re.subn(pattern, replacement, text)
+        assert count, f"the shipped nginx.conf no longer has {pattern!r}"
+    return text
+
+
+class Nginx:
+    def __init__(self, folder: Path, upstreams: list[str], body_limit: str = "1g"):
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(binary).exists():
+            missing("nginx is not installed (Debian package nginx or nginx-light)")
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "nginx.conf").write_text(loopback_config(folder, self.port, upstreams, body_limit))
+        self.command = [binary, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", "daemon off;"]
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Nginx:
+        self.process = subprocess.Popen(self.command, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"nginx did not start: {self.process.stderr.read().decode()[-500:]}")
+                time.sleep(0.05)
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def members(body: bytes) -> dict[str, bytes]:
+    with zipfile.ZipFile(io.BytesIO(body)) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+def test_export_streams_through_nginx_and_matches_a_direct_download(tmp_path: Path, live_server) -> None:
+    store = InstrumentedStore(tmp_path / "x.db", demo_rows(40_000), ORDERS, gate_at=20_000)
+    with live_server(create_app(Settings(tables=("orders",)), store)) as app:
+        with Nginx(tmp_path / "nginx", [app.url.removeprefix("http://")]) as proxy:
+            with httpx.stream("GET", f"{proxy.url}/exports/orders.xlsx", timeout=30) as response:
+                chunks = response.iter_raw()
+                first = next(chunks)
+                produced_at_first_byte = store.produced
+                store.gate.set()
+                through_proxy = first + b"".join(chunks)
+            assert response.headers.get("transfer-encoding") == "chunked"
+        store._rows, store.produced, store.gate_at = demo_rows(40_000), 0, None
+        direct = httpx.get(f"{app.url}/exports/orders.xlsx", timeout=30).content
+    assert produced_at_first_byte < 40_000  # bytes crossed nginx while rows were still being produced
+    assert members(through_proxy) == members(direct)
+
+
+def test_upload_reaches_the_application_while_the_client_is_still_sending(tmp_path: Path, live_server) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 10)
+    body = b"".join(write_xlsx(demo_rows(5_000), [c.name for c in ORDERS]))
+    settings = Settings(tables=("orders",), data_dir=tmp_path / "data")
+    with live_server(create_app(settings, store)) as app, Nginx(tmp_path / "nginx", [app.url[7:]]) as proxy:
+        received = lambda: parse_metrics(httpx.get(f"{app.url}/metrics").text)["sheetstream_bytes_in_total"]  # noqa: E731
+        half = len(body) // 2
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as sock:
+            sock.sendall(f"PUT /imports/orders?mode=replace&wait=true HTTP/1.1\r\nHost: x\r\nContent-Type: {XLSX}\r\n"
+                         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:half])
+            deadline = time.monotonic() + 10
+            while received() == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            arrived_before_the_end = received()
+            sock.sendall(body[half:])
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+    assert 0 < arrived_before_the_end <= half
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:300]
+    assert store.count("orders") == 5_000
+
+
+def test_each_limit_answers_with_its_own_413(tmp_path: Path, live_server) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 10)
+    settings = Settings(tables=("orders",), data_dir=tmp_path / "data", max_upload_bytes=500_000)
+    with live_server(create_app(settings, store)) as app, Nginx(tmp_path / "nginx", [app.url[7:]], "1m") as proxy:
+        over_nginx = httpx.put(f"{proxy.url}/imports/orders", content=b"x" * 2_000_000, headers={"Content-Type": XLSX})
+        over_app = raw_request(proxy.url, f"PUT /imports/orders HTTP/1.1\r\nHost: x\r\nContent-Type: {XLSX}\r\n"
+                                          "Content-Length: 800000\r\nConnection: close\r\n\r\n", [b"x" * 800_000])
+    assert over_nginx.status_code == 413 and "nginx" in over_nginx.text  # nginx's own page
+    assert over_app.startswith(b"HTTP/1.1 413"), over_app[:200]
+    assert b'"error":"payload_too_large"' in over_app and b"larger than this server accepts" in over_app
+    assert store.count("orders") == 10
+
+
+def test_two_instances_share_jobs_through_postgres(tmp_path: Path, live_server, pg_url: str, pg_table: str) -> None:
+    seed(open_store(pg_url), 10, pg_table)
+    settings = Settings(tables=(pg_table,), data_dir=tmp_path / "data")
+    body = b"".join(write_xlsx(demo_rows(300), [c.name for c in ORDERS]))
+    with live_server(create_app(settings, open_store(pg_url))) as one, \
+            live_server(create_app(settings, open_store(pg_url))) as two, \
+            Nginx(tmp_path / "nginx", [one.url[7:], two.url[7:]]) as proxy:
+        job = httpx.put(f"{proxy.url}/imports/{pg_table}", content=body, params={"mode": "replace", "wait": "true"},
+                        headers={"Content-Type": XLSX}, timeout=60).json()
+        seen = [httpx.get(f"{server.url}/jobs/{job['id']}").json() for server in (one, two, proxy, proxy)]
+    assert job["state"] == "done"
+    assert {(s["state"], s["rows_inserted"]) for s in seen} == {("done", 300)}
+    assert open_store(pg_url).count(pg_table) == 300
+
+
+def test_five_user_round_trip_through_nginx(tmp_path: Path, live_server) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 3_000)
+    copies = tuple(f"orders_roundtrip_{i}" for i in range(1, 6))
+    settings = Settings(tables=("orders", *copies), data_dir=tmp_path / "data")
+    with live_server(create_app(settings, store)) as one, live_server(create_app(settings, SqliteStore(store.path))) as two, \
+            Nginx(tmp_path / "nginx", [one.url[7:], two.url[7:]]) as proxy:
+        runs = roundtrip(store, "orders", 5, proxy.url, tmp_path)
+        log = (tmp_path / "nginx" / "access.log").read_text()
+    assert [r.problems for r in runs] == [[]] * 5
+    assert all(r.rows == 3_000 for r in runs)
+    assert log.count("PUT /imports/orders_roundtrip_") == 5  # they did go through the proxy
