@@ -5,17 +5,15 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-import uvicorn
+
+from sheetstream.server.threaded import ThreadedServer
 
 PG_URL = os.environ.get("SHEETSTREAM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI") == "true"
@@ -98,31 +96,7 @@ def libreoffice(tmp_path_factory: pytest.TempPathFactory) -> LibreOffice:
     return LibreOffice(binary, tmp_path_factory.mktemp("lo-profile"))
 
 
-class LiveServer:
-    """A real uvicorn server for ``app`` on a free loopback port, in a background thread."""
-
-    def __init__(self, app) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-        self.sock.close()
-
-
 @pytest.fixture
 def live_server():
-    return LiveServer
+    """A real uvicorn server for an app on a free loopback port: ``with live_server(app) as server: server.url``."""
+    return ThreadedServer

@@ -25,6 +25,7 @@ class Transfer:
     ttfb: float | None = None  # seconds from the request to the first body byte
     seconds: float = 0.0
     error: str | None = None
+    busy_retries: int = 0  # 429 answers waited out
 
     @property
     def ok(self) -> bool:
@@ -40,13 +41,24 @@ async def download(
     url: str,
     dest: Path | None,
     progress: Progress | None = None,
+    retries: int = 0,
 ) -> Transfer:
-    """GET ``url`` and write the body to ``dest`` chunk by chunk (or discard it when ``dest`` is None)."""
+    """GET ``url`` and write the body to ``dest`` chunk by chunk (or discard it when ``dest`` is None).
+
+    A 429 is waited out (its ``Retry-After``) up to ``retries`` times.
+    """
     result = Transfer(url=url, path=dest)
     start = time.perf_counter()
     partial = dest.with_name(dest.name + ".part") if dest else None
     try:
-        async with client.stream("GET", url) as response:
+        while True:
+            response = await client.send(client.build_request("GET", url), stream=True)
+            if response.status_code != 429 or result.busy_retries >= retries:
+                break
+            await response.aclose()
+            result.busy_retries += 1
+            await asyncio.sleep(retry_after(response))
+        try:
             result.status = response.status_code
             if response.status_code != 200:
                 body = (await response.aread()).decode("utf-8", "replace")
@@ -68,6 +80,8 @@ async def download(
                     out.close()
             if partial and dest:
                 partial.replace(dest)
+        finally:
+            await response.aclose()
     except (httpx.HTTPError, OSError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -75,6 +89,13 @@ async def download(
         if partial and partial.exists() and not result.ok:
             partial.unlink()
     return result
+
+
+def retry_after(response: httpx.Response) -> float:
+    try:
+        return max(0.1, float(response.headers.get("retry-after", "1")))
+    except ValueError:
+        return 1.0
 
 
 def _message(body: str) -> str:
@@ -92,6 +113,7 @@ class Upload:
     seconds: float = 0.0
     job: dict | None = None
     error: str | None = None
+    busy_retries: int = 0
 
     @property
     def ok(self) -> bool:
@@ -110,13 +132,18 @@ async def upload(
     progress: Progress | None = None,
     job_progress: Callable[[dict], None] | None = None,
     chunk_size: int = 1 << 16,
+    retries: int = 0,
 ) -> Upload:
-    """PUT ``path`` to ``/imports/{table}`` as a stream, then follow the job until it ends."""
+    """PUT ``path`` to ``/imports/{table}`` as a stream, then follow the job until it ends.
+
+    A 429 (refused before the body is read) is waited out (its ``Retry-After``) up to ``retries`` times.
+    """
     result = Upload(path=path)
     size = path.stat().st_size
     start = time.perf_counter()
 
     async def body():
+        result.bytes = 0
         with open(path, "rb") as f:
             while chunk := f.read(chunk_size):
                 result.bytes += len(chunk)
@@ -127,8 +154,13 @@ async def upload(
     params = {"mode": mode, "dry_run": str(dry_run).lower(), **({"sheet": sheet} if sheet else {})}
     headers = {"Content-Type": XLSX, "Content-Length": str(size)}
     try:
-        response = await client.put(f"{base_url.rstrip('/')}/imports/{table}", params=params, content=body(),
-                                    headers=headers)
+        while True:
+            response = await client.put(f"{base_url.rstrip('/')}/imports/{table}", params=params, content=body(),
+                                        headers=headers)
+            if response.status_code != 429 or result.busy_retries >= retries:
+                break
+            result.busy_retries += 1
+            await asyncio.sleep(retry_after(response))
         result.status = response.status_code
         if response.status_code != 202:
             result.error = f"HTTP {response.status_code}: {_message(response.text)}"

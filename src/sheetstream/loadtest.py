@@ -31,6 +31,9 @@ from .client import download, upload
 OPERATIONS = ("download", "upload", "roundtrip")
 
 
+BUSY_RETRIES = 100  # a client under load waits out 429s (Retry-After) rather than failing
+
+
 @dataclass
 class Sample:
     op: str
@@ -38,6 +41,7 @@ class Sample:
     bytes: int = 0
     rows: int = 0
     error: str | None = None
+    busy_retries: int = 0
 
 
 @dataclass
@@ -100,21 +104,25 @@ async def run_load(base: str, users: int, rounds: int, mix: list[str], table: st
         async def one(op: str, user: int) -> Sample:
             start = time.perf_counter()
             path = work / f"user-{user}.xlsx"
+            size = rows = waits = 0
             if op in ("download", "roundtrip"):
-                got = await download(client, f"{base}/exports/{table}.xlsx", path if op == "roundtrip" else None)
+                got = await download(client, f"{base}/exports/{table}.xlsx", path if op == "roundtrip" else None,
+                                     retries=BUSY_RETRIES)
+                waits += got.busy_retries
                 if not got.ok:
-                    return Sample(op, time.perf_counter() - start, got.bytes, error=f"download: {got.error}"[:120])
+                    return Sample(op, time.perf_counter() - start, got.bytes, error=f"download: {got.error}"[:120],
+                                  busy_retries=waits)
                 size = got.bytes
             if op in ("upload", "roundtrip"):
                 sent = await upload(client, base, upload_tables[user], path if op == "roundtrip" else seed_file,
-                                    mode="replace")
+                                    mode="replace", retries=BUSY_RETRIES)
+                waits += sent.busy_retries
                 if not sent.ok:
-                    return Sample(op, time.perf_counter() - start, sent.bytes, error=f"upload: {sent.error}"[:120])
-                size = sent.bytes + (size if op == "roundtrip" else 0)
+                    return Sample(op, time.perf_counter() - start, sent.bytes, error=f"upload: {sent.error}"[:120],
+                                  busy_retries=waits)
+                size += sent.bytes
                 rows = sent.job["rows_inserted"]
-            else:
-                rows = 0
-            return Sample(op, time.perf_counter() - start, size, rows)
+            return Sample(op, time.perf_counter() - start, size, rows, busy_retries=waits)
 
         async def user(i: int) -> None:
             for r in range(rounds):
@@ -165,6 +173,7 @@ def summarize(samples: list[Sample], wall: float, readings: ServerReadings, stat
         "throughput_mb_s": round(moved / 1e6 / wall, 2) if wall else 0.0,
         "rows_per_s": round(rows / wall) if wall else 0,
         "errors": dict(Counter(s.error for s in samples if s.error)),
+        "busy_retries": sum(s.busy_retries for s in samples),
         "server": {
             "strategy": status.get("strategy"),
             "lag": status.get("lag"),

@@ -7,14 +7,12 @@ import argparse
 import asyncio
 import hashlib
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
@@ -22,6 +20,8 @@ from .client import download, upload
 from .config import Settings
 from .db import Store, open_store
 from .demo import seed
+from .server import create_app
+from .server.threaded import ThreadedServer
 
 
 @dataclass
@@ -114,34 +114,6 @@ def roundtrip(store: Store, source: str, users: int, base_url: str, work: Path) 
     return runs
 
 
-class BackgroundServer:
-    """uvicorn in a thread on a free loopback port (the command's own server)."""
-
-    def __init__(self, settings: Settings, store: Store):
-        from .server import create_app
-
-        import socket
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(settings, store), log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> BackgroundServer:
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("the server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-        self.sock.close()
-
-
 def run(args: argparse.Namespace) -> int:
     console = Console()
     if args.url and not args.database_url:
@@ -158,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         if args.url:
             runs = roundtrip(store, args.table, args.users, args.url.rstrip("/"), work)
         else:
-            with BackgroundServer(settings, store) as server:
+            with ThreadedServer(create_app(settings, store)) as server:
                 runs = roundtrip(store, args.table, args.users, server.url, work)
         seconds = time.perf_counter() - start
         for copy in copies:

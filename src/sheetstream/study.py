@@ -137,6 +137,7 @@ def cell(server: ServerProcess, strategy: str, op: str, users: int, plan: Plan, 
         "rss_all_mb_max": round(max((p["rss_main_mb"] + p["rss_workers_mb"] for p in timeline), default=0.0), 1),
         "cpu_s": round(cpu() - before, 2),
         "errors": result["errors"],
+        "busy_retries": result["busy_retries"],
         "timed_out": result["timed_out"],
         "timeline": timeline,
     }
@@ -223,8 +224,8 @@ def report(results: dict) -> str:
         "a round trip is a download of the export followed by an upload of it into the user's own copy of the table.",
         "", "## Round trips by strategy and users", "",
         "| strategy | users | wall (s) | MB/s | rows/s | latency p50 / p99 (s) | lag p50 / p99 / max (ms) | "
-        "RSS main / all (MB) | CPU (s) | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "RSS main / all (MB) | CPU (s) | 429s waited out | errors |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in cells:
         lat, lag = c["latency"], c["lag"] or {}
@@ -233,7 +234,7 @@ def report(results: dict) -> str:
             f"{c['wall_s']:.2f} | {c['throughput_mb_s']:.2f} | {c['rows_per_s']:,} | "
             f"{lat.get('p50_s', 0):.2f} / {lat.get('p99_s', 0):.2f} | "
             f"{lag.get('p50_ms', 0):.1f} / {lag.get('p99_ms', 0):.1f} / {lag.get('max_ms', 0):.1f} | "
-            f"{c['rss_main_mb_max']:.0f} / {c['rss_all_mb_max']:.0f} | {c['cpu_s']:.1f} | "
+            f"{c['rss_main_mb_max']:.0f} / {c['rss_all_mb_max']:.0f} | {c['cpu_s']:.1f} | {c['busy_retries']} | "
             f"{sum(c['errors'].values()) + (1 if c['timed_out'] else 0)} |")
     lines += ["", "![throughput](throughput.png) ![lag p99](lag_p99.png)", "",
               "![lag over time](lag_over_time.png) ![memory over time](memory_over_time.png)", "",
@@ -296,13 +297,18 @@ def findings(results: dict) -> list[str]:
 
 
 def recommendation(by: dict) -> str:
-    users = max(u for _, u in by)
+    strategies = {s for s, _ in by}
+    complete = [u for u in {u for _, u in by} if all((s, u) in by for s in strategies)]
+    if not complete:
+        return "No user count finished without errors for every strategy: no recommendation from this run."
+    users = max(complete)
     row = {s: by[(s, u)] for (s, u) in by if u == users}
     best = max(c["throughput_mb_s"] for c in row.values())
     fit = [s for s, c in row.items() if c["throughput_mb_s"] >= 0.9 * best]
     choice = min(fit, key=lambda s: row[s]["lag"]["p99_ms"])
     c = row[choice]
-    return (f"At {users} concurrent users, `--executor {choice}` gave the lowest event-loop lag p99 "
+    return (f"At {users} concurrent users (the most at which every strategy finished without errors), "
+            f"`--executor {choice}` gave the lowest event-loop lag p99 "
             f"({c['lag']['p99_ms']:.1f} ms) among the strategies within 10% of the best throughput "
             f"({c['throughput_mb_s']:.2f} MB/s), with {c['rss_main_mb_max']:.0f} MB in the main process and "
             f"{c['rss_all_mb_max']:.0f} MB in all processes.")

@@ -9,7 +9,7 @@ import pytest
 
 from sheetstream.db import Column, open_store, select_columns
 from sheetstream.demo import ORDERS, demo_rows, seed
-from sheetstream.errors import BadRequest, NotFound
+from sheetstream.errors import BadRequest, Invalid, NotFound
 
 
 @pytest.fixture
@@ -78,11 +78,10 @@ def test_insert_is_all_or_nothing(store_url: str, table: str) -> None:
     store = open_store(store_url)
     seed(store, 3, table)
 
-    def rows():
-        yield from demo_rows(10)  # ids 1..3 collide with the seeded rows
-
-    with pytest.raises(Exception):
-        store.write_rows(table, ORDERS, ((r[0] + 3, *r[1:]) if r[0] < 9 else r for r in rows()))
+    fresh = [(r[0] + 3, *r[1:]) for r in demo_rows(5)]  # ids 4..8 are new
+    colliding = list(demo_rows(2))[1:]  # id 2 is already there
+    with pytest.raises(Invalid, match="the database refused the rows"):
+        store.write_rows(table, ORDERS, fresh + colliding)
     assert store.count(table) == 3
 
 

@@ -13,8 +13,8 @@ import zipfile
 from pathlib import Path
 
 import httpx
-import pytest
 
+from sheetstream.bench.common import free_port
 from sheetstream.config import Settings
 from sheetstream.db import open_store
 from sheetstream.db.sqlite import SqliteStore
@@ -29,12 +29,6 @@ from ..server.test_exports import InstrumentedStore
 from ..server.test_imports import XLSX, raw_request
 
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def loopback_config(folder: Path, port: int, upstreams: list[str], body_limit: str) -> str:

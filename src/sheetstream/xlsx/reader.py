@@ -379,7 +379,6 @@ def _read_sheet(book: Workbook, part: str) -> Iterator[tuple[int, list[Any]]]:
     columns: dict[bytes, int] = {}
     date_styles = book.date_styles
     date1904 = book.date1904
-    shared: list[str] | None = None
     row_number = 0
     for block in _unprefixed(_blocks(book.zip, part, b"row")):
         for piece in block.split(b"</row>"):
