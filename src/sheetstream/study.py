@@ -85,10 +85,12 @@ def run(args: argparse.Namespace) -> int:
             for strategy in plan.strategies:
                 with ServerProcess(database_url, ["orders", *scratch], strategy, None, "forkserver", work) as server:
                     runs = [(op, users) for users in plan.users for op in plan.operations]
-                    runs += [(op, plan.single_ops_users) for op in ("download", "upload")]
+                    runs += [(op, users) for users in (1, plan.single_ops_users) for op in ("download", "upload")]
                     for op, users in runs:
                         console.log(f"{strategy}: {users} user(s), {op}")
                         results["cells"].append(cell(server, strategy, op, users, plan, scratch, work))
+            console.log("where the time goes")
+            results["breakdown"] = breakdown(database_url, "orders", scratch[0], work)
         finally:
             drop(database_url, scratch)
         for writer in WRITERS:
@@ -140,6 +142,58 @@ def cell(server: ServerProcess, strategy: str, op: str, users: int, plan: Plan, 
         "busy_retries": result["busy_retries"],
         "timed_out": result["timed_out"],
         "timeline": timeline,
+    }
+
+
+def breakdown(database_url: str, table: str, scratch: str, work: Path) -> dict[str, float]:
+    """One export and one import taken apart, stage by stage, in this process (thread strategy's code path)."""
+    import zlib
+
+    from .db import open_store
+    from .importer import run_import
+    from .jobs import Job
+    from .validate import Problems, convert_rows, map_header
+    from .xlsx import deflater, open_workbook, write_xlsx
+
+    store = open_store(database_url)
+    columns = store.columns(table)
+    names = [c.name for c in columns]
+
+    def timed(work_fn) -> float:
+        start = time.perf_counter()
+        work_fn()
+        return time.perf_counter() - start
+
+    def drain(iterable) -> None:
+        for _ in iterable:
+            pass
+
+    stored = lambda: zlib.compressobj(0, zlib.DEFLATED, -15)  # noqa: E731 (no compression: XML alone)
+    read = timed(lambda: drain(store.read_rows(table, columns)))
+    xml = timed(lambda: drain(write_xlsx(store.read_rows(table, columns), names, compress=stored)))
+    path = work / "breakdown.xlsx"
+    with open(path, "wb") as f:
+        full = timed(lambda: [f.write(c) for c in write_xlsx(store.read_rows(table, columns), names,
+                                                              compress=deflater())])
+
+    def parse_and_validate(validate: bool) -> None:
+        with open_workbook(path) as book:
+            rows = book.rows()
+            plan = map_header(next(rows)[1], columns, "orders")
+            drain(convert_rows(rows, plan, "orders", Problems(), {"rows_read": 0}) if validate else rows)
+
+    parse = timed(lambda: parse_and_validate(False))
+    validate = timed(lambda: parse_and_validate(True))
+    whole = timed(lambda: run_import(store, Job(table=scratch, mode="replace"), path, lambda job: None))
+    return {
+        "export_database_read_s": round(read, 2),
+        "export_xml_s": round(xml - read, 2),
+        "export_deflate_s": round(full - xml, 2),
+        "export_total_s": round(full, 2),
+        "import_parse_s": round(parse, 2),
+        "import_validate_s": round(validate - parse, 2),
+        "import_insert_s": round(whole - validate, 2),
+        "import_total_s": round(whole, 2),
     }
 
 
@@ -239,6 +293,7 @@ def report(results: dict) -> str:
     lines += ["", "![throughput](throughput.png) ![lag p99](lag_p99.png)", "",
               "![lag over time](lag_over_time.png) ![memory over time](memory_over_time.png)", "",
               "![main-process memory](rss_main.png)", ""]
+    lines += where_the_time_goes(results)
     lines += ["## Peers on the same rows", "", "| writer | rows | seconds | first byte (s) | peak RSS (MB) | size (MB) | "
               "what it cannot do |", "|---|---:|---:|---:|---:|---:|---|"]
     for w in results["writers"]:
@@ -255,6 +310,30 @@ def report(results: dict) -> str:
             lines.append(f"| {r['name']} | {r['rows']:,} | {r['seconds']:.2f} | {r['peak_rss_mb']:.0f} | {r['cannot']} |")
     lines += ["", "## Findings (computed from this run)", ""] + findings(results)
     return "\n".join(lines) + "\n"
+
+
+def where_the_time_goes(results: dict) -> list[str]:
+    b = results.get("breakdown")
+    if not b:
+        return []
+    by = {(c["strategy"], c["operation"], c["users"]): c for c in results["cells"]}
+    download = by.get(("thread", "download", 1))
+    upload = by.get(("thread", "upload", 1))
+    lines = ["## Where the time goes (one export and one import of the table, taken apart)", "",
+             "| stage | seconds |", "|---|---:|",
+             f"| export: database read (SQLite, typed rows) | {b['export_database_read_s']:.2f} |",
+             f"| export: rows to sheet XML | {b['export_xml_s']:.2f} |",
+             f"| export: deflate (isal level 1) and ZIP | {b['export_deflate_s']:.2f} |"]
+    if download:
+        lines.append(f"| export: HTTP and client (1-user download, thread strategy, minus the above) | "
+                     f"{max(download['wall_s'] - b['export_total_s'], 0):.2f} |")
+    lines += [f"| import: parse (unzip and tokenize) | {b['import_parse_s']:.2f} |",
+              f"| import: validate against the column types | {b['import_validate_s']:.2f} |",
+              f"| import: insert in one transaction | {b['import_insert_s']:.2f} |"]
+    if upload:
+        lines.append(f"| import: HTTP upload to the spool file and job (1-user upload, thread strategy, minus the above) | "
+                     f"{max(upload['wall_s'] - b['import_total_s'], 0):.2f} |")
+    return lines + [""]
 
 
 def findings(results: dict) -> list[str]:
@@ -292,6 +371,13 @@ def findings(results: dict) -> list[str]:
         if reader and r["name"] != "sheetstream-parse" and "seconds" in r:
             out.append(f"- Reading {r['rows']:,} rows: sheetstream {reader['seconds']:.2f} s / {reader['peak_rss_mb']:.0f} MB "
                        f"vs {r['name']} {r['seconds']:.2f} s / {r['peak_rss_mb']:.0f} MB.")
+    b = results.get("breakdown")
+    if b:
+        for side, stages in (("export", ("database_read", "xml", "deflate")), ("import", ("parse", "validate", "insert"))):
+            times = {stage: b[f"{side}_{stage}_s"] for stage in stages}
+            top = max(times, key=times.get)
+            out.append(f"- Of one {side}'s {b[f'{side}_total_s']:.2f} s of work, {top.replace('_', ' ')} takes the most: "
+                       f"{times[top]:.2f} s ({100 * times[top] / max(b[f'{side}_total_s'], 1e-9):.0f}%).")
     out += ["", "## Recommended configuration (from this run)", "", recommendation(by)]
     return out
 
