@@ -130,7 +130,7 @@ def test_upload_over_the_limit_says_so(site, page, tmp_path: Path) -> None:
     failure = page.get_by_test_id("failure")
     failure.wait_for(timeout=30_000)
     text = failure.inner_text()
-    assert "larger than this server accepts" in text and "413" in text
+    assert "larger than this server accepts (0.38 MB)" in text and "413" in text
     shot(page, "upload-too-large")
     assert store.count("orders") == 2_000
 

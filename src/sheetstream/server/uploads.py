@@ -36,8 +36,10 @@ class ClientGone(SheetstreamError):
 
 
 def too_large(limit: int) -> PayloadTooLarge:
+    megabytes = limit / 2**20
+    shown = f"{megabytes:,.0f}" if megabytes >= 10 or megabytes.is_integer() else f"{megabytes:.2g}"
     return PayloadTooLarge(
-        f"the upload is larger than this server accepts ({limit / 2**20:,.0f} MB); split the workbook or ask for "
+        f"the upload is larger than this server accepts ({shown} MB); split the workbook or ask for "
         "a higher SHEETSTREAM_MAX_UPLOAD_MB",
         limit_bytes=limit,
     )
