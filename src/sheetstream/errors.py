@@ -47,6 +47,18 @@ class PayloadTooLarge(SheetstreamError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(SheetstreamError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ClientGone(SheetstreamError):
+    """The client went away before the body ended (499, as nginx logs it; nobody reads the answer)."""
+
+    status = 499
+    code = "client_closed_request"
+
+
 class Invalid(SheetstreamError):
     """The input was read but does not fit the table (422)."""
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from .db import Store
 
-STATES = ("queued", "receiving", "parsing", "inserting", "done", "failed")
 ENDED = ("done", "failed")
 
 
@@ -21,7 +20,7 @@ class Job:
     sheet: str | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     kind: str = "import"
-    state: str = "receiving"
+    state: str = "receiving"  # then queued, parsing, inserting, and done or failed
     bytes_received: int = 0
     rows_read: int = 0
     rows_inserted: int = 0

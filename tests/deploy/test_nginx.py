@@ -25,7 +25,7 @@ from sheetstream.server import create_app
 from sheetstream.xlsx import write_xlsx
 
 from ..conftest import missing
-from ..server.test_exports import InstrumentedStore
+from ..server.test_exports import InstrumentedStore, download_through_the_gate
 from ..server.test_imports import XLSX, raw_request
 
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
@@ -89,12 +89,8 @@ def test_export_streams_through_nginx_and_matches_a_direct_download(tmp_path: Pa
     store = InstrumentedStore(tmp_path / "x.db", demo_rows(40_000), ORDERS, gate_at=20_000)
     with live_server(create_app(Settings(tables=("orders",)), store)) as app:
         with Nginx(tmp_path / "nginx", [app.url.removeprefix("http://")]) as proxy:
-            with httpx.stream("GET", f"{proxy.url}/exports/orders.xlsx", timeout=30) as response:
-                chunks = response.iter_raw()
-                first = next(chunks)
-                produced_at_first_byte = store.produced
-                store.gate.set()
-                through_proxy = first + b"".join(chunks)
+            produced_at_first_byte, through_proxy, response = download_through_the_gate(
+                f"{proxy.url}/exports/orders.xlsx", store)
             assert response.headers.get("transfer-encoding") == "chunked"
         store._rows, store.produced, store.gate_at = demo_rows(40_000), 0, None
         direct = httpx.get(f"{app.url}/exports/orders.xlsx", timeout=30).content

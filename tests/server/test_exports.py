@@ -124,16 +124,24 @@ class InstrumentedStore(SqliteStore):
             self.closed.set()
 
 
+def download_through_the_gate(url: str, store: InstrumentedStore) -> tuple[int, bytes, httpx.Response]:
+    """GET ``url`` while ``store`` holds its producer at the gate; open the gate once the first bytes are in.
+
+    Returns the rows produced when the first chunk arrived, the whole body, and the response.
+    """
+    with httpx.stream("GET", url, timeout=30) as response:
+        chunks = response.iter_raw()
+        first = next(chunks)
+        produced_at_first_byte = store.produced
+        store.gate.set()
+        return produced_at_first_byte, first + b"".join(chunks), response
+
+
 def test_first_bytes_arrive_while_rows_are_still_produced(tmp_path: Path, live_server) -> None:
     """The producer is held after 20,000 of 40,000 rows until the client has bytes: only a streaming server passes."""
     store = InstrumentedStore(tmp_path / "x.db", demo_rows(40_000), ORDERS, gate_at=20_000)
     with live_server(create_app(Settings(tables=("orders",)), store)) as server:
-        with httpx.stream("GET", f"{server.url}/exports/orders.xlsx", timeout=30) as response:
-            chunks = response.iter_raw()
-            first = next(chunks)
-            produced_at_first_byte = store.produced
-            store.gate.set()
-            body = first + b"".join(chunks)
+        produced_at_first_byte, body, _ = download_through_the_gate(f"{server.url}/exports/orders.xlsx", store)
     assert produced_at_first_byte < 40_000
     assert store.produced == 40_000
     rows = read_workbook(body)["orders"]

@@ -206,6 +206,11 @@ def test_text_over_the_excel_limit_can_be_an_error(tmp_path: Path) -> None:
         write(tmp_path, [("ok", "x" * (MAX_CELL_CHARS + 1))], header=["a", "b"], long_text="error")
 
 
+def test_more_columns_than_a_sheet_holds_is_refused() -> None:
+    with pytest.raises(ValueError, match="16,385 columns: a sheet holds at most 16,384"):
+        next(write_xlsx([], [f"c{i}" for i in range(16_385)]))
+
+
 def test_text_at_the_limit_is_kept_whole(tmp_path: Path) -> None:
     stats = WriteStats()
     path = write(tmp_path, [("y" * MAX_CELL_CHARS,)], header=["a"], stats=stats)

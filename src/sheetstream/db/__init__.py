@@ -19,7 +19,7 @@ KINDS = ("integer", "numeric", "float", "text", "date", "timestamp", "time", "bo
 @dataclass(frozen=True)
 class Column:
     name: str
-    kind: str
+    kind: str  # one of KINDS
     nullable: bool = True
     primary_key: bool = False
     precision: int | None = None  # numeric: total digits
@@ -69,10 +69,6 @@ def open_store(url: str) -> Store:
     from .sqlite import SqliteStore
 
     return SqliteStore(url.removeprefix("sqlite:///"))
-
-
-def column_names(columns: Sequence[Column]) -> list[str]:
-    return [c.name for c in columns]
 
 
 def select_columns(available: Sequence[Column], wanted: Sequence[str] | None) -> list[Column]:

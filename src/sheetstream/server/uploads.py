@@ -17,22 +17,10 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
-from ..errors import BadRequest, PayloadTooLarge, SheetstreamError
+from ..errors import BadRequest, ClientGone, PayloadTooLarge, UnsupportedMediaType
 
 _FLUSH = 1 << 20
 XLSX_TYPES = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/octet-stream", "")
-
-
-class UnsupportedMediaType(SheetstreamError):
-    status = 415
-    code = "unsupported_media_type"
-
-
-class ClientGone(SheetstreamError):
-    """The client went away before the body ended (499, as nginx logs it; nobody reads the answer)."""
-
-    status = 499
-    code = "client_closed_request"
 
 
 def too_large(limit: int) -> PayloadTooLarge:

@@ -22,6 +22,7 @@ from stream_zip import ZIP_32, ZIP_64, stream_zip
 from . import parts
 from .cells import (
     MAX_CELL_CHARS,
+    MAX_SHEET_COLUMNS,
     MAX_SHEET_ROWS,
     column_letter,
     date_to_serial,
@@ -104,6 +105,8 @@ def write_xlsx(
     """
     if max_sheet_rows < 2:
         raise ValueError("max_sheet_rows must leave room for the header and one row")
+    if len(header) > MAX_SHEET_COLUMNS:
+        raise ValueError(f"{len(header):,} columns: a sheet holds at most {MAX_SHEET_COLUMNS:,}")
     stats = stats if stats is not None else WriteStats()
     modified_at = modified_at or datetime.now().replace(microsecond=0)
     rows = iter(rows)
