@@ -94,8 +94,12 @@ class ProcessingQueue:
     def waiting(self) -> int:
         return len(self._order)
 
-    def admit(self, kind: str) -> None:
-        """Refuse at once (429) when every worker is busy and the waiting list is full."""
+    def admit(self, kind: str, ticket: object | None = None) -> None:
+        """Refuse at once (429) when every worker is busy and the waiting list is full.
+
+        With a ``ticket``, the admitted task takes its place in the waiting list now (an import, while its body
+        is still arriving); it keeps it until :meth:`slot` starts it, or :meth:`withdraw` gives it back.
+        """
         busy = sum(self.active.values()) >= self.workers
         if busy and self.waiting >= self.max_waiting:
             raise Busy(
@@ -105,6 +109,16 @@ class ProcessingQueue:
                 active=sum(self.active.values()),
                 waiting=self.waiting,
             )
+
+        if ticket is not None:
+            self._order.append(ticket)
+            self.queued[kind] += 1
+
+    def withdraw(self, kind: str, ticket: object) -> None:
+        """Give back a place taken by :meth:`admit` for a task that will not run."""
+        if ticket in self._order:
+            self._order.remove(ticket)
+            self.queued[kind] -= 1
 
     def retry_after(self) -> int:
         return max(1, min(30, 2 * (self.waiting // self.workers + 1)))
@@ -120,13 +134,13 @@ class ProcessingQueue:
     async def slot(self, kind: str, ticket: object | None = None):
         assert self._free is not None, "start() the queue first"
         ticket = ticket if ticket is not None else object()
-        self._order.append(ticket)
-        self.queued[kind] += 1
+        if ticket not in self._order:  # not reserved by admit()
+            self._order.append(ticket)
+            self.queued[kind] += 1
         try:
             await self._free.acquire()
         finally:
-            self._order.remove(ticket)
-            self.queued[kind] -= 1
+            self.withdraw(kind, ticket)
         self.active[kind] += 1
         try:
             yield

@@ -4,6 +4,7 @@ queue positions, cancellation, back-pressure and disconnects with worker process
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -75,6 +76,27 @@ def test_full_waiting_list_gets_429_with_retry_after(tmp_path: Path, live_server
     assert int(refused.headers["retry-after"]) >= 1
     body = refused.json()
     assert body["error"] == "busy" and "try again shortly" in body["message"] and body["waiting"] == 1
+
+
+def test_an_upload_still_arriving_holds_its_place_in_the_waiting_list(tmp_path: Path, live_server) -> None:
+    store = InstrumentedStore(tmp_path / "x.db", demo_rows(20_000), ORDERS, gate_at=10_000)
+    settings = Settings(tables=("orders",), data_dir=tmp_path, workers=1, max_waiting=1)
+    body = b"".join(write_xlsx(demo_rows(50), [c.name for c in ORDERS]))
+    with live_server(create_app(settings, store)) as server:
+        with httpx.stream("GET", f"{server.url}/exports/orders.xlsx", timeout=30) as export:
+            chunks = export.iter_raw()
+            next(chunks)  # the only worker is busy
+            host, port = server.url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port)), timeout=30) as slow:
+                slow.sendall(f"PUT /imports/orders HTTP/1.1\r\nHost: x\r\nContent-Type: {XLSX}\r\n"
+                             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:100])
+                assert wait_for(lambda: httpx.get(f"{server.url}/status").json()["queued"].get("import") == 1)
+                refused = httpx.put(f"{server.url}/imports/orders", content=body, headers={"Content-Type": XLSX})
+            # the slow client left mid-body: its place is given back
+            assert wait_for(lambda: httpx.get(f"{server.url}/status").json()["queued"].get("import") == 0)
+            store.gate.set()
+            assert sum(len(c) for c in chunks) > 0
+    assert refused.status_code == 429 and refused.json()["waiting"] == 1
 
 
 def test_queued_import_shows_its_position(tmp_path: Path, live_server) -> None:

@@ -79,9 +79,13 @@ async def start_import(request: Request, table: str, job: Job, wait: bool, multi
                        tables=list(settings.tables))
     check_declared_size(request, settings.max_upload_bytes)
     queue: ProcessingQueue = request.app.state.queue
-    queue.admit("import")
     await run_in_threadpool(store.columns, table)  # 404 now, before the body is read, if the table is missing
-    await run_in_threadpool(board.save, job, True)
+    queue.admit("import", ticket=job.id)  # its place in the waiting list is held while the body arrives
+    try:
+        await run_in_threadpool(board.save, job, True)
+    except BaseException:
+        queue.withdraw("import", job.id)
+        raise
     spool = Spool(settings.spool_dir)
     saving: set[asyncio.Future] = set()
 
@@ -104,6 +108,7 @@ async def start_import(request: Request, table: str, job: Job, wait: bool, multi
         if spool.size == 0:
             raise BadRequest("the upload is empty: send the .xlsx file as the request body")
     except BaseException as exc:
+        queue.withdraw("import", job.id)
         spool.remove()
         if saving:
             await asyncio.gather(*saving, return_exceptions=True)
