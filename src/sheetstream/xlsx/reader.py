@@ -379,6 +379,7 @@ def _read_sheet(book: Workbook, part: str) -> Iterator[tuple[int, list[Any]]]:
     columns: dict[bytes, int] = {}
     date_styles = book.date_styles
     date1904 = book.date1904
+    days: dict[bytes, datetime] = {}
     row_number = 0
     for block in _unprefixed(_blocks(book.zip, part, b"row")):
         for piece in block.split(b"</row>"):
@@ -413,7 +414,11 @@ def _read_sheet(book: Workbook, part: str) -> Iterator[tuple[int, list[Any]]]:
                     if not kind:
                         style = style or style2
                         if style and int(style) in date_styles:
-                            value = serial_to_datetime(float(v), date1904)
+                            value = days.get(v)  # whole-day serials repeat: convert each once
+                            if value is None:
+                                value = serial_to_datetime(float(v), date1904)
+                                if v.isdigit() and len(days) < 100_000:
+                                    days[v] = value
                         else:
                             value = int(v) if v.isdigit() else float(v)
                     else:
