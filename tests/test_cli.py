@@ -102,3 +102,13 @@ def test_loadtest_refuses_other_hosts(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="loopback"):
         main(["loadtest", "--url", "http://10.0.0.1:8000", "--database-url", f"sqlite:///{tmp_path / 'x.db'}",
               "--rows", "10", "--users", "1", "--rounds", "1"])
+
+
+def test_bench_channel_moves_every_byte(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "channel.json"
+    assert main(["bench", "channel", "--megabytes", "4", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert [r["bytes"] for r in results] == [4 << 20] * 3
+    assert all(r["mb_per_s"] > 0 for r in results)

@@ -108,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     bench_import.add_argument("--out", type=Path, default=Path("bench-results/import.json"))
     bench_import.set_defaults(run=_bench_import)
 
+    bench_channel = bench_kinds.add_parser("channel", help="cost of moving chunks from a worker to the event loop")
+    bench_channel.add_argument("--megabytes", type=int, default=512)
+    bench_channel.add_argument("--out", type=Path, default=Path("bench-results/channel.json"))
+    bench_channel.set_defaults(run=_bench_channel)
+
     args = parser.parse_args(argv)
     return args.run(args) or 0
 
@@ -193,6 +198,12 @@ def _study(args: argparse.Namespace) -> int:
 
 def _loadtest(args: argparse.Namespace) -> int:
     from .loadtest import run
+
+    return run(args)
+
+
+def _bench_channel(args: argparse.Namespace) -> int:
+    from .bench.channel import run
 
     return run(args)
 
