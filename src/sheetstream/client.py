@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+from .xlsx import MEDIA_TYPE
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total if known)
 
@@ -152,7 +152,7 @@ async def upload(
                 yield chunk
 
     params = {"mode": mode, "dry_run": str(dry_run).lower(), **({"sheet": sheet} if sheet else {})}
-    headers = {"Content-Type": XLSX, "Content-Length": str(size)}
+    headers = {"Content-Type": MEDIA_TYPE, "Content-Length": str(size)}
     try:
         while True:
             response = await client.put(f"{base_url.rstrip('/')}/imports/{table}", params=params, content=body(),

@@ -18,7 +18,7 @@ from sheetstream.db import Column, open_store
 from sheetstream.db.sqlite import SqliteStore
 from sheetstream.demo import ORDERS, demo_rows, seed
 from sheetstream.server import create_app
-from sheetstream.server.exports import XLSX
+from sheetstream.xlsx import MEDIA_TYPE as XLSX
 
 from ..xlsx.test_writer import assert_same_as_openpyxl
 

@@ -19,13 +19,12 @@ from sheetstream.config import Settings
 from sheetstream.db import Column, open_store
 from sheetstream.demo import ORDERS, demo_rows, seed
 from sheetstream.server import create_app
-from sheetstream.xlsx import write_xlsx
-
+from sheetstream.xlsx import MEDIA_TYPE, write_xlsx
 from sheetstream.xlsx.writer import deflater
 
 from ..xlsx.test_reader import NS, make_xlsx
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+XLSX = MEDIA_TYPE
 HEADER = [c.name for c in ORDERS]
 
 

@@ -19,10 +19,9 @@ from rich.console import Console
 
 from ..db import open_store
 from ..demo import ORDERS, demo_rows
-from ..xlsx import write_xlsx
+from ..xlsx import MEDIA_TYPE, write_xlsx
 from .common import installed, machine, peak_rss, start_server
 
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PG_URL = os.environ.get("SHEETSTREAM_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -95,7 +94,7 @@ def server_import(database: str, url: str, path: Path, rows: int) -> dict:
         start = time.perf_counter()
         with open(path, "rb") as f:
             response = httpx.put(f"{base}/imports/bench_orders", params={"mode": "replace", "wait": "true"},
-                                 content=f, headers={"Content-Type": XLSX}, timeout=3600)
+                                 content=f, headers={"Content-Type": MEDIA_TYPE}, timeout=3600)
         seconds = time.perf_counter() - start
         job = response.json()
         return {"database": database, "rows": rows, "case": "sheetstream", "status": response.status_code,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,7 +21,6 @@ from ..processing import ProcessingQueue
 from . import exports, imports
 from .lag import LagMonitor
 from .metrics import Metrics
-
 
 PAGE = Path(__file__).resolve().parent.parent / "web"
 

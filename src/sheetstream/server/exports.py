@@ -15,9 +15,8 @@ from ..db import Store, select_columns
 from ..errors import NotFound
 from ..processing import ProcessingQueue
 from ..tasks import ExportOptions, export_chunks
+from ..xlsx import MEDIA_TYPE
 from .metrics import Metrics
-
-XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 router = APIRouter()
 
@@ -45,7 +44,7 @@ async def export_table(
     chunks = queue.stream("export", export_chunks, store, table, chosen, limit, options)
     return StreamingResponse(
         counted(chunks, request.app.state.metrics),
-        media_type=XLSX,
+        media_type=MEDIA_TYPE,
         headers={"Content-Disposition": content_disposition(f"{table}.xlsx"), "Cache-Control": "no-store"},
     )
 

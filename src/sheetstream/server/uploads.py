@@ -18,9 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from ..errors import BadRequest, ClientGone, PayloadTooLarge, UnsupportedMediaType
+from ..xlsx import MEDIA_TYPE
 
 _FLUSH = 1 << 20
-XLSX_TYPES = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", "application/octet-stream", "")
+XLSX_TYPES = (MEDIA_TYPE, "application/octet-stream", "")
 
 
 def too_large(limit: int) -> PayloadTooLarge:
