@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import openpyxl
 import psycopg
 import pytest
 
@@ -79,13 +80,14 @@ class LibreOffice:
              "--outdir", str(out), str(xlsx)],
             check=True, capture_output=True, timeout=120,
         )
-        sheets = {}
-        for path in sorted(out.glob(f"{xlsx.stem}-*.csv")):
+        found = {}
+        for path in out.glob(f"{xlsx.stem}-*.csv"):
             with open(path, newline="", encoding="utf-8") as f:
-                sheets[path.stem.removeprefix(f"{xlsx.stem}-")] = list(csv.reader(f))
-        if not sheets:
+                found[path.stem.removeprefix(f"{xlsx.stem}-")] = list(csv.reader(f))
+        if not found:
             raise AssertionError(f"LibreOffice wrote no CSV for {xlsx}")
-        return sheets
+        order = openpyxl.load_workbook(xlsx, read_only=True).sheetnames  # in the workbook's order
+        return {name: found[name] for name in order if name in found} | found
 
 
 @pytest.fixture(scope="session")

@@ -144,7 +144,8 @@ def test_cells_are_typed_in_the_xml(tmp_path: Path) -> None:
     assert wb.active["E2"].number_format == "yyyy-mm-dd"
 
 
-def test_header_is_bold_frozen_filtered_and_columns_sized(tmp_path: Path) -> None:
+@pytest.mark.libreoffice
+def test_header_is_bold_frozen_filtered_and_columns_sized(tmp_path: Path, libreoffice) -> None:
     rows = [(i, "x" * 40, "short") for i in range(10)]
     path = write(tmp_path, rows, header=["id", "long text", "a very long column header"])
     wb = openpyxl.load_workbook(path)
@@ -155,16 +156,21 @@ def test_header_is_bold_frozen_filtered_and_columns_sized(tmp_path: Path) -> Non
     assert ws.column_dimensions["A"].width == 8  # narrow data: the minimum
     assert ws.column_dimensions["B"].width == 41  # from the data sample
     assert ws.column_dimensions["C"].width == len("a very long column header") + 3  # from the header
+    assert libreoffice.to_csv(path)["Sheet1"][1] == ["0", "x" * 40, "short"]
 
 
-def test_empty_table_has_header_only(tmp_path: Path) -> None:
+@pytest.mark.libreoffice
+def test_empty_table_has_header_only(tmp_path: Path, libreoffice) -> None:
     path = write(tmp_path, [], header=["a", "b"], sheet_name="empty")
     assert openpyxl_sheets(path) == {"empty": [("a", "b")]}
+    assert libreoffice.to_csv(path) == {"empty": [["a", "b"]]}
 
 
-def test_one_row(tmp_path: Path) -> None:
+@pytest.mark.libreoffice
+def test_one_row(tmp_path: Path, libreoffice) -> None:
     path = write(tmp_path, [(1, "x")], header=["a", "b"])
     assert openpyxl_sheets(path) == {"Sheet1": [("a", "b"), (1, "x")]}
+    assert libreoffice.to_csv(path) == {"Sheet1": [["a", "b"], ["1", "x"]]}
 
 
 @pytest.mark.libreoffice
@@ -189,7 +195,8 @@ def test_sheet_split_exactly_at_the_limit_adds_no_empty_sheet(tmp_path: Path) ->
     assert [len(r) for r in openpyxl_sheets(path).values()] == [4, 4]
 
 
-def test_text_over_the_excel_limit_is_truncated_and_counted(tmp_path: Path) -> None:
+@pytest.mark.libreoffice
+def test_text_over_the_excel_limit_is_truncated_and_counted(tmp_path: Path, libreoffice) -> None:
     long = "é" * (MAX_CELL_CHARS + 10)
     astral = "📦" * 20_000  # 40,000 UTF-16 code units: Excel counts those
     stats = WriteStats()
@@ -199,6 +206,7 @@ def test_text_over_the_excel_limit_is_truncated_and_counted(tmp_path: Path) -> N
     assert row[0] == "é" * MAX_CELL_CHARS
     assert row[1] == "📦" * (MAX_CELL_CHARS // 2)  # cut on a whole character, not half a surrogate pair
     assert row[2] == "ok"
+    assert libreoffice.to_csv(path)["Sheet1"][1] == list(row)
 
 
 def test_text_over_the_excel_limit_can_be_an_error(tmp_path: Path) -> None:
@@ -218,7 +226,8 @@ def test_text_at_the_limit_is_kept_whole(tmp_path: Path) -> None:
     assert openpyxl_sheets(path)["Sheet1"][1][0] == "y" * MAX_CELL_CHARS
 
 
-def test_special_numbers_and_early_dates(tmp_path: Path) -> None:
+@pytest.mark.libreoffice
+def test_special_numbers_and_early_dates(tmp_path: Path, libreoffice) -> None:
     """NaN and infinity become #NUM! error cells; dates before 1900 (no Excel serial) are ISO text."""
     rows = [(float("nan"), float("inf"), Decimal("NaN"), date(1899, 12, 31), datetime(1850, 5, 6, 7, 8, 9), date(1900, 1, 1))]
     path = write(tmp_path, rows, header=list("abcdef"))
@@ -226,9 +235,14 @@ def test_special_numbers_and_early_dates(tmp_path: Path) -> None:
     assert row[:3] == ("#NUM!", "#NUM!", "#NUM!")
     assert row[3:5] == ("1899-12-31", "1850-05-06 07:08:09")
     assert row[5] == datetime(1900, 1, 1)  # serial 1 in Excel's 1900 system
+    # LibreOffice has no phantom 1900-02-29, so it reads serials below 61 (before 1900-03-01) a day early:
+    # the same file shows 1900-01-01 in Excel and 1899-12-31 in LibreOffice. Documented in the README.
+    assert libreoffice.to_csv(path)["Sheet1"][1] == ["#NUM!", "#NUM!", "#NUM!", "1899-12-31", "1850-05-06 07:08:09",
+                                                      "1899-12-31"]
 
 
-def test_other_types_are_written_as_text(tmp_path: Path) -> None:
+@pytest.mark.libreoffice
+def test_other_types_are_written_as_text(tmp_path: Path, libreoffice) -> None:
     import uuid
 
     u = uuid.UUID(int=1)
@@ -236,12 +250,15 @@ def test_other_types_are_written_as_text(tmp_path: Path) -> None:
     row = openpyxl_sheets(path)["Sheet1"][1]
     assert row[:2] == (str(u), "01ff")
     assert row[2] == timedelta(hours=36)
+    assert libreoffice.to_csv(path)["Sheet1"][1] == [str(u), "01ff", "36:00:00"]
 
 
+@pytest.mark.libreoffice
 @pytest.mark.parametrize("library,level", [("isal", 1), ("zlib", 1), ("zlib", 6)])
-def test_compression_settings_give_the_same_workbook(tmp_path: Path, library: str, level: int) -> None:
+def test_compression_settings_give_the_same_workbook(tmp_path: Path, library: str, level: int, libreoffice) -> None:
     path = write(tmp_path, ROWS, compress=deflater(library, level))
     assert_same_as_openpyxl(ROWS, openpyxl_sheets(path)["Sheet1"][1:])
+    assert_same_as_libreoffice(ROWS, libreoffice.to_csv(path)["Sheet1"][1:])
 
 
 def test_zip64_entries_when_forced_still_read(tmp_path: Path) -> None:
@@ -262,7 +279,8 @@ def test_no_zip64_below_4_gib(tmp_path: Path) -> None:
         assert {i.extract_version for i in z.infolist()} == {20}
 
 
-def test_part_size_cap_continues_on_a_new_sheet(tmp_path: Path) -> None:
+@pytest.mark.libreoffice
+def test_part_size_cap_continues_on_a_new_sheet(tmp_path: Path, libreoffice) -> None:
     """A worksheet part is closed before it outgrows a 32-bit ZIP entry; rows go on in the next sheet."""
     rows = [(i, "z" * 200) for i in range(20_000)]
     stats = WriteStats()
@@ -270,6 +288,7 @@ def test_part_size_cap_continues_on_a_new_sheet(tmp_path: Path) -> None:
     sheets = openpyxl_sheets(path)
     assert len(sheets) == len(stats.sheets) > 1
     assert [r[0] for rs in sheets.values() for r in rs[1:]] == list(range(20_000))
+    assert [int(r[0]) for rs in libreoffice.to_csv(path).values() for r in rs[1:]] == list(range(20_000))
 
 
 def test_generator_yields_before_consuming_all_rows() -> None:
