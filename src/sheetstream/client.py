@@ -134,7 +134,8 @@ async def upload(
     chunk_size: int = 1 << 16,
     retries: int = 0,
 ) -> Upload:
-    """PUT ``path`` to ``/imports/{table}`` as a stream, then follow the job until it ends.
+    """PUT ``path`` to ``/imports/{table}`` as a stream, then follow the job until it ends: by polling it when
+    ``job_progress`` wants to see its progress, otherwise by asking the server to answer when it has ended.
 
     A 429 (refused before the body is read) is waited out (its ``Retry-After``) up to ``retries`` times.
     """
@@ -152,6 +153,8 @@ async def upload(
                 yield chunk
 
     params = {"mode": mode, "dry_run": str(dry_run).lower(), **({"sheet": sheet} if sheet else {})}
+    if job_progress is None:
+        params["wait"] = "true"
     headers = {"Content-Type": MEDIA_TYPE, "Content-Length": str(size)}
     try:
         while True:
@@ -162,6 +165,9 @@ async def upload(
             result.busy_retries += 1
             await asyncio.sleep(retry_after(response))
         result.status = response.status_code
+        if job_progress is None and response.status_code == 200:
+            result.job = response.json()
+            return result
         if response.status_code != 202:
             result.error = f"HTTP {response.status_code}: {_message(response.text)}"
             result.job = _json(response)
