@@ -66,24 +66,28 @@ def parse_metrics(text: str) -> dict[str, float]:
     return values
 
 
+async def sample_once(client: httpx.AsyncClient, base: str, readings: ServerReadings, start: float) -> None:
+    try:
+        values = parse_metrics((await client.get(f"{base}/metrics", timeout=30)).text)
+    except httpx.HTTPError:
+        return
+    point = {
+        "t": round(time.perf_counter() - start, 2),
+        "rss_main_mb": values.get('sheetstream_rss_bytes{process="main"}', 0) / 2**20,
+        "rss_workers_mb": values.get('sheetstream_rss_bytes{process="workers"}', 0) / 2**20,
+        "lag_p99_ms": values.get('sheetstream_event_loop_lag_window_ms{stat="p99"}', 0),
+        "lag_max_ms": values.get('sheetstream_event_loop_lag_window_ms{stat="max"}', 0),
+        "lag_recent_max_ms": values.get("sheetstream_event_loop_lag_recent_max_ms", 0),
+    }
+    readings.samples.append(point)
+    readings.rss_main_max = max(readings.rss_main_max, point["rss_main_mb"])
+    readings.rss_workers_max = max(readings.rss_workers_max, point["rss_workers_mb"])
+
+
 async def sample_server(client: httpx.AsyncClient, base: str, readings: ServerReadings, start: float,
                         every: float = 0.25) -> None:
     while True:
-        try:
-            values = parse_metrics((await client.get(f"{base}/metrics", timeout=5)).text)
-            point = {
-                "t": round(time.perf_counter() - start, 2),
-                "rss_main_mb": values.get('sheetstream_rss_bytes{process="main"}', 0) / 2**20,
-                "rss_workers_mb": values.get('sheetstream_rss_bytes{process="workers"}', 0) / 2**20,
-                "lag_p99_ms": values.get('sheetstream_event_loop_lag_window_ms{stat="p99"}', 0),
-                "lag_max_ms": values.get('sheetstream_event_loop_lag_window_ms{stat="max"}', 0),
-                "lag_recent_max_ms": values.get("sheetstream_event_loop_lag_recent_max_ms", 0),
-            }
-            readings.samples.append(point)
-            readings.rss_main_max = max(readings.rss_main_max, point["rss_main_mb"])
-            readings.rss_workers_max = max(readings.rss_workers_max, point["rss_workers_mb"])
-        except httpx.HTTPError:
-            pass
+        await sample_once(client, base, readings, start)
         await asyncio.sleep(every)
 
 
@@ -138,6 +142,9 @@ async def run_load(base: str, users: int, rounds: int, mix: list[str], table: st
             timed_out = True
         wall = time.perf_counter() - start
         sampler.cancel()
+        # One reading after the load, so that a short run (or a server whose loop was blocked throughout, as
+        # with the inline strategy) still has one.
+        await sample_once(client, base, readings, start)
         status = (await client.get(f"{base}/status", params={"since_seconds": wall})).json()
     return summarize(samples, wall, readings, status, timed_out, users, rounds, mix)
 
