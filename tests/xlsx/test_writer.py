@@ -317,3 +317,11 @@ def test_demo_rows_round_trip_through_libreoffice(tmp_path: Path, libreoffice) -
     csv_rows = libreoffice.to_csv(path)["orders"]
     assert csv_rows[0] == [c.name for c in ORDERS]
     assert_same_as_libreoffice(rows, csv_rows[1:])
+
+
+@pytest.mark.parametrize("text", ["\tlead tab", "trail nl\n", "nbsp\xa0", "\u2003em space", "non\ufffechar", "a_xZZ",
+                                  "_x00e9_", "lone \ud800 surrogate", " both ", "", "plain words", "x" * 16_383])
+def test_texts_that_need_care_read_back_unchanged(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, [(text,)], header=["t"])
+    value = openpyxl_sheets(path)["Sheet1"][1][0]
+    assert unescape_text(value) == text

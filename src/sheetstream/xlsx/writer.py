@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -43,8 +42,9 @@ MAX_PART_BYTES = _ZIP32_LIMIT - (64 << 20)
 #: Entries that start beyond this offset get Zip64 headers (margin for bytes still in the deflater).
 ZIP64_AFTER = _ZIP32_LIMIT - (256 << 20)
 
-# Text that needs escaping or xml:space="preserve"; most text has none and takes the fast path.
-_special = re.compile(r"[&<>\x00-\x08\x0b-\x1f\ud800-\udfff\ufffe\uffff]|_x[0-9A-Fa-f]{4}_|^\s|\s$").search
+# Text takes the fast path (written as it is) when it is printable (no control characters, surrogates,
+# noncharacters or whitespace other than the space), holds no &, <, > or "_x", and neither starts nor ends
+# with a space: then it needs no escaping and no xml:space="preserve". Everything else goes to _text_cell.
 _SHORT_TEXT = MAX_CELL_CHARS // 2  # no string this short can pass Excel's limit, even in UTF-16 units
 _EPOCH = datetime(1899, 12, 30)
 _SERIAL_61 = datetime(1900, 3, 1)  # from here on, serials need no correction for Excel's 1900-02-29
@@ -194,7 +194,8 @@ def _sheet(
                 continue
             t = type(v)
             if t is str:
-                if _special(v) is None and len(v) <= _SHORT_TEXT:
+                if (v.isprintable() and "&" not in v and "<" not in v and ">" not in v and "_x" not in v
+                        and v[:1] != " " and v[-1:] != " " and len(v) <= _SHORT_TEXT):
                     append(f'<c r="{letter}{r}" t="inlineStr"><is><t>{v}</t></is></c>')
                 else:
                     append(_text_cell(f"{letter}{r}", v, name, long_text, stats))
