@@ -132,7 +132,8 @@ def markdown(results: dict) -> str:
         if "error" in w:
             lines.append(f"| {w['writer']} | {w['rows']:,} | error: {w['error']} | | | | |")
             continue
-        ratio = f"{baseline[w['rows']] / w['seconds']:.1f}x faster" if w["rows"] in baseline and w["writer"] != "source" else ""
+        ratio = (f"{baseline[w['rows']] / w['seconds']:.1f}x faster"
+                 if w["rows"] in baseline and w["writer"].startswith("sheetstream") else "")
         lines.append(f"| {w['writer']} | {w['rows']:,} | {w['seconds']:.2f} | {w['first_byte_seconds']:.3f} | "
                      f"{w['peak_rss_mb']:.1f} | {w['bytes'] / 1e6:.1f} | {ratio} |")
     if results["postgres_read"]:
