@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     download.add_argument("--to-dir", type=Path, help="save each download in this folder")
     download.add_argument("-o", "--output", type=Path, help="file to save a single download to")
     download.add_argument("--quiet", action="store_true", help="no progress bars")
-    download.set_defaults(run=_download)
+    download.set_defaults(run=_lazy("transfers", "run_downloads", run_async=True))
 
     upload = commands.add_parser("upload", help="import an .xlsx into a table, streamed, with progress")
     upload.add_argument("file", type=Path)
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     upload.add_argument("--dry-run", action="store_true", help="validate only; nothing is written")
     upload.add_argument("--sheet", help="sheet to import (default: the first)")
     upload.add_argument("--quiet", action="store_true", help="no progress bars")
-    upload.set_defaults(run=_upload)
+    upload.set_defaults(run=_lazy("transfers", "run_upload", run_async=True))
 
     roundtrip = commands.add_parser("roundtrip", help="N users download and re-import at once; integrity checked")
     roundtrip.add_argument("--users", type=int, default=5)
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     roundtrip.add_argument("--database-url", help="database to use (default: a temporary SQLite file)")
     roundtrip.add_argument("--url", help="use a running server (its allow-list must include TABLE_roundtrip_1..N) "
                                          "instead of starting one; needs --database-url")
-    roundtrip.set_defaults(run=_roundtrip)
+    roundtrip.set_defaults(run=_lazy("roundtrip", "run"))
 
     load = commands.add_parser("loadtest", help="N users x R rounds of download/upload/roundtrip; latency, lag, memory")
     load.add_argument("--users", type=int, default=5)
@@ -82,13 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--start-method", choices=["forkserver", "spawn", "fork"])
     load.add_argument("--max-seconds", type=float, default=600.0, help="stop the load after this long")
     load.add_argument("--json", type=Path, help="write the results here")
-    load.set_defaults(run=_loadtest)
+    load.set_defaults(run=_lazy("loadtest", "run"))
 
     study = commands.add_parser("study", help="every strategy and peer, measured; results.json, study.md, plots")
     study.add_argument("--quick", action="store_true", help="small sizes: a smoke run in well under 2 minutes")
     study.add_argument("--out", type=Path, default=Path("study-results"))
     study.add_argument("--database-url", help="database to use (default: a temporary SQLite file)")
-    study.set_defaults(run=_study)
+    study.set_defaults(run=_lazy("study", "run"))
 
     bench = commands.add_parser("bench", help="benchmarks; JSON results and a printed table")
     bench_kinds = bench.add_subparsers(dest="kind", required=True)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_export.add_argument("--http-rows", type=int, nargs="*", default=[100_000, 1_000_000],
                               help="table sizes for the HTTP time-to-first-byte and server memory runs")
     bench_export.add_argument("--out", type=Path, default=Path("bench-results/export.json"))
-    bench_export.set_defaults(run=_bench_export)
+    bench_export.set_defaults(run=_lazy("bench.export", "run"))
 
     bench_import = bench_kinds.add_parser("import", help="whole import vs openpyxl read_only + executemany; parsers")
     bench_import.add_argument("--rows", type=int, nargs="+", default=[200_000])
@@ -106,15 +107,25 @@ def main(argv: list[str] | None = None) -> int:
     bench_import.add_argument("--openpyxl-max", type=int, default=200_000,
                               help="skip the (slow) openpyxl cases above this many rows")
     bench_import.add_argument("--out", type=Path, default=Path("bench-results/import.json"))
-    bench_import.set_defaults(run=_bench_import)
+    bench_import.set_defaults(run=_lazy("bench.imports", "run"))
 
     bench_channel = bench_kinds.add_parser("channel", help="cost of moving chunks from a worker to the event loop")
     bench_channel.add_argument("--megabytes", type=int, default=512)
     bench_channel.add_argument("--out", type=Path, default=Path("bench-results/channel.json"))
-    bench_channel.set_defaults(run=_bench_channel)
+    bench_channel.set_defaults(run=_lazy("bench.channel", "run"))
 
     args = parser.parse_args(argv)
     return args.run(args) or 0
+
+
+def _lazy(module: str, function: str, run_async: bool = False):
+    """A command that imports its module only when it runs (``sheetstream --help`` stays quick)."""
+
+    def run(args: argparse.Namespace) -> int:
+        target = getattr(importlib.import_module(f".{module}", __package__), function)
+        return asyncio.run(target(args)) if run_async else target(args)
+
+    return run
 
 
 def _database_options(parser: argparse.ArgumentParser) -> None:
@@ -170,54 +181,6 @@ def _seed(args: argparse.Namespace) -> int:
     count = seed(store, args.rows, args.table)
     print(f"seeded {count:,} rows into {args.table!r} in {store.url}")
     return 0
-
-
-def _download(args: argparse.Namespace) -> int:
-    from .transfers import run_downloads
-
-    return asyncio.run(run_downloads(args))
-
-
-def _upload(args: argparse.Namespace) -> int:
-    from .transfers import run_upload
-
-    return asyncio.run(run_upload(args))
-
-
-def _roundtrip(args: argparse.Namespace) -> int:
-    from .roundtrip import run
-
-    return run(args)
-
-
-def _study(args: argparse.Namespace) -> int:
-    from .study import run
-
-    return run(args)
-
-
-def _loadtest(args: argparse.Namespace) -> int:
-    from .loadtest import run
-
-    return run(args)
-
-
-def _bench_channel(args: argparse.Namespace) -> int:
-    from .bench.channel import run
-
-    return run(args)
-
-
-def _bench_import(args: argparse.Namespace) -> int:
-    from .bench.imports import run
-
-    return run(args)
-
-
-def _bench_export(args: argparse.Namespace) -> int:
-    from .bench.export import run
-
-    return run(args)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -26,6 +24,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from .bench.common import ServerProcess
 from .client import download, upload
 
 OPERATIONS = ("download", "upload", "roundtrip")
@@ -190,45 +189,6 @@ def summarize(samples: list[Sample], wall: float, readings: ServerReadings, stat
             "timeline": readings.samples,
         },
     }
-
-
-class ServerProcess:
-    """``sheetstream serve`` in a subprocess on a free loopback port."""
-
-    def __init__(self, database_url: str, tables: list[str], executor: str, workers: int | None,
-                 start_method: str | None = None, data_dir: Path | None = None):
-        from .bench.common import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [sys.executable, "-m", "sheetstream.cli", "serve", "--no-seed", "--database-url", database_url,
-                        "--port", str(self.port), "--tables", ",".join(tables), "--executor", executor]
-        if workers:
-            self.command += ["--workers", str(workers)]
-        if start_method:
-            self.command += ["--start-method", start_method]
-        if data_dir:
-            self.command += ["--data-dir", str(data_dir)]
-        self.process: subprocess.Popen | None = None
-
-    def __enter__(self) -> ServerProcess:
-        from .bench.common import wait_until_up
-
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        try:
-            wait_until_up(self.url)
-        except BaseException:
-            self.process.kill()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 def prepare(database_url: str, table: str, rows: int | None, users: int) -> list[str]:

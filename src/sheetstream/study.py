@@ -24,8 +24,8 @@ from typing import Any
 import psutil
 from rich.console import Console
 
-from .bench.common import installed, machine
-from .loadtest import ServerProcess, drop, prepare, run_load
+from .bench.common import ServerProcess, installed, machine, run_case
+from .loadtest import drop, prepare, run_load
 
 
 @dataclass(frozen=True)
@@ -198,13 +198,8 @@ def breakdown(database_url: str, table: str, scratch: str, work: Path) -> dict[s
 
 
 def peer(module: str, name: str, rows: int, work: Path, sample: Path | None = None) -> dict:
-    args = [sys.executable, "-m", module, name]
-    args += [str(sample)] if sample else [str(rows), str(work / f"{name}.xlsx")]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=1800)
-    result = {"name": name, "rows": rows, "cannot": CANNOT.get(name, "")}
-    if done.returncode != 0:
-        return {**result, "error": (done.stderr.strip().splitlines() or ["failed"])[-1][:200]}
-    return {**result, **json.loads(done.stdout)}
+    args = [str(sample)] if sample else [str(rows), str(work / f"{name}.xlsx")]
+    return {"name": name, "rows": rows, "cannot": CANNOT.get(name, ""), **run_case(module, name, *args)}
 
 
 def plots(results: dict, out: Path) -> None:

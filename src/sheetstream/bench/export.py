@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -15,7 +13,7 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from .common import machine, peak_rss, start_server
+from .common import ServerProcess, machine, peak_rss, run_case
 
 DEFLATE_CHOICES = ["sheetstream:isal:1", "sheetstream:isal:2", "sheetstream:zlib:1", "sheetstream:zlib:6", "sheetstream:zlib-ng:1"]
 
@@ -45,12 +43,9 @@ def run(args: argparse.Namespace) -> int:
 def case(writer: str, rows: int, work: Path, console: Console) -> dict:
     out = work / f"{writer.replace(':', '-')}-{rows}.xlsx"
     console.log(f"writer {writer} on {rows:,} rows ...")
-    done = subprocess.run([sys.executable, "-m", "sheetstream.bench.case", writer, str(rows), str(out)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        return {"writer": writer, "rows": rows, "error": done.stderr.strip().splitlines()[-1]}
+    result = run_case("sheetstream.bench.case", writer, str(rows), str(out))
     out.unlink(missing_ok=True)
-    return json.loads(done.stdout)
+    return {"writer": writer, "rows": rows, **result}
 
 
 def postgres_read(rows: int, console: Console) -> list[dict]:
@@ -93,10 +88,10 @@ def http_export(rows: int, work: Path, console: Console) -> dict:
     db = work / f"http-{rows}.db"
     console.log(f"http: seeding {rows:,} rows ...")
     seed(SqliteStore(db), rows)
-    server, url = start_server(f"sqlite:///{db}")
-    try:
+    with ServerProcess(f"sqlite:///{db}") as server:
+        url, pid = server.url, server.process.pid
         httpx.get(f"{url}/exports/orders.xlsx", params={"limit": 10})  # warm imports and connections
-        rss_before = peak_rss(server.pid)
+        rss_before = peak_rss(pid)
         start = time.perf_counter()
         first = None
         size = 0
@@ -113,13 +108,10 @@ def http_export(rows: int, work: Path, console: Console) -> dict:
             "first_byte_ms": round((first or total) * 1000, 2),
             "seconds": round(total, 3),
             "server_peak_rss_mb_before": rss_before,
-            "server_peak_rss_mb": peak_rss(server.pid),
+            "server_peak_rss_mb": peak_rss(pid),
         }
         console.log(f"http {rows:,} rows: first byte {result['first_byte_ms']} ms, {total:.2f} s")
         return result
-    finally:
-        server.terminate()
-        server.wait(10)
 
 
 def markdown(results: dict) -> str:

@@ -8,14 +8,11 @@
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
 
-
-def peak_rss_mb() -> float:
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+from .case import peak_rss_mb
 
 
 def openpyxl_rows(path: Path):
@@ -79,7 +76,7 @@ def run(case: str, path: Path, url: str | None, table: str | None) -> dict:
         rows = executemany(url or "", table or "", openpyxl_rows(path))
     else:
         raise SystemExit(f"unknown case {case!r}")
-    return {"case": case, "rows": rows, "seconds": round(time.perf_counter() - start, 3), "peak_rss_mb": peak_rss_mb()}
+    return {"case": case, "rows": rows, "seconds": round(time.perf_counter() - start, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 if __name__ == "__main__":

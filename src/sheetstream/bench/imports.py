@@ -7,8 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -20,7 +18,7 @@ from rich.console import Console
 from ..db import open_store
 from ..demo import ORDERS, demo_rows
 from ..xlsx import MEDIA_TYPE, write_xlsx
-from .common import installed, machine, peak_rss, start_server
+from .common import ServerProcess, installed, machine, peak_rss, run_case
 
 PG_URL = os.environ.get("SHEETSTREAM_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -79,18 +77,14 @@ def postgres_up(url: str) -> bool:
 
 
 def subprocess_case(case: str, path: Path, *extra: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "sheetstream.bench.import_case", case, str(path), *extra],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        return {"case": case, "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
-    return json.loads(done.stdout)
+    return {"case": case, **run_case("sheetstream.bench.import_case", case, str(path), *extra)}
 
 
 def server_import(database: str, url: str, path: Path, rows: int) -> dict:
     """PUT the file to a fresh server and wait for the job: the whole import as a user sees it."""
-    server, base = start_server(url, "--tables", "bench_orders")
-    try:
-        before = peak_rss(server.pid)
+    with ServerProcess(url, tables=["bench_orders"]) as server:
+        base, pid = server.url, server.process.pid
+        before = peak_rss(pid)
         start = time.perf_counter()
         with open(path, "rb") as f:
             response = httpx.put(f"{base}/imports/bench_orders", params={"mode": "replace", "wait": "true"},
@@ -100,10 +94,7 @@ def server_import(database: str, url: str, path: Path, rows: int) -> dict:
         return {"database": database, "rows": rows, "case": "sheetstream", "status": response.status_code,
                 "rows_inserted": job.get("rows_inserted"), "seconds": round(seconds, 3),
                 "rows_per_s": round(rows / seconds), "server_peak_rss_mb_before": before,
-                "server_peak_rss_mb": peak_rss(server.pid)}
-    finally:
-        server.terminate()
-        server.wait(10)
+                "server_peak_rss_mb": peak_rss(pid)}
 
 
 def markdown(results: dict) -> str:
