@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import subprocess
 import uuid
@@ -14,26 +13,17 @@ import openpyxl
 import psycopg
 import pytest
 
-from sheetstream.server.threaded import ThreadedServer
+from sheetstream.tools.harness import POSTGRES_URL, ThreadedServer, postgres_problem
 
-PG_URL = os.environ.get("SHEETSTREAM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI") == "true"
-
-
-def missing(reason: str) -> None:
-    """Skip locally; under CI=true a missing dependency is a failure, not a skip."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: this must be available)")
-    pytest.skip(reason)
+from .helpers import missing
 
 
 @pytest.fixture(scope="session")
 def pg_url() -> str:
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        missing(f"PostgreSQL is not reachable at {PG_URL}: {str(exc).strip()}")
-    return PG_URL
+    problem = postgres_problem(POSTGRES_URL)
+    if problem:
+        missing(problem)
+    return POSTGRES_URL
 
 
 @pytest.fixture

@@ -8,9 +8,10 @@ import openpyxl
 import pytest
 
 from sheetstream.cli import main
-from sheetstream.config import Settings
-from sheetstream.db import open_store
 from sheetstream.server import create_app
+from sheetstream.store import open_store
+
+from .helpers import make_settings
 
 
 @pytest.fixture
@@ -18,7 +19,7 @@ def served(tmp_path: Path, live_server):
     data = tmp_path / "data"
     assert main(["seed", "--rows", "500", "--data-dir", str(data)]) == 0
     store = open_store(f"sqlite:///{data / 'sheetstream.db'}")
-    with live_server(create_app(Settings(data_dir=data), store)) as server:
+    with live_server(create_app(make_settings(data_dir=data), store)) as server:
         yield server
 
 
@@ -59,8 +60,8 @@ def test_download_from_a_dead_server_exits_non_zero(tmp_path: Path) -> None:
 
 
 def test_upload_prints_problems_and_exits_non_zero(served, tmp_path: Path, capsys) -> None:
-    from sheetstream.demo import ORDERS, demo_rows
-    from sheetstream.xlsx import write_xlsx
+    from sheetstream.formats.xlsx import write_xlsx
+    from sheetstream.store.demo import ORDERS, demo_rows
 
     good, bad = tmp_path / "good.xlsx", tmp_path / "bad.xlsx"
     good.write_bytes(b"".join(write_xlsx(demo_rows(20), [c.name for c in ORDERS])))

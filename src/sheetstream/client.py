@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from .xlsx import MEDIA_TYPE
+from .formats.xlsx import MEDIA_TYPE
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total if known)
 
@@ -157,38 +157,48 @@ async def upload(
         params["wait"] = "true"
     headers = {"Content-Type": MEDIA_TYPE, "Content-Length": str(size)}
     try:
-        while True:
-            response = await client.put(f"{base_url.rstrip('/')}/imports/{table}", params=params, content=body(),
-                                        headers=headers)
-            if response.status_code != 429 or result.busy_retries >= retries:
-                break
-            result.busy_retries += 1
-            await asyncio.sleep(retry_after(response))
+        response = await _send(client, f"{base_url.rstrip('/')}/imports/{table}", params, body, headers, retries,
+                               result)
         result.status = response.status_code
         if job_progress is None and response.status_code == 200:
             result.job = response.json()
-            return result
-        if response.status_code != 202:
+        elif response.status_code != 202:
             result.error = f"HTTP {response.status_code}: {_message(response.text)}"
             result.job = _json(response)
-            return result
-        location = f"{base_url.rstrip('/')}{response.headers['location']}"
-        job = response.json()
-        while job["state"] not in ("done", "failed"):
-            if job_progress:
-                job_progress(job)
-            await asyncio.sleep(0.2)
-            job = (await client.get(location)).json()
-        if job_progress:
-            job_progress(job)
-        result.job = job
-        if job["state"] != "done":
-            result.error = f"HTTP {job.get('status')}: {job.get('message')}"
+        else:
+            location = f"{base_url.rstrip('/')}{response.headers['location']}"
+            result.job = await _follow(client, location, response.json(), job_progress)
+            if result.job["state"] != "done":
+                result.error = f"HTTP {result.job.get('status')}: {result.job.get('message')}"
     except (httpx.HTTPError, OSError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         result.seconds = time.perf_counter() - start
     return result
+
+
+async def _send(client: httpx.AsyncClient, url: str, params: dict, body: Callable, headers: dict, retries: int,
+                result: Upload) -> httpx.Response:
+    """PUT the body, waiting out up to ``retries`` 429s (refused before the body is read)."""
+    while True:
+        response = await client.put(url, params=params, content=body(), headers=headers)
+        if response.status_code != 429 or result.busy_retries >= retries:
+            return response
+        result.busy_retries += 1
+        await asyncio.sleep(retry_after(response))
+
+
+async def _follow(client: httpx.AsyncClient, location: str, job: dict,
+                  job_progress: Callable[[dict], None] | None) -> dict:
+    """Poll the job until it ends, showing each reading to ``job_progress``."""
+    while job["state"] not in ("done", "failed"):
+        if job_progress:
+            job_progress(job)
+        await asyncio.sleep(0.2)
+        job = (await client.get(location)).json()
+    if job_progress:
+        job_progress(job)
+    return job
 
 
 def _json(response: httpx.Response) -> dict | None:

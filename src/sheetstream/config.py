@@ -1,42 +1,71 @@
-"""Configuration: one immutable value, built from defaults, environment (``SHEETSTREAM_*``) and CLI flags."""
+"""Configuration: one immutable value, built from defaults, environment (``SHEETSTREAM_*``) and CLI flags.
+
+Options come in groups (:class:`ExportOptions`, :class:`ImportLimits`, :class:`QueueOptions`); every choice list
+is defined once, here or beside the code that implements it, and both the CLI and the environment check
+against it. A bad value is named with its source: ``SHEETSTREAM_WORKERS='x' is not a whole number``.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .xlsx.cells import MAX_SHEET_ROWS
+from .errors import ConfigError
+from .formats.xlsx import DEFLATERS, MAX_SHEET_ROWS
 
-DEFAULT_DATA_DIR = Path(os.environ.get("SHEETSTREAM_DATA_DIR", "data"))
+#: How CPU-heavy work leaves the event loop (:mod:`sheetstream.runtime.strategies`).
+STRATEGIES = ("inline", "thread", "process")
+START_METHODS = ("forkserver", "spawn", "fork")
+#: Texts longer than Excel's cell limit: cut them, or fail the export.
+LONG_TEXT = ("truncate", "error")
+__all__ = ["DEFLATERS", "LONG_TEXT", "START_METHODS", "STRATEGIES", "Settings", "from_env"]
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    #: Deflate library and level; see docs/performance.md for the choice.
+    deflate: str = "isal"
+    deflate_level: int = 1
+    max_sheet_rows: int = MAX_SHEET_ROWS
+    long_text: str = "truncate"
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    #: Largest upload accepted (413 beyond it).
+    max_upload_bytes: int = 256 << 20
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    #: ``inline``, ``thread`` or ``process``: the study's measurements recommend ``process`` (docs/performance.md).
+    strategy: str = "process"
+    #: Workers (default: the number of cores) and the waiting list's length (default: 4 per worker); past it, 429.
+    workers: int | None = None
+    max_waiting: int | None = None
+    #: Process start method for the ``process`` strategy.
+    start_method: str = "forkserver"
+    #: Chunks (about 64 kB each) a worker may run ahead of a slow client before it waits.
+    max_pending_chunks: int = 8
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
 class Settings:
     #: ``postgresql://...`` or ``sqlite:///path``; default: ``<data_dir>/sheetstream.db``.
     database_url: str = ""
-    data_dir: Path = DEFAULT_DATA_DIR
+    data_dir: Path = Path("data")
     #: The tables that may be exported and imported (an allow-list).
     tables: tuple[str, ...] = ("orders",)
-    #: Deflate library (``isal``, ``zlib``, ``zlib-ng``) and level; see the README's benchmark for the choice.
-    deflate: str = "isal"
-    deflate_level: int = 1
-    max_sheet_rows: int = MAX_SHEET_ROWS
-    #: Chunks (about 64 kB each) a worker may run ahead of a slow client before it waits.
-    max_pending_chunks: int = 8
-    #: Texts longer than Excel's cell limit: ``truncate`` or ``error``.
-    long_text: str = "truncate"
-    #: How CPU-heavy work leaves the event loop: ``inline``, ``thread`` or ``process``.
-    executor: str = "thread"
-    #: Workers of the processing queue (default: the number of cores) and the waiting list's length
-    #: (default: 4 per worker); past that, 429.
-    workers: int | None = None
-    max_waiting: int | None = None
-    #: Process start method for ``executor="process"``: ``forkserver``, ``spawn`` or ``fork``.
-    start_method: str = "forkserver"
-    #: Largest upload accepted (413 beyond it).
-    max_upload_bytes: int = 256 << 20
+    export: ExportOptions = field(default_factory=ExportOptions)
+    imports: ImportLimits = field(default_factory=ImportLimits)
+    queue: QueueOptions = field(default_factory=QueueOptions)
 
     @property
     def spool_dir(self) -> Path:
@@ -51,31 +80,99 @@ class Settings:
         return not self.database_url
 
     def with_(self, **changes: Any) -> Settings:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with ``changes`` by option name, top-level or of any group (``workers=2``); ``None`` is no change."""
+        top: dict[str, Any] = {}
+        groups: dict[str, dict[str, Any]] = {}
+        for name, value in changes.items():
+            if value is None:
+                continue
+            group = _GROUP_OF.get(name)
+            if group is None and name not in _TOP:
+                raise TypeError(f"unknown setting {name!r}")
+            if group is None:
+                top[name] = value
+            else:
+                groups.setdefault(group, {})[name] = value
+        for group, values in groups.items():
+            top[group] = replace(getattr(self, group), **values)
+        settings = replace(self, **top)
+        _check(settings)
+        return settings
 
 
-def from_env(environ: dict[str, str] | None = None) -> Settings:
+_TOP = {f.name for f in fields(Settings)} - {"export", "imports", "queue"}
+_GROUP_OF = {f.name: group for group, cls in (("export", ExportOptions), ("imports", ImportLimits),
+                                              ("queue", QueueOptions)) for f in fields(cls)}
+
+
+def _check(settings: Settings) -> None:
+    for source, value, allowed in (
+        ("strategy", settings.queue.strategy, STRATEGIES),
+        ("start_method", settings.queue.start_method, START_METHODS),
+        ("deflate", settings.export.deflate, DEFLATERS),
+        ("long_text", settings.export.long_text, LONG_TEXT),
+    ):
+        if value not in allowed:
+            raise ConfigError(f"{source}={value!r} is not one of {', '.join(allowed)}")
+
+
+def _whole(text: str) -> int:
+    if not text.strip().isdigit():
+        raise ValueError("is not a whole number")
+    return int(text)
+
+
+def _megabytes(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("is not a number of megabytes") from None
+    if not value > 0:
+        raise ValueError("must be more than 0")
+    return int(value * 2**20)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not names:
+        raise ValueError("names no table")
+    return names
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"is not one of {', '.join(choices)}")
+        return text
+
+    return check
+
+
+#: Environment variable -> (setting, parser). Parsers raise ValueError with the end of a sentence.
+ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "SHEETSTREAM_DATABASE_URL": ("database_url", str),
+    "SHEETSTREAM_DATA_DIR": ("data_dir", Path),
+    "SHEETSTREAM_TABLES": ("tables", _names),
+    "SHEETSTREAM_DEFLATE": ("deflate", _one_of(DEFLATERS)),
+    "SHEETSTREAM_DEFLATE_LEVEL": ("deflate_level", _whole),
+    "SHEETSTREAM_EXECUTOR": ("strategy", _one_of(STRATEGIES)),
+    "SHEETSTREAM_WORKERS": ("workers", _whole),
+    "SHEETSTREAM_MAX_WAITING": ("max_waiting", _whole),
+    "SHEETSTREAM_START_METHOD": ("start_method", _one_of(START_METHODS)),
+    "SHEETSTREAM_MAX_UPLOAD_MB": ("max_upload_bytes", _megabytes),
+}
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Defaults overridden by the ``SHEETSTREAM_*`` variables that are set and not empty."""
     env = os.environ if environ is None else environ
-    settings = Settings()
     changes: dict[str, Any] = {}
-    if url := env.get("SHEETSTREAM_DATABASE_URL"):
-        changes["database_url"] = url
-    if data_dir := env.get("SHEETSTREAM_DATA_DIR"):
-        changes["data_dir"] = Path(data_dir)
-    if tables := env.get("SHEETSTREAM_TABLES"):
-        changes["tables"] = tuple(t.strip() for t in tables.split(",") if t.strip())
-    if deflate := env.get("SHEETSTREAM_DEFLATE"):
-        changes["deflate"] = deflate
-    if level := env.get("SHEETSTREAM_DEFLATE_LEVEL"):
-        changes["deflate_level"] = int(level)
-    if executor := env.get("SHEETSTREAM_EXECUTOR"):
-        changes["executor"] = executor
-    if workers := env.get("SHEETSTREAM_WORKERS"):
-        changes["workers"] = int(workers)
-    if waiting := env.get("SHEETSTREAM_MAX_WAITING"):
-        changes["max_waiting"] = int(waiting)
-    if method := env.get("SHEETSTREAM_START_METHOD"):
-        changes["start_method"] = method
-    if upload := env.get("SHEETSTREAM_MAX_UPLOAD_MB"):
-        changes["max_upload_bytes"] = int(float(upload) * 2**20)
-    return settings.with_(**changes)
+    for variable, (name, parse) in ENVIRONMENT.items():
+        text = env.get(variable)
+        if not text:
+            continue
+        try:
+            changes[name] = parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"{variable}={text!r} {exc}") from None
+    return Settings().with_(**changes)

@@ -1,4 +1,5 @@
-"""The few errors sheetstream raises on purpose, each with the HTTP status it maps to (once, in the server)."""
+"""The few domain errors sheetstream raises on purpose. No HTTP here: the server maps each class to a status once
+(:mod:`sheetstream.server.errors`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ from typing import Any
 
 
 class SheetstreamError(Exception):
-    """Base: ``message`` is for a person, ``code`` for a program, ``detail`` carries structured extras."""
+    """Base: ``message`` is for a person, ``code`` for a program (set by ``class X(SheetstreamError, code=...)``),
+    ``detail`` carries structured extras."""
 
-    status = 500
     code = "internal_error"
+
+    def __init_subclass__(cls, code: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if code:
+            cls.code = code
 
     def __init__(self, message: str, **detail: Any):
         super().__init__(message)
@@ -27,70 +33,55 @@ class SheetstreamError(Exception):
 def _rebuild(cls: type[SheetstreamError], message: str, detail: dict[str, Any]) -> SheetstreamError:
     error = cls.__new__(cls)
     SheetstreamError.__init__(error, message, **detail)
-    if "retry_after" in detail:
-        error.retry_after = detail["retry_after"]  # type: ignore[attr-defined]
     return error
 
 
-class NotFound(SheetstreamError):
-    status = 404
-    code = "not_found"
+class NotFound(SheetstreamError, code="not_found"):
+    """A table, column or job that is not there."""
 
 
-class BadRequest(SheetstreamError):
-    status = 400
-    code = "bad_request"
+class BadRequest(SheetstreamError, code="bad_request"):
+    """The request itself is wrong (a parameter, a form field, an empty body)."""
 
 
-class PayloadTooLarge(SheetstreamError):
-    status = 413
-    code = "payload_too_large"
+class PayloadTooLarge(SheetstreamError, code="payload_too_large"):
+    """The upload is over the configured limit."""
 
 
-class UnsupportedMediaType(SheetstreamError):
-    status = 415
-    code = "unsupported_media_type"
+class UnsupportedMediaType(SheetstreamError, code="unsupported_media_type"):
+    """The body is not sent as a workbook."""
 
 
-class ClientGone(SheetstreamError):
-    """The client went away before the body ended (499, as nginx logs it; nobody reads the answer)."""
-
-    status = 499
-    code = "client_closed_request"
+class ClientGone(SheetstreamError, code="client_closed_request"):
+    """The client went away before the body ended (nobody reads the answer)."""
 
 
-class Invalid(SheetstreamError):
-    """The input was read but does not fit the table (422)."""
-
-    status = 422
-    code = "invalid"
+class Invalid(SheetstreamError, code="invalid"):
+    """The input was read but does not fit the table."""
 
 
-class Busy(SheetstreamError):
-    """The processing queue is full; ``retry_after`` seconds is a fair wait (429)."""
-
-    status = 429
-    code = "busy"
+class Busy(SheetstreamError, code="busy"):
+    """The processing queue is full; ``retry_after`` seconds is a fair wait."""
 
     def __init__(self, message: str, retry_after: int = 1, **detail: Any):
         super().__init__(message, retry_after=retry_after, **detail)
-        self.retry_after = retry_after
+
+    @property
+    def retry_after(self) -> int:
+        return self.detail["retry_after"]
 
 
-class Conflict(SheetstreamError):
-    status = 409
-    code = "conflict"
+class Conflict(SheetstreamError, code="conflict"):
+    """The request conflicts with the state of the thing (a job that has already ended)."""
 
 
-class Cancelled(SheetstreamError):
+class Cancelled(SheetstreamError, code="cancelled"):
     """The job was cancelled (``DELETE /jobs/{id}``); its transaction was rolled back."""
 
-    status = 409
-    code = "cancelled"
+
+class StoreUnavailable(SheetstreamError, code="database_unavailable"):
+    """The database cannot be reached or went away."""
 
 
-class StoreUnavailable(SheetstreamError):
-    """The database cannot be reached or went away (503)."""
-
-    status = 503
-    code = "database_unavailable"
+class ConfigError(SheetstreamError, code="bad_configuration"):
+    """A setting (flag or ``SHEETSTREAM_*`` variable) has a value sheetstream cannot use; the message names it."""

@@ -14,19 +14,16 @@ from pathlib import Path
 
 import httpx
 
-from sheetstream.bench.common import free_port
-from sheetstream.config import Settings
-from sheetstream.db import open_store
-from sheetstream.db.sqlite import SqliteStore
-from sheetstream.demo import ORDERS, demo_rows, seed
-from sheetstream.loadtest import parse_metrics
-from sheetstream.roundtrip import roundtrip
+from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.server import create_app
-from sheetstream.xlsx import write_xlsx
+from sheetstream.store import open_store
+from sheetstream.store.demo import ORDERS, demo_rows, seed
+from sheetstream.store.sqlite import SqliteStore
+from sheetstream.tools.harness import free_port
+from sheetstream.tools.loadtest import parse_metrics
+from sheetstream.tools.roundtrip import roundtrip
 
-from ..conftest import missing
-from ..server.test_exports import InstrumentedStore, download_through_the_gate
-from ..server.test_imports import XLSX, raw_request
+from ..helpers import XLSX, InstrumentedStore, download_through_the_gate, make_settings, missing, raw_request
 
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 
@@ -87,7 +84,7 @@ def members(body: bytes) -> dict[str, bytes]:
 
 def test_export_streams_through_nginx_and_matches_a_direct_download(tmp_path: Path, live_server) -> None:
     store = InstrumentedStore(tmp_path / "x.db", demo_rows(40_000), ORDERS, gate_at=20_000)
-    with live_server(create_app(Settings(tables=("orders",)), store)) as app:
+    with live_server(create_app(make_settings(tables=("orders",)), store)) as app:
         with Nginx(tmp_path / "nginx", [app.url.removeprefix("http://")]) as proxy:
             produced_at_first_byte, through_proxy, response = download_through_the_gate(
                 f"{proxy.url}/exports/orders.xlsx", store)
@@ -102,7 +99,7 @@ def test_upload_reaches_the_application_while_the_client_is_still_sending(tmp_pa
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 10)
     body = b"".join(write_xlsx(demo_rows(5_000), [c.name for c in ORDERS]))
-    settings = Settings(tables=("orders",), data_dir=tmp_path / "data")
+    settings = make_settings(tables=("orders",), data_dir=tmp_path / "data")
     with live_server(create_app(settings, store)) as app, Nginx(tmp_path / "nginx", [app.url[7:]]) as proxy:
         received = lambda: parse_metrics(httpx.get(f"{app.url}/metrics").text)["sheetstream_bytes_in_total"]  # noqa: E731
         half = len(body) // 2
@@ -125,7 +122,7 @@ def test_upload_reaches_the_application_while_the_client_is_still_sending(tmp_pa
 def test_each_limit_answers_with_its_own_413(tmp_path: Path, live_server) -> None:
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 10)
-    settings = Settings(tables=("orders",), data_dir=tmp_path / "data", max_upload_bytes=500_000)
+    settings = make_settings(tables=("orders",), data_dir=tmp_path / "data", max_upload_bytes=500_000)
     with live_server(create_app(settings, store)) as app, Nginx(tmp_path / "nginx", [app.url[7:]], "1m") as proxy:
         over_nginx = httpx.put(f"{proxy.url}/imports/orders", content=b"x" * 2_000_000, headers={"Content-Type": XLSX})
         over_app = raw_request(proxy.url, f"PUT /imports/orders HTTP/1.1\r\nHost: x\r\nContent-Type: {XLSX}\r\n"
@@ -138,7 +135,7 @@ def test_each_limit_answers_with_its_own_413(tmp_path: Path, live_server) -> Non
 
 def test_two_instances_share_jobs_through_postgres(tmp_path: Path, live_server, pg_url: str, pg_table: str) -> None:
     seed(open_store(pg_url), 10, pg_table)
-    settings = Settings(tables=(pg_table,), data_dir=tmp_path / "data")
+    settings = make_settings(tables=(pg_table,), data_dir=tmp_path / "data")
     body = b"".join(write_xlsx(demo_rows(300), [c.name for c in ORDERS]))
     with live_server(create_app(settings, open_store(pg_url))) as one, \
             live_server(create_app(settings, open_store(pg_url))) as two, \
@@ -155,7 +152,7 @@ def test_five_user_round_trip_through_nginx(tmp_path: Path, live_server) -> None
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 3_000)
     copies = tuple(f"orders_roundtrip_{i}" for i in range(1, 6))
-    settings = Settings(tables=("orders", *copies), data_dir=tmp_path / "data")
+    settings = make_settings(tables=("orders", *copies), data_dir=tmp_path / "data")
     with live_server(create_app(settings, store)) as one, live_server(create_app(settings, SqliteStore(store.path))) as two, \
             Nginx(tmp_path / "nginx", [one.url[7:], two.url[7:]]) as proxy:
         runs = roundtrip(store, "orders", 5, proxy.url, tmp_path)

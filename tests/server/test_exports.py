@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import io
 import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import openpyxl
 import pytest
 
-from sheetstream.config import Settings
-from sheetstream.db import Column, open_store
-from sheetstream.db.sqlite import SqliteStore
-from sheetstream.demo import ORDERS, demo_rows, seed
 from sheetstream.server import create_app
-from sheetstream.xlsx import MEDIA_TYPE as XLSX
+from sheetstream.store import Column, open_store
+from sheetstream.store.demo import ORDERS, demo_rows, seed
+from sheetstream.store.sqlite import SqliteStore
 
-from ..xlsx.test_writer import assert_same_as_openpyxl
-
-
-def read_workbook(body: bytes) -> dict[str, list[tuple]]:
-    wb = openpyxl.load_workbook(io.BytesIO(body))
-    return {ws.title: [tuple(r) for r in ws.iter_rows(values_only=True)] for ws in wb.worksheets}
+from ..helpers import (
+    XLSX,
+    InstrumentedStore,
+    assert_same_as_openpyxl,
+    download_through_the_gate,
+    make_settings,
+    read_workbook,
+)
 
 
 @pytest.fixture
@@ -39,7 +36,7 @@ def demo_store(store_url: str, request: pytest.FixtureRequest):
 
 def test_export_streams_the_table(demo_store, live_server) -> None:
     store, table = demo_store
-    with live_server(create_app(Settings(tables=(table,)), store)) as server:
+    with live_server(create_app(make_settings(tables=(table,)), store)) as server:
         response = httpx.get(f"{server.url}/exports/{table}.xlsx")
     assert response.status_code == 200
     assert response.headers["content-type"] == XLSX
@@ -53,7 +50,7 @@ def test_export_streams_the_table(demo_store, live_server) -> None:
 
 def test_columns_and_limit(demo_store, live_server) -> None:
     store, table = demo_store
-    with live_server(create_app(Settings(tables=(table,)), store)) as server:
+    with live_server(create_app(make_settings(tables=(table,)), store)) as server:
         response = httpx.get(f"{server.url}/exports/{table}.xlsx", params={"columns": "note,ID, amount", "limit": 5})
     assert response.status_code == 200
     rows = read_workbook(response.content)[table]
@@ -66,7 +63,7 @@ def test_unknown_table_is_404_with_a_message(tmp_path: Path, live_server) -> Non
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 3)
     seed(store, 3, "secret")
-    with live_server(create_app(Settings(), store)) as server:
+    with live_server(create_app(make_settings(), store)) as server:
         missing = httpx.get(f"{server.url}/exports/nope.xlsx")
         hidden = httpx.get(f"{server.url}/exports/secret.xlsx")  # exists, but not on the allow-list
     for response in (missing, hidden):
@@ -76,14 +73,14 @@ def test_unknown_table_is_404_with_a_message(tmp_path: Path, live_server) -> Non
 
 
 def test_allowed_table_missing_from_the_database_is_404(tmp_path: Path, live_server) -> None:
-    with live_server(create_app(Settings(tables=("ghost",)), SqliteStore(tmp_path / "db.sqlite"))) as server:
+    with live_server(create_app(make_settings(tables=("ghost",)), SqliteStore(tmp_path / "db.sqlite"))) as server:
         response = httpx.get(f"{server.url}/exports/ghost.xlsx")
     assert response.status_code == 404 and response.json()["message"] == "there is no table 'ghost'"
 
 
 def test_unknown_column_and_bad_limit_are_400(demo_store, live_server) -> None:
     store, table = demo_store
-    with live_server(create_app(Settings(tables=(table,)), store)) as server:
+    with live_server(create_app(make_settings(tables=(table,)), store)) as server:
         column = httpx.get(f"{server.url}/exports/{table}.xlsx", params={"columns": "id,bogus"})
         limit = httpx.get(f"{server.url}/exports/{table}.xlsx", params={"limit": "-1"})
     assert column.status_code == 400
@@ -93,54 +90,20 @@ def test_unknown_column_and_bad_limit_are_400(demo_store, live_server) -> None:
 
 def test_tables_lists_exported_tables(demo_store, live_server) -> None:
     store, table = demo_store
-    with live_server(create_app(Settings(tables=(table, "absent")), store)) as server:
+    with live_server(create_app(make_settings(tables=(table, "absent")), store)) as server:
         listed = httpx.get(f"{server.url}/tables").json()
     assert [(t["name"], t["rows"], t["export"]) for t in listed] == [(table, 300, f"/exports/{table}.xlsx")]
     assert listed[0]["columns"][3] == {"name": "amount", "kind": "numeric", "nullable": False}
 
 
-class InstrumentedStore(SqliteStore):
-    """A store whose row stream reports progress and can be held at a gate."""
-
-    def __init__(self, path: Path, rows: Iterator[tuple], columns: list[Column], gate_at: int | None = None):
-        super().__init__(path)
-        self._rows, self._columns = rows, columns
-        self.gate_at = gate_at
-        self.gate = threading.Event()
-        self.produced = 0
-        self.closed = threading.Event()
-
-    def columns(self, table: str) -> list[Column]:
-        return self._columns
-
-    def read_rows(self, table, columns, limit=None):
-        try:
-            for row in self._rows:
-                if self.produced == self.gate_at and not self.gate.wait(10):
-                    raise AssertionError("the client saw no bytes while rows were still being produced")
-                self.produced += 1
-                yield row
-        finally:
-            self.closed.set()
 
 
-def download_through_the_gate(url: str, store: InstrumentedStore) -> tuple[int, bytes, httpx.Response]:
-    """GET ``url`` while ``store`` holds its producer at the gate; open the gate once the first bytes are in.
-
-    Returns the rows produced when the first chunk arrived, the whole body, and the response.
-    """
-    with httpx.stream("GET", url, timeout=30) as response:
-        chunks = response.iter_raw()
-        first = next(chunks)
-        produced_at_first_byte = store.produced
-        store.gate.set()
-        return produced_at_first_byte, first + b"".join(chunks), response
 
 
 def test_first_bytes_arrive_while_rows_are_still_produced(tmp_path: Path, live_server) -> None:
     """The producer is held after 20,000 of 40,000 rows until the client has bytes: only a streaming server passes."""
     store = InstrumentedStore(tmp_path / "x.db", demo_rows(40_000), ORDERS, gate_at=20_000)
-    with live_server(create_app(Settings(tables=("orders",)), store)) as server:
+    with live_server(create_app(make_settings(tables=("orders",)), store)) as server:
         produced_at_first_byte, body, _ = download_through_the_gate(f"{server.url}/exports/orders.xlsx", store)
     assert produced_at_first_byte < 40_000
     assert store.produced == 40_000
@@ -158,7 +121,7 @@ def test_slow_client_slows_the_producer(tmp_path: Path, live_server) -> None:
     total = 40_000  # about 27 MB compressed: more than the socket buffers and the bounded hand-off hold
     columns = [Column("n", "integer"), Column("blob", "text")]
     store = InstrumentedStore(tmp_path / "x.db", noisy_rows(total), columns)
-    with live_server(create_app(Settings(tables=("orders",)), store)) as server:
+    with live_server(create_app(make_settings(tables=("orders",)), store)) as server:
         with httpx.stream("GET", f"{server.url}/exports/orders.xlsx", timeout=30) as response:
             chunks = response.iter_raw()
             received = len(next(chunks))
@@ -175,7 +138,7 @@ def test_client_disconnect_stops_the_producer(tmp_path: Path, live_server) -> No
     total = 200_000
     columns = [Column("n", "integer"), Column("blob", "text")]
     store = InstrumentedStore(tmp_path / "x.db", noisy_rows(total), columns)
-    with live_server(create_app(Settings(tables=("orders",)), store)) as server:
+    with live_server(create_app(make_settings(tables=("orders",)), store)) as server:
         with httpx.stream("GET", f"{server.url}/exports/orders.xlsx", timeout=30) as response:
             next(response.iter_raw())
         # leaving the block closes the connection mid-body

@@ -16,15 +16,14 @@ import psycopg
 import pytest
 
 from sheetstream.config import Settings
-from sheetstream.db import Column, open_store
-from sheetstream.demo import ORDERS, demo_rows, seed
+from sheetstream.formats.xlsx import write_xlsx
+from sheetstream.formats.xlsx.writer import deflater
 from sheetstream.server import create_app
-from sheetstream.xlsx import MEDIA_TYPE, write_xlsx
-from sheetstream.xlsx.writer import deflater
+from sheetstream.store import Column, open_store
+from sheetstream.store.demo import ORDERS, demo_rows, seed
 
-from ..xlsx.test_reader import NS, make_xlsx
+from ..helpers import NS, XLSX, make_settings, make_xlsx, raw_request, rows_of
 
-XLSX = MEDIA_TYPE
 HEADER = [c.name for c in ORDERS]
 
 
@@ -38,12 +37,10 @@ def target(store_url: str, request: pytest.FixtureRequest, tmp_path: Path):
     store = open_store(store_url)
     table = "orders" if store_url.startswith("sqlite") else request.getfixturevalue("pg_table")
     seed(store, 10, table)
-    settings = Settings(tables=(table,), data_dir=tmp_path / "data", max_upload_bytes=5 << 20)
+    settings = make_settings(tables=(table,), data_dir=tmp_path / "data", max_upload_bytes=5 << 20)
     return store, table, settings
 
 
-def rows_of(store, table: str) -> list[tuple]:
-    return list(store.read_rows(table, store.columns(table)))
 
 
 def put(server, table: str, body: bytes, **params: Any) -> httpx.Response:
@@ -262,24 +259,6 @@ def test_wrong_content_type_unknown_table_and_sheet(target, live_server) -> None
     assert spool_files(settings) == []
 
 
-def raw_request(url: str, head: str, body_parts: list[bytes] = (), pause: float = 0.0) -> bytes:
-    """Send a request by hand on a socket (so the test controls what is and is not sent); return the response."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(head.encode())
-        for part in body_parts:
-            try:
-                sock.sendall(part)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            time.sleep(pause)
-        data = b""
-        try:
-            while chunk := sock.recv(65536):
-                data += chunk
-        except (ConnectionResetError, socket.timeout):
-            pass
-        return data
 
 
 def test_oversized_body_is_refused_before_it_is_read(target, live_server) -> None:
@@ -327,7 +306,7 @@ def test_client_that_disconnects_mid_upload(target, live_server) -> None:
 def test_database_going_away_mid_import_writes_nothing(pg_url: str, pg_table: str, live_server, tmp_path: Path) -> None:
     store = open_store(pg_url)
     seed(store, 10, pg_table)
-    settings = Settings(tables=(pg_table,), data_dir=tmp_path / "data")
+    settings = make_settings(tables=(pg_table,), data_dir=tmp_path / "data")
     body = workbook(list(demo_rows(150_000)), compress=deflater("isal", 1))
     killed = threading.Event()
 

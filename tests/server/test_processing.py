@@ -12,15 +12,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sheetstream.config import Settings
-from sheetstream.db import Column
-from sheetstream.db.sqlite import SqliteStore
-from sheetstream.demo import ORDERS, demo_rows, seed
+from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.server import create_app
-from sheetstream.xlsx import write_xlsx
+from sheetstream.store import Column
+from sheetstream.store.demo import ORDERS, demo_rows, seed
+from sheetstream.store.sqlite import SqliteStore
 
-from .test_exports import InstrumentedStore, read_workbook
-from .test_imports import XLSX, rows_of
+from ..helpers import XLSX, InstrumentedStore, make_settings, read_workbook, rows_of
 
 STRATEGIES = [("inline", "forkserver"), ("thread", "forkserver"), ("process", "forkserver"), ("process", "spawn")]
 
@@ -39,7 +37,7 @@ def test_every_strategy_exports_and_imports_the_same(tmp_path: Path, live_server
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 3_000)
     store.create_table("copy", ORDERS)
-    settings = Settings(tables=("orders", "copy"), data_dir=tmp_path, executor=executor, start_method=start_method,
+    settings = make_settings(tables=("orders", "copy"), data_dir=tmp_path, strategy=executor, start_method=start_method,
                         workers=2)
     with live_server(create_app(settings, store)) as server:
         exported = httpx.get(f"{server.url}/exports/orders.xlsx", timeout=60)
@@ -58,7 +56,7 @@ def test_every_strategy_exports_and_imports_the_same(tmp_path: Path, live_server
 
 def test_full_waiting_list_gets_429_with_retry_after(tmp_path: Path, live_server) -> None:
     store = InstrumentedStore(tmp_path / "x.db", demo_rows(20_000), ORDERS, gate_at=10_000)
-    settings = Settings(tables=("orders",), data_dir=tmp_path, workers=1, max_waiting=1)
+    settings = make_settings(tables=("orders",), data_dir=tmp_path, workers=1, max_waiting=1)
     with live_server(create_app(settings, store)) as server:
         url = f"{server.url}/exports/orders.xlsx"
         with httpx.stream("GET", url, timeout=30) as first:  # holds the only worker at the gate
@@ -80,7 +78,7 @@ def test_full_waiting_list_gets_429_with_retry_after(tmp_path: Path, live_server
 
 def test_an_upload_still_arriving_holds_its_place_in_the_waiting_list(tmp_path: Path, live_server) -> None:
     store = InstrumentedStore(tmp_path / "x.db", demo_rows(20_000), ORDERS, gate_at=10_000)
-    settings = Settings(tables=("orders",), data_dir=tmp_path, workers=1, max_waiting=1)
+    settings = make_settings(tables=("orders",), data_dir=tmp_path, workers=1, max_waiting=1)
     body = b"".join(write_xlsx(demo_rows(50), [c.name for c in ORDERS]))
     with live_server(create_app(settings, store)) as server:
         with httpx.stream("GET", f"{server.url}/exports/orders.xlsx", timeout=30) as export:
@@ -103,7 +101,7 @@ def test_queued_import_shows_its_position(tmp_path: Path, live_server) -> None:
     store = InstrumentedStore(tmp_path / "x.db", demo_rows(20_000), ORDERS, gate_at=10_000)
     real = SqliteStore(tmp_path / "x.db")
     seed(real, 1)
-    settings = Settings(tables=("orders",), data_dir=tmp_path, workers=1, max_waiting=4)
+    settings = make_settings(tables=("orders",), data_dir=tmp_path, workers=1, max_waiting=4)
     body = b"".join(write_xlsx(demo_rows(5), [c.name for c in ORDERS]))
     with live_server(create_app(settings, store)) as server:
         with httpx.stream("GET", f"{server.url}/exports/orders.xlsx", timeout=30) as export:
@@ -124,7 +122,7 @@ def test_cancelling_an_import_rolls_it_back(tmp_path: Path, live_server, executo
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 10)
     body = b"".join(write_xlsx(demo_rows(150_000), [c.name for c in ORDERS]))
-    settings = Settings(tables=("orders",), data_dir=tmp_path, executor=executor, workers=1)
+    settings = make_settings(tables=("orders",), data_dir=tmp_path, strategy=executor, workers=1)
     with live_server(create_app(settings, store)) as server:
         job = httpx.put(f"{server.url}/imports/orders", content=body, params={"mode": "replace"},
                         headers={"Content-Type": XLSX}, timeout=60).json()
@@ -146,7 +144,7 @@ def test_worker_process_waits_for_a_slow_client_and_stops_when_it_leaves(tmp_pat
     columns = [Column("n", "integer", nullable=False, primary_key=True), Column("blob", "text")]
     store.create_table("noise", columns)
     store.write_rows("noise", columns, ((i, os.urandom(600).hex()) for i in range(40_000)))  # ~30 MB exported
-    settings = Settings(tables=("noise",), data_dir=tmp_path, executor="process", workers=1)
+    settings = make_settings(tables=("noise",), data_dir=tmp_path, strategy="process", workers=1)
     with live_server(create_app(settings, store)) as server:
         status = lambda: httpx.get(f"{server.url}/status").json()  # noqa: E731
         with httpx.stream("GET", f"{server.url}/exports/noise.xlsx", timeout=30) as response:
@@ -165,7 +163,7 @@ def test_lag_monitor_sees_inline_blocking_and_not_threads(tmp_path: Path, live_s
     body = b"".join(write_xlsx(demo_rows(40_000), [c.name for c in ORDERS]))
     worst = {}
     for executor in ("inline", "thread"):
-        settings = Settings(tables=("orders",), data_dir=tmp_path, executor=executor)
+        settings = make_settings(tables=("orders",), data_dir=tmp_path, strategy=executor)
         with live_server(create_app(settings, store)) as server:
             response = httpx.put(f"{server.url}/imports/orders", content=body, params={"mode": "replace", "wait": "true"},
                                  headers={"Content-Type": XLSX}, timeout=60)
@@ -179,7 +177,7 @@ def test_lag_monitor_sees_inline_blocking_and_not_threads(tmp_path: Path, live_s
 def test_metrics_in_prometheus_format(tmp_path: Path, live_server) -> None:
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 500)
-    with live_server(create_app(Settings(tables=("orders",), data_dir=tmp_path), store)) as server:
+    with live_server(create_app(make_settings(tables=("orders",), data_dir=tmp_path), store)) as server:
         export = httpx.get(f"{server.url}/exports/orders.xlsx")
         httpx.put(f"{server.url}/imports/orders", content=export.content, params={"mode": "replace", "wait": "true"},
                   headers={"Content-Type": XLSX})

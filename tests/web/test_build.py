@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..conftest import missing
+from ..helpers import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"

@@ -11,13 +11,12 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from sheetstream.config import Settings
-from sheetstream.db.sqlite import SqliteStore
-from sheetstream.demo import ORDERS, demo_rows, seed
+from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.server import create_app
-from sheetstream.xlsx import write_xlsx
+from sheetstream.store.demo import ORDERS, demo_rows, seed
+from sheetstream.store.sqlite import SqliteStore
 
-from ..conftest import missing
+from ..helpers import make_settings, missing
 
 # Screenshots of each state; `SHEETSTREAM_SCREENSHOTS=docs/screenshots scripts/test tests/web` refreshes the README's.
 SCREENSHOTS = Path(os.environ.get("SHEETSTREAM_SCREENSHOTS", Path(tempfile.gettempdir()) / "sheetstream-screenshots"))
@@ -42,7 +41,7 @@ def browser():
 def site(tmp_path: Path, live_server):
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 2_000)
-    settings = Settings(tables=("orders",), data_dir=tmp_path / "data", max_upload_bytes=400_000)
+    settings = make_settings(tables=("orders",), data_dir=tmp_path / "data", max_upload_bytes=400_000)
     with live_server(create_app(settings, store)) as server:
         yield server, store
 

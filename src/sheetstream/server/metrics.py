@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ..processing import ProcessingQueue
+from ..runtime import ProcessingQueue
 from .lag import LagMonitor
 
 KINDS = ("export", "import")
@@ -61,5 +61,5 @@ class _Live(Collector):
         recent.add_metric([], self.lag.summary(time.perf_counter() - 1.0)["max_ms"])
         yield recent
         info = GaugeMetricFamily("sheetstream_workers", "Workers of the processing queue", labels=["strategy"])
-        info.add_metric([self.queue.strategy], self.queue.workers)
+        info.add_metric([self.queue.strategy.name], self.queue.workers)
         yield info

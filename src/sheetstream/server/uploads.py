@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from ..errors import BadRequest, ClientGone, PayloadTooLarge, UnsupportedMediaType
-from ..xlsx import MEDIA_TYPE
+from ..formats.xlsx import MEDIA_TYPE
 
 _FLUSH = 1 << 20
 XLSX_TYPES = (MEDIA_TYPE, "application/octet-stream", "")
@@ -99,42 +99,8 @@ async def receive_multipart(request: Request, spool: Spool, limit: int, progress
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise UnsupportedMediaType("POST a multipart/form-data form with the workbook in a field named 'file', "
                                    "or PUT the file itself as the body")
-    fields: dict[str, str] = {}
-    state: dict = {"name": None, "headers": {}, "header": b"", "value": bytearray(), "file": False}
-    pending: list[bytes] = []
-
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        state["header"] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        key = state["header"].lower()
-        state["headers"][key] = state["headers"].get(key, b"") + data[start:end]
-
-    def on_header_end() -> None:
-        state["header"] = b""
-
-    def on_headers_finished() -> None:
-        _, disposition = parse_options_header(state["headers"].get(b"content-disposition", b""))
-        state["name"] = disposition.get(b"name", b"").decode()
-        state["file"] = state["name"] == field_name
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        if state["file"]:
-            pending.append(data[start:end])
-        elif len(state["value"]) < 4096:
-            state["value"] += data[start:end]
-
-    def on_part_end() -> None:
-        if state["file"]:
-            fields["__file__"] = "1"
-        elif state["name"]:
-            fields[state["name"]] = state["value"].decode("utf-8", "replace")
-        state.update(name=None, headers={}, value=bytearray(), file=False)
-
-    parser = MultipartParser(params[b"boundary"], {
-        "on_header_field": on_header_field, "on_header_value": on_header_value, "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished, "on_part_data": on_part_data, "on_part_end": on_part_end,
-    })
+    form = _Form(field_name)
+    parser = MultipartParser(params[b"boundary"], form.callbacks())
     received = 0
     try:
         async for chunk in request.stream():
@@ -142,9 +108,9 @@ async def receive_multipart(request: Request, spool: Spool, limit: int, progress
             if received > limit:
                 raise too_large(limit)
             parser.write(chunk)
-            for piece in pending:
+            for piece in form.pending:
                 await spool.write(piece)
-            pending.clear()
+            form.pending.clear()
             progress(received)
     except ClientDisconnect:
         raise ClientGone(f"the client went away after {received:,} bytes") from None
@@ -152,6 +118,58 @@ async def receive_multipart(request: Request, spool: Spool, limit: int, progress
         raise BadRequest(f"the multipart/form-data body is malformed: {exc}") from exc
     parser.finalize()
     await spool.close()
-    if fields.pop("__file__", None) is None:
+    if not form.has_file:
         raise BadRequest(f"the form has no field named {field_name!r} with the workbook in it")
-    return fields
+    return form.fields
+
+
+class _Form:
+    """python-multipart's callbacks: the file field's bytes go to ``pending`` (for the spool), the other fields
+    (at most 4 kB each) to ``fields``."""
+
+    def __init__(self, file_field: str):
+        self.file_field = file_field
+        self.fields: dict[str, str] = {}
+        self.pending: list[bytes] = []
+        self.has_file = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.name: str | None = None
+        self.headers: dict[bytes, bytes] = {}
+        self.header = b""
+        self.value = bytearray()
+        self.is_file = False
+
+    def callbacks(self) -> dict:
+        return {"on_header_field": self.on_header_field, "on_header_value": self.on_header_value,
+                "on_header_end": self.on_header_end, "on_headers_finished": self.on_headers_finished,
+                "on_part_data": self.on_part_data, "on_part_end": self.on_part_end}
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        key = self.header.lower()
+        self.headers[key] = self.headers.get(key, b"") + data[start:end]
+
+    def on_header_end(self) -> None:
+        self.header = b""
+
+    def on_headers_finished(self) -> None:
+        _, disposition = parse_options_header(self.headers.get(b"content-disposition", b""))
+        self.name = disposition.get(b"name", b"").decode()
+        self.is_file = self.name == self.file_field
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.is_file:
+            self.pending.append(data[start:end])
+        elif len(self.value) < 4096:
+            self.value += data[start:end]
+
+    def on_part_end(self) -> None:
+        if self.is_file:
+            self.has_file = True
+        elif self.name:
+            self.fields[self.name] = self.value.decode("utf-8", "replace")
+        self._reset()

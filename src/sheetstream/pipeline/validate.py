@@ -1,0 +1,284 @@
+"""Sheet cells -> the table's column types, with row- and column-precise problems.
+
+The header maps sheet columns to table columns by name (case-insensitive, any order). Each cell is checked
+against its column's kind from the database catalog; problems carry the sheet, the A1 reference, the column,
+the value and a message a person can act on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ..errors import Invalid
+from ..formats.xlsx import CellError
+from ..formats.xlsx.cells import column_letter
+from ..store import Column
+
+MAX_LISTED = 100
+
+
+class BadCell(ValueError):
+    """A cell value does not fit its column; the message completes "<value> ..."."""
+
+
+@dataclass
+class Problems:
+    """At most ``limit`` problems listed, all of them counted."""
+
+    limit: int = MAX_LISTED
+    listed: list[dict[str, Any]] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, sheet: str, cell: str, column: str | None, value: Any, message: str) -> None:
+        self.total += 1
+        if len(self.listed) < self.limit:
+            self.listed.append({"sheet": sheet, "cell": cell, "column": column, "value": _shown(value), "message": message})
+
+    def error(self, summary: str) -> Invalid:
+        shown = f" (the first {len(self.listed)} are listed)" if self.total > len(self.listed) else ""
+        return Invalid(f"{summary}: {self.total} problem(s){shown}; nothing was written", errors=self.listed,
+                       error_total=self.total)
+
+
+def _shown(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value if not isinstance(value, str) or len(value) <= 200 else value[:200] + "…"
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where each table column comes from in the sheet (sheet column index per table column)."""
+
+    columns: list[Column]
+    sources: list[int]
+
+
+def map_header(header: Sequence[Any], table_columns: Sequence[Column], sheet: str) -> Plan:
+    problems = Problems()
+    by_name = {c.name.lower(): c for c in table_columns}
+    seen: dict[str, str] = {}
+    columns, sources = [], []
+    for index, cell in enumerate(header):
+        ref = f"{column_letter(index)}1"
+        if cell is None or (isinstance(cell, str) and not cell.strip()):
+            continue
+        name = str(cell).strip()
+        column = by_name.get(name.lower())
+        if column is None:
+            problems.add(sheet, ref, name, cell,
+                         f"unknown column {name!r}; the table has: {', '.join(c.name for c in table_columns)}")
+        elif column.name in seen:
+            problems.add(sheet, ref, name, cell, f"column {column.name!r} appears twice (also in {seen[column.name]})")
+        else:
+            seen[column.name] = ref
+            columns.append(column)
+            sources.append(index)
+    if not columns and not problems.total:
+        problems.add(sheet, "A1", None, None, "the first row must name the columns, and it is empty")
+    for column in table_columns:
+        if column.name not in seen and not column.nullable:
+            problems.add(sheet, "1:1", column.name, None, f"required column {column.name!r} is missing from the header")
+    if problems.total:
+        raise problems.error("the header row does not match the table")
+    return Plan(columns, sources)
+
+
+def _integer(v: Any) -> int:
+    if type(v) is float:
+        if v.is_integer():
+            return int(v)
+        raise BadCell("is not a whole number")
+    if type(v) is str:
+        try:
+            return int(v.strip())
+        except ValueError:
+            raise BadCell("is not a whole number") from None
+    raise BadCell(f"is {_a(v)}, not a whole number")
+
+
+def _float(v: Any) -> float:
+    if type(v) is int:
+        return float(v)
+    if type(v) is str:
+        try:
+            return float(v.strip())
+        except ValueError:
+            raise BadCell("is not a number") from None
+    raise BadCell(f"is {_a(v)}, not a number")
+
+
+def _numeric(column: Column) -> Callable[[Any], Decimal]:
+    exponent = Decimal(1).scaleb(-column.scale) if column.scale is not None else None
+    limit = Decimal(10) ** (column.precision - (column.scale or 0)) if column.precision else None
+    kind = f"numeric({column.precision},{column.scale})" if column.precision else "numeric"
+
+    def numeric(v: Any) -> Decimal:
+        t = type(v)
+        try:
+            if t is float:
+                d = Decimal(repr(v))
+            elif t is int:
+                d = Decimal(v)
+            elif t is str:
+                d = Decimal(v.strip())
+            else:
+                raise BadCell(f"is {_a(v)}, not a number")
+        except InvalidOperation:
+            raise BadCell("is not a number") from None
+        if not d.is_finite():
+            raise BadCell("is not a finite number")
+        if exponent is not None:
+            q = d.quantize(exponent)
+            if q != d:
+                raise BadCell(f"has more than {column.scale} decimal place(s); the column is {kind}")
+            d = q
+        if limit is not None and abs(d) >= limit:
+            raise BadCell(f"is too large for {kind}")
+        return d
+
+    return numeric
+
+
+def _text(column: Column) -> Callable[[Any], str]:
+    def text(v: Any) -> str:
+        t = type(v)
+        if t is float:
+            s = str(int(v)) if v.is_integer() else repr(v)
+        elif t is datetime:
+            s = v.isoformat(sep=" ")
+        else:
+            s = str(v)
+        if column.length is not None and len(s) > column.length:
+            raise BadCell(f"has {len(s)} characters; the column allows {column.length}")
+        return s
+
+    return text
+
+
+def _date(v: Any) -> date:
+    if type(v) is datetime:
+        if v.time() != time():
+            raise BadCell("has a time of day; the column holds dates only")
+        return v.date()
+    if type(v) is str:
+        try:
+            return date.fromisoformat(v.strip())
+        except ValueError:
+            raise BadCell("is not a date; write YYYY-MM-DD or format the cell as a date") from None
+    raise BadCell(f"is {_a(v)}, not a date; format the cell as a date")
+
+
+def _timestamp(v: Any) -> datetime:
+    if type(v) is str:
+        try:
+            return datetime.fromisoformat(v.strip())
+        except ValueError:
+            raise BadCell("is not a date and time; write YYYY-MM-DD HH:MM:SS or format the cell as a date") from None
+    raise BadCell(f"is {_a(v)}, not a date and time; format the cell as a date")
+
+
+_TIME_ONLY_DAYS = (date(1899, 12, 30), date(1899, 12, 31), date(1904, 1, 1))
+
+
+def _time(v: Any) -> time:
+    if type(v) is datetime:
+        if v.date() not in _TIME_ONLY_DAYS:
+            raise BadCell("has a date; the column holds times of day only")
+        return v.time()
+    if type(v) is str:
+        try:
+            return time.fromisoformat(v.strip())
+        except ValueError:
+            raise BadCell("is not a time of day; write HH:MM:SS") from None
+    raise BadCell(f"is {_a(v)}, not a time of day")
+
+
+_TRUE = {"true", "yes", "y", "t", "1", "x"}
+_FALSE = {"false", "no", "n", "f", "0"}
+
+
+def _boolean(v: Any) -> bool:
+    if type(v) in (int, float) and v in (0, 1):
+        return bool(v)
+    if type(v) is str:
+        s = v.strip().lower()
+        if s in _TRUE:
+            return True
+        if s in _FALSE:
+            return False
+    raise BadCell("is not TRUE or FALSE")
+
+
+def _a(v: Any) -> str:
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if isinstance(v, datetime):
+        return "a date"
+    if isinstance(v, str):
+        return "a text"
+    return type(v).__name__
+
+
+#: Per kind: the Python type that passes as is (the fast path), and the converter for anything else.
+def converter(column: Column) -> tuple[type | None, Callable[[Any], Any]]:
+    kind = column.kind
+    if kind == "integer":
+        return int, _integer
+    if kind == "float":
+        return float, _float
+    if kind == "numeric":
+        return None, _numeric(column)
+    if kind == "text":
+        return (str if column.length is None else None), _text(column)
+    if kind == "date":
+        return None, _date
+    if kind == "timestamp":
+        return datetime, _timestamp
+    if kind == "time":
+        return None, _time
+    if kind == "boolean":
+        return bool, _boolean
+    raise ValueError(f"unknown column kind {kind!r}")
+
+
+def convert_rows(rows, plan: Plan, sheet: str, problems: Problems, counters: dict[str, int]):
+    """Typed rows in table-column order; rows with a problem are reported and left out.
+
+    ``counters["rows_read"]`` counts the data rows seen, also for the caller's progress reports.
+    """
+    steps = [(source, *converter(column), column.nullable, column.name, column_letter(source), column.kind == "text")
+             for source, column in zip(plan.sources, plan.columns)]
+    width = len(steps)
+    for row_number, values in rows:
+        counters["rows_read"] += 1
+        out: list[Any] = [None] * width
+        ok = True
+        n = len(values)
+        for j, (source, fast, convert, nullable, name, letter, is_text) in enumerate(steps):
+            v = values[source] if source < n else None
+            if v is None or (v == "" and not is_text):
+                if not nullable:
+                    problems.add(sheet, f"{letter}{row_number}", name, None, "is empty; the column requires a value")
+                    ok = False
+                continue
+            if type(v) is fast:
+                out[j] = v
+                continue
+            if type(v) is CellError:
+                problems.add(sheet, f"{letter}{row_number}", name, str(v), f"holds the error {v}; enter a value")
+                ok = False
+                continue
+            try:
+                out[j] = convert(v)
+            except BadCell as exc:
+                problems.add(sheet, f"{letter}{row_number}", name, v, f"{_shown(v)!r} {exc}")
+                ok = False
+        if ok:
+            yield out

@@ -1,0 +1,68 @@
+"""The server's own routes: health, metrics, status, the table list, and the page."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from ..deps import MetricsDep, QueueDep, SettingsDep, StoreDep
+
+PAGE = Path(__file__).resolve().parents[2] / "web"
+
+router = APIRouter()
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus(metrics: MetricsDep) -> Response:
+    body = await run_in_threadpool(metrics.render)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+@router.get("/status")
+async def status(request: Request, queue: QueueDep, since_seconds: float | None = None) -> dict:
+    """The queue and the event loop at a glance (the load test reads it); lag over the last ``since_seconds``
+    (default: the monitor's 60-second window)."""
+    since = time.perf_counter() - since_seconds if since_seconds else None
+    return {
+        "strategy": queue.strategy.name,
+        "workers": queue.workers,
+        "active": dict(queue.active),
+        "queued": dict(queue.queued),
+        "max_waiting": queue.max_waiting,
+        "lag": request.app.state.lag.summary(since),
+    }
+
+
+@router.get("/tables")
+async def tables(settings: SettingsDep, store: StoreDep) -> list[dict]:
+    """The exportable tables with their columns and row counts."""
+
+    def describe() -> list[dict]:
+        found = set(store.tables())
+        return [
+            {
+                "name": name,
+                "rows": store.count(name),
+                "columns": [{"name": c.name, "kind": c.kind, "nullable": c.nullable} for c in store.columns(name)],
+                "export": f"/exports/{name}.xlsx",
+            }
+            for name in settings.tables
+            if name in found
+        ]
+
+    return await run_in_threadpool(describe)
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index() -> HTMLResponse:
+    """The page (React, built into the package: no Node needed to serve it)."""
+    return HTMLResponse(PAGE.joinpath("index.html").read_text(), headers={"Cache-Control": "no-cache"})

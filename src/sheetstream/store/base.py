@@ -1,0 +1,134 @@
+"""One small store interface over SQLite (the embedded default) and PostgreSQL.
+
+A store is synchronous and meant to be used from a worker thread; every call opens what it needs and
+closes it again, and row streams are generators that read in batches, never the whole table. A store is a
+small picklable value (its URL and options): the process strategy sends it to worker processes, which open
+their own connections.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from ..errors import BadRequest, Invalid, StoreUnavailable
+
+#: How an import writes: ``append`` inserts, ``replace`` deletes the table's rows first, ``upsert`` updates by key.
+MODES = ("append", "replace", "upsert")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # integer, numeric, float, text, date, timestamp, time or boolean
+    nullable: bool = True
+    primary_key: bool = False
+    precision: int | None = None  # numeric: total digits
+    scale: int | None = None  # numeric: digits after the point
+    length: int | None = None  # text: maximum characters
+
+
+class Store(Protocol):
+    """Tables (read, write, describe) in one database. Implementations: :class:`~.sqlite.SqliteStore`,
+    :class:`~.postgres.PostgresStore`. Picklable: it holds a URL and options, never an open connection."""
+
+    url: str
+
+    def tables(self) -> list[str]: ...
+
+    def columns(self, table: str) -> list[Column]:
+        """The table's columns from the catalog, in order; :class:`~sheetstream.errors.NotFound` if absent."""
+
+    def count(self, table: str) -> int: ...
+
+    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``columns`` as typed Python values, ordered by primary key, streamed in batches."""
+
+    def create_table(self, table: str, columns: Sequence[Column], replace: bool = False) -> None: ...
+
+    def drop_table(self, table: str) -> None: ...
+
+    def write_rows(self, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]],
+                   mode: str = "append", dry_run: bool = False) -> int:
+        """Write ``rows`` in one transaction, all or nothing; returns the count written.
+
+        ``mode``: ``append`` inserts, ``replace`` deletes the table's rows first (same transaction), ``upsert``
+        updates rows whose primary key exists. ``dry_run`` does everything, then rolls back. An exception
+        raised by ``rows`` rolls everything back; the database refusing rows raises
+        :class:`~sheetstream.errors.Invalid`, losing the connection :class:`~sheetstream.errors.StoreUnavailable`.
+        """
+
+    @property
+    def jobs(self) -> JobTable:
+        """Where this database keeps job records (:mod:`.jobs`)."""
+
+
+class JobTable(Protocol):
+    """Job records, kept apart from table I/O (``sheetstream_jobs``). ``save`` never clears a cancel request."""
+
+    def save(self, job_id: str, data: dict[str, Any]) -> None: ...
+
+    def load(self, job_id: str) -> dict[str, Any] | None: ...
+
+    def request_cancel(self, job_id: str) -> None: ...
+
+    def cancel_requested(self, job_id: str) -> bool: ...
+
+
+def open_store(url: str, **options: Any) -> Store:
+    """``postgresql://...`` opens PostgreSQL; ``sqlite:///relative.db``, ``sqlite:////abs.db`` or a path, SQLite.
+    ``options`` go to the store's constructor (such as PostgreSQL's ``read="copy"``)."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url, **options)
+    from .sqlite import SqliteStore
+
+    return SqliteStore(url.removeprefix("sqlite:///"), **options)
+
+
+def column_type(c: Column, names: dict[str, str]) -> str:
+    """A column's SQL type with ``NOT NULL`` where it applies; ``names`` maps the plain kinds to type names."""
+    if c.kind == "numeric":
+        sql_type = f"numeric({c.precision},{c.scale or 0})" if c.precision else "numeric"
+    elif c.kind == "text" and c.length:
+        sql_type = f"varchar({c.length})"
+    else:
+        sql_type = names[c.kind]
+    return sql_type + ("" if c.nullable or c.primary_key else " NOT NULL")
+
+
+def safe_url(url: str) -> str:
+    """``url`` fit to print: a password in it is replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def refused(detail: str) -> Invalid:
+    """The database refused the rows (a constraint, a value it cannot take): the client's input is at fault."""
+    return Invalid(f"the database refused the rows ({detail}); nothing was written")
+
+
+def unavailable(cause: str) -> StoreUnavailable:
+    """The database went away or could not serve the write (lost connection, locked): try again later."""
+    return StoreUnavailable(f"{cause}; nothing was written, try again shortly")
+
+
+def select_columns(available: Sequence[Column], wanted: Sequence[str] | None) -> list[Column]:
+    """Pick ``wanted`` (case-insensitive) from the catalog's ``available``, in the order asked."""
+    if not wanted:
+        return list(available)
+    by_name = {c.name.lower(): c for c in available}
+    unknown = [w for w in wanted if w.lower() not in by_name]
+    if unknown:
+        raise BadRequest(
+            f"unknown column(s) {', '.join(map(repr, unknown))}; this table has: {', '.join(c.name for c in available)}",
+            unknown=unknown,
+            available=[c.name for c in available],
+        )
+    return [by_name[w.lower()] for w in wanted]

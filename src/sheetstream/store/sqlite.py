@@ -1,0 +1,222 @@
+"""The embedded default store: a SQLite file through the standard library.
+
+SQLite keeps dates and timestamps as ISO text, booleans as 0/1 and numerics as numbers; the declared column
+type says which, and :meth:`SqliteStore.read_rows` turns them back into ``date``, ``datetime``, ``bool`` and
+``Decimal`` so that both stores hand out the same Python types.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ..errors import BadRequest, NotFound, StoreUnavailable
+from .base import Column, column_type, refused, unavailable
+from .jobs import SqliteJobs
+
+BATCH = 2_000
+
+_TYPE = re.compile(r"^\s*([A-Za-z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+
+    def connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"cannot open the SQLite database {self.path}: {exc}") from exc
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def tables(self) -> list[str]:
+        with _closing(self.connect()) as conn:
+            rows = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def columns(self, table: str) -> list[Column]:
+        with _closing(self.connect()) as conn:
+            info = conn.execute("SELECT * FROM pragma_table_info(?)", (table,)).fetchall()
+        if not info:
+            raise NotFound(f"there is no table {table!r}")
+        return [_column(name, decl, notnull, pk) for _, name, decl, notnull, _, pk in info]
+
+    def count(self, table: str) -> int:
+        self.columns(table)  # NotFound before any SQL is built
+        with _closing(self.connect()) as conn:
+            return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
+
+    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None) -> Iterator[tuple[Any, ...]]:
+        catalog = self.columns(table)
+        order = ", ".join(quote(c.name) for c in catalog if c.primary_key) or "rowid"
+        sql = f"SELECT {', '.join(quote(c.name) for c in columns)} FROM {quote(table)} ORDER BY {order}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        converters = [(i, f) for i, c in enumerate(columns) if (f := _reader(c))]
+        with _closing(self.connect()) as conn:
+            cursor = conn.execute(sql)
+            while batch := cursor.fetchmany(BATCH):
+                if not converters:
+                    yield from batch
+                    continue
+                for row in batch:
+                    values = list(row)
+                    for i, convert in converters:
+                        if values[i] is not None:
+                            values[i] = convert(values[i])
+                    yield tuple(values)
+
+    def create_table(self, table: str, columns: Sequence[Column], replace: bool = False) -> None:
+        body = ", ".join(_ddl(c) for c in columns)
+        keys = [quote(c.name) for c in columns if c.primary_key]
+        if keys:
+            body += f", PRIMARY KEY ({', '.join(keys)})"
+        with _closing(self.connect()) as conn:
+            if replace:
+                conn.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} ({body})")
+
+    def drop_table(self, table: str) -> None:
+        with _closing(self.connect()) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {quote(table)}")
+
+    def write_rows(self, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]],
+                   mode: str = "append", dry_run: bool = False) -> int:
+        names = ", ".join(quote(c.name) for c in columns)
+        sql = f"INSERT INTO {quote(table)} ({names}) VALUES ({', '.join('?' for _ in columns)})"
+        if mode == "upsert":
+            keys = [quote(c.name) for c in self.columns(table) if c.primary_key]
+            if not keys:
+                raise BadRequest(f"upsert needs a primary key, and table {table!r} has none")
+            updates = [f"{quote(c.name)} = excluded.{quote(c.name)}" for c in columns if not c.primary_key]
+            sql += f" ON CONFLICT ({', '.join(keys)}) DO " + (f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING")
+        writers = [_writer(c) for c in columns]
+        count = 0
+
+        def adapted() -> Iterator[list[Any]]:
+            nonlocal count
+            for row in rows:
+                count += 1
+                yield [w(v) if w and v is not None else v for w, v in zip(writers, row)]
+
+        with _closing(self.connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if mode == "replace":
+                    conn.execute(f"DELETE FROM {quote(table)}")
+                conn.executemany(sql, adapted())
+            except sqlite3.IntegrityError as exc:
+                conn.execute("ROLLBACK")
+                raise refused(str(exc)) from exc
+            except sqlite3.OperationalError as exc:  # "database is locked" and friends: not the file's fault
+                conn.execute("ROLLBACK")
+                raise unavailable(f"SQLite could not write ({exc})") from exc
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("ROLLBACK" if dry_run else "COMMIT")
+        return count
+
+    @property
+    def jobs(self) -> SqliteJobs:
+        # A file of their own: SQLite allows one writer, and an import holds it for its whole duration.
+        return SqliteJobs(self.path.with_name(self.path.stem + "-jobs.db"))
+
+
+class _closing:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()
+
+
+def _column(name: str, declared: str, notnull: int, pk: int) -> Column:
+    match = _TYPE.match(declared or "")
+    base, a, b = (match.group(1).lower(), match.group(2), match.group(3)) if match else ((declared or "").lower(), None, None)
+    if "int" in base:
+        kind = "integer"
+    elif base in ("numeric", "decimal"):
+        kind = "numeric"
+    elif any(t in base for t in ("real", "floa", "doub")):
+        kind = "float"
+    elif base in ("date",):
+        kind = "date"
+    elif base.startswith(("timestamp", "datetime")):
+        kind = "timestamp"
+    elif base == "time":
+        kind = "time"
+    elif base.startswith("bool"):
+        kind = "boolean"
+    else:
+        kind = "text"
+    return Column(
+        name=name,
+        kind=kind,
+        nullable=not notnull and not pk,
+        primary_key=bool(pk),
+        precision=int(a) if kind == "numeric" and a else None,
+        scale=int(b or 0) if kind == "numeric" and a else None,
+        length=int(a) if kind == "text" and a else None,
+    )
+
+
+_DDL = {
+    "integer": "INTEGER",
+    "float": "DOUBLE PRECISION",
+    "text": "TEXT",
+    "date": "DATE",
+    "timestamp": "TIMESTAMP",
+    "time": "TIME",
+    "boolean": "BOOLEAN",
+}
+
+
+def _ddl(c: Column) -> str:
+    return f"{quote(c.name)} {column_type(c, _DDL)}"
+
+
+
+def _reader(c: Column) -> Callable[[Any], Any] | None:
+    if c.kind == "numeric":
+        exponent = Decimal(1).scaleb(-(c.scale or 0)) if c.scale is not None else None
+
+        def numeric(v: Any) -> Decimal:
+            d = Decimal(repr(v)) if isinstance(v, float) else Decimal(v)
+            return d.quantize(exponent) if exponent is not None else d
+
+        return numeric
+    return {
+        "date": lambda v: date.fromisoformat(v) if isinstance(v, str) else v,
+        "timestamp": lambda v: datetime.fromisoformat(v) if isinstance(v, str) else v,
+        "time": lambda v: time.fromisoformat(v) if isinstance(v, str) else v,
+        "boolean": bool,
+    }.get(c.kind)
+
+
+def _writer(c: Column) -> Callable[[Any], Any] | None:
+    return {
+        "numeric": lambda v: str(v) if isinstance(v, Decimal) else v,
+        "date": lambda v: v.isoformat(),
+        "timestamp": lambda v: v.isoformat(sep=" "),
+        "time": lambda v: v.isoformat(),
+        "boolean": int,
+    }.get(c.kind)

@@ -1,0 +1,109 @@
+"""The CLI's transfer runs: N concurrent downloads with a progress bar each and a summary table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+from rich.table import Table
+
+from ..client import Transfer, download, upload
+
+
+def export_url(base: str, table: str, columns: str | None = None, limit: int | None = None) -> str:
+    query = urlencode({k: v for k, v in {"columns": columns, "limit": limit}.items() if v is not None})
+    return f"{base.rstrip('/')}/exports/{table}.xlsx" + (f"?{query}" if query else "")
+
+
+def destinations(args: argparse.Namespace) -> list[Path | None]:
+    if args.to_dir:
+        args.to_dir.mkdir(parents=True, exist_ok=True)
+        if args.parallel == 1:
+            return [args.to_dir / f"{args.table}.xlsx"]
+        return [args.to_dir / f"{args.table}-{i}.xlsx" for i in range(1, args.parallel + 1)]
+    if args.output:
+        if args.parallel > 1:
+            raise SystemExit("--output names one file; use --to-dir with --parallel")
+        return [args.output]
+    if args.parallel == 1:
+        return [Path(f"{args.table}.xlsx")]
+    return [None] * args.parallel  # parallel runs without --to-dir measure only
+
+
+async def run_downloads(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    url = export_url(args.url, args.table, args.columns, args.limit)
+    targets = destinations(args)
+    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn()]
+    timeout = httpx.Timeout(30.0, read=300.0)
+    with Progress(*columns, console=console, disable=args.quiet) as progress:
+        async with httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=args.parallel)) as client:
+
+            async def one(i: int, dest: Path | None) -> Transfer:
+                task = progress.add_task(f"#{i} {dest.name if dest else '(discarded)'}", total=None)
+                result = await download(client, url, dest, lambda done, total: progress.update(task, completed=done, total=total))
+                progress.update(task, total=result.bytes, completed=result.bytes)
+                return result
+
+            results = await asyncio.gather(*(one(i, d) for i, d in enumerate(targets, 1)))
+    print_summary(console, results)
+    return 0 if all(r.ok for r in results) else 1
+
+
+def print_summary(console: Console, results: list[Transfer]) -> None:
+    table = Table(title="downloads")
+    for name in ("#", "file", "status", "bytes", "first byte (ms)", "total (s)", "MB/s"):
+        table.add_column(name, justify="right" if name not in ("file", "status") else "left")
+    for i, r in enumerate(results, 1):
+        table.add_row(
+            str(i),
+            str(r.path or "-"),
+            "ok" if r.ok else f"[red]{r.error}[/red]",
+            f"{r.bytes:,}",
+            f"{r.ttfb * 1000:.1f}" if r.ttfb is not None else "-",
+            f"{r.seconds:.2f}",
+            f"{r.mb_per_s:.1f}",
+        )
+    Console().print(table)
+
+
+async def run_upload(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console, disable=args.quiet) as progress:
+        sending = progress.add_task(f"sending {args.file.name}", total=args.file.stat().st_size)
+        importing = progress.add_task("import: waiting", total=None, visible=False)
+
+        def on_job(job: dict) -> None:
+            progress.update(importing, visible=True, description=f"import: {job['state']}, {job['rows_read']:,} rows read")
+
+        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=600.0, write=600.0)) as client:
+            result = await upload(client, args.url, args.table, args.file, mode=args.mode, dry_run=args.dry_run,
+                                  sheet=args.sheet, progress=lambda done, total: progress.update(sending, completed=done),
+                                  job_progress=on_job)
+    out = Console()
+    job = result.job or {}
+    if result.ok:
+        out.print(f"[green]{job['message']}[/green] ({job['rows_read']:,} rows read, {result.bytes:,} bytes sent, "
+                  f"{result.seconds:.2f} s)")
+        return 0
+    out.print(f"[red]import failed: {job.get('message') or result.error}[/red]")
+    print_problems(out, job)
+    return 1
+
+
+def print_problems(console: Console, job: dict) -> None:
+    errors = job.get("errors") or []
+    if not errors:
+        return
+    table = Table(title=f"problems ({len(errors)} listed of {job.get('error_total', len(errors))})")
+    for name in ("sheet", "cell", "column", "value", "message"):
+        table.add_column(name)
+    for e in errors:
+        table.add_row(*(str(e.get(k) if e.get(k) is not None else "") for k in ("sheet", "cell", "column", "value", "message")))
+    console.print(table)

@@ -1,0 +1,77 @@
+"""The import job's life cycle run directly (as a worker runs it): states, outcomes, cancellation, the record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sheetstream.config import ExportOptions
+from sheetstream.formats.xlsx import write_xlsx
+from sheetstream.pipeline.exports import export_workbook
+from sheetstream.pipeline.jobs import Job, JobBoard, run_import_job
+from sheetstream.store.demo import ORDERS, demo_rows, seed
+from sheetstream.store.sqlite import SqliteStore
+
+
+def workbook(path: Path, rows: list, header: list[str] | None = None) -> Path:
+    path.write_bytes(b"".join(write_xlsx(rows, header or [c.name for c in ORDERS])))
+    return path
+
+
+def test_a_good_import_ends_done_and_its_record_says_so(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 0)
+    job = run_import_job(store, Job(table="orders"), workbook(tmp_path / "in.xlsx", list(demo_rows(50))))
+    assert (job.state, job.error, job.rows_read, job.rows_inserted) == ("done", None, 50, 50)
+    assert job.message == "50 rows written to 'orders' (append)" and job.finished_at is not None
+    saved = JobBoard(store.jobs).load(job.id)
+    assert saved is not None and saved.state == "done" and saved.rows_inserted == 50
+    assert store.count("orders") == 50
+
+
+def test_a_dry_run_validates_and_writes_nothing(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 0)
+    job = run_import_job(store, Job(table="orders", dry_run=True), workbook(tmp_path / "in.xlsx", list(demo_rows(5))))
+    assert job.state == "done" and job.rows_inserted == 0 and "dry run: 5 rows are valid" in job.message
+    assert store.count("orders") == 0
+
+
+def test_a_bad_file_ends_failed_with_its_code_and_problems(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 3)
+    rows = [list(r) for r in demo_rows(3)]
+    rows[1][6] = "many"  # quantity
+    job = run_import_job(store, Job(table="orders", mode="replace"), workbook(tmp_path / "in.xlsx", rows))
+    assert job.state == "failed" and job.error == "invalid" and job.error_total == 1
+    assert job.errors[0]["cell"] == "G3" and "nothing was written" in job.message
+    not_xlsx = tmp_path / "not.xlsx"
+    not_xlsx.write_bytes(b"id,customer\n1,x\n")
+    job = run_import_job(store, Job(table="orders"), not_xlsx)
+    assert job.state == "failed" and job.error == "not_xlsx"
+    assert store.count("orders") == 3
+
+
+def test_a_cancel_request_rolls_the_import_back(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 0)
+    job = Job(table="orders")
+    board = JobBoard(store.jobs)
+    board.save(job, force=True)
+    board.request_cancel(job.id)
+    board.save(job, force=True)  # a progress save never clears the request
+    assert board.cancel_requested(job.id)
+    done = run_import_job(store, job, workbook(tmp_path / "in.xlsx", list(demo_rows(20_000))))
+    assert done.state == "failed" and done.error == "cancelled" and store.count("orders") == 0
+
+
+def test_the_export_task_returns_what_it_wrote(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 10)
+    chunks = export_workbook(store, "orders", store.columns("orders"), 4, ExportOptions())
+    body = b""
+    try:
+        while True:
+            body += next(chunks)
+    except StopIteration as stop:
+        stats = stop.value
+    assert body.startswith(b"PK") and stats.rows == 4 and stats.sheets == ["orders"]
