@@ -49,7 +49,12 @@ WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xltx", ".xltm", ".xlam", ".xls", ".xlsb
 
 #: Differences that the project has decided on, by category: a file whose differences are all in these
 #: categories counts as "deliberate", not "differing".
-DELIBERATE_CATEGORIES: dict[str, str] = {}
+SERIAL_ZERO = "date: serial 0 (theirs: time 00:00, whatever the format)"
+DELIBERATE_CATEGORIES: dict[str, str] = {
+    SERIAL_ZERO: "calamine turns every serial below 1 into a time of day, even under a date format (yyyy/mm/dd, "
+    "m/d/yyyy); Excel shows serial 0 under a date format as the day 0 of its epoch, which we read as "
+    "datetime(1899, 12, 31) in the 1900 system and datetime(1904, 1, 1) in the 1904 system",
+}
 
 #: At most this many differences are kept for one sheet (the count goes on).
 MAX_KEPT = 200
@@ -203,6 +208,8 @@ def classify(ours: tuple | None, theirs: tuple | None) -> str | None:
                 return "date: off by the 1904/1900 epoch" if abs(ours[1] - theirs[1]) == 1462.0 else "date: one day off"
             return "date: value"
         if theirs[2] == "time":
+            if ours[1] == 0 and theirs[1] == 0:
+                return SERIAL_ZERO
             if abs(ours[1] % 1 - theirs[1]) < 1e-8 or abs(ours[1] - theirs[1]) < 1e-8:
                 return "date: ours datetime / theirs time of day"
             return "date: time of day value"
