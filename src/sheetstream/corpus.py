@@ -343,6 +343,9 @@ def compare(path: str | Path) -> Result:
         if ours_error is not None:
             result.status = "refused"
             result.note += f"; ours refuses it too: {ours_error}"
+        else:
+            result.status = "differing"
+            result.differences.append(Difference("", "", "readable", None, "workbook: only ours reads it"))
         return result
     try:
         result.reference = reference.name
