@@ -378,7 +378,12 @@ def _compare_sheets(result: Result, reference: _Reference, our_names: list[str],
             continue
         result.sheets += 1
         mine = ours[name]
-        theirs = reference.cells(name)
+        try:
+            theirs = reference.cells(name)
+        except Exception as exc:  # noqa: BLE001 - the reference failing is no fault of ours, but no pass either
+            result.differences.append(Difference(name, "", "readable", f"{type(exc).__name__}: {exc}",
+                                                 "sheet: no reference can read it"))
+            continue
         kept = 0
         for key in sorted(mine.keys() | theirs.keys()):
             result.cells += 1
