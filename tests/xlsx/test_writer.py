@@ -132,13 +132,14 @@ def test_cells_are_typed_in_the_xml(tmp_path: Path) -> None:
     with zipfile.ZipFile(path) as z:
         xml = z.read("xl/worksheets/sheet1.xml").decode()
     assert "<f>" not in xml and "<f " not in xml
-    assert '<c r="H4" t="inlineStr"><is><t>=SUM(A1:A9)</t></is></c>' in xml
-    assert '<c r="D2" t="b"><v>1</v></c>' in xml
-    assert '<c r="E2" s="2"><v>45293</v></c>' in xml  # 2024-01-02 is serial 45293 in Excel
-    assert '<c r="H3" t="inlineStr"><is><t>a&lt;&amp;&gt;"\'b</t></is></c>' in xml
+    assert '<c t="inlineStr"><is><t>=SUM(A1:A9)</t></is></c>' in xml
+    assert '<c t="b"><v>1</v></c>' in xml
+    assert '<c s="2"><v>45293</v></c>' in xml  # 2024-01-02 is serial 45293 in Excel
+    assert '<c t="inlineStr"><is><t>a&lt;&amp;&gt;"\'b</t></is></c>' in xml
     assert "_x0001__x0002__x000B__x001F_" in xml and "_x005F_x0041_" in xml
     assert '<t xml:space="preserve">  padded  </t>' in xml
-    assert 'r="I2"' not in xml  # None is an absent cell
+    # None is no cell; a row that ends in None ends with an empty cell, so that every row has the full width.
+    assert '</c><c r="I2"/></row>' in xml and "<v></v>" not in xml
     wb = openpyxl.load_workbook(path)
     assert wb.active["H4"].data_type == "s"
     assert wb.active["E2"].number_format == "yyyy-mm-dd"
