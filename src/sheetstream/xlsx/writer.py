@@ -328,7 +328,8 @@ def _column_widths(header: Sequence[str], sample: list[Sequence[Any]]) -> list[f
         for i, v in enumerate(row[: len(widths)]):
             if v is None:
                 continue
-            shown = 19 if isinstance(v, datetime) else 10 if isinstance(v, date) else len(str(v))
+            shown = (19 if isinstance(v, datetime) else 10 if isinstance(v, date)
+                     else 60 if isinstance(v, int) and abs(v) >= 10**60 else len(str(v)))  # str(): 4,300 digits at most
             if shown + 1 > widths[i]:
                 widths[i] = shown + 1
     return [float(min(max(w, 8), 60)) for w in widths]
