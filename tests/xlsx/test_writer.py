@@ -263,7 +263,8 @@ def test_compression_settings_give_the_same_workbook(tmp_path: Path, library: st
 
 
 def test_zip64_entries_when_forced_still_read(tmp_path: Path) -> None:
-    """Past 4 GiB the entries switch to Zip64; forced from the start here, the file still reads."""
+    """From 4 GiB on the entries switch to Zip64; forced from the start here, the file still reads
+    (LibreOffice too: test_writer_compat.py)."""
     rows = list(demo_rows(50))
     path = write(tmp_path, rows, header=[c.name for c in ORDERS], zip64_after=-1)
     with zipfile.ZipFile(path) as z:
@@ -273,8 +274,9 @@ def test_zip64_entries_when_forced_still_read(tmp_path: Path) -> None:
 
 
 def test_no_zip64_below_4_gib(tmp_path: Path) -> None:
-    """LibreOffice 7.4 cannot open streamed Zip64 entries (data descriptors with 64-bit sizes), so files
-    that do not need Zip64 must not use it."""
+    """Files that do not need Zip64 do not use it: plain ZIP is what every reader takes. (Zip64 entries
+    open in LibreOffice 7.4 as long as the central directory holds no Zip64 fields that are not needed:
+    test_writer_compat.py.)"""
     path = write(tmp_path, list(demo_rows(50)), header=[c.name for c in ORDERS])
     with zipfile.ZipFile(path) as z:
         assert {i.extract_version for i in z.infolist()} == {20}
