@@ -363,6 +363,23 @@ def test_fewer_rows_than_announced_read_back_without_padding(tmp_path: Path) -> 
     assert read_only_rows(path)["Sheet1"][1:] == rows
 
 
+def test_row_count_with_sheets_closed_early_by_the_part_size_cap(tmp_path: Path) -> None:
+    """A sheet closed by the part size cap holds fewer rows than its dimension says (harmless: readers stop
+    at the last row); the next sheet's dimension counts from the rows really written."""
+    rows = [(i, "z" * 200) for i in range(6_000)]
+    stats = WriteStats()
+    path = write(tmp_path, rows, header=["n", "text"], max_part_bytes=400_000, row_count=6_000, stats=stats)
+    assert len(stats.sheets) > 2
+    with zipfile.ZipFile(path) as z:
+        dims = [int(re.search(r'<dimension ref="A1:B(\d+)"/>', z.read(f"xl/worksheets/sheet{i}.xml").decode())[1])
+                for i in range(1, len(stats.sheets) + 1)]
+    sheets = read_only_rows(path)
+    written = [len(rs) - 1 for rs in sheets.values()]
+    assert sum(written) == 6_000 and dims[-1] - 1 == written[-1]
+    assert all(d - 1 == 6_000 - sum(written[:i]) for i, d in enumerate(dims))
+    assert [r[0] for rs in sheets.values() for r in rs[1:]] == list(range(6_000))
+
+
 def test_negative_row_count_is_refused() -> None:
     with pytest.raises(ValueError, match="row_count"):
         next(write_xlsx([], ["a"], row_count=-1))
