@@ -143,10 +143,12 @@ def write_xlsx(
             name = _sheet_title(sheet_name, number, taken)
             stats.sheets.append(name)
             source = pending if row is None else itertools.chain((row,), pending)
-            # Rows the caller announced and that are still to come: this sheet's dimension (None: unknown).
+            # Rows the caller announced that are still to come, for this sheet's dimension (None: unknown).
             announced = None if row_count is None else row_count - (stats.rows - rows_before)
+            if announced is not None and announced <= 0 and row is not None:
+                announced = None  # more rows than announced: this sheet's size is unknown
             sheet = _sheet(source, header, widths, name, max_sheet_rows, long_text, max_part_bytes, stats, filters,
-                           announced if announced is None or announced > 0 or row is None else None)
+                           announced)
             yield f"xl/worksheets/sheet{number}.xml", sheet
         yield "xl/styles.xml", (parts.STYLES.encode(),)
         yield "xl/workbook.xml", (parts.workbook(filters).encode(),)
@@ -406,12 +408,15 @@ def zip_stream(
 
     Why not stream-zip (its ``ZIP_64``): it marks all of an entry's sizes and offset as 0xFFFFFFFF in the
     central directory, with a Zip64 extra field, and always adds the Zip64 end records. LibreOffice 7.4
-    refuses both ("PK64 zip file entry"; and it looks for the central directory right before the end
-    record), so a workbook with any Zip64 entry did not open there, though its values fit in 32 bits.
-    stream-zip has no option for this layout (``ZIP_AUTO`` also ignores the compressor given).
+    refuses either one (seen with ``soffice --convert-to``: a central record with 0xFFFFFFFF and a Zip64
+    extra field, even with a plain end record; Zip64 end records, even with a plain central directory and
+    the true values repeated in the 32-bit end record), so a workbook with any Zip64 entry did not open
+    there, though all its values fit in 32 bits. stream-zip 0.0.84 has no option for another layout
+    (``ZIP_AUTO`` picks 32 or 64 bits per entry but ignores the compressor given).
 
     No part of an ``.xlsx`` needs 64-bit sizes (the writer closes a worksheet before 4 GB of XML), only
-    offsets past 4 GiB; LibreOffice 7.4 can open no archive that needs those, newer versions can.
+    offsets past 4 GiB: LibreOffice 7.4 opens no archive that needs those (a Zip64 offset or end record is
+    unavoidable there); LibreOffice's current source reads both.
     """
     dos_time = (modified_at.hour << 11) | (modified_at.minute << 5) | (modified_at.second // 2)
     dos_date = (max(modified_at.year - 1980, 0) << 9) | (modified_at.month << 5) | modified_at.day
