@@ -10,6 +10,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import openpyxl
 import pytest
 
 from sheetstream.config import Settings
-from sheetstream.formats.xlsx import MEDIA_TYPE
+from sheetstream.formats.xlsx import MEDIA_TYPE, write_xlsx
 from sheetstream.formats.xlsx.cells import unescape_text
 from sheetstream.store import Column
 from sheetstream.store.sqlite import SqliteStore
@@ -165,3 +166,50 @@ def make_xlsx(path: Path, sheet_data: str, *, shared: list[str] | None = None, s
         if styles:
             z.writestr("xl/styles.xml", f"<styleSheet {NS}>{styles}</styleSheet>")
     return path
+
+
+def write(tmp_path: Path, rows: list, header: list[str], name: str = "book", **kwargs: Any) -> Path:
+    path = tmp_path / f"{name}.xlsx"
+    with open(path, "wb") as f:
+        for chunk in write_xlsx(rows, header, **kwargs):
+            f.write(chunk)
+    return path
+
+
+def openpyxl_sheets(path: Path) -> dict[str, list[tuple]]:
+    wb = openpyxl.load_workbook(path, read_only=False)
+    try:
+        return {ws.title: [tuple(r) for r in ws.iter_rows(values_only=True)] for ws in wb.worksheets}
+    finally:
+        wb.close()
+
+
+def as_csv(v: Any) -> str:
+    """How LibreOffice writes a value we wrote, in CSV."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(v, date):
+        return v.isoformat()
+    if isinstance(v, time_of_day):
+        return v.strftime("%H:%M:%S")
+    if isinstance(v, str):
+        return v.replace("\r", "\n")  # LibreOffice keeps line breaks in a cell as LF only
+    return str(v)
+
+
+def assert_same_as_libreoffice(expected_rows: list, actual_rows: list[list[str]]) -> None:
+    assert len(actual_rows) == len(expected_rows)
+    for r, (want, got) in enumerate(zip(expected_rows, actual_rows), 1):
+        got = list(got) + [""] * (len(want) - len(got))
+        for c, (w, g) in enumerate(zip(want, got)):
+            if isinstance(w, float) or (isinstance(w, Decimal) and g):
+                assert float(g) == pytest.approx(float(w), rel=1e-14), (r, c, w, g)
+            elif isinstance(w, int) and not isinstance(w, bool) and abs(w) > 10**11:
+                assert float(g) == float(w), (r, c, w, g)
+            else:
+                assert g == as_csv(w), (r, c, w, g)
+

@@ -52,7 +52,6 @@ def machine() -> dict:
         "platform": platform.platform(),
         "cpus": psutil.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "stream-zip": version("stream-zip"),
         "isal": version("isal"),
     }
 

@@ -6,7 +6,6 @@ import zipfile
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import openpyxl
 import pytest
@@ -15,7 +14,7 @@ from sheetstream.formats.xlsx import CellTooLong, WriteStats, deflater, write_xl
 from sheetstream.formats.xlsx.cells import MAX_CELL_CHARS, unescape_text
 from sheetstream.store.demo import ORDERS, demo_rows
 
-from ...helpers import assert_same_as_openpyxl
+from ...helpers import assert_same_as_libreoffice, assert_same_as_openpyxl, openpyxl_sheets, write
 
 HEADER = ["int", "float", "decimal", "bool", "date", "datetime", "time", "text", "none"]
 
@@ -37,20 +36,6 @@ ROWS = [
 ]
 
 
-def write(tmp_path: Path, rows: list, header: list[str] = HEADER, name: str = "book", **kwargs: Any) -> Path:
-    path = tmp_path / f"{name}.xlsx"
-    with open(path, "wb") as f:
-        for chunk in write_xlsx(rows, header, **kwargs):
-            f.write(chunk)
-    return path
-
-
-def openpyxl_sheets(path: Path) -> dict[str, list[tuple]]:
-    wb = openpyxl.load_workbook(path, read_only=False)
-    try:
-        return {ws.title: [tuple(r) for r in ws.iter_rows(values_only=True)] for ws in wb.worksheets}
-    finally:
-        wb.close()
 
 
 
@@ -59,38 +44,14 @@ def openpyxl_sheets(path: Path) -> dict[str, list[tuple]]:
 
 
 
-def as_csv(v: Any) -> str:
-    """How LibreOffice writes a value we wrote, in CSV."""
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "TRUE" if v else "FALSE"
-    if isinstance(v, datetime):
-        return v.strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(v, date):
-        return v.isoformat()
-    if isinstance(v, time):
-        return v.strftime("%H:%M:%S")
-    if isinstance(v, str):
-        return v.replace("\r", "\n")  # LibreOffice keeps line breaks in a cell as LF only
-    return str(v)
 
 
-def assert_same_as_libreoffice(expected_rows: list, actual_rows: list[list[str]]) -> None:
-    assert len(actual_rows) == len(expected_rows)
-    for r, (want, got) in enumerate(zip(expected_rows, actual_rows), 1):
-        got = list(got) + [""] * (len(want) - len(got))
-        for c, (w, g) in enumerate(zip(want, got)):
-            if isinstance(w, float) or (isinstance(w, Decimal) and g):
-                assert float(g) == pytest.approx(float(w), rel=1e-14), (r, c, w, g)
-            elif isinstance(w, int) and not isinstance(w, bool) and abs(w) > 10**11:
-                assert float(g) == float(w), (r, c, w, g)
-            else:
-                assert g == as_csv(w), (r, c, w, g)
+
+
 
 
 def test_every_cell_type_reads_back_in_openpyxl(tmp_path: Path) -> None:
-    path = write(tmp_path, ROWS, sheet_name="types")
+    path = write(tmp_path, ROWS, HEADER, sheet_name="types")
     sheets = openpyxl_sheets(path)
     assert list(sheets) == ["types"]
     rows = sheets["types"]
@@ -100,7 +61,7 @@ def test_every_cell_type_reads_back_in_openpyxl(tmp_path: Path) -> None:
 
 @pytest.mark.libreoffice
 def test_every_cell_type_reads_back_in_libreoffice(tmp_path: Path, libreoffice) -> None:
-    path = write(tmp_path, ROWS, sheet_name="types")
+    path = write(tmp_path, ROWS, HEADER, sheet_name="types")
     sheets = libreoffice.to_csv(path)
     assert list(sheets) == ["types"]
     assert sheets["types"][0] == HEADER
@@ -109,17 +70,18 @@ def test_every_cell_type_reads_back_in_libreoffice(tmp_path: Path, libreoffice) 
 
 def test_cells_are_typed_in_the_xml(tmp_path: Path) -> None:
     """Formula-looking text is an inline string, never a formula; numbers, booleans and dates are typed."""
-    path = write(tmp_path, ROWS)
+    path = write(tmp_path, ROWS, HEADER)
     with zipfile.ZipFile(path) as z:
         xml = z.read("xl/worksheets/sheet1.xml").decode()
     assert "<f>" not in xml and "<f " not in xml
-    assert '<c r="H4" t="inlineStr"><is><t>=SUM(A1:A9)</t></is></c>' in xml
-    assert '<c r="D2" t="b"><v>1</v></c>' in xml
-    assert '<c r="E2" s="2"><v>45293</v></c>' in xml  # 2024-01-02 is serial 45293 in Excel
-    assert '<c r="H3" t="inlineStr"><is><t>a&lt;&amp;&gt;"\'b</t></is></c>' in xml
+    assert '<c t="inlineStr"><is><t>=SUM(A1:A9)</t></is></c>' in xml
+    assert '<c t="b"><v>1</v></c>' in xml
+    assert '<c s="2"><v>45293</v></c>' in xml  # 2024-01-02 is serial 45293 in Excel
+    assert '<c t="inlineStr"><is><t>a&lt;&amp;&gt;"\'b</t></is></c>' in xml
     assert "_x0001__x0002__x000B__x001F_" in xml and "_x005F_x0041_" in xml
     assert '<t xml:space="preserve">  padded  </t>' in xml
-    assert 'r="I2"' not in xml  # None is an absent cell
+    # None is no cell; a row that ends in None ends with an empty cell, so that every row has the full width.
+    assert '</c><c r="I2"/></row>' in xml and "<v></v>" not in xml
     wb = openpyxl.load_workbook(path)
     assert wb.active["H4"].data_type == "s"
     assert wb.active["E2"].number_format == "yyyy-mm-dd"
@@ -237,13 +199,14 @@ def test_other_types_are_written_as_text(tmp_path: Path, libreoffice) -> None:
 @pytest.mark.libreoffice
 @pytest.mark.parametrize("library,level", [("isal", 1), ("zlib", 1), ("zlib", 6)])
 def test_compression_settings_give_the_same_workbook(tmp_path: Path, library: str, level: int, libreoffice) -> None:
-    path = write(tmp_path, ROWS, compress=deflater(library, level))
+    path = write(tmp_path, ROWS, HEADER, compress=deflater(library, level))
     assert_same_as_openpyxl(ROWS, openpyxl_sheets(path)["Sheet1"][1:])
     assert_same_as_libreoffice(ROWS, libreoffice.to_csv(path)["Sheet1"][1:])
 
 
 def test_zip64_entries_when_forced_still_read(tmp_path: Path) -> None:
-    """Past 4 GiB the entries switch to Zip64; forced from the start here, the file still reads."""
+    """From 4 GiB on the entries switch to Zip64; forced from the start here, the file still reads
+    (LibreOffice too: test_writer_compat.py)."""
     rows = list(demo_rows(50))
     path = write(tmp_path, rows, header=[c.name for c in ORDERS], zip64_after=-1)
     with zipfile.ZipFile(path) as z:
@@ -253,8 +216,9 @@ def test_zip64_entries_when_forced_still_read(tmp_path: Path) -> None:
 
 
 def test_no_zip64_below_4_gib(tmp_path: Path) -> None:
-    """LibreOffice 7.4 cannot open streamed Zip64 entries (data descriptors with 64-bit sizes), so files
-    that do not need Zip64 must not use it."""
+    """Files that do not need Zip64 do not use it: plain ZIP is what every reader takes. (Zip64 entries
+    open in LibreOffice 7.4 as long as the central directory holds no Zip64 fields that are not needed:
+    test_writer_compat.py.)"""
     path = write(tmp_path, list(demo_rows(50)), header=[c.name for c in ORDERS])
     with zipfile.ZipFile(path) as z:
         assert {i.extract_version for i in z.infolist()} == {20}
