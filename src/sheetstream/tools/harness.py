@@ -145,7 +145,8 @@ class ThreadedServer:
     def __init__(self, app, host: str = "127.0.0.1"):
         self.sock = bound_socket(host)
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        # proxy_headers off, as `sheetstream serve` runs: the app decides itself which proxies it believes.
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> ThreadedServer:
