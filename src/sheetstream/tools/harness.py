@@ -19,6 +19,8 @@ import httpx
 import psutil
 import uvicorn
 
+from ..access import new_token
+
 #: The PostgreSQL the tests and benchmarks use (trust authentication on loopback, database ``test``).
 POSTGRES_URL = os.environ.get("SHEETSTREAM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -96,6 +98,8 @@ class ServerProcess:
                  workers: int | None = None, start_method: str | None = None, data_dir: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.token = new_token()  # its admin token (SHEETSTREAM_ADMIN_TOKEN), for the tools' clients
+        self.headers = {"Authorization": f"Bearer {self.token}"}
         self.command = [sys.executable, "-m", "sheetstream.cli", "serve", "--no-seed", "--database-url", database_url,
                         "--port", str(self.port)]
         for flag, value in (("--tables", ",".join(tables or [])), ("--executor", executor), ("--workers", workers),
@@ -105,7 +109,8 @@ class ServerProcess:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> ServerProcess:
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env = {**os.environ, "SHEETSTREAM_ADMIN_TOKEN": self.token}
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         try:
             wait_until_up(self.url)
         except BaseException:
