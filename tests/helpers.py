@@ -36,6 +36,20 @@ def make_settings(**options: Any) -> Settings:
     return Settings().with_(**{"strategy": "thread", "auth": False, **options})
 
 
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_executable() -> str:
+    """Debian's Chromium (Playwright drives it through ``executable_path``; no browser download)."""
+    import shutil
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        missing("Chromium is not installed (Debian package chromium)")
+    return executable
+
+
 def add_token(store: Store, name: str, grants: str, expires_in: float | None = None) -> str:
     """A new API token in ``store`` (``grants`` as text: ``"orders:read,append"``, ``"admin"``); returns it."""
     token = new_token()
