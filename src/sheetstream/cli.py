@@ -62,7 +62,6 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
 
 def _add_token(commands: argparse._SubParsersAction) -> None:
     token = commands.add_parser("token", help="API tokens: create (shown once), list, revoke")
-    _database_options(token)
     actions = token.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a token and print it (only its hash is kept)")
     create.add_argument("name")
@@ -77,6 +76,8 @@ def _add_token(commands: argparse._SubParsersAction) -> None:
     revoke = actions.add_parser("revoke", help="revoke a token (its sessions end too)")
     revoke.add_argument("name")
     revoke.set_defaults(run=_lazy_cli("tokens", "revoke"))
+    for action in (create, listing, revoke):
+        _database_options(action)
 
 
 def _add_seed(commands: argparse._SubParsersAction) -> None:
