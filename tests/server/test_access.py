@@ -8,6 +8,7 @@ import hashlib
 import re
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -236,3 +237,45 @@ def test_the_proxy_user_header_only_from_the_proxy(tmp_path: Path, live_server) 
                 assert (who["name"], who["kind"], who["grants"]) == ("alice", "user", {"orders": ["read"]})
                 nobody = httpx.get(f"{server.url}/exports/orders.xlsx", headers={"X-Forwarded-User": "mallory"})
                 assert nobody.status_code == 403  # a user without grants
+
+
+def test_tokens_jobs_and_audit_on_each_database(store_url: str, tmp_path: Path, live_server) -> None:
+    from sheetstream.store import open_store
+
+    store = open_store(store_url)
+    table = f"t_{uuid.uuid4().hex[:8]}"
+    seed(store, 5, table)
+    try:
+        name = f"writer-{uuid.uuid4().hex[:6]}"
+        token = add_token(store, name, f"{table}:read,append")
+        settings = make_settings(auth=True, tables=(table,), data_dir=tmp_path / "data")
+        with live_server(create_app(settings, store)) as server:
+            body = workbook(3, first_id=50)
+            done = httpx.put(f"{server.url}/imports/{table}", params={"mode": "append", "wait": "true"}, content=body,
+                             headers={**bearer(token), "Content-Type": XLSX}, timeout=60).json()
+            listed = httpx.get(f"{server.url}/jobs", headers=bearer(token)).json()
+            store.tokens.revoke(name)
+            revoked = httpx.get(f"{server.url}/jobs", headers=bearer(token))
+        assert done["state"] == "done" and [j["id"] for j in listed] == [done["id"]]
+        assert revoked.status_code == 401 and store.count(table) == 8
+        [record] = store.audit.recent(5, who=f"token:{name}")
+        assert (record["rows_written"], record["sha256"]) == (3, hashlib.sha256(body).hexdigest())
+    finally:
+        store.drop_table(table)
+
+
+def test_the_cookie_is_secure_behind_https_and_browsers_need_loopback_without_auth(tmp_path: Path,
+                                                                                  live_server) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 3)
+    token = add_token(store, "x", "orders:read")
+    settings = make_settings(auth=True, tables=("orders",), trusted_proxies=("127.0.0.1",))
+    with live_server(create_app(settings, store)) as server:
+        cookie = httpx.post(f"{server.url}/session", json={"token": token},
+                            headers={"X-Forwarded-Proto": "https"}).headers["set-cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie
+    with live_server(create_app(make_settings(auth=False, tables=("orders",)), store)) as server:
+        rebound = httpx.get(f"{server.url}/tables", headers={"Host": "evil.example", "Sec-Fetch-Site": "same-origin"})
+        assert rebound.status_code == 403 and "loopback" in rebound.json()["message"]
+        assert httpx.get(f"{server.url}/tables", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 200
+        assert httpx.get(f"{server.url}/tables", headers={"Host": "anything"}).status_code == 200  # not a browser
