@@ -233,7 +233,8 @@ def test_the_proxy_user_header_only_from_the_proxy(tmp_path: Path, live_server) 
                                                                  "X-Forwarded-For": "127.0.0.2"})
             assert answer.status_code == expected, proxies
             if expected == 200:
-                who = httpx.get(f"{server.url}/session", headers={"X-Forwarded-User": "alice"}).json()
+                who = httpx.get(f"{server.url}/session", headers={"X-Forwarded-User": "alice",
+                                                                  "Authorization": "Basic YWxpY2U6cHc="}).json()
                 assert (who["name"], who["kind"], who["grants"]) == ("alice", "user", {"orders": ["read"]})
                 nobody = httpx.get(f"{server.url}/exports/orders.xlsx", headers={"X-Forwarded-User": "mallory"})
                 assert nobody.status_code == 403  # a user without grants

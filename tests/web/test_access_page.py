@@ -61,9 +61,13 @@ def workbook(path: Path, rows: list) -> Path:
 def test_sign_in_with_the_printed_url_then_download_and_upload(site, context, tmp_path: Path) -> None:
     server, store, tokens = site
     page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
     page.goto(f"{server.url}/?token={tokens['editor']}")
     page.get_by_test_id("signed-in").wait_for()
     assert "Signed in as editor" in page.get_by_test_id("signed-in").inner_text()
+    assert "content-security-policy" in page.request.get(server.url).headers
+    assert not [m for m in console if "Content Security Policy" in m], console  # the build satisfies the policy
     assert page.url == f"{server.url}/" and tokens["editor"] not in page.evaluate("location.href")
     [cookie] = context.cookies()
     assert (cookie["name"], cookie["httpOnly"], cookie["sameSite"]) == ("sheetstream_session", True, "Strict")

@@ -61,12 +61,12 @@ class Gate:
     def identify(self, request: HTTPConnection) -> Identity:
         if not self.access.auth:
             return ANONYMOUS
-        authorization = request.headers.get("authorization")
-        if authorization is not None:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            if not token.strip():
                 raise Unauthenticated("the Authorization header must be 'Bearer <token>'")
             return self.token_identity(token.strip())
+        # Another scheme (a proxy's Basic sign-on passed along) is not ours: the proxy's user header decides.
         user = self.proxy_user(request)
         if user is not None:
             return user
