@@ -242,3 +242,4 @@ def test_single_sign_on_through_nginx_in_chromium(tmp_path: Path, live_server) -
     assert store.count("orders") == 120
     [record] = store.audit.recent()
     assert (record["who"], record["via"], record["rows_written"]) == ("user:alice", "user", 20)
+    assert record["client"] == "127.0.0.1"  # the browser, as nginx saw it (nginx itself connects from 127.0.0.2)

@@ -142,6 +142,15 @@ class Gate:
         material = (identity.session or identity.key).encode()
         return hmac.new(self.csrf_key, material, hashlib.sha256).hexdigest()
 
+    def client_address(self, request: HTTPConnection) -> str:
+        """Who connected: through a trusted proxy, the address it saw (the last X-Forwarded-For entry, the one
+        it appended); otherwise the connection's own peer. Never what an untrusted client claims."""
+        if self.from_proxy(request):
+            forwarded = request.headers.get("x-forwarded-for", "").split(",")[-1].strip()
+            if forwarded:
+                return forwarded
+        return peer(request)
+
     def secure(self, request: HTTPConnection) -> bool:
         """Whether the browser reached us over HTTPS (directly, or through a trusted proxy that says so)."""
         if request.url.scheme == "https":

@@ -111,7 +111,7 @@ class Upload:
                  "table": job.table, "mode": job.mode, "dry_run": job.dry_run, "bytes": size, "sha256": sha256,
                  "rows_written": job.rows_inserted if job.state == "done" and not job.dry_run else 0,
                  "outcome": "done" if job.state == "done" else job.error, "message": job.message, "job_id": job.id,
-                 "client": self.request.client.host if self.request.client else None}
+                 "client": self.request.app.state.gate.client_address(self.request)}
         try:
             await run_in_threadpool(self.store.audit.record, entry)
         except Exception:
