@@ -1,9 +1,13 @@
-"""The console script: seed, download (single, parallel, to a folder), exit codes."""
+"""The console script: seed, download (single, parallel, to a folder), exit codes, tokens, serve's access."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import openpyxl
 import pytest
 
@@ -12,6 +16,7 @@ from sheetstream.server import create_app
 from sheetstream.store import open_store
 from sheetstream.store.demo import seed
 from sheetstream.store.sqlite import SqliteStore
+from sheetstream.tools.harness import free_port, wait_until_up
 
 from .helpers import make_settings
 
@@ -143,17 +148,10 @@ def test_tokens_from_the_command_line_drive_access(tmp_path: Path, live_server, 
 
 
 def test_serve_prints_a_one_time_admin_token_and_refuses_no_auth_off_loopback(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    import httpx
-
-    from sheetstream.tools.harness import free_port, wait_until_up
-
     port = free_port()
     command = [sys.executable, "-m", "sheetstream.cli", "serve", "--data-dir", str(tmp_path), "--demo-rows", "50",
                "--port", str(port), "--executor", "thread"]
-    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("SHEETSTREAM_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEETSTREAM_")}
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         wait_until_up(f"http://127.0.0.1:{port}")
