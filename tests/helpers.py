@@ -19,10 +19,11 @@ import httpx
 import openpyxl
 import pytest
 
+from sheetstream.access import Grants, new_token, token_hash
 from sheetstream.config import Settings
 from sheetstream.formats.xlsx import MEDIA_TYPE, write_xlsx
 from sheetstream.formats.xlsx.cells import unescape_text
-from sheetstream.store import Column
+from sheetstream.store import Column, Store, TokenRecord
 from sheetstream.store.sqlite import SqliteStore
 
 IN_CI = os.environ.get("CI") == "true"
@@ -30,8 +31,35 @@ IN_CI = os.environ.get("CI") == "true"
 
 def make_settings(**options: Any) -> Settings:
     """Settings by option name. The tests run on the thread strategy unless they name one: it is what most of
-    them were written for (their instrumented stores live in the test's process); the runtime tests cover each."""
-    return Settings().with_(**{"strategy": "thread", **options})
+    them were written for (their instrumented stores live in the test's process); the runtime tests cover each.
+    Authentication is off unless a test turns it on (``auth=True``): the access tests are about it, the others
+    are not (``sheetstream serve`` has it on unless told otherwise)."""
+    return Settings().with_(**{"strategy": "thread", "auth": False, **options})
+
+
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_executable() -> str:
+    """Debian's Chromium (Playwright drives it through ``executable_path``; no browser download)."""
+    import shutil
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        missing("Chromium is not installed (Debian package chromium)")
+    return executable
+
+
+def add_token(store: Store, name: str, grants: str, expires_in: float | None = None) -> str:
+    """A new API token in ``store`` (``grants`` as text: ``"orders:read,append"``, ``"admin"``); returns it."""
+    token = new_token()
+    store.tokens.add(TokenRecord.new(name, token_hash(token), Grants.parse(grants), expires_in))
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 def as_openpyxl(v: Any) -> Any:

@@ -1,15 +1,22 @@
-"""The console script: seed, download (single, parallel, to a folder), exit codes."""
+"""The console script: seed, download (single, parallel, to a folder), exit codes, tokens, serve's access."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import openpyxl
 import pytest
 
 from sheetstream.cli import main
 from sheetstream.server import create_app
 from sheetstream.store import open_store
+from sheetstream.store.demo import seed
+from sheetstream.store.sqlite import SqliteStore
+from sheetstream.tools.harness import free_port, wait_until_up
 
 from .helpers import make_settings
 
@@ -113,3 +120,48 @@ def test_bench_channel_moves_every_byte(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert [r["bytes"] for r in results] == [4 << 20] * 3
     assert all(r["mb_per_s"] > 0 for r in results)
+
+
+def test_tokens_from_the_command_line_drive_access(tmp_path: Path, live_server, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # the summary table on one line
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 30)
+    assert main(["token", "create", "alice", "--grant", "orders:read,append", "--expires", "30d",
+                 "--database-url", db]) == 0
+    token = capsys.readouterr().out.splitlines()[-1]
+    assert token.startswith("sst_") and len(token) > 40
+    with pytest.raises(SystemExit):  # one live token per name
+        main(["token", "create", "alice", "--grant", "orders:read", "--database-url", db])
+    main(["token", "list", "--database-url", db])
+    listed = capsys.readouterr().out
+    assert "alice" in listed and "orders:read,append" in listed and "expires" in listed and token not in listed
+    settings = make_settings(auth=True, data_dir=tmp_path / "data")
+    with live_server(create_app(settings, store)) as server:
+        out = tmp_path / "o.xlsx"
+        assert main(["download", "--url", server.url, "-o", str(out), "--quiet"]) == 1  # no token
+        assert main(["download", "--url", server.url, "-o", str(out), "--quiet", "--token", token]) == 0
+        assert main(["token", "revoke", "alice", "--database-url", db]) == 0
+        capsys.readouterr()
+        assert main(["download", "--url", server.url, "-o", str(out), "--quiet", "--token", token]) == 1
+    assert "HTTP 401: the token 'alice' has been revoked" in capsys.readouterr().out
+
+
+def test_serve_prints_a_one_time_admin_token_and_refuses_no_auth_off_loopback(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "sheetstream.cli", "serve", "--data-dir", str(tmp_path), "--demo-rows", "50",
+               "--port", str(port), "--executor", "thread"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEETSTREAM_")}
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}")
+        line = next(line for line in server.stdout if "?token=" in line)
+        token = line.split("?token=")[1].split()[0]
+        assert httpx.get(f"http://127.0.0.1:{port}/tables").status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/status", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    finally:
+        server.terminate()
+        server.wait(15)
+    refused = subprocess.run([*command, "--no-auth", "--host", "0.0.0.0"], capture_output=True, text=True, env=env,
+                             timeout=60)
+    assert refused.returncode == 2 and "--no-auth is refused on 0.0.0.0" in refused.stderr

@@ -23,12 +23,27 @@ def test_every_variable_is_read() -> None:
         "SHEETSTREAM_TABLES": " a, b ,", "SHEETSTREAM_DEFLATE": "zlib", "SHEETSTREAM_DEFLATE_LEVEL": "6",
         "SHEETSTREAM_EXECUTOR": "thread", "SHEETSTREAM_WORKERS": "3", "SHEETSTREAM_MAX_WAITING": "7",
         "SHEETSTREAM_START_METHOD": "spawn", "SHEETSTREAM_MAX_UPLOAD_MB": "0.5",
+        "SHEETSTREAM_MAX_PER_IDENTITY": "2", "SHEETSTREAM_ADMIN_TOKEN": "sst_x", "SHEETSTREAM_SESSION_SECRET": "s",
+        "SHEETSTREAM_TRUST_USER_HEADER": "X-Forwarded-User", "SHEETSTREAM_TRUSTED_PROXIES": "10.0.0.0/8, ::1",
+        "SHEETSTREAM_USER_GRANTS": "alice=orders:read,append b:read; bob=admin",
+        "SHEETSTREAM_CORS_ORIGINS": "https://a.example", "SHEETSTREAM_PUBLIC": "metrics,status",
     })
     assert settings.database == "postgresql://u@h/db" and settings.data_dir == Path("/tmp/x")
     assert settings.tables == ("a", "b") and (settings.export.deflate, settings.export.deflate_level) == ("zlib", 6)
     assert (settings.queue.strategy, settings.queue.workers, settings.queue.max_waiting) == ("thread", 3, 7)
     assert settings.queue.start_method == "spawn" and settings.imports.max_upload_bytes == 512 << 10
-    assert len(ENVIRONMENT) == 10  # a new variable gets a line in this test
+    access = settings.access
+    assert settings.queue.per_identity == 2 and (access.admin_token, access.session_secret) == ("sst_x", "s")
+    assert access.user_header == "X-Forwarded-User" and access.trusted_proxies == ("10.0.0.0/8", "::1")
+    assert access.user_grants["alice"].on("orders") == ["read", "append"] and access.user_grants["bob"].admin
+    assert access.cors_origins == ("https://a.example",) and access.public == ("metrics", "status")
+    assert len(ENVIRONMENT) == 18  # a new variable gets a line in this test
+
+
+def test_secure_defaults() -> None:
+    access = from_env({}).access
+    assert access.auth and not access.public and not access.cors_origins and not access.user_header
+    assert from_env({"SHEETSTREAM_WORKERS": "2", "SHEETSTREAM_MAX_WAITING": "8"}).queue.per_identity == 5
 
 
 @pytest.mark.parametrize("variable,value,message", [
@@ -41,6 +56,11 @@ def test_every_variable_is_read() -> None:
     ("SHEETSTREAM_MAX_UPLOAD_MB", "lots", "SHEETSTREAM_MAX_UPLOAD_MB='lots' is not a number of megabytes"),
     ("SHEETSTREAM_MAX_UPLOAD_MB", "0", "SHEETSTREAM_MAX_UPLOAD_MB='0' must be more than 0"),
     ("SHEETSTREAM_TABLES", ",", "SHEETSTREAM_TABLES=',' names no table"),
+    ("SHEETSTREAM_USER_GRANTS", "bob", "SHEETSTREAM_USER_GRANTS='bob' cannot be read: user grant 'bob' is not "
+                                       "USER=GRANT[ GRANT...]"),
+    ("SHEETSTREAM_USER_GRANTS", "bob=orders:write", "SHEETSTREAM_USER_GRANTS='bob=orders:write' cannot be read: "
+     "grant 'orders:write' is not TABLE:PERMISSION[,PERMISSION...] with permissions from read, append, upsert, replace "
+     "(or 'admin')"),
 ])
 def test_bad_values_are_named(variable: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -56,6 +76,27 @@ def test_flags_override_by_option_name_and_are_checked() -> None:
         Settings().with_(strategy="threads")
     with pytest.raises(TypeError, match="unknown setting 'wokers'"):
         Settings().with_(wokers=2)
+
+
+def test_access_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="needs the addresses of the proxy"):
+        Settings().with_(user_header="X-Forwarded-User")
+    with pytest.raises(ConfigError, match="'10.0.0.300' is not an IP address or network"):
+        Settings().with_(trusted_proxies=("10.0.0.300",))
+    with pytest.raises(ConfigError, match="public='tables' is not one of metrics, status, docs"):
+        Settings().with_(public=("tables",))
+    with pytest.raises(ConfigError, match="is not scheme://host"):
+        Settings().with_(cors_origins=("example.com",))
+
+
+def test_no_auth_is_refused_unless_on_loopback() -> None:
+    from sheetstream.config import check_listen
+
+    off = Settings().with_(auth=False)
+    check_listen(off, "127.0.0.1")
+    check_listen(Settings(), "0.0.0.0")
+    with pytest.raises(ConfigError, match="--no-auth is refused on 0.0.0.0"):
+        check_listen(off, "0.0.0.0")
 
 
 def test_the_command_line_names_a_bad_variable_and_exits_2(monkeypatch, capsys) -> None:

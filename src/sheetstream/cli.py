@@ -1,15 +1,17 @@
-"""``sheetstream``: serve, seed, download, upload, round trip, load test, study, bench."""
+"""``sheetstream``: serve, seed, token, download, upload, round trip, load test, study, bench."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib
+import os
 import sys
 from pathlib import Path
 
 from . import config
-from .errors import ConfigError
+from .access import parse_user_grants
+from .errors import ConfigError, Conflict
 from .store import MODES
 
 DEMO_ROWS = 200_000  # about 19 MB of xlsx: comfortably past the 10 MB the study asks for
@@ -18,12 +20,12 @@ DEMO_ROWS = 200_000  # about 19 MB of xlsx: comfortably past the 10 MB the study
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sheetstream", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_serve, _add_seed, _add_transfers, _add_load, _add_bench):
+    for add in (_add_serve, _add_seed, _add_token, _add_transfers, _add_load, _add_bench):
         add(commands)
     args = parser.parse_args(argv)
     try:
         return args.run(args) or 0
-    except ConfigError as exc:
+    except (ConfigError, Conflict) as exc:  # a setting it cannot use, a token name already taken
         parser.exit(2, f"sheetstream: {exc.message}\n")
 
 
@@ -42,7 +44,40 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--tables", help="comma-separated allow-list of tables (env SHEETSTREAM_TABLES; default orders)")
     serve.add_argument("--deflate", choices=config.DEFLATERS, help="deflate library (default isal)")
     serve.add_argument("--deflate-level", type=int, help="deflate level (default 1)")
+    access = serve.add_argument_group("access (default: tokens required; a one-time admin token is printed at start "
+                                      "when the database has none)")
+    access.add_argument("--no-auth", action="store_true",
+                        help="no authentication: everyone is an admin (refused unless --host is loopback)")
+    access.add_argument("--trust-user-header", metavar="HEADER",
+                        help="believe this header's user name (X-Forwarded-User) from --trusted-proxies only")
+    access.add_argument("--trusted-proxies", metavar="ADDRESSES", help="comma-separated addresses or networks of the "
+                                                                      "reverse proxy (env SHEETSTREAM_TRUSTED_PROXIES)")
+    access.add_argument("--user-grant", action="append", metavar="USER=GRANTS",
+                        help="grants of a proxy's user, such as 'alice=orders:read,append' (repeatable; '*' for others)")
+    access.add_argument("--public", help="comma-separated: metrics, status, docs served without credentials")
+    access.add_argument("--max-per-identity", type=int,
+                        help="exports and imports one caller may have running or waiting (default: half the queue)")
     serve.set_defaults(run=_serve)
+
+
+def _add_token(commands: argparse._SubParsersAction) -> None:
+    token = commands.add_parser("token", help="API tokens: create (shown once), list, revoke")
+    actions = token.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="create a token and print it (only its hash is kept)")
+    create.add_argument("name")
+    create.add_argument("--grant", action="append", default=[], metavar="TABLE:PERMISSIONS",
+                        help="such as orders:read,append (repeatable; permissions: read, append, upsert, replace; "
+                             "table * for every table)")
+    create.add_argument("--admin", action="store_true", help="every table, every job, metrics, status, audit")
+    create.add_argument("--expires", metavar="DURATION", help="such as 30d, 12h (default: never)")
+    create.set_defaults(run=_lazy_cli("tokens", "create"))
+    listing = actions.add_parser("list", help="the tokens: name, grants, created, expires, revoked")
+    listing.set_defaults(run=_lazy_cli("tokens", "show"))
+    revoke = actions.add_parser("revoke", help="revoke a token (its sessions end too)")
+    revoke.add_argument("name")
+    revoke.set_defaults(run=_lazy_cli("tokens", "revoke"))
+    for action in (create, listing, revoke):
+        _database_options(action)
 
 
 def _add_seed(commands: argparse._SubParsersAction) -> None:
@@ -56,6 +91,7 @@ def _add_seed(commands: argparse._SubParsersAction) -> None:
 def _add_transfers(commands: argparse._SubParsersAction) -> None:
     download = commands.add_parser("download", help="download an export (several at once with --parallel)")
     download.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL (default %(default)s)")
+    _token_option(download)
     download.add_argument("--table", default="orders")
     download.add_argument("--columns", help="comma-separated columns")
     download.add_argument("--limit", type=int)
@@ -68,6 +104,7 @@ def _add_transfers(commands: argparse._SubParsersAction) -> None:
     upload = commands.add_parser("upload", help="import an .xlsx into a table, streamed, with progress")
     upload.add_argument("file", type=Path)
     upload.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL (default %(default)s)")
+    _token_option(upload)
     upload.add_argument("--table", default="orders")
     upload.add_argument("--mode", choices=MODES, default="append")
     upload.add_argument("--dry-run", action="store_true", help="validate only; nothing is written")
@@ -83,6 +120,7 @@ def _add_transfers(commands: argparse._SubParsersAction) -> None:
     roundtrip.add_argument("--database-url", help="database to use (default: a temporary SQLite file)")
     roundtrip.add_argument("--url", help="use a running server (its allow-list must include TABLE_roundtrip_1..N) "
                                          "instead of starting one; needs --database-url")
+    _token_option(roundtrip)
     roundtrip.set_defaults(run=_lazy("roundtrip", "run"))
 
 
@@ -100,6 +138,7 @@ def _add_load(commands: argparse._SubParsersAction) -> None:
     load.add_argument("--start-method", choices=config.START_METHODS)
     load.add_argument("--max-seconds", type=float, default=600.0, help="stop the load after this long")
     load.add_argument("--json", type=Path, help="write the results here")
+    _token_option(load)
     load.set_defaults(run=_lazy("loadtest", "run"))
 
     study = commands.add_parser("study", help="every strategy and peer, measured; results.json, study.md, plots")
@@ -144,6 +183,20 @@ def _lazy(module: str, function: str, run_async: bool = False):
     return run
 
 
+def _token_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--token", default=os.environ.get("SHEETSTREAM_TOKEN"),
+                        help="API token for a server with --url (env SHEETSTREAM_TOKEN)")
+
+
+def _lazy_cli(module: str, function: str):
+    """A command of the service's own (beside the tools), imported when it runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        return getattr(importlib.import_module(f".{module}", __package__), function)(args, _settings(args))
+
+    return run
+
+
 def _database_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", help="postgresql://... or sqlite:///path (env SHEETSTREAM_DATABASE_URL; "
                                                "default: a SQLite file in the data directory)")
@@ -161,7 +214,17 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         workers=getattr(args, "workers", None),
         max_waiting=getattr(args, "max_waiting", None),
         start_method=getattr(args, "start_method", None),
+        auth=False if getattr(args, "no_auth", False) else None,
+        user_header=getattr(args, "trust_user_header", None),
+        trusted_proxies=_split(getattr(args, "trusted_proxies", None)),
+        user_grants=parse_user_grants(";".join(args.user_grant)) if getattr(args, "user_grant", None) else None,
+        public=_split(getattr(args, "public", None)),
+        max_per_identity=getattr(args, "max_per_identity", None),
     )
+
+
+def _split(text: str | None) -> tuple[str, ...] | None:
+    return tuple(t.strip() for t in text.split(",") if t.strip()) if text else None
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -170,19 +233,29 @@ def _serve(args: argparse.Namespace) -> int:
     from .server import create_app
     from .store import open_store, safe_url
     from .store.demo import seed
+    from .tokens import start_token
 
     settings = _settings(args)
+    config.check_listen(settings, args.host)
     if settings.is_default_database:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.database)
     if not args.no_seed and "orders" in settings.tables and "orders" not in store.tables():
         print(f"seeding the demo table 'orders' with {args.demo_rows:,} rows in {safe_url(store.url)} ...", flush=True)
         seed(store, args.demo_rows)
+    settings, token = start_token(settings, store)
     app = create_app(settings, store)
-    url = f"http://{args.host}:{args.port}/"
-    print(f"sheetstream serving {safe_url(store.url)} ({settings.queue.strategy} strategy)\n  page:   {url}\n"
-          f"  export: {url}exports/orders.xlsx", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+    url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
+    print(f"sheetstream serving {safe_url(store.url)} ({settings.queue.strategy} strategy)", flush=True)
+    if not settings.access.auth:
+        print(f"  page:   {url}\n  authentication is OFF (--no-auth): anyone on this machine is an admin", flush=True)
+    elif token:
+        print(f"  page:   {url}?token={token}\n  (a one-time admin token for this run: open the page with this URL, "
+              f"or send 'Authorization: Bearer {token}')", flush=True)
+    else:
+        print(f"  page:   {url}  (sign in with a token: sheetstream token create NAME --grant orders:read)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5,
+                proxy_headers=False)  # which proxies to believe is the app's decision (--trusted-proxies)
     return 0
 
 

@@ -1,19 +1,38 @@
-"""The HTTP client side: downloads (and later uploads) as streams, with timings."""
+"""The HTTP client side: downloads and uploads as streams, with timings.
+
+The functions take an ``httpx.AsyncClient``; one made by :func:`client_for` sends an API token with every request
+(``Authorization: Bearer ...``), as the server wants unless it runs with ``--no-auth``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from .formats.xlsx import MEDIA_TYPE
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total if known)
+#: Where the command line finds its token when ``--token`` is not given.
+TOKEN_VARIABLE = "SHEETSTREAM_TOKEN"
+
+
+def auth_headers(token: str | None) -> dict[str, str]:
+    """The header that carries ``token`` (none without one)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def client_for(token: str | None = None, **options: Any) -> httpx.AsyncClient:
+    """An ``httpx.AsyncClient`` that sends ``token`` (default: ``$SHEETSTREAM_TOKEN``) with every request."""
+    token = token if token is not None else os.environ.get(TOKEN_VARIABLE)
+    headers = {**options.pop("headers", {}), **auth_headers(token)}
+    return httpx.AsyncClient(headers=headers, **options)
 
 
 @dataclass

@@ -7,12 +7,15 @@ against it. A bad value is named with its source: ``SHEETSTREAM_WORKERS='x' is n
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .access import Grants, parse_user_grants
 from .errors import ConfigError
 from .formats.xlsx import DEFLATERS, MAX_SHEET_ROWS
 
@@ -21,7 +24,11 @@ STRATEGIES = ("inline", "thread", "process")
 START_METHODS = ("forkserver", "spawn", "fork")
 #: Texts longer than Excel's cell limit: cut them, or fail the export.
 LONG_TEXT = ("truncate", "error")
-__all__ = ["DEFLATERS", "LONG_TEXT", "START_METHODS", "STRATEGIES", "Settings", "from_env"]
+#: What may be made public (served without credentials) besides the page and /healthz.
+PUBLIC = ("metrics", "status", "docs")
+#: Hosts on which ``serve --no-auth`` is allowed: nobody else can reach the server.
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+__all__ = ["DEFLATERS", "LONG_TEXT", "LOOPBACK", "PUBLIC", "START_METHODS", "STRATEGIES", "Settings", "from_env"]
 
 
 @dataclass(frozen=True)
@@ -50,10 +57,40 @@ class QueueOptions:
     start_method: str = "forkserver"
     #: Chunks (about 64 kB each) a worker may run ahead of a slow client before it waits.
     max_pending_chunks: int = 8
+    #: Tasks (running and waiting) one identity may have at once; default: half of workers + waiting list.
+    max_per_identity: int | None = None
 
     @property
     def worker_count(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+    @property
+    def per_identity(self) -> int:
+        """The fair share: one identity never holds more, so the others always find room."""
+        if self.max_per_identity:
+            return self.max_per_identity
+        waiting = self.worker_count * 4 if self.max_waiting is None else self.max_waiting
+        return max(1, (self.worker_count + waiting) // 2)
+
+
+@dataclass(frozen=True)
+class AccessOptions:
+    #: Off only by an explicit choice (``serve --no-auth``, loopback only): then every caller is an admin.
+    auth: bool = True
+    #: An admin token for this process; empty: ``serve`` makes one at start when the database has no token.
+    admin_token: str = ""
+    #: Signs session cookies; empty: a random one per process (several instances must share one).
+    session_secret: str = ""
+    #: A header carrying the user name set by a reverse proxy that signs people on (X-Forwarded-User) ...
+    user_header: str = ""
+    #: ... believed only from these addresses or networks (the proxy's), never from anyone else.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Grants of the users named by the proxy: user -> grants (``*`` for any other user).
+    user_grants: Mapping[str, Grants] = field(default_factory=dict)
+    #: Origins allowed to call the API from scripts (CORS, bearer tokens only); none by default.
+    cors_origins: tuple[str, ...] = ()
+    #: Of ``metrics``, ``status``, ``docs``: the ones served without credentials (default: admins only).
+    public: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,6 +103,7 @@ class Settings:
     export: ExportOptions = field(default_factory=ExportOptions)
     imports: ImportLimits = field(default_factory=ImportLimits)
     queue: QueueOptions = field(default_factory=QueueOptions)
+    access: AccessOptions = field(default_factory=AccessOptions)
 
     @property
     def spool_dir(self) -> Path:
@@ -100,9 +138,9 @@ class Settings:
         return settings
 
 
-_TOP = {f.name for f in fields(Settings)} - {"export", "imports", "queue"}
-_GROUP_OF = {f.name: group for group, cls in (("export", ExportOptions), ("imports", ImportLimits),
-                                              ("queue", QueueOptions)) for f in fields(cls)}
+_GROUPS = (("export", ExportOptions), ("imports", ImportLimits), ("queue", QueueOptions), ("access", AccessOptions))
+_TOP = {f.name for f in fields(Settings)} - {group for group, _ in _GROUPS}
+_GROUP_OF = {f.name: group for group, cls in _GROUPS for f in fields(cls)}
 
 
 def _check(settings: Settings) -> None:
@@ -114,6 +152,31 @@ def _check(settings: Settings) -> None:
     ):
         if value not in allowed:
             raise ConfigError(f"{source}={value!r} is not one of {', '.join(allowed)}")
+    _check_access(settings.access)
+
+
+def _check_access(access: AccessOptions) -> None:
+    for name in access.public:
+        if name not in PUBLIC:
+            raise ConfigError(f"public={name!r} is not one of {', '.join(PUBLIC)}")
+    for proxy in access.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"trusted proxy {proxy!r} is not an IP address or network") from None
+    if access.user_header and not access.trusted_proxies:
+        raise ConfigError(f"trusting the {access.user_header} header needs the addresses of the proxy that sets it "
+                          "(--trusted-proxies / SHEETSTREAM_TRUSTED_PROXIES); anyone else could set it too")
+    for origin in access.cors_origins:
+        if not re.match(r"^https?://[^/\s]+$", origin):
+            raise ConfigError(f"CORS origin {origin!r} is not scheme://host[:port]")
+
+
+def check_listen(settings: Settings, host: str) -> None:
+    """Auth off is refused unless the server listens on loopback only (nobody else can reach it)."""
+    if not settings.access.auth and host not in LOOPBACK:
+        raise ConfigError(f"--no-auth is refused on {host}: without authentication anyone who reaches the server may "
+                          f"replace its tables; listen on 127.0.0.1 only, or create tokens (sheetstream token create)")
 
 
 def _whole(text: str) -> int:
@@ -139,6 +202,10 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.replace(",", " ").split() if t.strip())
+
+
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
     def check(text: str) -> str:
         if text not in choices:
@@ -146,6 +213,13 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
         return text
 
     return check
+
+
+def _user_grants(text: str) -> Mapping[str, Grants]:
+    try:
+        return parse_user_grants(text)
+    except ConfigError as exc:
+        raise ValueError(f"cannot be read: {exc.message}") from None
 
 
 #: Environment variable -> (setting, parser). Parsers raise ValueError with the end of a sentence.
@@ -160,6 +234,14 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_MAX_WAITING": ("max_waiting", _whole),
     "SHEETSTREAM_START_METHOD": ("start_method", _one_of(START_METHODS)),
     "SHEETSTREAM_MAX_UPLOAD_MB": ("max_upload_bytes", _megabytes),
+    "SHEETSTREAM_MAX_PER_IDENTITY": ("max_per_identity", _whole),
+    "SHEETSTREAM_ADMIN_TOKEN": ("admin_token", str),
+    "SHEETSTREAM_SESSION_SECRET": ("session_secret", str),
+    "SHEETSTREAM_TRUST_USER_HEADER": ("user_header", str),
+    "SHEETSTREAM_TRUSTED_PROXIES": ("trusted_proxies", _words),
+    "SHEETSTREAM_USER_GRANTS": ("user_grants", _user_grants),
+    "SHEETSTREAM_CORS_ORIGINS": ("cors_origins", _words),
+    "SHEETSTREAM_PUBLIC": ("public", _words),
 }
 
 

@@ -36,6 +36,14 @@ def _rebuild(cls: type[SheetstreamError], message: str, detail: dict[str, Any]) 
     return error
 
 
+class Unauthenticated(SheetstreamError, code="unauthenticated"):
+    """No credential, or one that is not (or no longer) valid: a token, a session, a proxy's user."""
+
+
+class Forbidden(SheetstreamError, code="forbidden"):
+    """The caller is known but may not do this (a grant it lacks, or a request that did not come from the page)."""
+
+
 class NotFound(SheetstreamError, code="not_found"):
     """A table, column or job that is not there."""
 

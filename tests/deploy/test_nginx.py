@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from sheetstream.access import Grants
 from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.server import create_app
 from sheetstream.store import open_store
@@ -23,7 +24,16 @@ from sheetstream.tools.harness import free_port
 from sheetstream.tools.loadtest import parse_metrics
 from sheetstream.tools.roundtrip import roundtrip
 
-from ..helpers import XLSX, InstrumentedStore, download_through_the_gate, make_settings, missing, raw_request
+from ..helpers import (
+    CHROMIUM_ARGS,
+    XLSX,
+    InstrumentedStore,
+    chromium_executable,
+    download_through_the_gate,
+    make_settings,
+    missing,
+    raw_request,
+)
 
 SHIPPED = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
 
@@ -160,3 +170,76 @@ def test_five_user_round_trip_through_nginx(tmp_path: Path, live_server) -> None
     assert [r.problems for r in runs] == [[]] * 5
     assert all(r.rows == 3_000 for r in runs)
     assert log.count("PUT /imports/orders_roundtrip_") == 5  # they did go through the proxy
+
+
+def sign_on_config(text: str, auth_url: str) -> str:
+    """The shipped config's commented single sign-on example, enabled and pointed at ``auth_url``; nginx connects
+    to the upstreams from 127.0.0.2, so the application can tell it from a direct client on 127.0.0.1."""
+    rewrites = [
+        (r"# (auth_request /_auth;)", r"\1"),
+        (r"# (auth_request_set \$auth_user \$upstream_http_x_auth_request_user;)", r"\1"),
+        (r"\n *proxy_set_header X-Forwarded-User \"\";", ""),
+        (r"# (proxy_set_header X-Forwarded-User \$auth_user;)", r"\1"),
+        (r"# location = /_auth \{\n\s*#\s*internal;\n\s*#\s*proxy_pass http://oauth2-proxy:4180/oauth2/auth;\n"
+         r"\s*#\s*proxy_pass_request_body off;\n\s*#\s*proxy_set_header Content-Length \"\";\n\s*# \}",
+         f"location = /_auth {{ internal; proxy_pass {auth_url}/oauth2/auth; proxy_pass_request_body off; "
+         'proxy_set_header Content-Length ""; }'),
+        (r"(listen 127\.0\.0\.1:\d+;)", r"\1\n        proxy_bind 127.0.0.2;"),
+    ]
+    for pattern, replacement in rewrites:
+        text, count = re.subn(pattern, replacement, text)
+        assert count, f"the shipped nginx.conf no longer has {pattern!r}"
+    return text
+
+
+def auth_service():
+    """A stand-in for oauth2-proxy: the user is whoever the browser says in X-Test-User; nobody without it."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    def check(request):
+        user = request.headers.get("x-test-user")
+        return Response(status_code=200 if user else 401, headers={"X-Auth-Request-User": user} if user else {})
+
+    return Starlette(routes=[Route("/oauth2/auth", check)])
+
+
+def test_single_sign_on_through_nginx_in_chromium(tmp_path: Path, live_server) -> None:
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_executable()
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 100)
+    settings = make_settings(auth=True, tables=("orders",), data_dir=tmp_path / "data", user_header="X-Forwarded-User",
+                             trusted_proxies=("127.0.0.2",),
+                             user_grants={"alice": Grants.parse("orders:read,append"), "*": Grants.parse("orders:read")})
+    upload = tmp_path / "more.xlsx"
+    upload.write_bytes(b"".join(write_xlsx(((r[0] + 100, *r[1:]) for r in demo_rows(20)), [c.name for c in ORDERS])))
+    with live_server(create_app(settings, store)) as app, live_server(auth_service()) as auth:
+        nginx = Nginx(tmp_path / "nginx", [app.url[7:]])
+        (nginx.folder / "nginx.conf").write_text(sign_on_config((nginx.folder / "nginx.conf").read_text(), auth.url))
+        with nginx as proxy, sync_playwright() as playwright:
+            spoofed = httpx.get(f"{app.url}/tables", headers={"X-Forwarded-User": "alice"})  # not from the proxy
+            assert spoofed.status_code == 401
+            assert httpx.get(f"{proxy.url}/tables").status_code == 401  # nginx: no sign-on, no entry
+            browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            try:
+                alice = browser.new_context(extra_http_headers={"X-Test-User": "alice"}).new_page()
+                alice.goto(proxy.url)
+                assert "Signed in as alice" in alice.get_by_test_id("signed-in").inner_text()
+                alice.set_input_files("#file", str(upload))
+                alice.get_by_role("button", name="Import").click()
+                alice.get_by_test_id("success").wait_for(timeout=30_000)
+                assert alice.get_by_label("Replace").count() == 0
+                bob = browser.new_context(extra_http_headers={"X-Test-User": "bob"}).new_page()
+                bob.goto(proxy.url)
+                bob.get_by_role("link", name="orders.xlsx").wait_for()
+                assert "Signed in as bob" in bob.get_by_test_id("signed-in").inner_text()
+                assert bob.locator("#file").count() == 0
+            finally:
+                browser.close()
+    assert store.count("orders") == 120
+    [record] = store.audit.recent()
+    assert (record["who"], record["via"], record["rows_written"]) == ("user:alice", "user", 20)
+    assert record["client"] == "127.0.0.1"  # the browser, as nginx saw it (nginx itself connects from 127.0.0.2)

@@ -1,6 +1,9 @@
 import { useEffect, useRef, useState } from "react";
 import { explain, fetchJob, fetchTables, problemsAsCsv, uploadFile } from "./api.js";
 
+const WRITES = ["append", "upsert", "replace"];
+const allows = (table, permission) => (table.permissions ?? []).includes(permission);
+
 const MODES = [
   ["append", "Append", "add the rows"],
   ["replace", "Replace", "delete the table's rows first"],
@@ -34,7 +37,10 @@ export default function App() {
         <p>Large spreadsheets in and out of the database, as streams.</p>
       </header>
       <Downloads tables={tables} error={loadError} />
-      {tables && tables.length > 0 && <Upload tables={tables} onImported={refresh} />}
+      {/* Only the tables this identity may write, and only the modes it may use: no upload area without one. */}
+      {tables && tables.some((t) => WRITES.some((m) => allows(t, m))) && (
+        <Upload tables={tables.filter((t) => WRITES.some((m) => allows(t, m)))} onImported={refresh} />
+      )}
     </main>
   );
 }
@@ -45,15 +51,19 @@ function Downloads({ tables, error }) {
       <h2 id="downloads-title">Download</h2>
       {error && <p role="alert" className="error">{error}</p>}
       {!tables && !error && <p>Loading the tables…</p>}
-      {tables && tables.length === 0 && <p>This server exports no tables.</p>}
+      {tables && tables.length === 0 && <p>There are no tables you may use on this server.</p>}
       {tables && tables.length > 0 && (
         <ul className="tables">
           {tables.map((table) => (
             <li key={table.name}>
-              {/* A plain link: the browser streams the file to disk with its own progress. */}
-              <a className="button" href={table.export} download={`${table.name}.xlsx`}>
-                {table.name}.xlsx
-              </a>
+              {/* A plain link: the browser streams the file to disk with its own progress (the cookie signs it). */}
+              {allows(table, "read") ? (
+                <a className="button" href={table.export} download={`${table.name}.xlsx`}>
+                  {table.name}.xlsx
+                </a>
+              ) : (
+                <span>{table.name}</span>
+              )}
               <span className="muted" data-testid={`rows-${table.name}`}>
                 {table.rows.toLocaleString("en")} rows, {table.columns.length} columns
               </span>
@@ -68,7 +78,10 @@ function Downloads({ tables, error }) {
 function Upload({ tables, onImported }) {
   const [table, setTable] = useState(tables[0].name);
   const [file, setFile] = useState(null);
-  const [mode, setMode] = useState("append");
+  const permitted = tables.find((t) => t.name === table)?.permissions ?? [];
+  const modes = MODES.filter(([value]) => permitted.includes(value));
+  const [chosenMode, setMode] = useState("append");
+  const mode = permitted.includes(chosenMode) ? chosenMode : modes[0][0];
   const [dryRun, setDryRun] = useState(false);
   const [sent, setSent] = useState(null); // {loaded, total}
   const [job, setJob] = useState(null);
@@ -157,7 +170,7 @@ function Upload({ tables, onImported }) {
         </label>
         <fieldset>
           <legend>Mode</legend>
-          {MODES.map(([value, label, hint]) => (
+          {modes.map(([value, label, hint]) => (
             <label key={value} className="choice">
               <input type="radio" name="mode" value={value} checked={mode === value} onChange={() => setMode(value)} />
               {label} <span className="muted">— {hint}</span>

@@ -1,5 +1,34 @@
 // The server's HTTP API, as the page uses it.
 
+// The session's CSRF token (from /session): sent in a header with every state-changing request, which a page
+// of another site cannot do. The session cookie itself is HttpOnly: this script never sees it.
+let csrf = null;
+const CSRF_HEADER = "X-Sheetstream-CSRF";
+
+async function sessionAnswer(response) {
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) return { signedIn: false, status: response.status, message: body.message };
+  csrf = body.csrf;
+  return { signedIn: true, ...body };
+}
+
+// Who is signed in (the cookie, or a proxy's sign-on), or why not.
+export async function fetchSession() {
+  return sessionAnswer(await fetch("/session"));
+}
+
+// Exchange a token for a session cookie; the token itself is not kept anywhere by the page.
+export async function signIn(token) {
+  return sessionAnswer(
+    await fetch("/session", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token }) }),
+  );
+}
+
+export async function signOut() {
+  await fetch("/session", { method: "DELETE", headers: { [CSRF_HEADER]: csrf ?? "" } });
+  csrf = null;
+}
+
 export async function fetchTables() {
   const response = await fetch("/tables");
   if (!response.ok) throw new Error(`could not list the tables (HTTP ${response.status})`);
@@ -14,6 +43,7 @@ export function uploadFile({ table, file, mode, dryRun, onProgress }) {
     const query = new URLSearchParams({ mode, dry_run: String(dryRun) });
     xhr.open("PUT", `/imports/${encodeURIComponent(table)}?${query}`);
     xhr.setRequestHeader("Content-Type", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+    if (csrf) xhr.setRequestHeader(CSRF_HEADER, csrf);
     xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
     xhr.onload = () => {
       let body = null;
@@ -47,6 +77,7 @@ export function problemsAsCsv(errors) {
 // What a person should read for an upload that did not go through.
 export function explain({ status, body, retryAfter }) {
   if (status === 0) return "The connection to the server was lost before the upload finished. Check the network and try again.";
+  if (status === 401) return "Your session has ended: reload the page and sign in again. (HTTP 401)";
   if (status === 413) return `${body?.message ?? "The file is too large."} (HTTP 413)`;
   if (status === 429) return `The server is busy right now. Try again in ${retryAfter ?? "a few"} seconds. (HTTP 429)`;
   return `${body?.message ?? "The upload failed."} (HTTP ${status})`;

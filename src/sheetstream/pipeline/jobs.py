@@ -32,6 +32,7 @@ class Job:
     mode: str = "append"
     dry_run: bool = False
     sheet: str | None = None
+    owner: str | None = None  # the identity's key (token:NAME, user:NAME); others do not see the job
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: str = "receiving"
     bytes_received: int = 0
@@ -96,6 +97,9 @@ class JobBoard:
     def load(self, job_id: str) -> Job | None:
         data = self.table.load(job_id)
         return Job.from_json(data) if data else None
+
+    def recent(self, owner: str | None, limit: int = 50) -> list[Job]:
+        return [Job.from_json(data) for data in self.table.recent(owner, limit)]
 
 
 def succeed(job: Job) -> None:

@@ -6,6 +6,7 @@ import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
 from ..config import Settings
@@ -13,9 +14,12 @@ from ..pipeline.jobs import JobBoard
 from ..runtime import ProcessingQueue, make_strategy
 from ..store import Store, open_store
 from . import errors
+from .auth import CSRF_HEADER, Gate
+from .headers import SecurityHeaders
 from .lag import LagMonitor
 from .metrics import Metrics
-from .routes import exports, imports, jobs, meta
+from .routes import exports, imports, jobs, meta, session
+from .shares import Shares
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
@@ -38,16 +42,26 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                 await asyncio.wait(app.state.tasks, timeout=10)
             await queue.stop()
 
-    app = FastAPI(title="sheetstream", version="0.1.0", lifespan=lifespan)
+    # The API description is served by routes of our own (meta), for admins unless made public.
+    app = FastAPI(title="sheetstream", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.state.settings = settings
     app.state.store = store or open_store(settings.database)
+    app.state.gate = Gate(settings.access, app.state.store.tokens)
+    app.state.shares = Shares(options.per_identity)
     app.state.board = JobBoard(app.state.store.jobs)
     app.state.queue = queue
     app.state.lag = lag
     app.state.metrics = metrics
     app.state.tasks = set()  # running import jobs
     errors.install(app)
-    for routes in (meta, exports, imports, jobs):
+    for routes in (meta, session, exports, imports, jobs):
         app.include_router(routes.router)
     app.mount("/assets", StaticFiles(directory=meta.PAGE / "assets"), name="assets")
+    if settings.access.cors_origins:  # scripts of those origins, with bearer tokens (never the cookie)
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.access.cors_origins), allow_credentials=False,
+                           allow_methods=["GET", "PUT", "POST", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", CSRF_HEADER],
+                           expose_headers=["Location", "Retry-After"])
+    app.add_middleware(SecurityHeaders)
     return app

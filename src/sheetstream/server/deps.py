@@ -9,13 +9,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
+from ..access import ANONYMOUS, WRITES, Identity
 from ..config import Settings
-from ..errors import NotFound
+from ..errors import Forbidden, NotFound
 from ..pipeline.jobs import JobBoard
 from ..runtime import ProcessingQueue
 from ..store import Store
+from .auth import Gate
 from .metrics import Metrics
+from .shares import Shares
 
 
 def get_settings(request: Request) -> Settings:
@@ -38,11 +42,63 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+def get_gate(request: Request) -> Gate:
+    return request.app.state.gate
+
+
+def get_shares(request: Request) -> Shares:
+    return request.app.state.shares
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 QueueDep = Annotated[ProcessingQueue, Depends(get_queue)]
 BoardDep = Annotated[JobBoard, Depends(get_board)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+GateDep = Annotated[Gate, Depends(get_gate)]
+SharesDep = Annotated[Shares, Depends(get_shares)]
+
+
+async def get_caller(request: Request) -> Identity:
+    """Who is calling (401 without a valid credential), once per request; a request carrying a credential the
+    browser sends on its own must also come from the page (403 otherwise: :meth:`Gate.check_request`)."""
+    if "identity" in request.scope.get("state", {}):
+        return request.state.identity
+    gate: Gate = request.app.state.gate
+    identity = ANONYMOUS if not gate.access.auth else await run_in_threadpool(gate.identify, request)
+    gate.check_request(request, identity)
+    request.state.identity = identity
+    return identity
+
+
+Caller = Annotated[Identity, Depends(get_caller)]
+
+
+def require(caller: Identity, table: str, permission: str) -> None:
+    """403 unless ``caller``'s grants allow ``permission`` on ``table`` (the message says what they do allow)."""
+    if not caller.allows(table, permission):
+        allowed = ", ".join(caller.grants.on(table)) or "nothing"
+        raise Forbidden(f"{caller.name} may not {permission} table {table!r} (its grants allow: {allowed})",
+                        permission=permission, table=table)
+
+
+def get_admin(caller: Caller) -> Identity:
+    if not caller.admin:
+        raise Forbidden(f"{caller.name} is not an admin: this is for admins only")
+    return caller
+
+
+Admin = Annotated[Identity, Depends(get_admin)]
+
+
+def admin_unless_public(name: str):
+    """A dependency: served to anyone when ``name`` is in SHEETSTREAM_PUBLIC, otherwise to admins only."""
+
+    async def check(request: Request, settings: SettingsDep) -> None:
+        if name not in settings.access.public:
+            get_admin(await get_caller(request))
+
+    return Depends(check)
 
 
 def permitted_table(table: str, settings: SettingsDep) -> str:
@@ -54,3 +110,20 @@ def permitted_table(table: str, settings: SettingsDep) -> str:
 
 
 PermittedTable = Annotated[str, Depends(permitted_table)]
+
+
+def readable_table(caller: Caller, table: PermittedTable) -> str:
+    """A served table the caller may export (401, 404, 403 in that order)."""
+    require(caller, table, "read")
+    return table
+
+
+def writable_table(caller: Caller, table: PermittedTable) -> str:
+    """A served table the caller may write in some mode (the mode itself is checked once it is known)."""
+    if not any(caller.allows(table, mode) for mode in WRITES):
+        require(caller, table, "append")
+    return table
+
+
+ReadableTable = Annotated[str, Depends(readable_table)]
+WritableTable = Annotated[str, Depends(writable_table)]

@@ -15,11 +15,13 @@ from ..errors import (
     ClientGone,
     ConfigError,
     Conflict,
+    Forbidden,
     Invalid,
     NotFound,
     PayloadTooLarge,
     SheetstreamError,
     StoreUnavailable,
+    Unauthenticated,
     UnsupportedMediaType,
 )
 from ..formats.xlsx import XlsxError
@@ -28,6 +30,8 @@ from ..pipeline.jobs import Job
 #: Error class -> HTTP status; a subclass takes its nearest listed ancestor's.
 STATUS: dict[type[Exception], int] = {
     BadRequest: 400,
+    Unauthenticated: 401,
+    Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
     Cancelled: 409,
@@ -48,7 +52,11 @@ def status_of(error: BaseException | type[BaseException]) -> int:
 
 
 def headers_of(error: BaseException) -> dict[str, str] | None:
-    return {"Retry-After": str(error.retry_after)} if isinstance(error, Busy) else None
+    if isinstance(error, Busy):
+        return {"Retry-After": str(error.retry_after)}
+    if isinstance(error, Unauthenticated):
+        return {"WWW-Authenticate": 'Bearer realm="sheetstream"'}
+    return None
 
 
 def job_status(job: Job) -> int | None:

@@ -7,6 +7,7 @@ and memory holds at most one such buffer per upload. The size limit is enforced 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -51,6 +52,11 @@ class Spool:
         self.file = os.fdopen(fd, "wb")
         self.size = 0
         self.buffer = bytearray()
+        self.digest = hashlib.sha256()  # computed as the body arrives, for the audit trail
+
+    @property
+    def sha256(self) -> str:
+        return self.digest.hexdigest()
 
     async def write(self, data: bytes) -> None:
         self.buffer += data
@@ -61,7 +67,11 @@ class Spool:
     async def flush(self) -> None:
         if self.buffer:
             data, self.buffer = bytes(self.buffer), bytearray()
-            await run_in_threadpool(self.file.write, data)
+            await run_in_threadpool(self._write, data)
+
+    def _write(self, data: bytes) -> None:
+        self.digest.update(data)  # in the worker thread too: hashlib lets go of the GIL for large blocks
+        self.file.write(data)
 
     async def close(self) -> None:
         await self.flush()

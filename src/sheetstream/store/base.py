@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import BadRequest, Invalid, StoreUnavailable
+from .tokens import TokenRecord
 
 #: How an import writes: ``append`` inserts, ``replace`` deletes the table's rows first, ``upsert`` updates by key.
 MODES = ("append", "replace", "upsert")
@@ -64,6 +65,14 @@ class Store(Protocol):
     def jobs(self) -> JobTable:
         """Where this database keeps job records (:mod:`.jobs`)."""
 
+    @property
+    def tokens(self) -> TokenTable:
+        """Where this database keeps API tokens, as hashes (:mod:`.tokens`)."""
+
+    @property
+    def audit(self) -> AuditTable:
+        """Where this database keeps the audit trail of imports (:mod:`.audit`)."""
+
 
 class JobTable(Protocol):
     """Job records, kept apart from table I/O (``sheetstream_jobs``). ``save`` never clears a cancel request."""
@@ -75,6 +84,31 @@ class JobTable(Protocol):
     def request_cancel(self, job_id: str) -> None: ...
 
     def cancel_requested(self, job_id: str) -> bool: ...
+
+    def recent(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest jobs first: ``owner``'s, or everyone's when ``owner`` is None."""
+
+
+class TokenTable(Protocol):
+    """API tokens by the hash of their value (``sheetstream_tokens``); one live token per name."""
+
+    def add(self, record: TokenRecord) -> None: ...
+
+    def find(self, hash: str) -> TokenRecord | None: ...
+
+    def get(self, token_id: str) -> TokenRecord | None: ...
+
+    def all(self) -> list[TokenRecord]: ...
+
+    def revoke(self, name: str) -> bool: ...
+
+
+class AuditTable(Protocol):
+    """One record per import, outliving the job (``sheetstream_audit``)."""
+
+    def record(self, entry: dict[str, Any]) -> None: ...
+
+    def recent(self, limit: int = 100, who: str | None = None) -> list[dict[str, Any]]: ...
 
 
 def open_store(url: str, **options: Any) -> Store:

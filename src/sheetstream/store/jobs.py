@@ -50,6 +50,11 @@ class SqliteJobs:
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self._run("SELECT 1 FROM sheetstream_jobs WHERE id = ? AND cancel = 1", (job_id,)))
 
+    def recent(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._run("SELECT data FROM sheetstream_jobs WHERE ? IS NULL OR json_extract(data, '$.owner') = ? "
+                         "ORDER BY json_extract(data, '$.created_at') DESC LIMIT ?", (owner, owner, limit))
+        return [json.loads(r[0]) for r in rows]
+
 
 class PostgresJobs:
     def __init__(self, connect: Callable[..., psycopg.Connection]):
@@ -77,6 +82,11 @@ class PostgresJobs:
 
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self._run("SELECT 1 FROM sheetstream_jobs WHERE id = %s AND cancel", (job_id,)))
+
+    def recent(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._run("SELECT data FROM sheetstream_jobs WHERE %s::text IS NULL OR data->>'owner' = %s "
+                         "ORDER BY (data->>'created_at')::float8 DESC LIMIT %s", (owner, owner, limit))
+        return [r[0] for r in rows]
 
 
 def _create_table(conn: psycopg.Connection) -> None:

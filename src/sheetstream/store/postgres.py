@@ -14,8 +14,10 @@ import psycopg
 from psycopg import sql
 
 from ..errors import BadRequest, NotFound, StoreUnavailable
+from .audit import PostgresAudit
 from .base import Column, column_type, refused, unavailable
 from .jobs import PostgresJobs
+from .tokens import PostgresTokens
 
 _KINDS = {
     "smallint": "integer",
@@ -200,6 +202,14 @@ class PostgresStore:
     @property
     def jobs(self) -> PostgresJobs:
         return PostgresJobs(self.connect)
+
+    @property
+    def tokens(self) -> PostgresTokens:
+        return PostgresTokens(self.connect)
+
+    @property
+    def audit(self) -> PostgresAudit:
+        return PostgresAudit(self.connect)
 
 
 def _describe(exc: psycopg.Error) -> str:

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest, NotFound, StoreUnavailable
+from .audit import SqliteAudit
 from .base import Column, column_type, refused, unavailable
 from .jobs import SqliteJobs
+from .tokens import SqliteTokens
 
 BATCH = 2_000
 
@@ -135,7 +137,20 @@ class SqliteStore:
     @property
     def jobs(self) -> SqliteJobs:
         # A file of their own: SQLite allows one writer, and an import holds it for its whole duration.
-        return SqliteJobs(self.path.with_name(self.path.stem + "-jobs.db"))
+        return SqliteJobs(self.control_path)
+
+    @property
+    def tokens(self) -> SqliteTokens:
+        return SqliteTokens(self.control_path)
+
+    @property
+    def audit(self) -> SqliteAudit:
+        return SqliteAudit(self.control_path)
+
+    @property
+    def control_path(self) -> Path:
+        """Jobs, tokens and the audit trail live in a sibling file: an import holds this file's one writer."""
+        return self.path.with_name(self.path.stem + "-jobs.db")
 
 
 class _closing:

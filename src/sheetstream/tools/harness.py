@@ -19,6 +19,8 @@ import httpx
 import psutil
 import uvicorn
 
+from ..access import new_token
+
 #: The PostgreSQL the tests and benchmarks use (trust authentication on loopback, database ``test``).
 POSTGRES_URL = os.environ.get("SHEETSTREAM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -95,6 +97,8 @@ class ServerProcess:
                  workers: int | None = None, start_method: str | None = None, data_dir: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.token = new_token()  # its admin token (SHEETSTREAM_ADMIN_TOKEN), for the tools' clients
+        self.headers = {"Authorization": f"Bearer {self.token}"}
         self.command = [sys.executable, "-m", "sheetstream.cli", "serve", "--no-seed", "--database-url", database_url,
                         "--port", str(self.port)]
         for flag, value in (("--tables", ",".join(tables or [])), ("--executor", executor), ("--workers", workers),
@@ -104,7 +108,8 @@ class ServerProcess:
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> ServerProcess:
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        env = {**os.environ, "SHEETSTREAM_ADMIN_TOKEN": self.token}
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         try:
             wait_until_up(self.url)
         except BaseException:
@@ -144,7 +149,8 @@ class ThreadedServer:
     def __init__(self, app, host: str = "127.0.0.1"):
         self.sock = bound_socket(host)
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        # proxy_headers off, as `sheetstream serve` runs: the app decides itself which proxies it believes.
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> ThreadedServer:

@@ -24,7 +24,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from ..client import download, upload
+from ..client import client_for, download, upload
 from .harness import ServerProcess, scratch_tables
 
 OPERATIONS = ("download", "upload", "roundtrip")
@@ -91,14 +91,14 @@ async def sample_server(client: httpx.AsyncClient, base: str, readings: ServerRe
 
 
 async def run_load(base: str, users: int, rounds: int, mix: list[str], table: str, upload_tables: list[str],
-                   work: Path, max_seconds: float = 600.0) -> dict[str, Any]:
+                   work: Path, max_seconds: float = 600.0, token: str | None = None) -> dict[str, Any]:
     """The load itself; ``upload_tables[i]`` is user i's scratch table (allow-listed on the server)."""
     base = base.rstrip("/")
     if urlparse(base).hostname not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("the load test only targets loopback addresses")
     samples: list[Sample] = []
     limits = httpx.Limits(max_connections=4 * users + 4)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, read=900.0, write=900.0), limits=limits) as client:
+    async with client_for(token, timeout=httpx.Timeout(60.0, read=900.0, write=900.0), limits=limits) as client:
         seed_file = work / "load-seed.xlsx"
         got = await download(client, f"{base}/exports/{table}.xlsx", seed_file)
         if not got.ok:
@@ -227,12 +227,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.url:
                 result = asyncio.run(run_load(args.url, args.users, args.rounds, mix, args.table, scratch, work,
-                                              args.max_seconds))
+                                              args.max_seconds, args.token))
             else:
                 with ServerProcess(database_url, [args.table, *scratch], args.executor, args.workers,
                                    args.start_method, work) as server:
                     result = asyncio.run(run_load(server.url, args.users, args.rounds, mix, args.table, scratch, work,
-                                                  args.max_seconds))
+                                                  args.max_seconds, server.token))
         finally:
             if args.database_url or not args.url:
                 drop(database_url, scratch)

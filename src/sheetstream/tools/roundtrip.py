@@ -16,7 +16,8 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from ..client import download, upload
+from ..access import new_token
+from ..client import client_for, download, upload
 from ..config import Settings
 from ..server import create_app
 from ..store import Store, open_store
@@ -77,9 +78,9 @@ class UserRun:
     problems: list[str] = field(default_factory=list)
 
 
-async def run_users(base_url: str, source: str, copies: list[str], work: Path) -> list[UserRun]:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=900.0, write=900.0),
-                                 limits=httpx.Limits(max_connections=2 * len(copies))) as client:
+async def run_users(base_url: str, source: str, copies: list[str], work: Path, token: str | None = None) -> list[UserRun]:
+    async with client_for(token, timeout=httpx.Timeout(30.0, read=900.0, write=900.0),
+                          limits=httpx.Limits(max_connections=2 * len(copies))) as client:
 
         async def user(i: int, copy: str) -> UserRun:
             run = UserRun(user=i, table=copy)
@@ -101,12 +102,12 @@ async def run_users(base_url: str, source: str, copies: list[str], work: Path) -
         return await asyncio.gather(*(user(i, t) for i, t in enumerate(copies, 1)))
 
 
-def roundtrip(store: Store, source: str, users: int, base_url: str, work: Path) -> list[UserRun]:
+def roundtrip(store: Store, source: str, users: int, base_url: str, work: Path, token: str | None = None) -> list[UserRun]:
     columns = store.columns(source)
     copies = scratch_tables(source, "roundtrip", users)
     for copy in copies:
         store.create_table(copy, columns, replace=True)
-    runs = asyncio.run(run_users(base_url, source, copies, work))
+    runs = asyncio.run(run_users(base_url, source, copies, work, token))
     expected = checksum(store, source)
     for run in runs:
         if not run.problems:
@@ -125,13 +126,14 @@ def run(args: argparse.Namespace) -> int:
         if args.rows or args.table not in store.tables():
             seed(store, args.rows or 20_000, args.table)
         copies = scratch_tables(args.table, "roundtrip", args.users)
-        settings = Settings(database_url=url, data_dir=work, tables=(args.table, *copies))
+        token = new_token()  # the admin token of its own server
+        settings = Settings().with_(database_url=url, data_dir=work, tables=(args.table, *copies), admin_token=token)
         start = time.perf_counter()
         if args.url:
-            runs = roundtrip(store, args.table, args.users, args.url.rstrip("/"), work)
+            runs = roundtrip(store, args.table, args.users, args.url.rstrip("/"), work, args.token)
         else:
             with ThreadedServer(create_app(settings, store)) as server:
-                runs = roundtrip(store, args.table, args.users, server.url, work)
+                runs = roundtrip(store, args.table, args.users, server.url, work, token)
         seconds = time.perf_counter() - start
         for copy in copies:
             store.drop_table(copy)

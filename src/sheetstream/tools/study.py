@@ -123,7 +123,7 @@ def cell(server: ServerProcess, strategy: str, op: str, users: int, plan: Plan, 
         return total
 
     before = cpu()
-    result = asyncio.run(run_load(server.url, users, 1, [op], "orders", scratch, work, plan.timeout))
+    result = asyncio.run(run_load(server.url, users, 1, [op], "orders", scratch, work, plan.timeout, server.token))
     timeline = result["server"].pop("timeline")
     return {
         "strategy": strategy,

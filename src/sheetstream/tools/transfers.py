@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
-from ..client import Transfer, download, upload
+from ..client import Transfer, client_for, download, upload
 
 
 def export_url(base: str, table: str, columns: str | None = None, limit: int | None = None) -> str:
@@ -42,7 +42,7 @@ async def run_downloads(args: argparse.Namespace) -> int:
     columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn()]
     timeout = httpx.Timeout(30.0, read=300.0)
     with Progress(*columns, console=console, disable=args.quiet) as progress:
-        async with httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=args.parallel)) as client:
+        async with client_for(args.token, timeout=timeout, limits=httpx.Limits(max_connections=args.parallel)) as client:
 
             async def one(i: int, dest: Path | None) -> Transfer:
                 task = progress.add_task(f"#{i} {dest.name if dest else '(discarded)'}", total=None)
@@ -82,7 +82,7 @@ async def run_upload(args: argparse.Namespace) -> int:
         def on_job(job: dict) -> None:
             progress.update(importing, visible=True, description=f"import: {job['state']}, {job['rows_read']:,} rows read")
 
-        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=600.0, write=600.0)) as client:
+        async with client_for(args.token, timeout=httpx.Timeout(30.0, read=600.0, write=600.0)) as client:
             result = await upload(client, args.url, args.table, args.file, mode=args.mode, dry_run=args.dry_run,
                                   sheet=args.sheet, progress=lambda done, total: progress.update(sending, completed=done),
                                   job_progress=on_job)

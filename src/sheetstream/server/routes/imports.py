@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -10,14 +12,18 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ...access import Identity
 from ...errors import BadRequest
 from ...pipeline.jobs import Job, JobBoard, fail, run_import_job
 from ...runtime import ProcessingQueue
 from ...store import MODES, Store
-from ..deps import BoardDep, MetricsDep, PermittedTable, QueueDep, SettingsDep, StoreDep
+from ..deps import BoardDep, Caller, MetricsDep, QueueDep, SettingsDep, SharesDep, StoreDep, WritableTable, require
 from ..errors import job_json, job_status
 from ..metrics import Metrics
+from ..shares import Shares
 from ..uploads import Spool, check_declared_size, receive_multipart, receive_raw
+
+log = logging.getLogger("sheetstream.imports")
 
 router = APIRouter()
 
@@ -29,28 +35,36 @@ Wait = Annotated[bool, Query(description="answer when the job has ended: 200, or
 
 
 class Upload:
-    """One upload: admitted to the queue, received into a spool file, then handed to a worker as a job."""
+    """One upload: admitted to the queue, received into a spool file, then handed to a worker as a job. It holds
+    one of its caller's share of the queue until the job ends, and leaves an audit record however it ends."""
 
-    def __init__(self, request: Request, job: Job, store: Store, queue: ProcessingQueue, board: JobBoard,
-                 metrics: Metrics, spool_dir: Path, limit: int):
-        self.request, self.job, self.store, self.queue = request, job, store, queue
-        self.board, self.metrics, self.spool_dir, self.limit = board, metrics, spool_dir, limit
+    def __init__(self, request: Request, job: Job, caller: Identity, store: Store, queue: ProcessingQueue,
+                 board: JobBoard, metrics: Metrics, shares: Shares, spool_dir: Path, limit: int):
+        self.request, self.job, self.caller, self.store, self.queue = request, job, caller, store, queue
+        self.board, self.metrics, self.shares, self.spool_dir, self.limit = board, metrics, shares, spool_dir, limit
         self.saving: set[asyncio.Future] = set()
+        self.received: tuple[int, str | None] = (0, None)  # the body's size and SHA-256
 
     async def run(self, multipart: bool, wait: bool) -> JSONResponse:
         job = self.job
         check_declared_size(self.request, self.limit)
         await run_in_threadpool(self.store.columns, job.table)  # 404 now, before the body is read, if it is missing
-        self.queue.admit("import", ticket=job.id)  # its place in the waiting list is held while the body arrives
+        self.shares.take(self.caller, self.queue.retry_after())
+        try:
+            self.queue.admit("import", ticket=job.id)  # its place in the waiting list is held while the body arrives
+        except BaseException:
+            self.shares.give(self.caller)
+            raise
         try:
             await run_in_threadpool(self.board.save, job, True)
+            spool = await self.receive(multipart)
         except BaseException:
             self.queue.withdraw("import", job.id)
+            self.shares.give(self.caller)
             raise
-        spool = await self.receive(multipart)
         job.state = "queued"
         await run_in_threadpool(self.board.save, job, True)
-        task = asyncio.create_task(process(self.queue, self.store, self.board, job, spool, self.metrics))
+        task = asyncio.create_task(self.process(spool))
         tasks: set[asyncio.Task] = self.request.app.state.tasks
         tasks.add(task)
         task.add_done_callback(tasks.discard)
@@ -66,19 +80,42 @@ class Upload:
         try:
             if multipart:
                 apply_form_fields(job, await receive_multipart(self.request, spool, self.limit, self.progress))
+                require(self.caller, job.table, job.mode)  # the form may have asked for another mode
             else:
                 await receive_raw(self.request, spool, self.limit, self.progress)
             if spool.size == 0:
                 raise BadRequest("the upload is empty: send the .xlsx file as the request body")
         except BaseException as exc:
-            self.queue.withdraw("import", job.id)
+            self.received = (spool.size, None)
             spool.remove()
             await self.saved()
             fail(job, exc)
             await run_in_threadpool(self.board.save, job, True)
+            await self.audit(job)
             raise
         await self.saved()
+        self.received = (spool.size, spool.sha256)
         return spool.path
+
+    async def process(self, path: Path) -> Job:
+        """The job on a worker of the queue; returns it finished. The spool file goes in every outcome."""
+        job = await process(self.queue, self.store, self.board, self.job, path, self.metrics)
+        self.shares.give(self.caller)
+        await self.audit(job)
+        return job
+
+    async def audit(self, job: Job) -> None:
+        """The import's audit record (it outlives the job): a failure to write it is logged, never hidden."""
+        size, sha256 = self.received
+        entry = {"at": time.time(), "who": self.caller.key, "name": self.caller.name, "via": self.caller.kind,
+                 "table": job.table, "mode": job.mode, "dry_run": job.dry_run, "bytes": size, "sha256": sha256,
+                 "rows_written": job.rows_inserted if job.state == "done" and not job.dry_run else 0,
+                 "outcome": "done" if job.state == "done" else job.error, "message": job.message, "job_id": job.id,
+                 "client": self.request.app.state.gate.client_address(self.request)}
+        try:
+            await run_in_threadpool(self.store.audit.record, entry)
+        except Exception:
+            log.exception("could not write the audit record of import %s: %s", job.id, entry)
 
     def progress(self, received: int) -> None:
         self.metrics.bytes_in.inc(received - self.job.bytes_received)
@@ -93,11 +130,14 @@ class Upload:
             await asyncio.gather(*self.saving, return_exceptions=True)
 
 
-def upload_of(request: Request, table: PermittedTable, settings: SettingsDep, store: StoreDep, queue: QueueDep,
-              board: BoardDep, metrics: MetricsDep, mode: ModeQuery = "append", dry_run: DryRun = False,
-              sheet: SheetQuery = None) -> Upload:
-    job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet)
-    return Upload(request, job, store, queue, board, metrics, settings.spool_dir, settings.imports.max_upload_bytes)
+def upload_of(request: Request, table: WritableTable, caller: Caller, settings: SettingsDep, store: StoreDep,
+              queue: QueueDep, board: BoardDep, metrics: MetricsDep, shares: SharesDep, mode: ModeQuery = "append",
+              dry_run: DryRun = False, sheet: SheetQuery = None) -> Upload:
+    if request.method == "PUT":  # a form's fields may still change the mode: checked once they are read
+        require(caller, table, mode)
+    job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet, owner=caller.key)
+    return Upload(request, job, caller, store, queue, board, metrics, shares, settings.spool_dir,
+                  settings.imports.max_upload_bytes)
 
 
 UploadDep = Annotated[Upload, Depends(upload_of)]

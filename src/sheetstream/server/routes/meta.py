@@ -1,15 +1,22 @@
-"""The server's own routes: health, metrics, status, the table list, and the page."""
+"""The server's own routes: health, metrics, status, the table list, the audit trail, the API description, and the
+page. Only ``/healthz`` and the page's shell are open to all; metrics, status and the API description are for
+admins unless SHEETSTREAM_PUBLIC names them."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import time
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..deps import MetricsDep, QueueDep, SettingsDep, StoreDep
+from ..deps import Admin, Caller, MetricsDep, QueueDep, SettingsDep, StoreDep, admin_unless_public
 
 PAGE = Path(__file__).resolve().parents[2] / "web"
 
@@ -21,13 +28,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/metrics", include_in_schema=False)
+@router.get("/metrics", include_in_schema=False, dependencies=[admin_unless_public("metrics")])
 async def prometheus(metrics: MetricsDep) -> Response:
     body = await run_in_threadpool(metrics.render)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-@router.get("/status")
+@router.get("/status", dependencies=[admin_unless_public("status")])
 async def status(request: Request, queue: QueueDep, since_seconds: float | None = None) -> dict:
     """The queue and the event loop at a glance (the load test reads it); lag over the last ``since_seconds``
     (default: the monitor's 60-second window)."""
@@ -43,8 +50,9 @@ async def status(request: Request, queue: QueueDep, since_seconds: float | None 
 
 
 @router.get("/tables")
-async def tables(settings: SettingsDep, store: StoreDep) -> list[dict]:
-    """The exportable tables with their columns and row counts."""
+async def tables(caller: Caller, settings: SettingsDep, store: StoreDep) -> list[dict]:
+    """The served tables the caller has a grant on, with their columns, row counts, and what the caller may do
+    (``permissions``: read, append, upsert, replace)."""
 
     def describe() -> list[dict]:
         found = set(store.tables())
@@ -54,12 +62,39 @@ async def tables(settings: SettingsDep, store: StoreDep) -> list[dict]:
                 "rows": store.count(name),
                 "columns": [{"name": c.name, "kind": c.kind, "nullable": c.nullable} for c in store.columns(name)],
                 "export": f"/exports/{name}.xlsx",
+                "permissions": caller.grants.on(name),
             }
             for name in settings.tables
-            if name in found
+            if name in found and caller.grants.on(name)
         ]
 
     return await run_in_threadpool(describe)
+
+
+@router.get("/audit")
+async def audit(caller: Admin, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                who: Annotated[str | None, Query(description="one identity: token:NAME or user:NAME")] = None) -> list[dict]:
+    """Admins: the newest import records first (who, when, table, mode, dry run, size, SHA-256, rows, outcome)."""
+    return await run_in_threadpool(store.audit.recent, limit, who)
+
+
+@router.get("/openapi.json", include_in_schema=False, dependencies=[admin_unless_public("docs")])
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.openapi())
+
+
+@router.get("/docs", include_in_schema=False, dependencies=[admin_unless_public("docs")])
+async def docs() -> HTMLResponse:
+    """Swagger UI, with a policy of its own: its script and styles come from a CDN, and its one inline script is
+    allowed by its hash (nothing else inline runs)."""
+    page = get_swagger_ui_html(openapi_url="/openapi.json", title="sheetstream API")
+    html = page.body.decode()
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(m.encode()).digest()).decode()}'"
+                      for m in re.findall(r"<script>(.*?)</script>", html, re.S))
+    cdn = "https://cdn.jsdelivr.net"
+    policy = (f"default-src 'self'; script-src {cdn} {hashes}; style-src {cdn}; img-src 'self' data: "
+              "https://fastapi.tiangolo.com; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'")
+    return HTMLResponse(html, headers={"Content-Security-Policy": policy})
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -83,12 +83,12 @@ def http_export(rows: int, work: Path, console: Console) -> dict:
     seed(SqliteStore(db), rows)
     with ServerProcess(f"sqlite:///{db}") as server:
         url, pid = server.url, server.process.pid
-        httpx.get(f"{url}/exports/orders.xlsx", params={"limit": 10})  # warm imports and connections
+        httpx.get(f"{url}/exports/orders.xlsx", params={"limit": 10}, headers=server.headers)  # warm imports and connections
         rss_before = peak_rss(pid)
         start = time.perf_counter()
         first = None
         size = 0
-        with httpx.stream("GET", f"{url}/exports/orders.xlsx", timeout=600) as response:
+        with httpx.stream("GET", f"{url}/exports/orders.xlsx", timeout=600, headers=server.headers) as response:
             for chunk in response.iter_raw():
                 if first is None:
                     first = time.perf_counter() - start

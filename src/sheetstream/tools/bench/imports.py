@@ -75,7 +75,7 @@ def server_import(database: str, url: str, path: Path, rows: int) -> dict:
         start = time.perf_counter()
         with open(path, "rb") as f:
             response = httpx.put(f"{base}/imports/bench_orders", params={"mode": "replace", "wait": "true"},
-                                 content=f, headers={"Content-Type": MEDIA_TYPE}, timeout=3600)
+                                 content=f, headers={"Content-Type": MEDIA_TYPE, **server.headers}, timeout=3600)
         seconds = time.perf_counter() - start
         job = response.json()
         return {"database": database, "rows": rows, "case": "sheetstream", "status": response.status_code,

@@ -1,0 +1,71 @@
+"""The audit trail (``sheetstream_audit``): one record per import, kept after its job record is gone: who, when,
+the table, mode and dry run, the file's size and SHA-256, the rows written, and the outcome."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+#: The fields every record has (others may be added: they are kept with it).
+FIELDS = ("at", "who", "via", "table", "mode", "dry_run", "bytes", "sha256", "rows_written", "outcome", "job_id")
+
+
+class SqliteAudit:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _run(self, statement: str, args: tuple) -> list[tuple]:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                         "at REAL NOT NULL, who TEXT NOT NULL, data TEXT NOT NULL)")
+            return conn.execute(statement, args).fetchall()
+        finally:
+            conn.close()
+
+    def record(self, entry: dict[str, Any]) -> None:
+        self._run("INSERT INTO sheetstream_audit (at, who, data) VALUES (?, ?, ?)",
+                  (entry["at"], entry["who"], json.dumps(entry)))
+
+    def recent(self, limit: int = 100, who: str | None = None) -> list[dict[str, Any]]:
+        rows = self._run("SELECT data FROM sheetstream_audit WHERE ? IS NULL OR who = ? ORDER BY seq DESC LIMIT ?",
+                         (who, who, limit))
+        return [json.loads(r[0]) for r in rows]
+
+
+class PostgresAudit:
+    def __init__(self, connect: Callable[..., psycopg.Connection]):
+        self.connect = connect
+
+    def _run(self, statement: str, args: tuple) -> list[tuple]:
+        with self.connect(autocommit=True) as conn:
+            try:
+                cursor = conn.execute(statement, args)
+            except psycopg.errors.UndefinedTable:
+                _create_table(conn)
+                cursor = conn.execute(statement, args)
+            return cursor.fetchall() if cursor.description else []
+
+    def record(self, entry: dict[str, Any]) -> None:
+        self._run("INSERT INTO sheetstream_audit (at, who, data) VALUES (to_timestamp(%s), %s, %s)",
+                  (entry["at"], entry["who"], Jsonb(entry)))
+
+    def recent(self, limit: int = 100, who: str | None = None) -> list[dict[str, Any]]:
+        rows = self._run("SELECT data FROM sheetstream_audit WHERE %s::text IS NULL OR who = %s "
+                         "ORDER BY seq DESC LIMIT %s", (who, who, limit))
+        return [r[0] for r in rows]
+
+
+def _create_table(conn: psycopg.Connection) -> None:
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_audit (seq bigserial PRIMARY KEY, "
+                     "at timestamptz NOT NULL, who text NOT NULL, data jsonb NOT NULL)")
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+        pass  # another instance created it at the same moment

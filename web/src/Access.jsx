@@ -1,0 +1,74 @@
+import { useEffect, useState } from "react";
+import { fetchSession, signIn, signOut } from "./api.js";
+
+// Who is signed in. A token in the address (?token=..., as the server prints it at start) is exchanged for a
+// session cookie and removed from the address bar and the history at once; without one, a small form asks.
+export default function Access({ children }) {
+  const [session, setSession] = useState(null);
+  const [problem, setProblem] = useState(null);
+
+  async function enter(answer) {
+    if (answer.signedIn) {
+      setSession(answer);
+      setProblem(null);
+    } else {
+      setSession(false);
+      if (answer.status !== 401 || answer.message?.includes("token")) setProblem(answer.message ?? null);
+    }
+  }
+
+  useEffect(() => {
+    const url = new URL(window.location.href);
+    const token = url.searchParams.get("token");
+    if (token) {
+      url.searchParams.delete("token");
+      window.history.replaceState(null, "", url.pathname + url.search + url.hash);
+      signIn(token).then(enter);
+    } else {
+      fetchSession().then(enter);
+    }
+  }, []);
+
+  if (session === null) return <main><p>Loading…</p></main>;
+  if (session === false) return <SignIn problem={problem} onToken={(token) => signIn(token).then(enter)} />;
+  return (
+    <>
+      {session.auth && (
+        <div className="who" data-testid="signed-in">
+          Signed in as <strong>{session.name}</strong>
+          {session.admin ? " (admin)" : ""}
+          {session.kind === "session" && (
+            <button type="button" className="link" onClick={() => signOut().then(() => setSession(false))}>
+              Sign out
+            </button>
+          )}
+        </div>
+      )}
+      {children}
+    </>
+  );
+}
+
+function SignIn({ problem, onToken }) {
+  const [token, setToken] = useState("");
+  return (
+    <main>
+      <header>
+        <h1>sheetstream</h1>
+        <p>Sign in with an API token (sheetstream token create), or open the URL the server printed at start.</p>
+      </header>
+      <form
+        className="sign-in"
+        onSubmit={(e) => {
+          e.preventDefault();
+          if (token.trim()) onToken(token.trim());
+        }}
+      >
+        <label htmlFor="token">Token</label>
+        <input id="token" type="password" autoComplete="off" value={token} onChange={(e) => setToken(e.target.value)} />
+        <button type="submit">Sign in</button>
+      </form>
+      {problem && <p role="alert" className="error" data-testid="sign-in-problem">{problem}</p>}
+    </main>
+  );
+}
