@@ -32,6 +32,7 @@ class Job:
     mode: str = "append"
     dry_run: bool = False
     sheet: str | None = None
+    extra_columns: str = "ignore"  # header columns the table does not have: ignore (a warning) or error
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: str = "receiving"
     bytes_received: int = 0
@@ -44,6 +45,11 @@ class Job:
     error: str | None = None  # the failure's code, as in error responses (not_xlsx, invalid, ...)
     errors: list[dict[str, Any]] = field(default_factory=list)
     error_total: int = 0
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # such as header columns left out
+    preview: dict[str, Any] | None = None  # a dry run's counts and sample of changes
+    kept_until: float | None = None  # the upload is kept until then (for commit and problems.xlsx)
+    preview_of: str | None = None  # the dry run this job commits
+    committed_as: str | None = None  # the job that committed this dry run
 
     @property
     def ended(self) -> bool:
@@ -103,6 +109,12 @@ def succeed(job: Job) -> None:
     job.finished_at = time.time()
     job.message = (f"dry run: {job.rows_read:,} rows are valid; nothing was written" if job.dry_run
                    else f"{job.rows_inserted:,} rows written to {job.table!r} ({job.mode})")
+    if job.dry_run and job.preview:
+        p = job.preview
+        job.message += (f"; it would insert {p['inserted']:,}, update {p['updated']:,}, leave {p['unchanged']:,} "
+                        f"unchanged" + (f" and delete {p['deleted']:,}" if job.mode == "replace" else ""))
+    if job.warnings:
+        job.message += f" ({len(job.warnings)} warning(s))"
 
 
 def fail(job: Job, exc: BaseException) -> None:
