@@ -22,13 +22,14 @@ def test_every_variable_is_read() -> None:
         "SHEETSTREAM_DATABASE_URL": "postgresql://u@h/db", "SHEETSTREAM_DATA_DIR": "/tmp/x",
         "SHEETSTREAM_TABLES": " a, b ,", "SHEETSTREAM_DEFLATE": "zlib", "SHEETSTREAM_DEFLATE_LEVEL": "6",
         "SHEETSTREAM_EXECUTOR": "thread", "SHEETSTREAM_WORKERS": "3", "SHEETSTREAM_MAX_WAITING": "7",
-        "SHEETSTREAM_START_METHOD": "spawn", "SHEETSTREAM_MAX_UPLOAD_MB": "0.5",
+        "SHEETSTREAM_START_METHOD": "spawn", "SHEETSTREAM_MAX_UPLOAD_MB": "0.5", "SHEETSTREAM_KEEP_UPLOAD_SECONDS": "60",
     })
     assert settings.database == "postgresql://u@h/db" and settings.data_dir == Path("/tmp/x")
     assert settings.tables == ("a", "b") and (settings.export.deflate, settings.export.deflate_level) == ("zlib", 6)
     assert (settings.queue.strategy, settings.queue.workers, settings.queue.max_waiting) == ("thread", 3, 7)
     assert settings.queue.start_method == "spawn" and settings.imports.max_upload_bytes == 512 << 10
-    assert len(ENVIRONMENT) == 10  # a new variable gets a line in this test
+    assert settings.imports.keep_upload_seconds == 60
+    assert len(ENVIRONMENT) == 11  # a new variable gets a line in this test
 
 
 @pytest.mark.parametrize("variable,value,message", [

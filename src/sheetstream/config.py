@@ -37,6 +37,9 @@ class ExportOptions:
 class ImportLimits:
     #: Largest upload accepted (413 beyond it).
     max_upload_bytes: int = 256 << 20
+    #: How long the upload of a dry run or of an import with problems is kept (seconds), for its commit
+    #: (``POST /jobs/{id}/commit``) and its marked-up copy (``GET /jobs/{id}/problems.xlsx``); then removed.
+    keep_upload_seconds: int = 900
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_MAX_WAITING": ("max_waiting", _whole),
     "SHEETSTREAM_START_METHOD": ("start_method", _one_of(START_METHODS)),
     "SHEETSTREAM_MAX_UPLOAD_MB": ("max_upload_bytes", _megabytes),
+    "SHEETSTREAM_KEEP_UPLOAD_SECONDS": ("keep_upload_seconds", _whole),
 }
 
 

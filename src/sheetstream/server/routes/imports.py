@@ -11,11 +11,14 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ...errors import BadRequest
+from ...formats.xlsx import ReadLimits
 from ...pipeline.jobs import Job, JobBoard, fail, run_import_job
+from ...pipeline.validate import EXTRA_COLUMNS
 from ...runtime import ProcessingQueue
 from ...store import MODES, Store
 from ..deps import BoardDep, MetricsDep, PermittedTable, QueueDep, SettingsDep, StoreDep
 from ..errors import job_json, job_status
+from ..kept import KeptUploads
 from ..metrics import Metrics
 from ..uploads import Spool, check_declared_size, receive_multipart, receive_raw
 
@@ -26,6 +29,9 @@ ModeQuery = Annotated[Mode, Query(description="append: insert; replace: delete a
 DryRun = Annotated[bool, Query(description="validate and roll back: nothing is written")]
 SheetQuery = Annotated[str | None, Query(description="the sheet to import (default: the first)")]
 Wait = Annotated[bool, Query(description="answer when the job has ended: 200, or its error status")]
+ExtraColumns = Literal["ignore", "error"]
+ExtraQuery = Annotated[ExtraColumns, Query(description="header columns the table does not have: ignore them (a "
+                                                        "warning), or refuse the file")]
 
 
 class Upload:
@@ -48,16 +54,7 @@ class Upload:
             self.queue.withdraw("import", job.id)
             raise
         spool = await self.receive(multipart)
-        job.state = "queued"
-        await run_in_threadpool(self.board.save, job, True)
-        task = asyncio.create_task(process(self.queue, self.store, self.board, job, spool, self.metrics))
-        tasks: set[asyncio.Task] = self.request.app.state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        if wait:
-            done = await asyncio.shield(task)
-            return JSONResponse(job_json(done), status_code=job_status(done) or 500)
-        return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+        return await start(self.request, self.queue, self.store, self.board, job, spool, self.metrics, wait)
 
     async def receive(self, multipart: bool) -> Path:
         """The body, into a spool file; on any failure the file is gone and the job records why."""
@@ -95,8 +92,8 @@ class Upload:
 
 def upload_of(request: Request, table: PermittedTable, settings: SettingsDep, store: StoreDep, queue: QueueDep,
               board: BoardDep, metrics: MetricsDep, mode: ModeQuery = "append", dry_run: DryRun = False,
-              sheet: SheetQuery = None) -> Upload:
-    job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet)
+              sheet: SheetQuery = None, extra_columns: ExtraQuery = "ignore") -> Upload:
+    job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet, extra_columns=extra_columns)
     return Upload(request, job, store, queue, board, metrics, settings.spool_dir, settings.imports.max_upload_bytes)
 
 
@@ -116,7 +113,12 @@ async def post_import(upload: UploadDep, wait: Wait = False) -> JSONResponse:
 
 
 def apply_form_fields(job: Job, fields: dict[str, str]) -> None:
-    """Form fields ``mode``, ``dry_run`` and ``sheet`` override the query (a browser form sends them so)."""
+    """Form fields ``mode``, ``dry_run``, ``sheet`` and ``extra_columns`` override the query (a browser form sends
+    them so)."""
+    if fields.get("extra_columns"):
+        if fields["extra_columns"] not in EXTRA_COLUMNS:
+            raise BadRequest(f"extra_columns must be one of {', '.join(EXTRA_COLUMNS)} (got {fields['extra_columns']!r})")
+        job.extra_columns = fields["extra_columns"]
     if "mode" in fields:
         if fields["mode"] not in MODES:
             raise BadRequest(f"mode must be one of {', '.join(MODES)} (got {fields['mode']!r})")
@@ -127,11 +129,28 @@ def apply_form_fields(job: Job, fields: dict[str, str]) -> None:
         job.sheet = fields["sheet"]
 
 
+async def start(request: Request, queue: ProcessingQueue, store: Store, board: JobBoard, job: Job, spool: Path,
+                metrics: Metrics, wait: bool) -> JSONResponse:
+    """Queue ``job`` on ``spool`` (admitted already); answer 202 at once, or with ``wait`` when it has ended."""
+    job.state = "queued"
+    await run_in_threadpool(board.save, job, True)
+    kept: KeptUploads = request.app.state.kept
+    task = asyncio.create_task(process(queue, store, board, job, spool, metrics, kept))
+    tasks: set[asyncio.Task] = request.app.state.tasks
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    if wait:
+        done = await asyncio.shield(task)
+        return JSONResponse(job_json(done), status_code=job_status(done) or 500)
+    return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
+
+
 async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Job, path: Path,
-                  metrics: Metrics) -> Job:
-    """The job on a worker of the queue; returns it finished. The spool file goes in every outcome."""
+                  metrics: Metrics, kept: KeptUploads) -> Job:
+    """The job on a worker of the queue; returns it finished. The spool file goes in every outcome, unless the
+    worker kept it for a while (a dry run, or problems found: :mod:`..kept`)."""
     try:
-        job = await queue.call("import", run_import_job, store, job, path, ticket=job.id)
+        job = await queue.call("import", run_import_job, store, job, path, ReadLimits(), kept.keep(job), ticket=job.id)
     except BaseException as exc:  # the worker could not run it at all: record that, then let cancellation through
         fail(job, exc)
         await run_in_threadpool(board.save, job, True)
@@ -139,7 +158,7 @@ async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Jo
             raise
     finally:
         board.forget(job.id)
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # unless the worker kept it
     if job.state == "done":
         metrics.rows_imported.inc(job.rows_inserted)
     return job
