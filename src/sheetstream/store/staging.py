@@ -86,6 +86,7 @@ class Staged:
         self.rows = RowMap()
         self.count = 0
         self.committed = False
+        self.unique = False  # True once a unique index on the key was built: no key repeats
         self._names = ", ".join(quote(c.name) for c in self.columns)
         self.name = STAGING + table[:63 - len(STAGING)]
         self.staging = quote(self.name)
@@ -107,8 +108,14 @@ class Staged:
             found = re.search(r"line (\d+)(?:, column ([^:]+))?", detail)
             row = self.rows.row(int(found.group(1))) if found else None
             raise RowRefused(detail, row=row, column=found.group(2) if found else None) from exc
-        if self.keyed:
-            self.conn.execute(f"CREATE INDEX {quote(self.name[:58] + '_keys')} ON {self.staging} ({self._keys()})")
+        if self.keyed:  # a unique index: when it builds, the sheet repeats no key, and no search is needed
+            try:
+                with self.dialect.savepoint(self.conn):
+                    self.conn.execute(f"CREATE UNIQUE INDEX {quote(self.name[:58] + '_keys')} "
+                                      f"ON {self.staging} ({self._keys()})")
+                self.unique = True
+            except self.dialect.refusal:
+                self.unique = False
         return self.count
 
     def _keys(self, alias: str = "") -> str:
@@ -119,7 +126,7 @@ class Staged:
 
     def duplicates(self, limit: int) -> tuple[int, list[tuple[int, tuple, int]]]:
         """Rows whose key an earlier row of the sheet already has: (total, [(row, key, first row)])."""
-        if not self.keyed:
+        if not self.keyed or self.unique:
             return 0, []
         known = " AND ".join(f"{quote(k)} IS NOT NULL" for k in self.keys)  # a key cell with a problem is NULL
         ranked = (f"SELECT {ROW}, {self._keys()}, min({ROW}) OVER (PARTITION BY {self._keys()}) AS first_row "
