@@ -141,3 +141,17 @@ def test_good_imports_and_unreadable_files_keep_nothing(target, live_server) -> 
     assert good["state"] == "done" and good["kept_until"] is None
     assert broken["state"] == "failed" and broken["kept_until"] is None
     assert missing.status_code == 404 and kept_files(settings) == []
+
+
+def test_commit_and_marked_up_workbook_on_worker_processes(tmp_path: Path, live_server) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    seed(store, 10)
+    settings = make_settings(data_dir=tmp_path / "data", strategy="process", workers=1)
+    body = b"".join(write_xlsx([(*r, "x") for r in list(demo_rows(12))[10:]], [*HEADER, "helper"]))
+    with live_server(create_app(settings, store)) as server:
+        dry = put(server, "orders", body, dry_run="true").json()
+        marked = httpx.get(f"{server.url}/jobs/{dry['id']}/problems.xlsx", timeout=30)
+        committed = httpx.post(f"{server.url}/jobs/{dry['id']}/commit", params={"wait": "true"}, timeout=60)
+    assert dry["state"] == "done" and dry["preview"]["inserted"] == 2
+    assert openpyxl.load_workbook(io.BytesIO(marked.content))["Sheet1"]["L1"].comment.text.startswith("Warning: ")
+    assert committed.json()["state"] == "done" and store.count("orders") == 12
