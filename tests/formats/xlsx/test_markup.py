@@ -15,6 +15,8 @@ from sheetstream.formats.xlsx import open_workbook, write_xlsx
 from sheetstream.formats.xlsx.markup import FILLS, Mark, mark_up
 from sheetstream.store.demo import ORDERS, demo_rows
 
+from ...helpers import make_xlsx
+
 HEADER = [c.name for c in ORDERS]
 
 MARKS = [
@@ -119,3 +121,15 @@ def test_memory_stays_flat_while_marking_a_large_sheet(tmp_path: Path) -> None:
             tracemalloc.stop()
         assert size > 0
     assert peaks[50_000] < 1.5 * peaks[5_000] + (2 << 20), peaks
+
+
+def test_a_bare_workbook_gets_its_comments_and_a_problems_sheet(tmp_path: Path) -> None:
+    """No styles, no content types, no cell references beyond the minimum: comments, no fills."""
+    source = make_xlsx(tmp_path / "bare.xlsx", '<row r="1"><c r="A1" t="inlineStr"><is><t>id</t></is></c></row>'
+                       '<row r="2"><c r="A2" t="inlineStr"><is><t>x</t></is></c></row>')
+    out = marked(source, [Mark("Data", "A2", "'x' is not a whole number", "id", "x"),
+                          Mark("Data", "B3", "is empty", "name")])
+    book = openpyxl.load_workbook(out)
+    assert book.sheetnames == ["Data", "Problems"]
+    assert book["Data"]["A2"].comment.text == "'x' is not a whole number" and book["Data"]["A2"].value == "x"
+    assert book["Data"]["B3"].comment.text == "is empty"

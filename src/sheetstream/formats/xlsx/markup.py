@@ -232,7 +232,16 @@ class _Book:
         return _insert_before_close(self._text(self.workbook_rels), "Relationships", entry)
 
     def _content_types(self, commented: list[_Sheet]) -> str:
-        text = self._text("[Content_Types].xml")
+        if "[Content_Types].xml" in self.archive.namelist():
+            text = self._text("[Content_Types].xml")
+        else:  # a package without one (readers that go by relationships accept it): the parts it needs
+            sheets = "".join(f'<Override PartName="/{s.part}" ContentType="{_CT}.spreadsheetml.worksheet+xml"/>'
+                             for s in self.sheets.values())
+            text = (XML_DECL + '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+                    f'<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+                    '<Default Extension="xml" ContentType="application/xml"/>'
+                    f'<Override PartName="/{self.workbook_part}" ContentType="{_CT}.spreadsheetml.sheet.main+xml"/>'
+                    f"{sheets}</Types>")
         added = ""
         if commented and not re.search(r'<(?:\w+:)?Default\b[^>]*Extension="vml"', text, re.IGNORECASE):
             added += f'<Default Extension="vml" ContentType="{_CT}.vmlDrawing"/>'
