@@ -35,9 +35,11 @@ def quote(name: str) -> str:
 
 @dataclass
 class Dialect:
-    """What differs between the databases: ``load`` streams ``(row number, values)`` into the staging table and
-    returns the count; ``refusal`` is the driver's exception class for rows the database will not take;
-    ``line_of`` reads the failing line from a bulk load's error (PostgreSQL's COPY reports it)."""
+    """What differs between the databases: ``create`` makes the staging table like the table's columns, ``load``
+    streams ``(row number, values)`` into it and returns the count; ``refusal`` are the driver's exceptions for
+    rows the database will not take, ``describe`` says why (PostgreSQL's COPY names the failing line);
+    ``savepoint`` rolls back what its block did when the block raises; ``decode`` turns stored values back
+    into Python ones."""
 
     create: Callable[[Any, str, str, str], None]
     load: Callable[[Any, str, Sequence[Column], Iterable[tuple[int, Sequence[Any]]]], int]
