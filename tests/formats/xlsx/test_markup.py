@@ -4,9 +4,11 @@ workbook unchanged; read back by openpyxl, by our reader and by LibreOffice."""
 from __future__ import annotations
 
 import gc
+import re
 import tracemalloc
 import zipfile
 from pathlib import Path
+from xml.etree import ElementTree
 
 import openpyxl
 import pytest
@@ -76,6 +78,16 @@ def test_problem_cells_are_filled_and_commented(make, tmp_path: Path) -> None:
     # Every value of the workbook reads back as it was.
     with open_workbook(source) as before, open_workbook(out) as after:
         assert list(after.rows("orders")) == list(before.rows("orders"))
+
+
+@pytest.mark.parametrize("make", [ours, edited_in_openpyxl], ids=["sheetstream", "openpyxl"])
+def test_every_part_is_well_formed(make, tmp_path: Path) -> None:
+    with zipfile.ZipFile(marked(make(tmp_path / "in.xlsx"))) as z:
+        for name in z.namelist():
+            if name.endswith((".xml", ".rels", ".vml")):
+                ElementTree.fromstring(z.read(name))  # raises on anything malformed
+        sheet = z.read("xl/worksheets/sheet1.xml").decode()
+    assert re.search(r'<legacyDrawing (xmlns:r="[^"]+" )?r:id="rId9001"/>', sheet)
 
 
 def test_parts_for_comments_are_declared(tmp_path: Path) -> None:

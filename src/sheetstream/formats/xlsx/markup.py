@@ -354,12 +354,15 @@ def _rewrite_sheet(blocks: Iterable[bytes], by_row: dict[int, dict[int, str]], s
     ``<legacyDrawing>`` for the comments when ``drawing`` names its relationship."""
     pending = sorted(by_row)
     prefix = b""
+    relationships: bytes | None = None
     first = True
     row_number = 0
     for block in blocks:
         if first:
-            root = re.search(rb"<(\w+:)?worksheet\b", block)
+            root = re.search(rb"<(\w+:)?worksheet\b[^>]*>", block)
             prefix = root.group(1) or b"" if root else b""
+            declared = re.search(rb'xmlns:(\w+)="' + re.escape(NS_REL.encode()) + rb'"', root.group(0)) if root else None
+            relationships = declared.group(1) if declared else None  # the root's prefix for r:id, if it has one
             first = False
         row_tag = re.compile(rb"<" + re.escape(prefix) + rb"row\b([^>]*?)(/?)>")
         out: list[bytes] = []
@@ -394,7 +397,7 @@ def _rewrite_sheet(blocks: Iterable[bytes], by_row: dict[int, dict[int, str]], s
             else:
                 tail = tail[:sheet_end.start()] + added + tail[sheet_end.start():]
             if drawing:
-                tail = _add_drawing(tail, prefix, drawing)
+                tail = _add_drawing(tail, prefix, drawing, relationships)
         out.append(tail)
         yield b"".join(out)
 
@@ -448,9 +451,13 @@ def _marked_row(prefix: bytes, row: re.Match[bytes], content: bytes, number: int
     return b"<%srow%s>%s</%srow>" % (prefix, attrs, b"".join(out), prefix)
 
 
-def _add_drawing(tail: bytes, prefix: bytes, rid: str) -> bytes:
-    """``<legacyDrawing>`` where the schema puts it: before the first of the elements that follow it."""
-    element = b'<%slegacyDrawing xmlns:sr="%s" sr:id="%s"/>' % (prefix, NS_REL.encode(), rid.encode())
+def _add_drawing(tail: bytes, prefix: bytes, rid: str, relationships: bytes | None) -> bytes:
+    """``<legacyDrawing>`` where the schema puts it: before the first of the elements that follow it. Its ``id``
+    takes the root's prefix for the relationships namespace, or declares one of its own."""
+    if relationships:
+        element = b'<%slegacyDrawing %s:id="%s"/>' % (prefix, relationships, rid.encode())
+    else:
+        element = b'<%slegacyDrawing xmlns:r="%s" r:id="%s"/>' % (prefix, NS_REL.encode(), rid.encode())
     names = b"|".join(n.encode() for n in _TAIL)
     after = re.search(rb"<" + re.escape(prefix) + rb"(?:" + names + rb")\b|</" + re.escape(prefix) + rb"worksheet>", tail)
     if after is None:
