@@ -81,6 +81,25 @@ def test_upload_prints_problems_and_exits_non_zero(served, tmp_path: Path, capsy
     assert "import failed" in out and "A4" in out and "is not a whole" in out
 
 
+def test_upload_shows_warnings_the_preview_and_saves_the_marked_up_workbook(served, tmp_path: Path, capsys) -> None:
+    from sheetstream.formats.xlsx import write_xlsx
+    from sheetstream.store.demo import ORDERS, demo_rows
+
+    header = [c.name for c in ORDERS] + ["helper"]
+    changed = tmp_path / "changed.xlsx"
+    changed.write_bytes(b"".join(write_xlsx([(*r[:1], "Renamed", *r[2:], "x") for r in demo_rows(502)], header)))
+    assert main(["upload", str(changed), "--url", served.url, "--mode", "upsert", "--dry-run", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: Sheet1!L1: column 'helper' is not in the table and was ignored" in out
+    assert "preview: 2 inserted, 500 updated, 0 unchanged" in out and "Renamed" in out
+    marked = tmp_path / "marked.xlsx"
+    assert main(["upload", str(changed), "--url", served.url, "--problems-xlsx", str(marked), "--quiet"]) == 1
+    out = capsys.readouterr().out.replace("\n", "")  # the console wraps long lines
+    assert "already exists" in out and "use mode upsert" in out and str(marked) in out
+    book = openpyxl.load_workbook(marked)
+    assert book["Sheet1"]["A2"].comment.text.startswith("id 1 already exists") and "Problems" in book.sheetnames
+
+
 def test_roundtrip_command_sqlite(capsys) -> None:
     assert main(["roundtrip", "--users", "3", "--rows", "400"]) == 0
     assert capsys.readouterr().out.count("identical") == 3

@@ -34,7 +34,7 @@ def test_download_then_upload_with_and_without_following_progress(tmp_path: Path
     assert got.ok and got.bytes == (tmp_path / "orders.xlsx").stat().st_size and got.ttfb is not None and got.ttfb <= got.seconds
     assert followed.ok and followed.job["rows_inserted"] == 300 and readings[-1]["state"] == "done"
     assert not waited.ok and waited.status == 422 and waited.job["state"] == "failed"
-    assert "UNIQUE constraint failed" in waited.error and waited.error.startswith("HTTP 422:")
+    assert "key(s) that already exist in the table" in waited.error and waited.error.startswith("HTTP 422:")
 
 
 def test_a_failed_download_says_why_and_leaves_no_file(tmp_path: Path, live_server) -> None:

@@ -22,7 +22,7 @@ def test_every_variable_is_read() -> None:
         "SHEETSTREAM_DATABASE_URL": "postgresql://u@h/db", "SHEETSTREAM_DATA_DIR": "/tmp/x",
         "SHEETSTREAM_TABLES": " a, b ,", "SHEETSTREAM_DEFLATE": "zlib", "SHEETSTREAM_DEFLATE_LEVEL": "6",
         "SHEETSTREAM_EXECUTOR": "thread", "SHEETSTREAM_WORKERS": "3", "SHEETSTREAM_MAX_WAITING": "7",
-        "SHEETSTREAM_START_METHOD": "spawn", "SHEETSTREAM_MAX_UPLOAD_MB": "0.5",
+        "SHEETSTREAM_START_METHOD": "spawn", "SHEETSTREAM_MAX_UPLOAD_MB": "0.5", "SHEETSTREAM_KEEP_UPLOAD_SECONDS": "60",
         "SHEETSTREAM_MAX_PER_IDENTITY": "2", "SHEETSTREAM_ADMIN_TOKEN": "sst_x", "SHEETSTREAM_SESSION_SECRET": "s",
         "SHEETSTREAM_TRUST_USER_HEADER": "X-Forwarded-User", "SHEETSTREAM_TRUSTED_PROXIES": "10.0.0.0/8, ::1",
         "SHEETSTREAM_USER_GRANTS": "alice=orders:read,append b:read; bob=admin",
@@ -37,7 +37,8 @@ def test_every_variable_is_read() -> None:
     assert access.user_header == "X-Forwarded-User" and access.trusted_proxies == ("10.0.0.0/8", "::1")
     assert access.user_grants["alice"].on("orders") == ["read", "append"] and access.user_grants["bob"].admin
     assert access.cors_origins == ("https://a.example",) and access.public == ("metrics", "status")
-    assert len(ENVIRONMENT) == 18  # a new variable gets a line in this test
+    assert settings.imports.keep_upload_seconds == 60
+    assert len(ENVIRONMENT) == 19  # a new variable gets a line in this test
 
 
 def test_secure_defaults() -> None:

@@ -109,6 +109,10 @@ def _add_transfers(commands: argparse._SubParsersAction) -> None:
     upload.add_argument("--mode", choices=MODES, default="append")
     upload.add_argument("--dry-run", action="store_true", help="validate only; nothing is written")
     upload.add_argument("--sheet", help="sheet to import (default: the first)")
+    upload.add_argument("--extra-columns", choices=("ignore", "error"), default="ignore",
+                        help="header columns the table does not have: ignore them with a warning (default), or refuse")
+    upload.add_argument("--problems-xlsx", type=Path, metavar="FILE",
+                        help="when the import finds problems, save the workbook with them marked to FILE")
     upload.add_argument("--quiet", action="store_true", help="no progress bars")
     upload.set_defaults(run=_lazy("transfers", "run_upload", run_async=True))
 

@@ -148,6 +148,7 @@ async def upload(
     mode: str = "append",
     dry_run: bool = False,
     sheet: str | None = None,
+    extra_columns: str = "ignore",
     progress: Progress | None = None,
     job_progress: Callable[[dict], None] | None = None,
     chunk_size: int = 1 << 16,
@@ -171,7 +172,8 @@ async def upload(
                     progress(result.bytes, size)
                 yield chunk
 
-    params = {"mode": mode, "dry_run": str(dry_run).lower(), **({"sheet": sheet} if sheet else {})}
+    params = {"mode": mode, "dry_run": str(dry_run).lower(), "extra_columns": extra_columns,
+              **({"sheet": sheet} if sheet else {})}
     if job_progress is None:
         params["wait"] = "true"
     headers = {"Content-Type": MEDIA_TYPE, "Content-Length": str(size)}
@@ -225,3 +227,9 @@ def _json(response: httpx.Response) -> dict | None:
         return response.json()
     except ValueError:
         return None
+
+
+async def download_problems(client: httpx.AsyncClient, base_url: str, job_id: str, dest: Path) -> Transfer:
+    """The uploaded workbook of job ``job_id`` with its problems marked (``GET /jobs/{id}/problems.xlsx``), streamed
+    to ``dest`` (not left behind when it fails)."""
+    return await download(client, f"{base_url.rstrip('/')}/jobs/{job_id}/problems.xlsx", dest)

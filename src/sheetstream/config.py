@@ -44,6 +44,9 @@ class ExportOptions:
 class ImportLimits:
     #: Largest upload accepted (413 beyond it).
     max_upload_bytes: int = 256 << 20
+    #: How long the upload of a dry run or of an import with problems is kept (seconds), for its commit
+    #: (``POST /jobs/{id}/commit``) and its marked-up copy (``GET /jobs/{id}/problems.xlsx``); then removed.
+    keep_upload_seconds: int = 900
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_USER_GRANTS": ("user_grants", _user_grants),
     "SHEETSTREAM_CORS_ORIGINS": ("cors_origins", _words),
     "SHEETSTREAM_PUBLIC": ("public", _words),
+    "SHEETSTREAM_KEEP_UPLOAD_SECONDS": ("keep_upload_seconds", _whole),
 }
 
 

@@ -93,3 +93,15 @@ class StoreUnavailable(SheetstreamError, code="database_unavailable"):
 
 class ConfigError(SheetstreamError, code="bad_configuration"):
     """A setting (flag or ``SHEETSTREAM_*`` variable) has a value sheetstream cannot use; the message names it."""
+
+
+class RowRefused(Invalid):
+    """The database refused a row of the sheet at write time (a foreign key, a check, a value out of range):
+    ``row`` is its sheet row when known, ``column`` its column when the database said."""
+
+    def __init__(self, message: str, row: int | None = None, column: str | None = None, **detail: Any):
+        super().__init__(message, row=row, column=column, **detail)
+
+
+class Gone(SheetstreamError, code="gone"):
+    """Something kept for a while (an uploaded file, for a preview's commit or its marked-up copy) has expired."""

@@ -107,8 +107,10 @@ def test_append_conflict_and_dry_run_leave_the_table_unchanged(target, live_serv
     with live_server(create_app(settings, store)) as server:
         conflict = put(server, table, workbook(list(demo_rows(12))))
         dry = put(server, table, workbook(list(demo_rows(3))), mode="replace", dry_run="true")
-    assert conflict.status_code == 422 and "the database refused the rows" in conflict.json()["message"]
-    assert dry.status_code == 200 and dry.json()["message"] == "dry run: 3 rows are valid; nothing was written"
+    assert conflict.status_code == 422 and conflict.json()["error_total"] == 10
+    assert "10 key(s) that already exist in the table (use mode upsert" in conflict.json()["message"]
+    assert dry.status_code == 200 and dry.json()["message"] == ("dry run: 3 rows are valid; nothing was written; it "
+                                                                "would insert 0, update 0, leave 3 unchanged and delete 7")
     assert rows_of(store, table) == before
 
 
@@ -157,7 +159,7 @@ def test_error_cells_and_the_hundred_error_cap(target, live_server, tmp_path: Pa
     assert response.status_code == 422
     assert body["error_total"] == 150 and len(body["errors"]) == 100
     assert body["errors"][0] == {"sheet": "Data", "cell": "B2", "column": "customer", "value": "#N/A",
-                                 "message": "holds the error #N/A; enter a value"}
+                                 "message": "holds the error #N/A; enter a value", "kind": "cell"}
     assert "the first 100 are listed" in body["message"]
 
 
@@ -169,10 +171,11 @@ def test_wrong_headers_are_named(target, live_server) -> None:
         twice = put(server, table, workbook([(1, 2)], header=["id", "ID"]))
     assert unknown.status_code == 422
     messages = [e["message"] for e in unknown.json()["errors"]]
-    assert messages[0].startswith("unknown column 'colour'; the table has: id, customer")
+    assert unknown.json()["warnings"][0]["message"].startswith("column 'colour' is not in the table and was ignored; "
+                                                               "the table has: id, customer")
     assert "required column 'amount' is missing from the header" in messages
     assert "required column 'customer' is missing from the header" in [e["message"] for e in missing.json()["errors"]]
-    assert twice.json()["errors"][0]["message"] == "column 'id' appears twice (also in A1)"
+    assert twice.json()["errors"][0]["message"] == "column 'id' appears twice (also in A1); remove one"
 
 
 def test_header_case_and_order_do_not_matter_and_missing_nullable_columns_are_null(target, live_server) -> None:
@@ -316,7 +319,7 @@ def test_database_going_away_mid_import_writes_nothing(pg_url: str, pg_table: st
             while time.monotonic() < deadline:
                 found = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                                      "WHERE query LIKE %s AND pid <> pg_backend_pid()",
-                                     (f'COPY "{pg_table}"%',)).fetchall()
+                                     (f'COPY "sheetstream_staging_{pg_table}"%',)).fetchall()
                 if found:
                     killed.set()
                     return

@@ -93,3 +93,13 @@ def test_postgres_cursor_and_copy_read_the_same(pg_url: str, pg_table: str) -> N
     copy, cursor = PostgresStore(pg_url, read="copy"), PostgresStore(pg_url, read="cursor")
     columns = copy.columns(pg_table)
     assert list(copy.read_rows(pg_table, columns)) == list(cursor.read_rows(pg_table, columns))
+
+
+def test_staged_lines_map_back_to_sheet_rows() -> None:
+    from sheetstream.store.staging import RowMap
+
+    rows = RowMap()
+    numbers = [2, 3, 4, 7, 8, 20, 21, 22]  # rows 5, 6 and 9-19 were empty: never staged
+    assert [n for n, _ in rows.numbered((n, ()) for n in numbers)] == numbers
+    assert [rows.row(line) for line in range(1, 9)] == numbers
+    assert rows.jumps == [(1, 2), (4, 7), (6, 20)]  # memory grows with the gaps, not the rows

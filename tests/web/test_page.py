@@ -88,7 +88,7 @@ def test_upload_succeeds_and_the_table_changes(site, page, tmp_path: Path) -> No
     page.goto(server.url)
     page.set_input_files("#file", str(xlsx(tmp_path / "good.xlsx", rows)))
     page.get_by_label("Replace").check()
-    page.get_by_role("button", name="Import").click()
+    page.get_by_role("button", name="Import", exact=True).click()
     success = page.get_by_test_id("success")
     success.wait_for(timeout=30_000)
     assert "300 rows written to 'orders' (replace)" in success.inner_text()
@@ -106,7 +106,7 @@ def test_upload_with_bad_cells_shows_the_problems(site, page, tmp_path: Path) ->
     page.goto(server.url)
     page.set_input_files("#file", str(xlsx(tmp_path / "bad.xlsx", rows)))
     page.get_by_label("Replace").check()
-    page.get_by_role("button", name="Import").click()
+    page.get_by_role("button", name="Import", exact=True).click()
     table = page.get_by_test_id("problems")
     table.wait_for(timeout=30_000)
     cells = table.locator("tbody tr").first.locator("td").all_inner_texts()
@@ -125,7 +125,7 @@ def test_upload_over_the_limit_says_so(site, page, tmp_path: Path) -> None:
     server, store = site
     page.goto(server.url)
     page.set_input_files("#file", str(xlsx(tmp_path / "big.xlsx", list(demo_rows(20_000)))))  # about 1.9 MB
-    page.get_by_role("button", name="Import").click()
+    page.get_by_role("button", name="Import", exact=True).click()
     failure = page.get_by_test_id("failure")
     failure.wait_for(timeout=30_000)
     text = failure.inner_text()
@@ -148,3 +148,52 @@ def test_narrow_screen_and_keyboard(site, browser) -> None:
         shot(page, "narrow")
     finally:
         context.close()
+
+
+def test_preview_then_import_now(site, page, tmp_path: Path) -> None:
+    server, store = site
+    rows = [(r[0], f"Previewed {r[0]}" if r[0] <= 3 else r[1], *r[2:]) for r in demo_rows(2_005)]
+    page.goto(server.url)
+    page.set_input_files("#file", str(xlsx(tmp_path / "preview.xlsx", rows)))
+    page.get_by_label("Upsert").check()
+    page.get_by_label("Dry run").check()
+    page.get_by_role("button", name="Import", exact=True).click()
+    preview = page.get_by_test_id("preview")
+    preview.wait_for(timeout=30_000)
+    assert page.get_by_test_id("preview-inserted").inner_text() == "5 rows would be inserted"
+    assert page.get_by_test_id("preview-updated").inner_text() == "3 rows would be updated"
+    assert page.get_by_test_id("preview-unchanged").inner_text() == "1,997 rows would stay unchanged"
+    first = page.get_by_test_id("changes").locator("tbody tr").first.locator("td").all_inner_texts()
+    assert first == ["B2", "customer", next(demo_rows(1))[1], "Previewed 1"]
+    shot(page, "upload-preview")
+    assert store.count("orders") == 2_000
+    page.get_by_role("button", name="Import now").click()
+    page.get_by_text("2,005 rows written to 'orders' (upsert)").wait_for(timeout=30_000)
+    assert list(store.read_rows("orders", store.columns("orders"))) == rows
+    assert page.get_by_test_id("preview").count() == 0
+
+
+def test_problems_and_warnings_come_back_in_the_workbook(site, page, tmp_path: Path) -> None:
+    server, store = site
+    rows = [(*r, "my note") for r in demo_rows(5)]
+    rows[1] = (rows[1][0], rows[1][1], rows[1][2], "lots", *rows[1][4:])  # D3: a word for an amount
+    page.goto(server.url)
+    page.set_input_files("#file", str(xlsx(tmp_path / "edited.xlsx", rows, [c.name for c in ORDERS] + ["helper"])))
+    page.get_by_role("button", name="Import", exact=True).click()  # append, the default: ids 1-5 exist
+    page.get_by_test_id("problems").wait_for(timeout=30_000)
+    warnings = page.get_by_test_id("warnings").inner_text()
+    assert "orders!L1" in warnings and "'helper' is not in the table and was ignored" in warnings
+    messages = page.get_by_test_id("problems").locator("tbody tr td:last-child").all_inner_texts()
+    assert messages[0] == "'lots' is not a number" and len(messages) == 6
+    assert messages[1] == "id 1 already exists in orders: use mode upsert to update existing rows, or replace"
+    shot(page, "upload-marked-up")
+    with page.expect_download() as pending:
+        page.get_by_test_id("marked-up").click()
+    saved = tmp_path / "marked.xlsx"
+    pending.value.save_as(saved)
+    assert pending.value.suggested_filename == "orders-problems.xlsx"
+    book = openpyxl.load_workbook(saved)
+    assert book.sheetnames == ["orders", "Problems"]
+    assert book["orders"]["D3"].comment.text == "'lots' is not a number"
+    assert book["orders"]["L1"].comment.text.startswith("Warning: ")
+    assert store.count("orders") == 2_000

@@ -1,5 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import { explain, fetchJob, fetchTables, problemsAsCsv, uploadFile } from "./api.js";
+import Review from "./Review.jsx";
+import { commitJob } from "./review.js";
 
 const WRITES = ["append", "upsert", "replace"];
 const allows = (table, permission) => (table.permissions ?? []).includes(permission);
@@ -124,6 +126,26 @@ function Upload({ tables, onImported }) {
     }
   }
 
+  async function importNow(preview) {
+    setBusy(true);
+    setFailure(null);
+    setSent(null);
+    try {
+      const answer = await commitJob(preview.id);
+      if (answer.status !== 202) {
+        setFailure(explain(answer));
+        return;
+      }
+      setJob(answer.body);
+      const ended = await follow(answer.body.id);
+      if (ended.state === "done") onImported();
+    } catch (error) {
+      setFailure(`Lost track of the import: ${error.message}`);
+    } finally {
+      setBusy(false);
+    }
+  }
+
   function choose(files) {
     if (files && files.length > 0) {
       setFile(files[0]);
@@ -195,6 +217,7 @@ function Upload({ tables, onImported }) {
           <p role="alert" className="error" data-testid="failure">{job.message}</p>
         )}
         {job && job.errors && job.errors.length > 0 && <Problems job={job} />}
+        <Review job={job} busy={busy} onImportNow={importNow} />
       </div>
     </section>
   );

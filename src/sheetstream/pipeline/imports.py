@@ -1,8 +1,10 @@
-"""An uploaded workbook on disk -> rows in the table: parse, validate and write in one pass, all or nothing.
+"""An uploaded workbook on disk -> rows in the table: parse, validate, check and write in one pass, all or nothing.
 
-Rows flow from the reader through validation straight into the database write (COPY or executemany) inside
-one transaction. The first problem stops the writing, but the reading goes on to report every problem (up to
-100 listed); at the end, any problem raises inside the transaction, which rolls it back.
+Rows flow from the reader through validation into a staging table inside the import's transaction
+(:mod:`sheetstream.store.staging`). Every problem is collected before anything is written, up to 100 listed:
+the header's, each cell's, then the keys' (repeated in the sheet; already in the table when appending). A dry
+run then previews what writing would do; otherwise, with no problem, the staged rows go to the table and the
+transaction commits. Any problem rolls everything back.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Invalid
+from ..errors import Invalid, RowRefused
 from ..formats.xlsx import ReadLimits, open_workbook
+from ..formats.xlsx.cells import column_letter
 from ..store import Store
-from .validate import Problems, convert_rows, map_header
+from .validate import Plan, Problems, _shown, convert_rows, read_header
 
 if TYPE_CHECKING:
     from .jobs import Job
@@ -34,30 +37,90 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
         if first is None:
             raise Invalid(f"sheet {sheet!r} is empty: the first row must name the columns, the rows below hold "
                           "the data", errors=[], error_total=0)
-        plan = map_header(first[1], columns, sheet)
         problems = Problems()
-        counters = {"rows_read": 0}
+        job.warnings = []
+        plan = read_header(first[1], columns, sheet, problems, job.warnings, job.extra_columns)
         job.state = "inserting"
         report(job)
+        if not plan.columns:
+            raise problems.error("the header row does not match the table")
+        counters = {"rows_read": 0}
 
         def checked():
-            typed = convert_rows(rows, plan, sheet, problems, counters)
-            for count, row in enumerate(typed, 1):
-                if problems.total == 0:
-                    yield row
+            for count, numbered in enumerate(convert_rows(rows, plan, sheet, problems, counters, numbered=True), 1):
+                yield numbered
                 if count % 5_000 == 0:
                     job.rows_read = counters["rows_read"]
                     report(job)
-            job.rows_read = counters["rows_read"]
-            if problems.total:
-                raise problems.error(f"sheet {sheet!r} has cells that do not fit table {job.table!r}")
-            if job.rows_read == 0:
-                raise Invalid(f"sheet {sheet!r} has a header but no rows", errors=[], error_total=0)
 
         try:
-            job.rows_inserted = store.write_rows(job.table, plan.columns, checked(), job.mode, job.dry_run)
+            with store.staging(job.table, plan.columns, job.mode) as staged:
+                staged.load(checked())
+                job.rows_read = counters["rows_read"]
+                if job.rows_read == 0 and not problems.total:
+                    raise Invalid(f"sheet {sheet!r} has a header but no rows", errors=[], error_total=0)
+                check_keys(staged, plan, sheet, job.table, problems)
+                if problems.total:
+                    raise problems.error(f"sheet {sheet!r} does not fit table {job.table!r}")
+                if job.dry_run:
+                    job.preview = preview(staged, plan, sheet)
+                else:
+                    job.rows_inserted = staged.apply()
+                    staged.commit()
+        except RowRefused as exc:
+            raise refused_row(exc, plan, sheet, job.table) from exc
         finally:
             job.rows_read = counters["rows_read"]
-        if job.dry_run:
-            job.rows_inserted = 0
     return job
+
+
+def _letters(plan: Plan) -> dict[str, str]:
+    return {c.name: column_letter(s) for c, s in zip(plan.columns, plan.sources)}
+
+
+def _key_text(names: list[str], key: tuple) -> str:
+    if len(names) == 1:
+        return f"{names[0]} {_shown(key[0])}"
+    return f"({', '.join(names)}) ({', '.join(str(_shown(k)) for k in key)})"
+
+
+def check_keys(staged: Any, plan: Plan, sheet: str, table: str, problems: Problems) -> None:
+    """Keys repeated in the sheet (any mode) and keys already in the table (append), at their key cells."""
+    letter = _letters(plan).get(staged.keys[0]) if staged.keys else None
+    total, found = staged.duplicates(problems.room)
+    for row, key, first_row in found:
+        problems.add(sheet, f"{letter}{row}", staged.keys[0], key[0] if len(key) == 1 else str(key),
+                     f"{_key_text(staged.keys, key)} appears more than once in the sheet (first in row {first_row}): "
+                     "keep one row per key", kind="duplicate")
+    problems.count("duplicate", total)
+    if staged.mode != "append":
+        return
+    total, found = staged.existing(problems.room)
+    for row, key in found:
+        problems.add(sheet, f"{letter}{row}", staged.keys[0], key[0] if len(key) == 1 else str(key),
+                     f"{_key_text(staged.keys, key)} already exists in {table}: use mode upsert to update existing "
+                     "rows, or replace", kind="existing")
+    problems.count("existing", total)
+
+
+def preview(staged: Any, plan: Plan, sheet: str) -> dict[str, Any]:
+    """What the import would do (counts), with a sample of the changed values at their cells."""
+    found = staged.preview()
+    letters = _letters(plan)
+    for change in found["changes"]:
+        change.update(sheet=sheet, cell=f"{letters[change['column']]}{change['row']}", old=_shown(change["old"]),
+                      new=_shown(change["new"]))
+    return found
+
+
+def refused_row(exc: RowRefused, plan: Plan, sheet: str, table: str) -> Invalid:
+    """The database's refusal, at the sheet row (and column, when it said) it came from."""
+    row, column = exc.detail.get("row"), exc.detail.get("column")
+    if row is None:
+        return Invalid(f"the database refused the rows ({exc.message}); nothing was written", errors=[], error_total=0)
+    letters = _letters(plan)
+    letter = letters.get(column or "", column_letter(plan.sources[0]))
+    problems = Problems()
+    problems.add(sheet, f"{letter}{row}", column, None, f"the database refused row {row}: {exc.message}",
+                 kind="refused")
+    return problems.error(f"table {table!r} refused row {row} of sheet {sheet!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -33,6 +34,7 @@ class Job:
     dry_run: bool = False
     sheet: str | None = None
     owner: str | None = None  # the identity's key (token:NAME, user:NAME); others do not see the job
+    extra_columns: str = "ignore"  # header columns the table does not have: ignore (a warning) or error
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: str = "receiving"
     bytes_received: int = 0
@@ -45,6 +47,11 @@ class Job:
     error: str | None = None  # the failure's code, as in error responses (not_xlsx, invalid, ...)
     errors: list[dict[str, Any]] = field(default_factory=list)
     error_total: int = 0
+    warnings: list[dict[str, Any]] = field(default_factory=list)  # such as header columns left out
+    preview: dict[str, Any] | None = None  # a dry run's counts and sample of changes
+    kept_until: float | None = None  # the upload is kept until then (for commit and problems.xlsx)
+    preview_of: str | None = None  # the dry run this job commits
+    committed_as: str | None = None  # the job that committed this dry run
 
     @property
     def ended(self) -> bool:
@@ -107,6 +114,12 @@ def succeed(job: Job) -> None:
     job.finished_at = time.time()
     job.message = (f"dry run: {job.rows_read:,} rows are valid; nothing was written" if job.dry_run
                    else f"{job.rows_inserted:,} rows written to {job.table!r} ({job.mode})")
+    if job.dry_run and job.preview:
+        p = job.preview
+        job.message += (f"; it would insert {p['inserted']:,}, update {p['updated']:,}, leave {p['unchanged']:,} "
+                        f"unchanged" + (f" and delete {p['deleted']:,}" if job.mode == "replace" else ""))
+    if job.warnings:
+        job.message += f" ({len(job.warnings)} warning(s))"
 
 
 def fail(job: Job, exc: BaseException) -> None:
@@ -126,9 +139,41 @@ def fail(job: Job, exc: BaseException) -> None:
         job.message = f"internal error ({type(exc).__name__}); nothing was written"
 
 
-def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = ReadLimits()) -> Job:
+def worth_keeping(job: Job) -> bool:
+    """A dry run that ended well (to commit it), or an import that read the file and found problems in it (to
+    hand it back marked up)."""
+    if job.state == "done":
+        return job.dry_run
+    return job.state == "failed" and job.error == "invalid" and bool(job.errors or job.warnings)
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Where an upload worth keeping goes, and for how long (seconds)."""
+
+    path: Path
+    seconds: float
+
+
+def keep_upload(job: Job, path: Path, keep: Keep) -> None:
+    """Move the upload to ``keep.path`` when the job's outcome makes it worth keeping; ``job.kept_until`` says
+    until when. Done before the job's last save, so that whoever sees the job ended finds the file there."""
+    if keep.seconds <= 0 or not worth_keeping(job):
+        return
+    try:
+        keep.path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, keep.path)
+        os.utime(keep.path)  # expiry counts from now
+    except OSError as exc:
+        log.warning("could not keep the upload of job %s: %s", job.id, exc)
+        return
+    job.kept_until = time.time() + keep.seconds
+
+
+def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = ReadLimits(),
+                   keep: Keep | None = None) -> Job:
     """Import ``path`` as ``job`` says, on a worker; progress is saved as it goes, a cancel request stops it.
-    Returns the finished job (done or failed), saved."""
+    Returns the finished job (done or failed), saved, with its upload kept as ``keep`` says when worth it."""
     board = JobBoard(store.jobs)
 
     def report(current: Job) -> None:
@@ -140,5 +185,7 @@ def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = Read
         succeed(job)
     except Exception as exc:
         fail(job, exc)
+    if keep:
+        keep_upload(job, path, keep)
     board.save(job, force=True)
     return job

@@ -7,6 +7,7 @@ the value and a message a person can act on.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -20,6 +21,18 @@ from ..store import Column
 
 MAX_LISTED = 100
 
+#: What to do with a header column the table does not have: leave it out with a warning, or make it a problem.
+EXTRA_COLUMNS = ("ignore", "error")
+
+#: Each kind of problem, and what to do about it, for the summary a person reads first.
+KINDS = {
+    "header": "header cell(s) that do not match the table (fix the first row)",
+    "cell": "cell(s) that do not fit their column",
+    "duplicate": "key(s) repeated in the sheet (keep one row per key)",
+    "existing": "key(s) that already exist in the table (use mode upsert to update existing rows, or replace)",
+    "refused": "row(s) the database refused",
+}
+
 
 class BadCell(ValueError):
     """A cell value does not fit its column; the message completes "<value> ..."."""
@@ -32,16 +45,33 @@ class Problems:
     limit: int = MAX_LISTED
     listed: list[dict[str, Any]] = field(default_factory=list)
     total: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
 
-    def add(self, sheet: str, cell: str, column: str | None, value: Any, message: str) -> None:
+    def add(self, sheet: str, cell: str, column: str | None, value: Any, message: str, kind: str = "cell") -> None:
         self.total += 1
+        self.kinds[kind] += 1
         if len(self.listed) < self.limit:
-            self.listed.append({"sheet": sheet, "cell": cell, "column": column, "value": _shown(value), "message": message})
+            self.listed.append({"sheet": sheet, "cell": cell, "column": column, "value": _shown(value), "message": message,
+                                "kind": kind})
+
+    def count(self, kind: str, total: int) -> None:
+        """``total`` problems of ``kind`` in all, of which some were added (listed) already."""
+        extra = total - self.kinds[kind]
+        self.total += extra
+        self.kinds[kind] += extra
+
+    @property
+    def room(self) -> int:
+        return self.limit - len(self.listed)
 
     def error(self, summary: str) -> Invalid:
         shown = f" (the first {len(self.listed)} are listed)" if self.total > len(self.listed) else ""
-        return Invalid(f"{summary}: {self.total} problem(s){shown}; nothing was written", errors=self.listed,
-                       error_total=self.total)
+        found = {k: n for k, n in self.kinds.items() if n and k in KINDS}
+        # One kind of cell or header problems: the summary says it all; any other mix is spelled out, with hints.
+        plain = len(found) == 1 and set(found) <= {"cell", "header"}
+        kinds = "" if plain else "; ".join(f"{n:,} {KINDS[k]}" for k, n in found.items())
+        return Invalid(f"{summary}: {self.total:,} problem(s){shown}" + (f": {kinds}" if kinds else "")
+                       + "; nothing was written", errors=self.listed, error_total=self.total, kinds=dict(self.kinds))
 
 
 def _shown(value: Any) -> Any:
@@ -59,32 +89,49 @@ class Plan:
 
 
 def map_header(header: Sequence[Any], table_columns: Sequence[Column], sheet: str) -> Plan:
+    """The plan for ``header``, or :class:`Invalid` naming every header problem (extra columns included)."""
     problems = Problems()
+    plan = read_header(header, table_columns, sheet, problems, [], extra_columns="error")
+    if problems.total:
+        raise problems.error("the header row does not match the table")
+    return plan
+
+
+def read_header(header: Sequence[Any], table_columns: Sequence[Column], sheet: str, problems: Problems,
+                warnings: list[dict[str, Any]], extra_columns: str = "ignore") -> Plan:
+    """Map ``header`` to the table's columns; header problems go to ``problems``, and columns the table does not
+    have to ``warnings`` (``extra_columns="ignore"``) or to ``problems`` (``"error"``)."""
     by_name = {c.name.lower(): c for c in table_columns}
     seen: dict[str, str] = {}
     columns, sources = [], []
+    known = ", ".join(c.name for c in table_columns)
     for index, cell in enumerate(header):
         ref = f"{column_letter(index)}1"
         if cell is None or (isinstance(cell, str) and not cell.strip()):
             continue
         name = str(cell).strip()
         column = by_name.get(name.lower())
-        if column is None:
-            problems.add(sheet, ref, name, cell,
-                         f"unknown column {name!r}; the table has: {', '.join(c.name for c in table_columns)}")
+        if column is None and extra_columns == "ignore":
+            warnings.append({"sheet": sheet, "cell": ref, "column": name, "value": _shown(cell),
+                             "message": f"column {name!r} is not in the table and was ignored; the table has: {known}"})
+        elif column is None:
+            problems.add(sheet, ref, name, cell, f"unknown column {name!r}; the table has: {known} (remove the column, "
+                         "or import with extra_columns=ignore)", kind="header")
         elif column.name in seen:
-            problems.add(sheet, ref, name, cell, f"column {column.name!r} appears twice (also in {seen[column.name]})")
+            problems.add(sheet, ref, name, cell, f"column {column.name!r} appears twice (also in {seen[column.name]}); "
+                         "remove one", kind="header")
         else:
             seen[column.name] = ref
             columns.append(column)
             sources.append(index)
     if not columns and not problems.total:
-        problems.add(sheet, "A1", None, None, "the first row must name the columns, and it is empty")
+        message = ("the first row must name the columns, and it is empty" if not warnings else
+                   f"no column of the first row is in the table; the table has: {known}")
+        problems.add(sheet, "A1", None, None, message, kind="header")
     for column in table_columns:
         if column.name not in seen and not column.nullable:
-            problems.add(sheet, "1:1", column.name, None, f"required column {column.name!r} is missing from the header")
-    if problems.total:
-        raise problems.error("the header row does not match the table")
+            problems.add(sheet, "1:1", column.name, None, f"required column {column.name!r} is missing from the header",
+                         kind="header")
     return Plan(columns, sources)
 
 
@@ -248,8 +295,10 @@ def converter(column: Column) -> tuple[type | None, Callable[[Any], Any]]:
     raise ValueError(f"unknown column kind {kind!r}")
 
 
-def convert_rows(rows, plan: Plan, sheet: str, problems: Problems, counters: dict[str, int]):
-    """Typed rows in table-column order; rows with a problem are reported and left out.
+def convert_rows(rows, plan: Plan, sheet: str, problems: Problems, counters: dict[str, int], numbered: bool = False):
+    """Typed rows in table-column order; rows with a problem are reported and left out. ``numbered``: yield
+    ``(sheet row number, row)`` for every row instead, with None in the cells that have a problem (so that the
+    rest of the row, its key, can still be checked; a problem stops the writing anyway).
 
     ``counters["rows_read"]`` counts the data rows seen, also for the caller's progress reports.
     """
@@ -280,5 +329,7 @@ def convert_rows(rows, plan: Plan, sheet: str, problems: Problems, counters: dic
             except BadCell as exc:
                 problems.add(sheet, f"{letter}{row_number}", name, v, f"{_shown(v)!r} {exc}")
                 ok = False
-        if ok:
+        if numbered:
+            yield row_number, out
+        elif ok:
             yield out

@@ -16,6 +16,7 @@ from ..store import Store, open_store
 from . import errors
 from .auth import CSRF_HEADER, Gate
 from .headers import SecurityHeaders
+from .kept import KeptUploads
 from .lag import LagMonitor
 from .metrics import Metrics
 from .routes import exports, imports, jobs, meta, session
@@ -34,9 +35,11 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         await queue.start()
         lag.start()
+        sweeper = asyncio.create_task(app.state.kept.sweep_forever())
         try:
             yield
         finally:
+            sweeper.cancel()
             await lag.stop()
             if app.state.tasks:
                 await asyncio.wait(app.state.tasks, timeout=10)
@@ -54,6 +57,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.lag = lag
     app.state.metrics = metrics
     app.state.tasks = set()  # running import jobs
+    app.state.kept = KeptUploads(settings.spool_dir / "kept", settings.imports.keep_upload_seconds)
     errors.install(app)
     for routes in (meta, session, exports, imports, jobs):
         app.include_router(routes.router)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ContextManager, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import BadRequest, Invalid, StoreUnavailable
 from .tokens import TokenRecord
+
+if TYPE_CHECKING:
+    from .staging import Staged
 
 #: How an import writes: ``append`` inserts, ``replace`` deletes the table's rows first, ``upsert`` updates by key.
 MODES = ("append", "replace", "upsert")
@@ -60,6 +63,10 @@ class Store(Protocol):
         raised by ``rows`` rolls everything back; the database refusing rows raises
         :class:`~sheetstream.errors.Invalid`, losing the connection :class:`~sheetstream.errors.StoreUnavailable`.
         """
+
+    def staging(self, table: str, columns: Sequence[Column], mode: str = "append") -> ContextManager[Staged]:
+        """An import's transaction around a staging table for ``columns`` (:mod:`.staging`): rows are loaded and
+        checked there, then written with ``apply()``; it commits on leaving only after ``commit()``."""
 
     @property
     def jobs(self) -> JobTable:

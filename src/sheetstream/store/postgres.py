@@ -8,6 +8,7 @@ STDOUT (FORMAT BINARY)`` instead; ``bench export`` measures both, and the cursor
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -17,6 +18,7 @@ from ..errors import BadRequest, NotFound, StoreUnavailable
 from .audit import PostgresAudit
 from .base import Column, column_type, refused, unavailable
 from .jobs import PostgresJobs
+from .staging import ROW, Dialect, Staged
 from .tokens import PostgresTokens
 
 _KINDS = {
@@ -37,8 +39,10 @@ _KINDS = {
 }
 
 # Types whose binary COPY takes exactly what validation produces (int, Decimal, str, date, naive datetime,
-# bool, float); anything else (timestamptz, time, ...) goes through the text format.
-_BINARY_SAFE = frozenset(["smallint", "integer", "bigint", "numeric", "real", "double precision", "text",
+# bool, float); anything else (timestamptz, time, ...) goes through the text format. Not smallint and integer:
+# psycopg's binary dumpers wrap a Python int past their 16 or 32 bits without a word (3,000,000,000 arrives as
+# -1,294,967,296: seen), while the text format makes PostgreSQL refuse it ("out of range").
+_BINARY_SAFE = frozenset(["bigint", "numeric", "real", "double precision", "text",
                           "character varying", "date", "timestamp without time zone", "boolean"])
 
 _DDL = {
@@ -199,6 +203,21 @@ class PostgresStore:
             raise unavailable(f"the connection to PostgreSQL was lost during the write ({str(exc).strip()})") from exc
         return count
 
+    @contextmanager
+    def staging(self, table: str, columns: Sequence[Column], mode: str = "append") -> Iterator[Staged]:
+        """An import's transaction with its staging table (:mod:`.staging`): committed on leaving when
+        ``commit()`` was called on the yielded value, rolled back otherwise."""
+        try:
+            with self.connect() as conn:
+                catalog = self._columns(conn, table)
+                with conn.transaction() as tx:
+                    staged = Staged(conn, _DIALECT, table, catalog, columns, mode)
+                    yield staged
+                    if not staged.committed:
+                        raise psycopg.Rollback(tx)
+        except psycopg.OperationalError as exc:
+            raise unavailable(f"the connection to PostgreSQL was lost during the write ({str(exc).strip()})") from exc
+
     @property
     def jobs(self) -> PostgresJobs:
         return PostgresJobs(self.connect)
@@ -235,3 +254,29 @@ def _type_names(conn: psycopg.Connection, table: str, columns: Sequence[Column])
 
 def _ddl(c: Column) -> str:
     return column_type(c, _DDL)
+
+
+def _create_staging(conn: psycopg.Connection, staging: str, table: str, names: str) -> None:
+    conn.execute(f"CREATE TEMP TABLE {staging} ON COMMIT DROP AS SELECT {names} FROM {table} LIMIT 0")
+    conn.execute(f"ALTER TABLE {staging} ADD COLUMN {ROW} bigint")
+
+
+def _load_staging(conn: psycopg.Connection, staging: str, columns: Sequence[Column],
+                  rows: Iterable[tuple[int, Sequence[Any]]]) -> int:
+    types = [*_type_names(conn, staging, columns), "bigint"]
+    binary = all(t in _BINARY_SAFE for t in types)  # measured: 0.27 s vs 0.43 s for 200k rows
+    names = sql.SQL(", ").join([*(sql.Identifier(c.name) for c in columns), sql.Identifier(ROW)])
+    statement = sql.SQL("COPY {} ({}) FROM STDIN" + (" (FORMAT BINARY)" if binary else ""))
+    count = 0
+    with conn.cursor().copy(statement.format(sql.Identifier(staging), names)) as copy:
+        if binary:
+            copy.set_types(types)
+        for number, row in rows:
+            copy.write_row((*row, number))
+            count += 1
+    return count
+
+
+_DIALECT = Dialect(create=_create_staging, load=_load_staging,
+                   refusal=(psycopg.errors.IntegrityError, psycopg.errors.DataError),
+                   savepoint=lambda conn: conn.transaction(), describe=_describe)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +20,7 @@ from ..errors import BadRequest, NotFound, StoreUnavailable
 from .audit import SqliteAudit
 from .base import Column, column_type, refused, unavailable
 from .jobs import SqliteJobs
+from .staging import ROW, Dialect, Staged
 from .tokens import SqliteTokens
 
 BATCH = 2_000
@@ -134,6 +136,23 @@ class SqliteStore:
             conn.execute("ROLLBACK" if dry_run else "COMMIT")
         return count
 
+    @contextmanager
+    def staging(self, table: str, columns: Sequence[Column], mode: str = "append") -> Iterator[Staged]:
+        """An import's transaction with its staging table (:mod:`.staging`): committed on leaving when
+        ``commit()`` was called on the yielded value, rolled back otherwise."""
+        catalog = self.columns(table)
+        with _closing(self.connect()) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                staged = Staged(conn, _DIALECT, table, catalog, columns, mode)
+                yield staged
+                conn.execute("COMMIT" if staged.committed else "ROLLBACK")
+            except sqlite3.OperationalError as exc:  # "database is locked" and friends: not the file's fault
+                raise unavailable(f"SQLite could not write ({exc})") from exc
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
     @property
     def jobs(self) -> SqliteJobs:
         # A file of their own: SQLite allows one writer, and an import holds it for its whole duration.
@@ -235,3 +254,47 @@ def _writer(c: Column) -> Callable[[Any], Any] | None:
         "time": lambda v: v.isoformat(),
         "boolean": int,
     }.get(c.kind)
+
+
+def _create_staging(conn: sqlite3.Connection, staging: str, table: str, names: str) -> None:
+    # CREATE TABLE AS keeps each column's type affinity, so staged values compare with stored ones as equals.
+    conn.execute(f"CREATE TEMP TABLE {staging} AS SELECT {names} FROM main.{table} LIMIT 0")
+    conn.execute(f"ALTER TABLE {staging} ADD COLUMN {ROW} INTEGER")
+
+
+def _load_staging(conn: sqlite3.Connection, staging: str, columns: Sequence[Column],
+                  rows: Iterable[tuple[int, Sequence[Any]]]) -> int:
+    writers = [_writer(c) for c in columns]
+    names = ", ".join(quote(c.name) for c in columns)
+    count = 0
+
+    def adapted() -> Iterator[list[Any]]:
+        nonlocal count
+        for number, row in rows:
+            count += 1
+            yield [*(w(v) if w and v is not None else v for w, v in zip(writers, row)), number]
+
+    conn.executemany(f"INSERT INTO {quote(staging)} ({names}, {ROW}) VALUES ({', '.join('?' * (len(columns) + 1))})",
+                     adapted())
+    return count
+
+
+@contextmanager
+def _savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("SAVEPOINT sheetstream_try")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK TO sheetstream_try")
+        conn.execute("RELEASE sheetstream_try")
+        raise
+    conn.execute("RELEASE sheetstream_try")
+
+
+def _decode(columns: Sequence[Column], values: Sequence[Any]) -> list[Any]:
+    readers = [_reader(c) for c in columns]
+    return [r(v) if r and v is not None else v for r, v in zip(readers, values)]
+
+
+_DIALECT = Dialect(create=_create_staging, load=_load_staging, refusal=(sqlite3.IntegrityError,),
+                   savepoint=_savepoint, decode=_decode)

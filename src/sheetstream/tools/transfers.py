@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
-from ..client import Transfer, client_for, download, upload
+from ..client import Transfer, client_for, download, download_problems, upload
 
 
 def export_url(base: str, table: str, columns: str | None = None, limit: int | None = None) -> str:
@@ -84,17 +84,60 @@ async def run_upload(args: argparse.Namespace) -> int:
 
         async with client_for(args.token, timeout=httpx.Timeout(30.0, read=600.0, write=600.0)) as client:
             result = await upload(client, args.url, args.table, args.file, mode=args.mode, dry_run=args.dry_run,
-                                  sheet=args.sheet, progress=lambda done, total: progress.update(sending, completed=done),
+                                  sheet=args.sheet, extra_columns=args.extra_columns,
+                                  progress=lambda done, total: progress.update(sending, completed=done),
                                   job_progress=on_job)
+            marked = await save_marked_up(client, args, result.job or {})
     out = Console()
     job = result.job or {}
+    print_warnings(out, job)
     if result.ok:
         out.print(f"[green]{job['message']}[/green] ({job['rows_read']:,} rows read, {result.bytes:,} bytes sent, "
                   f"{result.seconds:.2f} s)")
-        return 0
-    out.print(f"[red]import failed: {job.get('message') or result.error}[/red]")
-    print_problems(out, job)
-    return 1
+        print_preview(out, job)
+    else:
+        out.print(f"[red]import failed: {job.get('message') or result.error}[/red]")
+        print_problems(out, job)
+    if marked:
+        out.print(marked)
+    return 0 if result.ok else 1
+
+
+async def save_marked_up(client: httpx.AsyncClient, args: argparse.Namespace, job: dict) -> str | None:
+    """With ``--problems-xlsx``, the workbook with the job's problems (or warnings) marked, saved; what to say."""
+    if not args.problems_xlsx or not job.get("id") or not (job.get("errors") or job.get("warnings")):
+        return None
+    saved = await download_problems(client, args.url, job["id"], args.problems_xlsx)
+    if not saved.ok:
+        return f"[red]could not save the marked-up workbook: {saved.error}[/red]"
+    return f"the workbook with its problems marked: {args.problems_xlsx} ({saved.bytes:,} bytes)"
+
+
+def print_warnings(console: Console, job: dict) -> None:
+    for w in job.get("warnings") or []:
+        console.print(f"[yellow]warning: {w.get('sheet')}!{w.get('cell')}: {w.get('message')}[/yellow]")
+
+
+def print_preview(console: Console, job: dict) -> None:
+    """A dry run's preview: what the import would do, and the first changed values."""
+    preview = job.get("preview")
+    if not preview:
+        return
+    counts = [("inserted", "inserted"), ("updated", "updated"), ("unchanged", "unchanged")]
+    if job.get("mode") == "replace":
+        counts.append(("deleted", "deleted"))
+    console.print("preview: " + ", ".join(f"{preview[k]:,} {label}" for k, label in counts))
+    if preview.get("changes"):
+        table = Table(title="changed values (first updated rows)")
+        for name in ("cell", "column", "now", "after the import"):
+            table.add_column(name)
+        for c in preview["changes"]:
+            table.add_row(str(c.get("cell")), str(c.get("column")), _text(c.get("old")), _text(c.get("new")))
+        console.print(table)
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 def print_problems(console: Console, job: dict) -> None:

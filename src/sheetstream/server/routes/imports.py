@@ -14,11 +14,14 @@ from starlette.concurrency import run_in_threadpool
 
 from ...access import Identity
 from ...errors import BadRequest
+from ...formats.xlsx import ReadLimits
 from ...pipeline.jobs import Job, JobBoard, fail, run_import_job
+from ...pipeline.validate import EXTRA_COLUMNS
 from ...runtime import ProcessingQueue
 from ...store import MODES, Store
 from ..deps import BoardDep, Caller, MetricsDep, QueueDep, SettingsDep, SharesDep, StoreDep, WritableTable, require
 from ..errors import job_json, job_status
+from ..kept import KeptDep, KeptUploads
 from ..metrics import Metrics
 from ..shares import Shares
 from ..uploads import Spool, check_declared_size, receive_multipart, receive_raw
@@ -32,6 +35,9 @@ ModeQuery = Annotated[Mode, Query(description="append: insert; replace: delete a
 DryRun = Annotated[bool, Query(description="validate and roll back: nothing is written")]
 SheetQuery = Annotated[str | None, Query(description="the sheet to import (default: the first)")]
 Wait = Annotated[bool, Query(description="answer when the job has ended: 200, or its error status")]
+ExtraColumns = Literal["ignore", "error"]
+ExtraQuery = Annotated[ExtraColumns, Query(description="header columns the table does not have: ignore them (a "
+                                                        "warning), or refuse the file")]
 
 
 class Upload:
@@ -39,9 +45,10 @@ class Upload:
     one of its caller's share of the queue until the job ends, and leaves an audit record however it ends."""
 
     def __init__(self, request: Request, job: Job, caller: Identity, store: Store, queue: ProcessingQueue,
-                 board: JobBoard, metrics: Metrics, shares: Shares, spool_dir: Path, limit: int):
+                 board: JobBoard, metrics: Metrics, shares: Shares, kept: KeptUploads, spool_dir: Path, limit: int):
         self.request, self.job, self.caller, self.store, self.queue = request, job, caller, store, queue
         self.board, self.metrics, self.shares, self.spool_dir, self.limit = board, metrics, shares, spool_dir, limit
+        self.kept = kept
         self.saving: set[asyncio.Future] = set()
         self.received: tuple[int, str | None] = (0, None)  # the body's size and SHA-256
 
@@ -49,19 +56,46 @@ class Upload:
         job = self.job
         check_declared_size(self.request, self.limit)
         await run_in_threadpool(self.store.columns, job.table)  # 404 now, before the body is read, if it is missing
-        self.shares.take(self.caller, self.queue.retry_after())
-        try:
-            self.queue.admit("import", ticket=job.id)  # its place in the waiting list is held while the body arrives
-        except BaseException:
-            self.shares.give(self.caller)
-            raise
+        self.admit()
         try:
             await run_in_threadpool(self.board.save, job, True)
             spool = await self.receive(multipart)
         except BaseException:
-            self.queue.withdraw("import", job.id)
+            self.release()
+            raise
+        return await self.start(spool, wait)
+
+    async def run_kept(self, preview: Job, wait: bool) -> JSONResponse:
+        """Import for real the file ``preview`` (a dry run) checked and kept, without a second upload."""
+        self.admit()
+        try:
+            spool = Spool(self.spool_dir)
+            spool.remove()  # a fresh name in the spool folder; the kept file takes it
+            await run_in_threadpool(self.kept.claim, preview, spool.path)
+            self.received = (preview.bytes_received, None)
+            preview.committed_as = self.job.id
+            await run_in_threadpool(self.board.save, preview, True)
+        except BaseException:
+            self.release()
+            raise
+        return await self.start(spool.path, wait)
+
+    def admit(self) -> None:
+        """Take one of the caller's share of the queue, then a place in it (held while the body arrives)."""
+        self.shares.take(self.caller, self.queue.retry_after())
+        try:
+            self.queue.admit("import", ticket=self.job.id)
+        except BaseException:
             self.shares.give(self.caller)
             raise
+
+    def release(self) -> None:
+        self.queue.withdraw("import", self.job.id)
+        self.shares.give(self.caller)
+
+    async def start(self, spool: Path, wait: bool) -> JSONResponse:
+        """Queue the job on ``spool``; answer 202 at once, or with ``wait`` when it has ended."""
+        job = self.job
         job.state = "queued"
         await run_in_threadpool(self.board.save, job, True)
         task = asyncio.create_task(self.process(spool))
@@ -99,7 +133,7 @@ class Upload:
 
     async def process(self, path: Path) -> Job:
         """The job on a worker of the queue; returns it finished. The spool file goes in every outcome."""
-        job = await process(self.queue, self.store, self.board, self.job, path, self.metrics)
+        job = await process(self.queue, self.store, self.board, self.job, path, self.metrics, self.kept)
         self.shares.give(self.caller)
         await self.audit(job)
         return job
@@ -131,12 +165,13 @@ class Upload:
 
 
 def upload_of(request: Request, table: WritableTable, caller: Caller, settings: SettingsDep, store: StoreDep,
-              queue: QueueDep, board: BoardDep, metrics: MetricsDep, shares: SharesDep, mode: ModeQuery = "append",
-              dry_run: DryRun = False, sheet: SheetQuery = None) -> Upload:
+              queue: QueueDep, board: BoardDep, metrics: MetricsDep, shares: SharesDep, kept: KeptDep,
+              mode: ModeQuery = "append", dry_run: DryRun = False, sheet: SheetQuery = None,
+              extra_columns: ExtraQuery = "ignore") -> Upload:
     if request.method == "PUT":  # a form's fields may still change the mode: checked once they are read
         require(caller, table, mode)
-    job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet, owner=caller.key)
-    return Upload(request, job, caller, store, queue, board, metrics, shares, settings.spool_dir,
+    job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet, extra_columns=extra_columns, owner=caller.key)
+    return Upload(request, job, caller, store, queue, board, metrics, shares, kept, settings.spool_dir,
                   settings.imports.max_upload_bytes)
 
 
@@ -156,7 +191,12 @@ async def post_import(upload: UploadDep, wait: Wait = False) -> JSONResponse:
 
 
 def apply_form_fields(job: Job, fields: dict[str, str]) -> None:
-    """Form fields ``mode``, ``dry_run`` and ``sheet`` override the query (a browser form sends them so)."""
+    """Form fields ``mode``, ``dry_run``, ``sheet`` and ``extra_columns`` override the query (a browser form sends
+    them so)."""
+    if fields.get("extra_columns"):
+        if fields["extra_columns"] not in EXTRA_COLUMNS:
+            raise BadRequest(f"extra_columns must be one of {', '.join(EXTRA_COLUMNS)} (got {fields['extra_columns']!r})")
+        job.extra_columns = fields["extra_columns"]
     if "mode" in fields:
         if fields["mode"] not in MODES:
             raise BadRequest(f"mode must be one of {', '.join(MODES)} (got {fields['mode']!r})")
@@ -168,10 +208,11 @@ def apply_form_fields(job: Job, fields: dict[str, str]) -> None:
 
 
 async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Job, path: Path,
-                  metrics: Metrics) -> Job:
-    """The job on a worker of the queue; returns it finished. The spool file goes in every outcome."""
+                  metrics: Metrics, kept: KeptUploads) -> Job:
+    """The job on a worker of the queue; returns it finished. The spool file goes in every outcome, unless the
+    worker kept it for a while (a dry run, or problems found: :mod:`..kept`)."""
     try:
-        job = await queue.call("import", run_import_job, store, job, path, ticket=job.id)
+        job = await queue.call("import", run_import_job, store, job, path, ReadLimits(), kept.keep(job), ticket=job.id)
     except BaseException as exc:  # the worker could not run it at all: record that, then let cancellation through
         fail(job, exc)
         await run_in_threadpool(board.save, job, True)
@@ -179,7 +220,7 @@ async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Jo
             raise
     finally:
         board.forget(job.id)
-        path.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)  # unless the worker kept it
     if job.state == "done":
         metrics.rows_imported.inc(job.rows_inserted)
     return job

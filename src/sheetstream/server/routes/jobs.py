@@ -1,19 +1,28 @@
-"""``GET /jobs``, ``GET /jobs/{id}`` and ``DELETE /jobs/{id}``: import jobs' progress and outcome, and cancelling
-one. A job belongs to the identity that started it: to anyone else (but an admin) it does not exist."""
+"""``/jobs``: import jobs' progress and outcome, cancelling one, committing a dry run without sending the file
+again, and the uploaded workbook handed back with its problems marked. A job belongs to the identity that
+started it: to anyone else (but an admin) it does not exist."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ...access import Identity
 from ...errors import Conflict, NotFound
+from ...formats.xlsx import MEDIA_TYPE
 from ...pipeline.jobs import Job
-from ..deps import BoardDep, Caller, QueueDep
+from ...pipeline.review import marked_workbook
+from ...runtime import TaskStream
+from ..deps import BoardDep, Caller, MetricsDep, QueueDep, SettingsDep, SharesDep, StoreDep, permitted_table, require
 from ..errors import job_json
+from ..kept import KeptDep
+from ..metrics import Metrics
+from .exports import content_disposition
+from .imports import Upload, Wait
 
 router = APIRouter()
 
@@ -49,3 +58,48 @@ async def cancel_job(job_id: str, caller: Caller, board: BoardDep) -> JSONRespon
         raise Conflict(f"job {job_id} has already ended ({job.state}); there is nothing to cancel", state=job.state)
     await run_in_threadpool(board.request_cancel, job_id)
     return JSONResponse(job_json(job, cancel_requested=True), status_code=202)
+
+
+@router.post("/jobs/{job_id}/commit", status_code=202)
+async def commit_job(job_id: str, request: Request, caller: Caller, settings: SettingsDep, store: StoreDep,
+                     queue: QueueDep, board: BoardDep, metrics: MetricsDep, shares: SharesDep, kept: KeptDep,
+                     wait: Wait = False) -> JSONResponse:
+    """Import for real the file a dry run checked, without sending it again: a new job (``preview_of`` names the
+    dry run), 202 with its ``Location``, or with ``wait=true`` its outcome. Once per dry run, while it is kept."""
+    preview = await _load(board, job_id, caller)
+    permitted_table(preview.table, settings)
+    require(caller, preview.table, preview.mode)
+    if not (preview.dry_run and preview.state == "done"):
+        raise Conflict(f"job {job_id} is not a finished dry run ({preview.state}); only a dry run that found no "
+                       "problem can be committed", state=preview.state)
+    if preview.committed_as:
+        raise Conflict(f"job {job_id} was already committed as job {preview.committed_as}",
+                       committed_as=preview.committed_as)
+    job = Job(table=preview.table, mode=preview.mode, sheet=preview.sheet, extra_columns=preview.extra_columns,
+              preview_of=preview.id, bytes_received=preview.bytes_received, owner=caller.key)
+    upload = Upload(request, job, caller, store, queue, board, metrics, shares, kept, settings.spool_dir,
+                    settings.imports.max_upload_bytes)
+    return await upload.run_kept(preview, wait)
+
+
+@router.get("/jobs/{job_id}/problems.xlsx", response_class=StreamingResponse)
+async def problems_workbook(job_id: str, caller: Caller, settings: SettingsDep, board: BoardDep, queue: QueueDep,
+                            metrics: MetricsDep, kept: KeptDep) -> StreamingResponse:
+    """The uploaded workbook with each problem cell filled and commented, and a Problems sheet linking to each
+    (also the warnings, in yellow): streamed while it is made, from the kept upload."""
+    job = await _load(board, job_id, caller)
+    if not job.ended:
+        raise Conflict(f"job {job_id} has not ended yet ({job.state})", state=job.state)
+    if not (job.errors or job.warnings):
+        raise NotFound(f"job {job_id} found no problem and no warning to mark")
+    path = kept.get(job)
+    queue.admit("export")
+    stream = queue.stream("export", marked_workbook, str(path), job.to_json(), settings.export)
+    headers = {"Content-Disposition": content_disposition(f"{job.table}-problems.xlsx"), "Cache-Control": "no-store"}
+    return StreamingResponse(_counted(stream, metrics), media_type=MEDIA_TYPE, headers=headers)
+
+
+async def _counted(stream: TaskStream, metrics: Metrics) -> AsyncIterator[bytes]:
+    async for chunk in stream:
+        metrics.bytes_out.inc(len(chunk))
+        yield chunk
