@@ -134,6 +134,25 @@ def test_openpyxl_times(tmp_path: Path) -> None:
     assert read(tmp_path / "o.xlsx") == [(1, [time(7, 45), timedelta(minutes=90)])]
 
 
+def test_times_and_short_durations_fill_a_time_column(tmp_path: Path) -> None:
+    """Cells in h:mm or [h]:mm formats (and ISO times) pass validation into a time column; long durations do not."""
+    from sheetstream.db import Column
+    from sheetstream.validate import Problems, convert_rows, map_header
+
+    path = build(tmp_path / "t.xlsx", parts(sheet(
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>at</t></is></c></row>'
+        '<row r="2"><c r="A2" s="1"><v>0.4375</v></c></row><row r="3"><c r="A3" s="2"><v>0.5</v></c></row>'
+        '<row r="4"><c r="A4" t="d"><v>T23:59:59</v></c></row><row r="5"><c r="A5" s="2"><v>1.5</v></c></row>'),
+        style=styles("h:mm", "[h]:mm")))
+    with open_workbook(path) as book:
+        rows = book.rows()
+        plan = map_header(next(rows)[1], [Column("at", "time")], "Data")
+        problems = Problems()
+        typed = list(convert_rows(rows, plan, "Data", problems, {"rows_read": 0}))
+    assert [list(row) for row in typed] == [[time(10, 30)], [time(12)], [time(23, 59, 59)]]
+    assert problems.total == 1 and problems.listed[0]["cell"] == "A5" and "a duration" in problems.listed[0]["message"]
+
+
 # --- not .xlsx, said so ----------------------------------------------------------------------------------------------
 
 

@@ -51,6 +51,18 @@ from .cells import (
 
 _BLOCK = 1 << 20
 
+try:  # ISA-L inflates and checksums faster than zlib (sheetstream depends on it already, for writing)
+    from isal.isal_zlib import crc32 as _crc32
+    from isal.isal_zlib import decompressobj as _decompressobj
+    from isal.isal_zlib import error as _isal_error
+
+    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _isal_error)
+except ImportError:  # pragma: no cover
+    from zlib import crc32 as _crc32
+    from zlib import decompressobj as _decompressobj
+
+    _INFLATE_ERRORS = (zlib.error,)
+
 
 class BadWorkbook(Invalid):
     """The upload is not a workbook sheetstream can read."""
@@ -373,7 +385,7 @@ class _Package:
                     raise BadWorkbook(f"part {name} of the workbook is damaged: its local header is missing")
                 f.seek(info.header_offset + 30 + sum(struct.unpack_from("<HH", local, 26)))
                 left = info.compress_size  # stored parts only: for deflate, the stream's own end counts
-                inflater = zlib.decompressobj(-15)
+                inflater = _decompressobj(-15)
                 raw = b""
                 fed = 0
                 while True:
@@ -396,7 +408,7 @@ class _Package:
                     if data:
                         out += len(data)
                         self.inflated += len(data)
-                        crc = zlib.crc32(data, crc)
+                        crc = _crc32(data, crc)
                         if out > 1 << 20 and out > limits.max_ratio * max(fed - len(raw), 1):
                             raise WorkbookTooLarge(
                                 f"part {name} expands over {out / max(fed - len(raw), 1):,.0f} times (limit "
@@ -410,7 +422,7 @@ class _Package:
                         yield data
                     if done:
                         break
-        except (zlib.error, EOFError, OSError, ValueError) as exc:
+        except (*_INFLATE_ERRORS, EOFError, OSError, ValueError) as exc:
             raise BadWorkbook(f"part {name} of the workbook is damaged: {exc}") from exc
         if out != info.file_size or crc != info.CRC:
             raise BadWorkbook(f"part {name} of the workbook is damaged: its size or checksum is wrong")
@@ -608,7 +620,7 @@ def _blocks(book: Workbook, part: str, start: bytes, end: bytes | None, what: st
                 ref = _last_ref(b"".join(held) + (chunk[:last] if last >= 0 else b""))
                 raise BadCell(f"{f'cell {ref}' if ref else 'a ' + what} holds a text of over {_MAX_TEXT_BYTES:,} bytes, "
                               "more than Excel's limit of 32,767 characters for a cell allows", cell=ref)
-            if b"<!" in chunk:
+            if b"!" in chunk:  # one memchr; a search for "<!" costs 50 times more where tags are dense
                 _refuse_dtd(part, chunk)
             if b"\r" in chunk:
                 chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -616,10 +628,13 @@ def _blocks(book: Workbook, part: str, start: bytes, end: bytes | None, what: st
                 prefixed = _PREFIXED.search(chunk, 0, 65536) is not None
             if prefixed:
                 chunk = _PREFIX.sub(rb"<\1", chunk)
-            stop = end is not None and (at := chunk.find(end)) >= 0
+            cut = chunk.rfind(start)
+            while cut >= 0 and chunk[cut + len(start):cut + len(start) + 1].isalpha():  # <rowBreaks>: not a row
+                cut = chunk.rfind(start, 0, cut)
+            # The end of sheetData can only follow the last row that starts in the block: search that tail only.
+            stop = end is not None and (at := chunk.find(end, max(cut, 0))) >= 0
             if stop:
                 chunk = chunk[:at]
-            cut = chunk.rfind(start)
             if cut > 0 or (cut == 0 and held):
                 held.append(chunk[:cut])
                 yield b"".join(held)
