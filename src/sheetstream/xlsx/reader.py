@@ -363,7 +363,7 @@ class _Package:
         self.inflated = 0
         self.parts: dict[str, zipfile.ZipInfo] = {}
         for info in archive.infolist():
-            if not info.is_dir():
+            if not info.filename.endswith("/"):  # a directory (is_dir() fails on an empty name)
                 self.parts.setdefault(_norm(info.filename), info)
 
     def find(self, name: str) -> zipfile.ZipInfo | None:
@@ -529,17 +529,22 @@ def is_date_format(code: str) -> bool:
     return format_kind(code) is not None
 
 
+def _format_id(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return -1
+
+
 def _number_styles(package: _Package, part: str) -> tuple[frozenset[int], dict[int, str]]:
     """The cell styles that show dates, times or durations; and of those, the times and durations by kind."""
     root = _parse_small(package, part)
     ns = _ns(root)
-    custom = {}
-    for f in root.iterfind(f"{_q(ns, 'numFmts')}/{_q(ns, 'numFmt')}"):
-        if f.get("numFmtId", "").isdigit():
-            custom[int(f.get("numFmtId", ""))] = f.get("formatCode", "")
+    custom = {_format_id(f.get("numFmtId")): f.get("formatCode", "")
+              for f in root.iterfind(f"{_q(ns, 'numFmts')}/{_q(ns, 'numFmt')}")}
     dates, clocks = set(), {}
     for index, xf in enumerate(root.iterfind(f"{_q(ns, 'cellXfs')}/{_q(ns, 'xf')}")):
-        fmt = int(xf.get("numFmtId", "0")) if xf.get("numFmtId", "0").isdigit() else 0
+        fmt = _format_id(xf.get("numFmtId"))
         kind = format_kind(custom[fmt]) if fmt in custom else ("date" if fmt in _BUILTIN_DATES else None)
         kind = _BUILTIN_CLOCKS.get(fmt, kind) if fmt not in custom else kind
         if kind:
