@@ -651,8 +651,9 @@ def _blocks(book: Workbook, part: str, start: bytes, end: bytes | None, what: st
                     head = b"".join(held)[:4096]
                     number = _ROW_R.search(head, 0, head.find(b">")) if what == "row" else None
                     name = f"row {(number.group(1) or number.group(2) or b'?').decode()}" if number else f"a {what}"
-                    raise WorkbookTooLarge(f"{name} holds over {limit / 2**20:,.0f} MB of XML, more than a {what} of "
-                                           "Excel's 16,384 columns needs: refused", limit=limit)
+                    needs = "a row of Excel's 16,384 columns needs" if what == "row" else "32,767 characters need"
+                    raise WorkbookTooLarge(f"{name} holds over {limit / 2**20:,.0f} MB of XML, more than {needs}: "
+                                           "refused", limit=limit)
             if stop:
                 break
         if held:
@@ -831,9 +832,8 @@ def _attributes(rest: bytes) -> dict[bytes, bytes]:
 
 def _column(letters: bytes, row: int) -> int:
     """The index of column ``letters`` (A = 0), checked against Excel's 16,384 columns (XFD)."""
-    if len(letters) <= 3 and letters.isalpha() and letters.isupper():
-        index = column_index(letters.decode())
-        if index < MAX_SHEET_COLUMNS:
+    if letters.isalpha() and letters.isupper():
+        if len(letters) <= 3 and (index := column_index(letters.decode())) < MAX_SHEET_COLUMNS:
             return index
         problem = "is past the last column Excel allows (XFD, column 16,384)"
     else:
