@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -231,6 +232,16 @@ def test_a_dtd_anywhere_in_a_large_part_is_refused(tmp_path: Path, offset: int, 
     refused(build(tmp_path / "dtd.xlsx", contents), UnsafeXml, "DTD", limits=NO_RATIO, seconds=60, extra_mb=256)
 
 
+# --- damage the property test found ----------------------------------------------------------------------------
+
+def test_found_by_the_property_test(tmp_path: Path) -> None:
+    contents = parts(sheet('<row r="1"><c r="A1"><v>1</v></c></row>'), style=styles("0.00"))
+    unknown = dict(contents, **{"xl/workbook.xml": '<?xml version="1.0" encoding="abc"?>' + contents["xl/workbook.xml"]})
+    refused(build(tmp_path / "encoding.xlsx", unknown), BadWorkbook, "xl/workbook.xml")
+    bad_ids = dict(contents, **{"xl/styles.xml": contents["xl/styles.xml"].replace('numFmtId="164"', 'numFmtId="\u00b2"')})
+    assert read_all(build(tmp_path / "ids.xlsx", bad_ids)) == {"Data": [(1, [1])]}
+
+
 # --- fuzz: mutated workbooks give rows or a BadWorkbook, nothing else ---------------------------------------------
 
 def _seed_workbooks() -> list[bytes]:
@@ -259,10 +270,16 @@ _XML_BITS = [b"<", b">", b"/>", b'"', b"'", b"&", b"&#", b";", b"=", b" r=", b"<
              b"-", b"1e400", b"_x0000_", b"\xff", b"\x00", b"<!DOCTYPE", b"x:", b"\r", b"\r\n", b""]
 
 
+_ATTRIBUTE_VALUES = [b"", b"0", b"-1", b"1.5", b"abc", b"1e400", b"nan", b"99999999999999999999", b"A1", b"XFE1",
+                     b"ZZZZZZZ9", b"a1", b"s", b"d", b"n", b"e", b"b", b"str", b"inlineStr", b"r", b"t", b"x:id",
+                     b"..\\..\\x", b"/xl/worksheets/sheet1.xml", b"XL/STYLES.XML", b"1 2", b"\xff", b"&amp;", b"&#0;",
+                     b"http://purl.oclc.org/ooxml/officeDocument/relationships/worksheet"]
+
+
 @st.composite
 def mutated(draw: st.DrawFn) -> bytes:
     data = draw(st.sampled_from(SEEDS))
-    how = draw(st.sampled_from(["part", "part", "part", "zip", "truncate"]))
+    how = draw(st.sampled_from(["part", "part", "attribute", "attribute", "zip", "truncate"]))
     if how == "truncate":
         return data[:draw(st.integers(0, len(data)))]
     if how == "zip":
@@ -275,7 +292,13 @@ def mutated(draw: st.DrawFn) -> bytes:
         compression = z.infolist()[0].compress_type
     name = draw(st.sampled_from(sorted(contents)))
     xml = bytearray(contents[name])
-    for _ in range(draw(st.integers(1, 6))):
+    if how == "attribute":  # a value or a name of an attribute, or its quotes
+        spans = [m.span(draw(st.sampled_from([1, 2]))) for m in re.finditer(rb'([\w:]+)="([^"]*)"', xml)]
+        for _ in range(draw(st.integers(1, 4)) if spans else 0):
+            start, end = draw(st.sampled_from(spans))
+            xml[start:end] = draw(st.sampled_from(_ATTRIBUTE_VALUES))
+            spans = [m.span(2) for m in re.finditer(rb'([\w:]+)="([^"]*)"', xml)] or [(0, 0)]
+    for _ in range(draw(st.integers(1, 6)) if how == "part" else 0):
         at = draw(st.integers(0, len(xml)))
         cut = draw(st.integers(0, 12))
         xml[at:at + cut] = draw(st.one_of(st.sampled_from(_XML_BITS), st.binary(max_size=6)))

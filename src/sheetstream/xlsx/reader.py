@@ -462,7 +462,7 @@ def _parse_small(package: _Package, part: str) -> ElementTree.Element:
     try:
         parser.Parse(data, True)
         return builder.close()
-    except (expat.ExpatError, AssertionError, IndexError) as exc:  # TreeBuilder asserts on a tree left open
+    except (expat.ExpatError, LookupError, ValueError, AssertionError) as exc:  # an unknown encoding; a tree left open
         raise BadWorkbook(f"part {part} is not well-formed XML: {exc}") from exc
 
 
