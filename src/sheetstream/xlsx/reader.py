@@ -198,7 +198,8 @@ def open_workbook(path: str | Path, limits: ReadLimits = ReadLimits()) -> Workbo
             raise NotAWorkbook("the file is a ZIP archive but not an .xlsx workbook (it has no workbook part)")
         book = _parse_small(package, target)
         ns = _ns(book)
-        rels = {rid: (kind, part) for kind, part, rid in _relationships(package, _rels_path(target), posixpath.dirname(target))}
+        rels = {rid: (kind, part)
+                for kind, part, rid in _relationships(package, _rels_path(target), posixpath.dirname(target))}
         sheets, others = [], {}
         for sheet in book.iterfind(f"{_q(ns, 'sheets')}/{_q(ns, 'sheet')}"):
             # r:id, in the transitional or the strict relationships namespace
@@ -212,7 +213,8 @@ def open_workbook(path: str | Path, limits: ReadLimits = ReadLimits()) -> Workbo
         date1904 = pr is not None and pr.get("date1904", "false").lower() in ("1", "true")
         styles = next((part for kind, part in rels.values() if kind.endswith("/styles")), None)
         shared = next((part for kind, part in rels.values() if kind.endswith("/sharedStrings")), None)
-        date_styles, clock_styles = _number_styles(package, styles) if styles and package.find(styles) else (frozenset(), {})
+        date_styles, clock_styles = (_number_styles(package, styles) if styles and package.find(styles)
+                                     else (frozenset(), {}))
         return Workbook(
             zip=archive,
             sheets=sheets,
@@ -334,8 +336,8 @@ def _cfb_streams(f: BinaryIO, max_sectors: int = 1024) -> set[str]:
 def _refuse_other_zips(package: _Package) -> None:
     """Raise a clear error for the ZIP-based formats that are not .xlsx."""
     if package.find("xl/workbook.bin"):
-        raise NotAWorkbook("this is an Excel Binary Workbook (.xlsb): save it as .xlsx (Excel Workbook) and upload that",
-                           format="xlsb")
+        raise NotAWorkbook("this is an Excel Binary Workbook (.xlsb): save it as .xlsx (Excel Workbook) and upload "
+                           "that", format="xlsb")
     mimetype = package.find("mimetype")
     if mimetype and mimetype.file_size < 200:
         kind = b"".join(package.stream(mimetype)).strip()
@@ -373,7 +375,8 @@ class _Package:
         """The inflated part in blocks of at most 1 MB, refused as soon as it expands more than the limits allow."""
         name, limits = info.filename, self.limits
         if info.flag_bits & 1:
-            raise PasswordProtected(f"part {name} of the workbook is encrypted: remove the password and upload it again")
+            raise PasswordProtected(f"part {name} of the workbook is encrypted: remove the password and upload it "
+                                    "again")
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise BadWorkbook(f"part {name} is compressed with method {info.compress_type}, which Excel never uses")
         out = crc = 0
@@ -414,8 +417,8 @@ class _Package:
                                 f"part {name} expands over {out / max(fed - len(raw), 1):,.0f} times (limit "
                                 f"{limits.max_ratio:,.0f}): refused as a likely zip bomb")
                         if self.inflated > limits.max_uncompressed:
-                            raise WorkbookTooLarge(f"the workbook expands to over {limits.max_uncompressed / 2**20:,.0f} "
-                                                   "MB, the limit")
+                            raise WorkbookTooLarge("the workbook expands to over "
+                                                   f"{limits.max_uncompressed / 2**20:,.0f} MB, the limit")
                         if out > info.file_size:
                             raise BadWorkbook(f"part {name} of the workbook is damaged: it is larger than its zip "
                                               "entry says")
@@ -623,8 +626,8 @@ def _blocks(book: Workbook, part: str, start: bytes, end: bytes | None, what: st
             run = run + len(chunk) if last < 0 else len(chunk) - last
             if run > _MAX_TEXT_BYTES:
                 ref = _last_ref(b"".join(held) + (chunk[:last] if last >= 0 else b""))
-                raise BadCell(f"{f'cell {ref}' if ref else 'a ' + what} holds a text of over {_MAX_TEXT_BYTES:,} bytes, "
-                              "more than Excel's limit of 32,767 characters for a cell allows", cell=ref)
+                raise BadCell(f"{f'cell {ref}' if ref else 'a ' + what} holds a text of over {_MAX_TEXT_BYTES:,} "
+                              "bytes, more than Excel's limit of 32,767 characters for a cell allows", cell=ref)
             if b"!" in chunk:  # one memchr; a search for "<!" costs 50 times more where tags are dense
                 _refuse_dtd(part, chunk)
             if b"\r" in chunk:
@@ -788,8 +791,8 @@ def _serial(book: Workbook, style: int, raw: bytes) -> datetime | time | timedel
         ms = round((serial % 1) * 86_400_000) % 86_400_000
         return time(ms // 3_600_000, ms // 60_000 % 60, ms // 1000 % 60, ms % 1000 * 1000)
     except (OverflowError, ValueError):
-        raise _CellProblem(f"its value {raw.decode()[:40]} is not a date or time Excel can show (its dates run from "
-                           "1900-01-01 to 9999-12-31)") from None
+        raise _CellProblem(f"its value {raw.decode('utf-8', 'replace')[:40]} is not a date or time Excel can show "
+                           "(its dates run from 1900-01-01 to 9999-12-31)") from None
 
 
 def _typed(book: Workbook, kind: bytes, raw: bytes, style: bytes) -> Any:
@@ -891,7 +894,8 @@ def _read_sheet(book: Workbook, part: str) -> Iterator[tuple[int, list[Any]]]:
                 head = piece[start:head_end]
                 at = head.find(b' r="')
                 try:
-                    row_number = int(head[at + 4:head.index(b'"', at + 4)]) if at >= 0 else _row_number(head, row_number)
+                    row_number = (int(head[at + 4:head.index(b'"', at + 4)]) if at >= 0
+                                  else _row_number(head, row_number))
                 except ValueError:
                     raise _bad_row(head) from None
                 if not 0 < row_number <= MAX_SHEET_ROWS:
