@@ -625,7 +625,7 @@ def _blocks(book: Workbook, part: str, start: bytes, end: bytes | None, what: st
             last = chunk.rfind(b"<")
             run = run + len(chunk) if last < 0 else len(chunk) - last
             if run > _MAX_TEXT_BYTES:
-                ref = _last_ref(b"".join(held) + (chunk[:last] if last >= 0 else b""))
+                ref = _last_ref(b"".join(held[-8:]) + (chunk[:last] if last >= 0 else b""))
                 raise BadCell(f"{f'cell {ref}' if ref else 'a ' + what} holds a text of over {_MAX_TEXT_BYTES:,} "
                               "bytes, more than Excel's limit of 32,767 characters for a cell allows", cell=ref)
             if b"!" in chunk:  # one memchr; a search for "<!" costs 50 times more where tags are dense
@@ -651,7 +651,7 @@ def _blocks(book: Workbook, part: str, start: bytes, end: bytes | None, what: st
                 held.append(chunk)
                 size += len(chunk)
                 if size > limit:
-                    head = b"".join(held)[:4096]
+                    head = held[0][:4096]  # where the row starts
                     number = _ROW_R.search(head, 0, head.find(b">")) if what == "row" else None
                     name = f"row {(number.group(1) or number.group(2) or b'?').decode()}" if number else f"a {what}"
                     needs = "a row of Excel's 16,384 columns needs" if what == "row" else "32,767 characters need"
