@@ -1,7 +1,7 @@
 """An ``.xlsx`` file on disk -> typed rows, streamed.
 
-The small parts (relationships, workbook, styles) are parsed with ElementTree after a check that refuses any
-DTD, so entity expansion and external entities (billion laughs, XXE) cannot happen. Worksheets and shared
+The small parts (relationships, workbook, styles) are parsed by expat into ElementTree, refusing any DTD in any
+encoding, so entity expansion and external entities (billion laughs, XXE) cannot happen. Worksheets and shared
 strings are read with a tokenizer built from compiled regular expressions over decompressed 1 MB blocks:
 it handles what SpreadsheetML producers write (any attribute order, namespace prefixes, sparse rows and
 cells, rich text runs, phonetic runs, formulas with cached results) and is about 5x faster than expat with
