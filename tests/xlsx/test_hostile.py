@@ -123,6 +123,30 @@ def test_empty_rows_and_long_sheets_are_not_mistaken_for_a_huge_row(tmp_path: Pa
     assert read(path, limits=ReadLimits(max_row_bytes=2 * MB)) == [(1, [1]), (200_000, [None, 2])]
 
 
+@pytest.mark.parametrize("unclosed", [
+    '<c r="A1" t="inlineStr"><is><t>abc</t></is>',  # cells without </c>
+    '<c r="A1" s="1" t="str"><f>1</f><v>2</v>',  # formula cells without </c>
+    '<c r="A1" t="inlineStr',  # tags without >
+    ('<c r="A1" t="inlineStr"><is>', "<rPh><t>x</t>", "</is></c>"),  # phonetic runs without </rPh>, in one cell
+    ('<c r="A1" t="inlineStr"><is>', "<r><t>abc", "</is></c>"),  # text runs without </t>, in one cell
+])
+def test_unclosed_elements_take_linear_time(tmp_path: Path, unclosed: str | tuple[str, str, str]) -> None:
+    """Patterns that searched ahead for a closing tag took quadratic time on elements that never close (55 s for
+    200 kB of unclosed cells): each now stops where its element must end."""
+    head, unit, tail = unclosed if isinstance(unclosed, tuple) else ("", unclosed, "")
+    xml = sheet(f'<row r="1">{head}{unit * (600_000 // len(unit))}{tail}<c r="B1"><v>7</v></c></row>')
+    result, elapsed, _ = measured(read_all, build(tmp_path / "unclosed.xlsx", parts(xml)))
+    assert isinstance(result, (dict, BadWorkbook)), repr(result)
+    assert elapsed < 5, f"{elapsed:.1f} s"
+
+
+def test_unclosed_shared_strings_take_linear_time(tmp_path: Path) -> None:
+    sst = '<sst xmlns="x">' + "<si><t>x</t>" * 50_000 + "<si><t>last</t></si></sst>"
+    path = build(tmp_path / "sst.xlsx", parts(sheet('<row r="1"><c r="A1" t="s"><v>0</v></c></row>'), shared=sst))
+    result, elapsed, _ = measured(read_all, path)
+    assert result == {"Data": [(1, ["last"])]} and elapsed < 5, (result, elapsed)
+
+
 # --- shared strings ----------------------------------------------------------------------------------------------
 
 def test_a_flood_of_empty_shared_strings_is_refused(tmp_path: Path) -> None:

@@ -564,7 +564,7 @@ def _number_styles(package: _Package, part: str) -> tuple[frozenset[int], dict[i
 _MAX_TEXT_BYTES = MAX_CELL_CHARS * 8
 _ENCODING = re.compile(rb'\s*<\?xml[^>]*?encoding\s*=\s*["\']([^"\']*)', re.IGNORECASE)
 _PREFIXED = re.compile(rb"<[A-Za-z_][\w.-]*:(?:worksheet|sst|sheetData|row|c|si)\b")
-_REF = re.compile(rb"""<(?:[\w.-]+:)?c\b[^>]*?\sr\s*=\s*["']([A-Za-z]+\d+)""")
+_REF = re.compile(rb"""<(?:[\w.-]+:)?c\b[^<>]*?\sr\s*=\s*["']([A-Za-z]+\d+)""")
 _ROW_R = re.compile(rb"""\sr\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 
@@ -670,16 +670,17 @@ def _blocks(book: Workbook, part: str, start: bytes, end: bytes | None, what: st
 # is rewritten without them block by block first (one C-level substitution).
 # A cell: column letters, style, type, the style again (for r-t-s order), other attributes, then its content:
 # a plain <v>, a plain inline <is><t>, or anything else (rich text, formulas, attributes on <v>) for the careful path.
+# No pattern may scan past where its element must end (the next "<" of a text, the next <c of a cell): with lazy
+# ".*?" a run of unclosed cells took quadratic time (55 s for 200 kB), so the careful path stops at the next cell.
 _CELL = re.compile(
-    rb'<c\b(?: r="([A-Z]+)\d*")?(?: s="(\d+)")?(?: t="(\w+)")?(?: s="(\d+)")?([^>]*?)'
-    rb"(?:/>|>(?:<v>([^<]*)</v>|<is><t>([^<]*)</t></is>|(.*?))</c>)",
-    re.S,
+    rb'<c\b(?: r="([A-Z]+)\d*")?(?: s="(\d+)")?(?: t="(\w+)")?(?: s="(\d+)")?([^<>]*?)'
+    rb"(?:/>|>(?:<v>([^<]*)</v>|<is><t>([^<]*)</t></is>|((?:[^<]++|<(?!c[\s>/]))*?))</c>)",
 )
 _ATTR = re.compile(rb"""\s([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _PREFIX = re.compile(rb"<(/?)[A-Za-z_][\w.-]*:(?!space)")
-_VALUE = re.compile(rb"<v(?:\s[^>]*)?>(.*?)</v>", re.S)
-_TEXT = re.compile(rb"<t(?:\s[^>]*?)?(?:/>|>(.*?)</t>)", re.S)
-_PHONETIC = re.compile(rb"<rPh\b.*?</rPh>", re.S)
+_VALUE = re.compile(rb"<v(?:\s[^<>]*)?>([^<]*)</v>")
+_TEXT = re.compile(rb"<t(?:\s[^<>]*?)?(?:/>|>([^<]*)</t>)")
+_PHONETIC = re.compile(rb"<rPh\b(?:[^<]++|<(?!rPh\b))*?</rPh>")
 _ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|lt|gt|amp|quot|apos);")
 _ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
@@ -712,6 +713,8 @@ def _rich_text(content: bytes) -> str:
     if b"<rPh" in content:
         content = _PHONETIC.sub(b"", content)
     if b"<![CDATA[" in content:
+        if content.count(b"<![CDATA[") > content.count(b"]]>"):  # searching for the ends would take quadratic time
+            raise _CellProblem("its text has a CDATA section that does not end")
         content = re.sub(rb"<!\[CDATA\[(.*?)\]\]>", lambda m: m.group(1).replace(b"&", b"&amp;").replace(b"<", b"&lt;"),
                          content, flags=re.S)
     return _decode(b"".join(_TEXT.findall(content)))
@@ -726,7 +729,7 @@ def _read_shared_strings(book: Workbook) -> list[str]:
     strings: list[str] = []
     chars = seen = 0
     limits = book.limits
-    si = re.compile(rb"<si\b[^>]*?(?:/>|>(.*?)</si>)", re.S)
+    si = re.compile(rb"<si\b[^<>]*?(?:/>|>((?:[^<]++|<(?!si[\s>/]))*?)</si>)")
     for block in _blocks(book, book.shared_strings_path or "", b"<si", None, "shared string"):
         seen += len(block)
         for m in si.finditer(block):
