@@ -262,6 +262,11 @@ def test_found_by_the_property_test(tmp_path: Path) -> None:
     contents = parts(sheet('<row r="1"><c r="A1"><v>1</v></c></row>'), style=styles("0.00"))
     unknown = dict(contents, **{"xl/workbook.xml": '<?xml version="1.0" encoding="abc"?>' + contents["xl/workbook.xml"]})
     refused(build(tmp_path / "encoding.xlsx", unknown), BadWorkbook, "xl/workbook.xml")
+    version = build(tmp_path / "version.xlsx", contents)
+    data = bytearray(version.read_bytes())
+    data[data.find(b"PK\x01\x02") + 6] = 64  # "needs zip version 6.4 to extract"
+    version.write_bytes(bytes(data))
+    refused(version, BadWorkbook, "not an .xlsx workbook")
     bad_ids = dict(contents, **{"xl/styles.xml": contents["xl/styles.xml"].replace('numFmtId="164"', 'numFmtId="\u00b2"')})
     assert read_all(build(tmp_path / "ids.xlsx", bad_ids)) == {"Data": [(1, [1])]}
 

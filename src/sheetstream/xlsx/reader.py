@@ -180,7 +180,7 @@ def open_workbook(path: str | Path, limits: ReadLimits = ReadLimits()) -> Workbo
     """Open and check a workbook: a real zip, no bombs, no DTDs, the parts a workbook needs."""
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, ValueError, EOFError, struct.error) as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, struct.error, NotImplementedError) as exc:  # a zip version
         _refuse_other_files(path)
         raise NotAWorkbook(
             "the file is not an .xlsx workbook (not a ZIP archive, or cut short: its end is missing)"
