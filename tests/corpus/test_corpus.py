@@ -32,44 +32,21 @@ RUN_SPACE = "text: inner whitespace"
 XLS_OPENED = "refusal: ours opens a legacy .xls file"
 
 #: file -> (why the difference is intended or is the reference's fault, the categories allowed)
-DELIBERATE: dict[str, tuple[str, set[str]]] = {}
+DELIBERATE: dict[str, tuple[str, set[str]]] = {
+    "pyexcel-xlsx/date_field.xlsx": ("serial 0 under a date format is Excel's day 0 of 1900 (shown 1900-01-00), which "
+                                     "we read as a date; calamine reads every serial below 1 as a time of day",
+                                     set(DELIBERATE_CATEGORIES)),
+}
 
 #: file -> the known reader gap that makes it differ (remove the entry when the reader is fixed)
 EXPECTED_GAPS: dict[str, str] = {
-    # Time formats: a serial below 1 with a time-only number format (h:mm, h:mm:ss, [$-F400]...) is a time of
-    # day; we return datetime(1899, 12, 31, ...) (1900 system) where calamine returns datetime.time.
-    "pyexcel-xlsx/date_field.xlsx": "time formats: time of day read as a datetime on 1899-12-31",
-    "xlsx2csv/timeformat.xlsx": "time formats: time of day read as a datetime on 1899-12-31",
-    # Line endings: a literal CR LF inside <t xml:space="preserve">...</t> of sharedStrings.xml; an XML
-    # processor reads it as LF (XML 1.0 section 2.11), we keep the CR.
-    "agate-excel/covid_19-iss.xlsx": "line endings: literal CR LF in a shared string kept",
     # Whitespace at the edges of a <t> without xml:space="preserve": Excel (by public reports) and calamine
     # trim it, we keep it. Here LibreOffice wrote a rich inline string as <r><t>Regular </t></r><r><rPr><b/>
     # </rPr><t>Bold</t></r>: calamine reads 'RegularBold', we read 'Regular Bold'. If the reader keeps such
     # whitespace on purpose, move this entry to DELIBERATE with the category RUN_SPACE.
     "xlsx2csv/formatted_inline_string.xlsx": "xml:space: whitespace at the edge of a <t> without xml:space kept",
-    # Refusal of legacy .xls: these OLE compound files (Mac Excel 2011) hold a theme as an embedded ZIP
-    # stream, so zipfile finds a ZIP end record and open_workbook returns a workbook with no sheets instead of
-    # refusing the file.
-    "agate-excel/test.xls": "xls refusal: OLE file with an embedded ZIP opens as a workbook with no sheets",
-    "agate-excel/test_empty.xls": "xls refusal: OLE file with an embedded ZIP opens as a workbook with no sheets",
-    "agate-excel/test_numeric_column_name.xls": "xls refusal: OLE file with an embedded ZIP opens with no sheets",
-    "agate-excel/test_sheets.xls": "xls refusal: OLE file with an embedded ZIP opens as a workbook with no sheets",
-    "agate-excel/test_skip_lines.xls": "xls refusal: OLE file with an embedded ZIP opens as a workbook with no sheets",
-    "agate-excel/test_zeros.xls": "xls refusal: OLE file with an embedded ZIP opens as a workbook with no sheets",
-    "xlrd/xf_class.xls": "xls refusal: OLE file with an embedded ZIP opens as a workbook with no sheets",
-    # <v xml:space="preserve"> on a formula's text result (<c t="str"><f>..</f><v xml:space="preserve"> foo</v>)
-    # reads as empty (C36 and eight more), and literal CR LF in shared strings (B33), and time-of-day
-    # formats (B45): all three gaps must close before this file passes.
-    "xlrd/reveng1.xlsx": "xml:space on <v>, line endings and time formats",
-    # Part-name case: the relationship says sharedStrings.xml, the ZIP holds xl/SharedStrings.xml
-    # (err_cell_empty) or xl/sharedstrings.xml (issue150, Target="/xl/sharedStrings.xml"): every
-    # shared-string cell fails with BadWorkbook "a cell points to shared string '0', which does not exist".
-    "xlrd/err_cell_empty.xlsx": "part-name case: xl/SharedStrings.xml",
-    "xlrd/issue150.xlsx": "part-name case: xl/sharedstrings.xml",
-    # ZIP entry names with backslashes (xl\workbook.xml, _rels\.rels) and [content_types].xml in lower case:
-    # "the file is a ZIP archive but not an .xlsx workbook"; calamine reads it.
-    "xlrd/apachepoi_49609.xlsx": "part names: backslash separators in ZIP entry names",
+    # The same in shared strings: 'IP20 ' (a trailing space, no xml:space) reads 'IP20' in calamine.
+    "xlrd/err_cell_empty.xlsx": "xml:space: trailing whitespace of a shared string without xml:space kept",
 }
 
 

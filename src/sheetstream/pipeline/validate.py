@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -233,6 +233,10 @@ _TIME_ONLY_DAYS = (date(1899, 12, 30), date(1899, 12, 31), date(1904, 1, 1))
 
 
 def _time(v: Any) -> time:
+    if type(v) is time:  # a cell in a time format (h:mm) or an ISO time
+        return v
+    if type(v) is timedelta and timedelta(0) <= v < timedelta(days=1):  # a duration format ([h]:mm) under a day
+        return (datetime.min + v).time()
     if type(v) is datetime:
         if v.date() not in _TIME_ONLY_DAYS:
             raise BadCell("has a date; the column holds times of day only")
@@ -268,6 +272,10 @@ def _a(v: Any) -> str:
         return "a number"
     if isinstance(v, datetime):
         return "a date"
+    if isinstance(v, time):
+        return "a time of day"
+    if isinstance(v, timedelta):
+        return "a duration"
     if isinstance(v, str):
         return "a text"
     return type(v).__name__

@@ -4,13 +4,23 @@ Every error raised on purpose is an :class:`XlsxError`.
 """
 
 from .cells import MAX_CELL_CHARS, MAX_SHEET_COLUMNS, MAX_SHEET_ROWS
-from .errors import BadWorkbook, CellTooLong, NotAWorkbook, UnsafeXml, WorkbookTooLarge, XlsxError
+from .errors import (
+    BadCell,
+    BadWorkbook,
+    CellTooLong,
+    NotAWorkbook,
+    PasswordProtected,
+    UnsafeXml,
+    WorkbookTooLarge,
+    XlsxError,
+)
 from .parts import MEDIA_TYPE
 from .reader import CellError, ReadLimits, open_workbook
 from .writer import DEFLATERS, WriteStats, deflater, write_xlsx
 
 __all__ = [
-    "DEFLATERS", "MAX_CELL_CHARS", "MAX_SHEET_COLUMNS", "MAX_SHEET_ROWS", "MEDIA_TYPE", "BadWorkbook", "CellError",
+    "DEFLATERS", "MAX_CELL_CHARS", "MAX_SHEET_COLUMNS", "MAX_SHEET_ROWS", "MEDIA_TYPE", "BadCell", "BadWorkbook",
+    "CellError", "PasswordProtected",
     "CellTooLong", "NotAWorkbook", "ReadLimits", "UnsafeXml", "WorkbookTooLarge", "WriteStats", "XlsxError",
     "deflater", "open_workbook", "write_xlsx",
 ]

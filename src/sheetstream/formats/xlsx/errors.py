@@ -52,5 +52,13 @@ class UnsafeXml(BadWorkbook, code="unsafe_xml"):
     """A part declares a DTD (entity expansion, external entities)."""
 
 
+class BadCell(BadWorkbook, code="bad_cell"):
+    """A cell that cannot be read (outside the grid, a value not of its type, too long); ``cell`` names it (A1)."""
+
+
+class PasswordProtected(NotAWorkbook, code="password_protected"):
+    """An encrypted (password-protected) workbook: it must be saved without the password first."""
+
+
 class CellTooLong(XlsxError, code="cell_too_long"):
     """A text is longer than Excel's 32,767-character cell limit and ``long_text="error"``."""

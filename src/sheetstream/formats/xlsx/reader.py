@@ -1,7 +1,7 @@
 """An ``.xlsx`` file on disk -> typed rows, streamed.
 
-The small parts (relationships, workbook, styles) are parsed with ElementTree after a check that refuses any
-DTD, so entity expansion and external entities (billion laughs, XXE) cannot happen. Worksheets and shared
+The small parts (relationships, workbook, styles) are parsed by expat into ElementTree, refusing any DTD in any
+encoding, so entity expansion and external entities (billion laughs, XXE) cannot happen. Worksheets and shared
 strings are read with a tokenizer built from compiled regular expressions over decompressed 1 MB blocks:
 it handles what SpreadsheetML producers write (any attribute order, namespace prefixes, sparse rows and
 cells, rich text runs, phonetic runs, formulas with cached results) and is about 5x faster than expat with
@@ -11,25 +11,61 @@ character references are decoded.
 Why ``zipfile`` on the spooled file rather than ``stream-unzip`` on the socket: a workbook's parts come in
 any order (our own writer puts the worksheets first and the styles last, Excel puts them last), and dates
 can only be told from numbers once the styles are known, so the reader needs random access to the parts;
-the upload is on disk anyway, for the all-or-nothing guarantee.
+the upload is on disk anyway, for the all-or-nothing guarantee. The parts are inflated here rather than by
+``zipfile``'s own reader, so that sizes and expansion ratios are counted from the bytes actually read and inflated,
+never taken from the zip's headers, which an upload can make lie.
+
+Hostile input is refused as it is read, in bounded memory and linear time: cells outside Excel's grid (16,384
+columns, 1,048,576 rows), texts over Excel's 32,767 characters, a row's XML over ``max_row_bytes``, shared strings
+beyond what their bytes justify, DTDs anywhere in any part, parts the tokenizer cannot read as UTF-8. Every error
+is a :class:`BadWorkbook` naming the cell (A1) or the part and the problem.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+from urllib.parse import unquote
 from xml.etree import ElementTree
+from xml.parsers import expat
 
-from .cells import column_index, serial_to_datetime, unescape_text
-from .errors import BadWorkbook, NotAWorkbook, UnsafeXml, WorkbookTooLarge
+from .cells import (
+    MAX_CELL_CHARS,
+    MAX_SHEET_COLUMNS,
+    MAX_SHEET_ROWS,
+    column_index,
+    column_letter,
+    excel_length,
+    serial_to_datetime,
+    unescape_text,
+)
+from .errors import BadCell, BadWorkbook, NotAWorkbook, PasswordProtected, UnsafeXml, WorkbookTooLarge
 
 _BLOCK = 1 << 20
+
+try:  # ISA-L inflates and checksums faster than zlib (sheetstream depends on it already, for writing)
+    from isal.isal_zlib import crc32 as _crc32
+    from isal.isal_zlib import decompressobj as _decompressobj
+    from isal.isal_zlib import error as _isal_error
+
+    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _isal_error)
+except ImportError:  # pragma: no cover
+    from zlib import crc32 as _crc32
+    from zlib import decompressobj as _decompressobj
+
+    _INFLATE_ERRORS = (zlib.error,)
+
+
+class _CellProblem(ValueError):
+    """What is wrong with the value of the cell being read; the sheet reader adds the cell's name."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +78,11 @@ class ReadLimits:
     max_shared_chars: int = 100_000_000
     #: Size of the small XML parts (workbook, styles, relationships).
     max_small_part: int = 32 << 20
+    #: XML of one row (or one shared string), held whole by the tokenizer: 16,384 columns x 1 kB, or some 500
+    #: cells at Excel's limit of 32,767 characters; a row past it is refused as soon as it passes it.
+    max_row_bytes: int = 16 << 20
+    #: Entries in the shared strings table, however short (each costs a list slot and a string object).
+    max_shared_strings: int = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -59,10 +100,13 @@ class Workbook:
     zip: zipfile.ZipFile
     sheets: list[tuple[str, str]]  # (name, part path) in workbook order
     date1904: bool = False
-    date_styles: frozenset[int] = frozenset()
+    date_styles: frozenset[int] = frozenset()  # styles that show dates, times or durations
     shared_strings_path: str | None = None
     limits: ReadLimits = field(default_factory=ReadLimits)
     _shared: list[str] | None = None
+    clock_styles: dict[int, str] = field(default_factory=dict)  # of those, the ones showing a "time" or "duration"
+    other_sheets: dict[str, str] = field(default_factory=dict)  # chart, macro and dialog sheets: name -> kind
+    package: _Package | None = None
 
     @property
     def sheet_names(self) -> list[str]:
@@ -84,6 +128,9 @@ class Workbook:
 
     def rows(self, sheet: str | None = None) -> Iterator[tuple[int, list[Any]]]:
         """``(row number, values)`` for each row that has a value; values are indexed by column (A = 0)."""
+        if sheet is not None and sheet in self.other_sheets and sheet not in self.sheet_names:
+            raise BadWorkbook(f"sheet {sheet!r} is {_SHEET_KINDS[self.other_sheets[sheet]]}, not a worksheet; it has "
+                              "no cells to import", sheets=self.sheet_names)
         if not self.sheets:
             raise NotAWorkbook("the workbook has no worksheets")
         if sheet is None:
@@ -97,46 +144,64 @@ class Workbook:
         return _read_sheet(self, path)
 
 
+_SHEET_KINDS = {"chartsheet": "a chart sheet", "xlMacrosheet": "a macro sheet", "xlIntlMacrosheet": "a macro sheet",
+                "dialogsheet": "a dialog sheet"}
+
+
 def open_workbook(path: str | Path, limits: ReadLimits = ReadLimits()) -> Workbook:
     """Open and check a workbook: a real zip, no bombs, no DTDs, the parts a workbook needs."""
+    with open(path, "rb") as f:
+        if f.read(len(_CFB_MAGIC)) == _CFB_MAGIC:  # an .xls or an encrypted workbook, even one holding a ZIP inside
+            _refuse_other_files(path)
     try:
         archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, struct.error, NotImplementedError) as exc:  # a zip version
+        _refuse_other_files(path)
         raise NotAWorkbook(
             "the file is not an .xlsx workbook (not a ZIP archive, or cut short: its end is missing)"
         ) from exc
     try:
         _check_sizes(archive, limits)
-        names = set(archive.namelist())
+        package = _Package(archive, limits)
         target = "xl/workbook.xml"
-        if "_rels/.rels" in names:
-            for rel in _relationships(archive, "_rels/.rels", "", limits):
+        if package.find("_rels/.rels"):
+            for rel in _relationships(package, "_rels/.rels", ""):
                 if rel[0].endswith("/officeDocument"):
                     target = rel[1]
-        if target not in names:
+        if not package.find(target):
+            _refuse_other_zips(package)
             raise NotAWorkbook("the file is a ZIP archive but not an .xlsx workbook (it has no workbook part)")
-        book = _parse_small(archive, target, limits)
-        ns = {"m": _ns(book), "r": "http://schemas.openxmlformats.org/officeDocument/2006/relationships"}
-        rels = {rid: (kind, part) for rid, kind, part in
-                ((r[2], r[0], r[1]) for r in _relationships(archive, _rels_path(target), posixpath.dirname(target), limits))}
-        sheets = []
-        for sheet in book.iterfind("m:sheets/m:sheet", ns):
-            rid = sheet.get(f"{{{ns['r']}}}id")
-            if rid in rels and rels[rid][0].endswith("/worksheet") and rels[rid][1] in names:
-                sheets.append((sheet.get("name", ""), rels[rid][1]))
-        pr = book.find("m:workbookPr", ns)
+        book = _parse_small(package, target)
+        ns = _ns(book)
+        rels = {rid: (kind, part)
+                for kind, part, rid in _relationships(package, _rels_path(target), posixpath.dirname(target))}
+        sheets, others = [], {}
+        for sheet in book.iterfind(f"{_q(ns, 'sheets')}/{_q(ns, 'sheet')}"):
+            # r:id, in the transitional or the strict relationships namespace
+            rid = next((value for key, value in sheet.attrib.items() if key.endswith("}id")), None)
+            kind, part = rels.get(rid or "", ("", ""))
+            if kind.endswith("/worksheet") and package.find(part):
+                sheets.append((sheet.get("name", ""), part))
+            elif kind.rsplit("/", 1)[-1] in _SHEET_KINDS:
+                others[sheet.get("name", "")] = kind.rsplit("/", 1)[-1]
+        pr = book.find(_q(ns, "workbookPr"))
         date1904 = pr is not None and pr.get("date1904", "false").lower() in ("1", "true")
         styles = next((part for kind, part in rels.values() if kind.endswith("/styles")), None)
         shared = next((part for kind, part in rels.values() if kind.endswith("/sharedStrings")), None)
+        date_styles, clock_styles = (_number_styles(package, styles) if styles and package.find(styles)
+                                     else (frozenset(), {}))
         return Workbook(
             zip=archive,
             sheets=sheets,
             date1904=date1904,
-            date_styles=_date_styles(archive, styles, limits) if styles in names else frozenset(),
-            shared_strings_path=shared if shared in names else None,
+            date_styles=date_styles,
+            shared_strings_path=shared if shared and package.find(shared) else None,
             limits=limits,
+            clock_styles=clock_styles,
+            other_sheets=others,
+            package=package,
         )
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, struct.error) as exc:
         archive.close()
         raise NotAWorkbook(f"the workbook's ZIP archive is damaged: {exc}") from exc
     except BaseException:
@@ -145,6 +210,7 @@ def open_workbook(path: str | Path, limits: ReadLimits = ReadLimits()) -> Workbo
 
 
 def _check_sizes(archive: zipfile.ZipFile, limits: ReadLimits) -> None:
+    """A first look at the sizes the zip declares (the parts are measured again as they are inflated)."""
     total = 0
     for info in archive.infolist():
         total += info.file_size
@@ -159,6 +225,187 @@ def _check_sizes(archive: zipfile.ZipFile, limits: ReadLimits) -> None:
         )
 
 
+# --- files that are not .xlsx, told apart so that the message says what to do ---------------------------------------
+
+_CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def _refuse_other_files(path: str | Path) -> None:
+    """Raise a clear error for a file that is not a ZIP archive but is something a person might upload as .xlsx."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+        if head.startswith(_CFB_MAGIC):
+            f.seek(0)
+            streams = _cfb_streams(f)
+            if "EncryptionInfo" in streams or "EncryptedPackage" in streams:
+                raise PasswordProtected("the workbook is password-protected: remove the password and upload it again")
+            if "Workbook" in streams or "Book" in streams:
+                raise NotAWorkbook("this is an Excel 97-2003 .xls file: save it as .xlsx (Excel Workbook) and upload "
+                                   "that", format="xls")
+            raise NotAWorkbook("the file is an older Office document (OLE2), not an .xlsx workbook: save it as .xlsx "
+                               "(Excel Workbook) and upload that", format="ole2")
+    if _looks_like_text(head):
+        raise NotAWorkbook("the file is text (perhaps CSV), not an .xlsx workbook: open it in Excel, save it as .xlsx "
+                           "(Excel Workbook) and upload that", format="text")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if head.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+        return True
+    if not head or b"\x00" in head:
+        return False
+    controls = sum(head.count(bytes([c])) for c in range(32) if c not in (9, 10, 12, 13))
+    return controls <= len(head) // 100
+
+
+def _cfb_streams(f: BinaryIO, max_sectors: int = 1024) -> set[str]:
+    """Names in the directory of an OLE2 compound file (CFB, MS-CFB), such as ``Workbook`` or ``EncryptionInfo``."""
+    names: set[str] = set()
+    try:
+        header = f.read(512)
+        if len(header) < 512 or not header.startswith(_CFB_MAGIC):
+            return names
+        shift = struct.unpack_from("<H", header, 30)[0]
+        if not 7 <= shift <= 16:
+            return names
+        size = 1 << shift
+        per_sector = size // 4
+        fat_count, first_dir = struct.unpack_from("<L", header, 44)[0], struct.unpack_from("<L", header, 48)[0]
+        difat_next, difat_count = struct.unpack_from("<LL", header, 68)
+        difat = list(struct.unpack_from("<109L", header, 76))
+
+        def sector(number: int) -> bytes:
+            f.seek((number + 1) * size)
+            return f.read(size)
+
+        for _ in range(min(difat_count, max_sectors)):
+            if difat_next >= 0xFFFFFFFA:
+                break
+            data = sector(difat_next)
+            if len(data) < size:
+                break
+            entries = struct.unpack(f"<{per_sector}L", data)
+            difat.extend(entries[:-1])
+            difat_next = entries[-1]
+        fat = [s for s in difat[:fat_count] if s < 0xFFFFFFFA]
+        current = first_dir
+        for _ in range(max_sectors):
+            if current >= 0xFFFFFFFA:
+                break
+            data = sector(current)
+            for at in range(0, len(data) - 127, 128):
+                length = struct.unpack_from("<H", data, at + 64)[0]
+                if 2 <= length <= 64:
+                    names.add(data[at:at + length - 2].decode("utf-16-le", "replace"))
+            if current // per_sector >= len(fat):
+                break
+            table = sector(fat[current // per_sector])
+            if len(table) < size:
+                break
+            current = struct.unpack_from("<L", table, (current % per_sector) * 4)[0]
+    except (struct.error, OSError, ValueError, OverflowError):
+        pass
+    return names
+
+
+def _refuse_other_zips(package: _Package) -> None:
+    """Raise a clear error for the ZIP-based formats that are not .xlsx."""
+    if package.find("xl/workbook.bin"):
+        raise NotAWorkbook("this is an Excel Binary Workbook (.xlsb): save it as .xlsx (Excel Workbook) and upload "
+                           "that", format="xlsb")
+    mimetype = package.find("mimetype")
+    if mimetype and mimetype.file_size < 200:
+        kind = b"".join(package.stream(mimetype)).strip()
+        if kind == b"application/vnd.oasis.opendocument.spreadsheet":
+            raise NotAWorkbook("this is an OpenDocument spreadsheet (.ods): save it as .xlsx (Excel Workbook) and "
+                               "upload that", format="ods")
+        if kind.startswith(b"application/vnd.oasis.opendocument"):
+            raise NotAWorkbook("this is an OpenDocument file, not a spreadsheet in .xlsx form", format="odf")
+
+
+# --- the parts of the package -------------------------------------------------------------------------------------
+
+
+def _norm(name: str) -> str:
+    """A part name as Excel matches it: ignoring case, with ``/`` or ``\\`` separators, percent-escapes decoded."""
+    return posixpath.normpath(unquote(name).replace("\\", "/").lstrip("/")).lower()
+
+
+class _Package:
+    """The parts of the zip by normalised name, each inflated with the bytes read and produced counted."""
+
+    def __init__(self, archive: zipfile.ZipFile, limits: ReadLimits):
+        self.archive = archive
+        self.limits = limits
+        self.inflated = 0
+        self.parts: dict[str, zipfile.ZipInfo] = {}
+        for info in archive.infolist():
+            if not info.filename.endswith("/"):  # a directory (is_dir() fails on an empty name)
+                self.parts.setdefault(_norm(info.filename), info)
+
+    def find(self, name: str) -> zipfile.ZipInfo | None:
+        return self.parts.get(_norm(name))
+
+    def stream(self, info: zipfile.ZipInfo) -> Iterator[bytes]:
+        """The inflated part in blocks of at most 1 MB, refused as soon as it expands more than the limits allow."""
+        name, limits = info.filename, self.limits
+        if info.flag_bits & 1:
+            raise PasswordProtected(f"part {name} of the workbook is encrypted: remove the password and upload it "
+                                    "again")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise BadWorkbook(f"part {name} is compressed with method {info.compress_type}, which Excel never uses")
+        out = crc = 0
+        try:
+            with open(self.archive.filename or "", "rb") as f:
+                f.seek(info.header_offset)
+                local = f.read(30)
+                if len(local) < 30 or not local.startswith(b"PK\x03\x04"):
+                    raise BadWorkbook(f"part {name} of the workbook is damaged: its local header is missing")
+                f.seek(info.header_offset + 30 + sum(struct.unpack_from("<HH", local, 26)))
+                left = info.compress_size  # stored parts only: for deflate, the stream's own end counts
+                inflater = _decompressobj(-15)
+                raw = b""
+                fed = 0
+                while True:
+                    if info.compress_type == zipfile.ZIP_STORED:
+                        data = f.read(min(_BLOCK, left))
+                        left -= len(data)
+                        fed += len(data)
+                        if not data and left > 0:
+                            raise EOFError("cut short")
+                        done = left <= 0
+                    else:
+                        if not raw:
+                            raw = f.read(1 << 18)
+                            if not raw:
+                                raise EOFError("cut short")
+                            fed += len(raw)
+                        data = inflater.decompress(raw, _BLOCK)
+                        raw = inflater.unconsumed_tail
+                        done = inflater.eof
+                    if data:
+                        out += len(data)
+                        self.inflated += len(data)
+                        crc = _crc32(data, crc)
+                        if out > 1 << 20 and out > limits.max_ratio * max(fed - len(raw), 1):
+                            raise WorkbookTooLarge(
+                                f"part {name} expands over {out / max(fed - len(raw), 1):,.0f} times (limit "
+                                f"{limits.max_ratio:,.0f}): refused as a likely zip bomb")
+                        if self.inflated > limits.max_uncompressed:
+                            raise WorkbookTooLarge("the workbook expands to over "
+                                                   f"{limits.max_uncompressed / 2**20:,.0f} MB, the limit")
+                        if out > info.file_size:
+                            raise BadWorkbook(f"part {name} of the workbook is damaged: it is larger than its zip "
+                                              "entry says")
+                        yield data
+                    if done:
+                        break
+        except (*_INFLATE_ERRORS, EOFError, OSError, ValueError) as exc:
+            raise BadWorkbook(f"part {name} of the workbook is damaged: {exc}") from exc
+        if out != info.file_size or crc != info.CRC:
+            raise BadWorkbook(f"part {name} of the workbook is damaged: its size or checksum is wrong")
+
+
 _DTD = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
 
 
@@ -167,33 +414,62 @@ def _refuse_dtd(part: str, head: bytes) -> None:
         raise UnsafeXml(f"part {part} declares a DTD; workbooks never need one, and DTDs enable entity attacks")
 
 
-def _parse_small(archive: zipfile.ZipFile, part: str, limits: ReadLimits) -> ElementTree.Element:
-    info = archive.getinfo(part)
-    if info.file_size > limits.max_small_part:
+def _parse_small(package: _Package, part: str) -> ElementTree.Element:
+    """A small part as an element tree, parsed by expat with any DTD refused, in whatever encoding the part is."""
+    info = package.find(part)
+    limit = package.limits.max_small_part
+    if info is None:
+        raise BadWorkbook(f"part {part} is missing")
+    if info.file_size > limit:
         raise WorkbookTooLarge(f"part {part} is {info.file_size:,} bytes, over the limit for it")
-    data = archive.read(part)
-    _refuse_dtd(part, data)
+    blocks = []
+    for block in package.stream(info):
+        blocks.append(block)
+    data = b"".join(blocks)
+
+    def refuse(*_: object) -> None:
+        raise UnsafeXml(f"part {part} declares a DTD; workbooks never need one, and DTDs enable entity attacks")
+
+    builder = ElementTree.TreeBuilder()
+    parser = expat.ParserCreate(namespace_separator="}")
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.StartElementHandler = lambda tag, attrs: builder.start(_qname(tag), {_qname(k): v for k, v in attrs.items()})
+    parser.EndElementHandler = lambda tag: builder.end(_qname(tag))
+    parser.CharacterDataHandler = builder.data
     try:
-        return ElementTree.fromstring(data)
-    except ElementTree.ParseError as exc:
+        parser.Parse(data, True)
+        return builder.close()
+    except (expat.ExpatError, LookupError, ValueError, AssertionError) as exc:  # an unknown encoding; a tree left open
         raise BadWorkbook(f"part {part} is not well-formed XML: {exc}") from exc
+
+
+def _qname(name: str) -> str:
+    """expat's ``uri}local`` as ElementTree's ``{uri}local``."""
+    return "{" + name if "}" in name else name
 
 
 def _ns(element: ElementTree.Element) -> str:
     return element.tag[1:].split("}")[0] if element.tag.startswith("{") else ""
 
 
+def _q(ns: str, local: str) -> str:
+    return f"{{{ns}}}{local}" if ns else local
+
+
 def _rels_path(part: str) -> str:
     return posixpath.join(posixpath.dirname(part), "_rels", posixpath.basename(part) + ".rels")
 
 
-def _relationships(archive: zipfile.ZipFile, rels: str, base: str, limits: ReadLimits) -> list[tuple[str, str, str]]:
+def _relationships(package: _Package, rels: str, base: str) -> list[tuple[str, str, str]]:
     """(type, resolved target, id) of each relationship in ``rels``."""
-    if rels not in archive.namelist():
+    if not package.find(rels):
         return []
     found = []
-    for rel in _parse_small(archive, rels, limits):
-        target = rel.get("Target", "")
+    for rel in _parse_small(package, rels):
+        if rel.get("TargetMode", "").lower() == "external":
+            continue
+        target = rel.get("Target", "").replace("\\", "/")
         resolved = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(base, target))
         found.append((rel.get("Type", ""), resolved, rel.get("Id", "")))
     return found
@@ -201,70 +477,185 @@ def _relationships(archive: zipfile.ZipFile, rels: str, base: str, limits: ReadL
 
 # Built-in number formats that show dates or times (ECMA-376 18.8.30, and the CJK ones Excel uses).
 _BUILTIN_DATES = frozenset([*range(14, 23), *range(27, 37), *range(45, 48), *range(50, 59), *range(71, 82)])
+_BUILTIN_CLOCKS = {18: "time", 19: "time", 20: "time", 21: "time", 45: "time", 47: "time", 46: "duration"}
 _NOT_TOKENS = re.compile(r'"[^"]*"|\\.|\[(?![hms]+\])[^\]]*\]|_.|\*.', re.IGNORECASE)
+_AM_PM = re.compile(r"AM/PM|A/P", re.IGNORECASE)
+_ELAPSED = re.compile(r"\[(?:h+|m+|s+)\]", re.IGNORECASE)
+
+
+def format_kind(code: str) -> str | None:
+    """What a custom number format shows: ``"date"`` (a date, maybe with a time: a datetime), ``"time"`` (a time of
+    day only), ``"duration"`` (elapsed time: ``[h]:mm:ss``), or None (a number or text)."""
+    section = _NOT_TOKENS.sub("", code.split(";")[0])
+    if "general" in section.lower():
+        return None
+    section = _AM_PM.sub("", section)
+    tokens = {c for c in section.lower() if c in "ymdhs"}
+    if not tokens:
+        return None
+    if "y" in tokens or "d" in tokens:
+        return "date"
+    if _ELAPSED.search(section):
+        return "duration"
+    if "h" in tokens or "s" in tokens:
+        return "time"
+    return "date"  # months alone: mmm, mmmm
 
 
 def is_date_format(code: str) -> bool:
-    """True when a custom number format shows a date or time (tokens y, m, d, h, s outside quotes)."""
-    section = _NOT_TOKENS.sub("", code.split(";")[0])
-    return any(c in "ymdhsYMDHS" for c in section) and "General" not in section
+    """True when a custom number format shows a date, time or duration (tokens y, m, d, h, s outside quotes)."""
+    return format_kind(code) is not None
 
 
-def _date_styles(archive: zipfile.ZipFile, part: str | None, limits: ReadLimits) -> frozenset[int]:
-    if part is None:
-        return frozenset()
-    root = _parse_small(archive, part, limits)
-    ns = {"m": _ns(root)}
-    custom = {int(f.get("numFmtId", -1)): f.get("formatCode", "") for f in root.iterfind("m:numFmts/m:numFmt", ns)}
-    dates = set()
-    for index, xf in enumerate(root.iterfind("m:cellXfs/m:xf", ns)):
-        fmt = int(xf.get("numFmtId", 0))
-        if fmt in custom:
-            if is_date_format(custom[fmt]):
-                dates.add(index)
-        elif fmt in _BUILTIN_DATES:
-            dates.add(index)
-    return frozenset(dates)
-
-
-def _blocks(archive: zipfile.ZipFile, part: str, element: bytes) -> Iterator[bytes]:
-    """Decompressed ``part`` in blocks that end just after a closing tag of ``element`` (``</row>`` or a prefixed
-    ``</x:row>``); the last block ends wherever the part does."""
-    plain, prefixed = b"</" + element + b">", b":" + element + b">"
-    pending = b""
-    first = True
+def _format_id(text: str | None) -> int:
     try:
-        with archive.open(part) as stream:
-            while block := stream.read(_BLOCK):
-                if first:
-                    _refuse_dtd(part, block[:4096])
-                    first = False
-                pending += block
-                cut = max(pending.rfind(plain) + len(plain), pending.rfind(prefixed) + len(prefixed))
-                if cut > len(prefixed):
-                    yield pending[:cut]
-                    pending = pending[cut:]
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise BadWorkbook(f"part {part} of the workbook is damaged: {exc}") from exc
-    if pending:
-        yield pending
+        return int(text or 0)
+    except ValueError:
+        return -1
 
 
-# Worksheet tokens, written for namespace-free XML: a part whose root element has a prefix (``<x:worksheet>``)
-# is rewritten without prefixes block by block first (one C-level substitution).
+def _number_styles(package: _Package, part: str) -> tuple[frozenset[int], dict[int, str]]:
+    """The cell styles that show dates, times or durations; and of those, the times and durations by kind."""
+    root = _parse_small(package, part)
+    ns = _ns(root)
+    custom = {_format_id(f.get("numFmtId")): f.get("formatCode", "")
+              for f in root.iterfind(f"{_q(ns, 'numFmts')}/{_q(ns, 'numFmt')}")}
+    dates, clocks = set(), {}
+    for index, xf in enumerate(root.iterfind(f"{_q(ns, 'cellXfs')}/{_q(ns, 'xf')}")):
+        fmt = _format_id(xf.get("numFmtId"))
+        kind = format_kind(custom[fmt]) if fmt in custom else ("date" if fmt in _BUILTIN_DATES else None)
+        kind = _BUILTIN_CLOCKS.get(fmt, kind) if fmt not in custom else kind
+        if kind:
+            dates.add(index)
+            if kind != "date":
+                clocks[index] = kind
+    return frozenset(dates), clocks
+
+
+# --- the tokenizer -------------------------------------------------------------------------------------------------
+
+#: XML bytes that one text of Excel's 32,767 characters can take at most: an entity or escape for each, of up
+#: to 8 bytes (``&#65535;``). A text node longer than this is refused while it streams in.
+_MAX_TEXT_BYTES = MAX_CELL_CHARS * 8
+_ENCODING = re.compile(rb'\s*<\?xml[^>]*?encoding\s*=\s*["\']([^"\']*)', re.IGNORECASE)
+_PREFIXED = re.compile(rb"<[A-Za-z_][\w.-]*:(?:worksheet|sst|sheetData|row|c|si)\b")
+_REF = re.compile(rb"""<(?:[\w.-]+:)?c\b[^<>]*?\sr\s*=\s*["']([A-Za-z]+\d+)""")
+_ROW_R = re.compile(rb"""\sr\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+
+
+def _check_encoding(part: str, head: bytes) -> None:
+    """The tokenizer reads UTF-8 only, as every spreadsheet program writes; anything else is refused."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head[:4]:
+        raise BadWorkbook(f"part {part} is encoded in UTF-16 or UTF-32; only UTF-8 is supported here: save the "
+                          "workbook again as .xlsx (Excel Workbook)")
+    declared = _ENCODING.match(head.removeprefix(b"\xef\xbb\xbf"))
+    if declared and declared.group(1).lower() not in (b"utf-8", b"utf8", b"us-ascii", b"ascii"):
+        raise BadWorkbook(f"part {part} is encoded in {declared.group(1).decode('ascii', 'replace')}; only UTF-8 is "
+                          "supported here: save the workbook again as .xlsx (Excel Workbook)")
+
+
+def _last_ref(data: bytes) -> str | None:
+    found = _REF.findall(data)
+    return found[-1].decode() if found else None
+
+
+def _aligned(stream: Iterator[bytes]) -> Iterator[bytes]:
+    """The blocks of ``stream`` re-cut just before their last ``<`` (the rest is carried on to the next block), so
+    that no tag, DTD marker or ``\\r\\n`` is split between two; a block without ``<`` (a long text) passes whole."""
+    carry = b""
+    for raw in stream:
+        lt = raw.rfind(b"<")
+        if lt < 0:
+            chunk, carry = carry + raw, b""
+        else:
+            chunk, carry = carry + raw[:lt], raw[lt:]
+        if chunk:
+            yield chunk
+    if carry:
+        yield carry
+
+
+def _blocks(book: Workbook, part: str, start: bytes, end: bytes | None, what: str) -> Iterator[bytes]:
+    """The decompressed ``part`` in blocks of whole elements: each block ends just before an element ``start``
+    (``<row`` or ``<si``) opens, so that none is split; the last ends with the part, or just before ``end``
+    (``</sheetData``: nothing after the rows is needed). Namespace prefixes are dropped (``<x:c>`` -> ``<c>``) when
+    the part uses them, line ends are normalised (XML 1.0, 2.11) and DTDs refused, wherever they are.
+
+    An element spanning blocks is held up to ``max_row_bytes``, a text node up to what 32,767 characters can take:
+    past either, the part is refused at once. Memory stays bounded and time linear, whatever the part holds.
+    """
+    info = book.package.find(part) if book.package else None
+    if info is None:
+        raise BadWorkbook(f"part {part} is missing")
+    limit = book.limits.max_row_bytes
+    stream = book.package.stream(info)  # type: ignore[union-attr]
+    chunks = _aligned(stream)
+    held: list[bytes] = []  # an element in progress, cut off at the end of the last block
+    size = run = 0  # bytes held; bytes since the last "<" (a text node in progress)
+    prefixed: bool | None = None
+    try:
+        for chunk in chunks:
+            if prefixed is None:
+                _check_encoding(part, chunk)
+            last = chunk.rfind(b"<")
+            run = run + len(chunk) if last < 0 else len(chunk) - last
+            if run > _MAX_TEXT_BYTES:
+                ref = _last_ref(b"".join(held[-8:]) + (chunk[:last] if last >= 0 else b""))
+                raise BadCell(f"{f'cell {ref}' if ref else 'a ' + what} holds a text of over {_MAX_TEXT_BYTES:,} "
+                              "bytes, more than Excel's limit of 32,767 characters for a cell allows", cell=ref)
+            if b"!" in chunk:  # one memchr; a search for "<!" costs 50 times more where tags are dense
+                _refuse_dtd(part, chunk)
+            if b"\r" in chunk:
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if prefixed is None:
+                prefixed = _PREFIXED.search(chunk, 0, 65536) is not None
+            if prefixed:
+                chunk = _PREFIX.sub(rb"<\1", chunk)
+            cut = chunk.rfind(start)
+            while cut >= 0 and chunk[cut + len(start):cut + len(start) + 1].isalpha():  # <rowBreaks>: not a row
+                cut = chunk.rfind(start, 0, cut)
+            # The end of sheetData can only follow the last row that starts in the block: search that tail only.
+            stop = end is not None and (at := chunk.find(end, max(cut, 0))) >= 0
+            if stop:
+                chunk = chunk[:at]
+            if cut > 0 or (cut == 0 and held):
+                held.append(chunk[:cut])
+                yield b"".join(held)
+                held, size = [chunk[cut:]], len(chunk) - cut
+            else:
+                held.append(chunk)
+                size += len(chunk)
+                if size > limit:
+                    head = held[0][:4096]  # where the row starts
+                    number = _ROW_R.search(head, 0, head.find(b">")) if what == "row" else None
+                    name = f"row {(number.group(1) or number.group(2) or b'?').decode()}" if number else f"a {what}"
+                    needs = "a row of Excel's 16,384 columns needs" if what == "row" else "32,767 characters need"
+                    raise WorkbookTooLarge(f"{name} holds over {limit / 2**20:,.0f} MB of XML, more than {needs}: "
+                                           "refused", limit=limit)
+            if stop:
+                break
+        if held:
+            yield b"".join(held)
+    finally:
+        chunks.close()
+        stream.close()
+
+
+# Worksheet tokens, written for namespace-free XML: a part that uses prefixes (``<x:worksheet>``, ``<s:row>``)
+# is rewritten without them block by block first (one C-level substitution).
 # A cell: column letters, style, type, the style again (for r-t-s order), other attributes, then its content:
-# a plain <v>, a plain inline <is><t>, or anything else (rich text, formulas) for the careful path.
+# a plain <v>, a plain inline <is><t>, or anything else (rich text, formulas, attributes on <v>) for the careful path.
+# No pattern may scan past where its element must end (the next "<" of a text, the next <c of a cell): with lazy
+# ".*?" a run of unclosed cells took quadratic time (55 s for 200 kB), so the careful path stops at the next cell.
 _CELL = re.compile(
-    rb'<c\b(?: r="([A-Z]+)\d*")?(?: s="(\d+)")?(?: t="(\w+)")?(?: s="(\d+)")?([^>]*?)'
-    rb"(?:/>|>(?:<v>([^<]*)</v>|<is><t>([^<]*)</t></is>|(.*?))</c>)",
-    re.S,
+    rb'<c\b(?: r="([A-Z]+)\d*")?(?: s="(\d+)")?(?: t="(\w+)")?(?: s="(\d+)")?([^<>]*?)'
+    rb"(?:/>|>(?:<v>([^<]*)</v>|<is><t>([^<]*)</t></is>|((?:[^<]++|<(?!c[\s>/]))*?))</c>)",
 )
-_ATTR = re.compile(rb'\s(\w+)="([^"]*)"')
+_ATTR = re.compile(rb"""\s([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _PREFIX = re.compile(rb"<(/?)[A-Za-z_][\w.-]*:(?!space)")
-_ROOT_PREFIX = re.compile(rb"<[A-Za-z_][\w.-]*:worksheet\b")
-_VALUE = re.compile(rb"<v>(.*?)</v>", re.S)
-_TEXT = re.compile(rb"<t(?:\s[^>]*)?>(.*?)</t>", re.S)
-_PHONETIC = re.compile(rb"<rPh\b.*?</rPh>", re.S)
+_VALUE = re.compile(rb"<v(?:\s[^<>]*)?>([^<]*)</v>")
+_TEXT = re.compile(rb"<t(?:\s[^<>]*?)?(?:/>|>([^<]*)</t>)")
+_PHONETIC = re.compile(rb"<rPh\b(?:[^<]++|<(?!rPh\b))*?</rPh>")
 _ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|lt|gt|amp|quot|apos);")
 _ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 
@@ -277,11 +668,18 @@ def _entity(m: re.Match[str]) -> str:
 
 
 def _decode(raw: bytes) -> str:
-    text = raw.decode("utf-8")
-    if "&" in text:
-        text = _ENTITY.sub(_entity, text)
+    try:
+        text = raw.decode("utf-8")
+        if "&" in text:
+            text = _ENTITY.sub(_entity, text)
+    except UnicodeDecodeError:
+        raise _CellProblem("its text is not valid UTF-8") from None
+    except (ValueError, OverflowError):
+        raise _CellProblem("its text holds a character reference to no character (&#...;)") from None
     if "_x" in text:
         text = unescape_text(text)
+    if len(text) > MAX_CELL_CHARS // 2 and excel_length(text) > MAX_CELL_CHARS:
+        raise _CellProblem(f"its text is {excel_length(text):,} characters long, over Excel's limit of 32,767")
     return text
 
 
@@ -290,59 +688,108 @@ def _rich_text(content: bytes) -> str:
     if b"<rPh" in content:
         content = _PHONETIC.sub(b"", content)
     if b"<![CDATA[" in content:
+        if content.count(b"<![CDATA[") > content.count(b"]]>"):  # searching for the ends would take quadratic time
+            raise _CellProblem("its text has a CDATA section that does not end")
         content = re.sub(rb"<!\[CDATA\[(.*?)\]\]>", lambda m: m.group(1).replace(b"&", b"&amp;").replace(b"<", b"&lt;"),
                          content, flags=re.S)
     return _decode(b"".join(_TEXT.findall(content)))
 
 
-def _unprefixed(blocks: Iterator[bytes]) -> Iterator[bytes]:
-    """Drop namespace prefixes (``<x:c>`` -> ``<c>``) when the part uses them; pass the blocks through otherwise."""
-    first = next(blocks, None)
-    if first is None:
-        return
-    if not _ROOT_PREFIX.search(first[:4096]) and b"<x:" not in first[:4096]:
-        yield first
-        yield from blocks
-        return
-    yield _PREFIX.sub(rb"<\1", first)
-    for block in blocks:
-        yield _PREFIX.sub(rb"<\1", block)
+#: Bytes of XML that a shared string takes at least (``<si><t>a</t></si>`` is 17; empty ones are rare, as the table
+#: holds each text once): far more strings than the bytes allow is a flood meant to fill memory.
+_SHARED_MIN_BYTES = 12
 
 
 def _read_shared_strings(book: Workbook) -> list[str]:
     strings: list[str] = []
-    chars = 0
-    si = re.compile(rb"<si\b[^>]*?(?:/>|>(.*?)</si>)", re.S)
-    for block in _unprefixed(_blocks(book.zip, book.shared_strings_path or "", b"si")):
+    chars = seen = 0
+    limits = book.limits
+    si = re.compile(rb"<si\b[^<>]*?(?:/>|>((?:[^<]++|<(?!si[\s>/]))*?)</si>)")
+    for block in _blocks(book, book.shared_strings_path or "", b"<si", None, "shared string"):
+        seen += len(block)
         for m in si.finditer(block):
-            text = _rich_text(m.group(1)) if m.group(1) else ""
+            try:
+                text = _rich_text(m.group(1)) if m.group(1) else ""
+            except _CellProblem as exc:
+                raise BadWorkbook(f"shared string {len(strings)} cannot be read: {exc}") from None
             chars += len(text)
-            if chars > book.limits.max_shared_chars:
+            if chars > limits.max_shared_chars:
                 raise WorkbookTooLarge(
-                    f"the shared strings table holds over {book.limits.max_shared_chars:,} characters, more than this "
+                    f"the shared strings table holds over {limits.max_shared_chars:,} characters, more than this "
                     "server keeps in memory; save the sheet with fewer distinct texts or split it"
                 )
             strings.append(text)
+        if len(strings) > limits.max_shared_strings or len(strings) > seen // _SHARED_MIN_BYTES + 10_000:
+            raise WorkbookTooLarge(
+                f"the shared strings table holds over {min(len(strings), limits.max_shared_strings):,} strings"
+                + (f" in {seen:,} bytes, more than real workbooks ever do" if len(strings) <= limits.max_shared_strings
+                   else ", more than this server keeps in memory; save the sheet with fewer distinct texts or split it")
+            )
     return strings
+
+
+def _shared(book: Workbook, raw: bytes) -> str:
+    strings = book.shared_strings()
+    try:
+        index = int(raw)
+    except ValueError:
+        index = -1
+    if not 0 <= index < len(strings):
+        raise _CellProblem(f"it points to shared string {raw.decode('utf-8', 'replace')!r}, which does not exist")
+    return strings[index]
+
+
+def _iso(raw: bytes) -> datetime | time:
+    """A ``t="d"`` value: an ISO 8601 date, date and time, or time alone (``T10:30:00`` or ``10:30:00``)."""
+    text = raw.decode("utf-8", "replace").strip()
+    try:
+        if text[-1:] in ("Z", "z"):
+            text = text[:-1]
+        if text[:1] in ("T", "t"):
+            return time.fromisoformat(text[1:])
+        if "-" not in text:
+            return time.fromisoformat(text)
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise _CellProblem(f"its value {text[:40]!r} is not an ISO 8601 date or time") from None
+
+
+def _serial(book: Workbook, style: int, raw: bytes) -> datetime | time | timedelta:
+    """A number in a date, time or duration style: a datetime, a time of day, or a timedelta."""
+    try:
+        serial = float(raw)
+    except ValueError:
+        raise _CellProblem(f"its value {raw.decode('utf-8', 'replace')[:40]!r} is not a number") from None
+    try:
+        kind = book.clock_styles.get(style)
+        if kind is None:
+            return serial_to_datetime(serial, book.date1904)
+        if kind == "duration":
+            return timedelta(milliseconds=round(serial * 86_400_000))
+        ms = round((serial % 1) * 86_400_000) % 86_400_000
+        return time(ms // 3_600_000, ms // 60_000 % 60, ms // 1000 % 60, ms % 1000 * 1000)
+    except (OverflowError, ValueError):
+        raise _CellProblem(f"its value {raw.decode('utf-8', 'replace')[:40]} is not a date or time Excel can show "
+                           "(its dates run from 1900-01-01 to 9999-12-31)") from None
 
 
 def _typed(book: Workbook, kind: bytes, raw: bytes, style: bytes) -> Any:
     """The value of a ``<v>`` by the cell's type attribute."""
     if kind == b"s":
-        try:
-            return book.shared_strings()[int(raw)]
-        except (IndexError, ValueError):
-            raise BadWorkbook(f"a cell points to shared string {raw.decode()!r}, which does not exist") from None
+        return _shared(book, raw)
     if kind == b"n":
         if style and int(style) in book.date_styles:
-            return serial_to_datetime(float(raw), book.date1904)
-        return int(raw) if raw.isdigit() else float(raw)
+            return _serial(book, int(style), raw)
+        try:
+            return int(raw) if raw.isdigit() else float(raw)
+        except ValueError:
+            raise _CellProblem(f"its value {raw.decode('utf-8', 'replace')[:40]!r} is not a number") from None
     if kind == b"b":
         return raw.strip() in (b"1", b"true")
     if kind == b"e":
         return CellError(_decode(raw))
     if kind == b"d":
-        return datetime.fromisoformat(raw.decode().rstrip("Z"))
+        return _iso(raw)
     return _decode(raw)  # str (a formula's text result), or an unknown type read as text
 
 
@@ -356,66 +803,133 @@ def _complex_cell(book: Workbook, kind: bytes, content: bytes, style: bytes) -> 
     return _typed(book, kind or b"n", found.group(1), style)
 
 
+def _attributes(rest: bytes) -> dict[bytes, bytes]:
+    """A cell's attributes in any order, with either quote; the style must be a number."""
+    attrs = {name: double or single for name, double, single in _ATTR.findall(rest)}
+    if not attrs.get(b"s", b"0").isdigit():
+        raise _CellProblem(f"its style {attrs[b's'].decode('utf-8', 'replace')[:20]!r} is not a number")
+    return attrs
+
+
+def _column(letters: bytes, row: int) -> int:
+    """The index of column ``letters`` (A = 0), checked against Excel's 16,384 columns (XFD)."""
+    if letters.isalpha() and letters.isupper():
+        if len(letters) <= 3 and (index := column_index(letters.decode())) < MAX_SHEET_COLUMNS:
+            return index
+        problem = "is past the last column Excel allows (XFD, column 16,384)"
+    else:
+        problem = "is not a cell reference"
+    ref = f"{letters.decode('utf-8', 'replace')[:20]}{row}"
+    raise BadCell(f"cell {ref} {problem}", cell=ref)
+
+
+def _row_number(head: bytes, previous: int) -> int:
+    """The ``r`` of a ``<row>`` written unusually (other quotes, other spacing); the next row when it has none."""
+    found = _ROW_R.search(head)
+    if found is None:
+        return previous + 1
+    return int(found.group(1) if found.group(1) is not None else found.group(2))
+
+
+def _bad_row(head: bytes) -> BadCell:
+    found = _ROW_R.search(head)
+    number = (found.group(1) if found.group(1) is not None else found.group(2)) if found else b"?"
+    return BadCell(f"row {number.decode('utf-8', 'replace')[:30]} is not a row number Excel allows (1 to 1,048,576)",
+                   row=number.decode("utf-8", "replace")[:30])
+
+
+def _bad_cell(exc: Exception, col: int, row: int, raw: bytes) -> BadCell:
+    ref = f"{column_letter(col)}{row}" if 0 <= col < MAX_SHEET_COLUMNS else None
+    if isinstance(exc, _CellProblem):
+        problem = str(exc)
+    elif isinstance(exc, UnicodeDecodeError):
+        problem = "its text is not valid UTF-8"
+    elif isinstance(exc, OverflowError):
+        problem = (f"its value {raw.decode('utf-8', 'replace')[:40]} is not a date or time Excel can show (its dates "
+                   "run from 1900-01-01 to 9999-12-31)")
+    else:
+        problem = f"its value {raw.decode('utf-8', 'replace')[:40]!r} is not a number"
+    return BadCell(f"cell {ref}: {problem}" if ref else f"a cell in row {row}: {problem}", cell=ref)
+
+
 def _read_sheet(book: Workbook, part: str) -> Iterator[tuple[int, list[Any]]]:
     """The hot loop of the import: rows of one worksheet, typed by cell type and style."""
     columns: dict[bytes, int] = {}
     date_styles = book.date_styles
+    clock_styles = book.clock_styles
     date1904 = book.date1904
     days: dict[bytes, datetime] = {}
     row_number = 0
-    for block in _unprefixed(_blocks(book.zip, part, b"row")):
-        for piece in block.split(b"</row>"):
-            start = piece.rfind(b"<row")
-            if start < 0:
-                continue
-            head_end = piece.find(b">", start)
-            head = piece[start:head_end]
-            at = head.find(b' r="')
-            row_number = int(head[at + 4:head.index(b'"', at + 4)]) if at >= 0 else row_number + 1
-            if head.endswith(b"/"):
-                continue  # <row .../> at the end of the part: an empty row
-            values: list[Any] = []
-            col = -1
-            for letters, style, kind, style2, rest, v, text, other in _CELL.findall(piece, head_end):
-                if rest and b'="' in rest:  # attributes in an unusual order
-                    attrs = dict(_ATTR.findall(rest))
-                    letters = letters or attrs.get(b"r", b"").rstrip(b"0123456789")
-                    style = style or attrs.get(b"s", b"")
-                    kind = kind or attrs.get(b"t", b"")
-                if letters:
-                    col = columns.get(letters)
-                    if col is None:
-                        col = columns[letters] = column_index(letters.decode())
-                else:
-                    col += 1
-                if other:
-                    value = _complex_cell(book, kind, other, style or style2)
-                    if value is None:
-                        continue
-                elif v:
-                    if not kind:
-                        style = style or style2
-                        if style and int(style) in date_styles:
-                            value = days.get(v)  # whole-day serials repeat: convert each once
-                            if value is None:
-                                value = serial_to_datetime(float(v), date1904)
-                                if v.isdigit() and len(days) < 100_000:
-                                    days[v] = value
-                        else:
-                            value = int(v) if v.isdigit() else float(v)
+    col = -1
+    v = b""
+    try:
+        for block in _blocks(book, part, b"<row", b"</sheetData", "row"):
+            for piece in block.split(b"</row>"):
+                start = piece.rfind(b"<row")
+                if start < 0:
+                    continue
+                head_end = piece.find(b">", start)
+                head = piece[start:head_end]
+                at = head.find(b' r="')
+                try:
+                    row_number = (int(head[at + 4:head.index(b'"', at + 4)]) if at >= 0
+                                  else _row_number(head, row_number))
+                except ValueError:
+                    raise _bad_row(head) from None
+                if not 0 < row_number <= MAX_SHEET_ROWS:
+                    raise _bad_row(head)
+                if head.endswith(b"/"):
+                    continue  # <row .../> at the end of the part: an empty row
+                values: list[Any] = []
+                col = -1
+                for letters, style, kind, style2, rest, v, text, other in _CELL.findall(piece, head_end):
+                    if rest and b"=" in rest:  # attributes in an unusual order, quoting or spacing
+                        attrs = _attributes(rest)
+                        letters = letters or attrs.get(b"r", b"").rstrip(b"0123456789")
+                        style = style or attrs.get(b"s", b"")
+                        kind = kind or attrs.get(b"t", b"")
+                    if letters:
+                        col = columns.get(letters)
+                        if col is None:
+                            col = columns[letters] = _column(letters, row_number)
                     else:
-                        value = _typed(book, kind, v, style or style2)
-                elif kind == b"inlineStr":
-                    value = _decode(text) if b"&" in text or b"_x" in text else text.decode()
-                else:
-                    continue  # an empty cell (style only)
-                if col == len(values):
-                    values.append(value)
-                else:
-                    if col > len(values):
-                        values.extend([None] * (col - len(values)))
+                        col += 1
+                        if col >= MAX_SHEET_COLUMNS:
+                            raise BadCell(f"row {row_number} has a cell past the last column Excel allows (XFD, "
+                                          "column 16,384)", row=row_number)
+                    if other:
+                        value = _complex_cell(book, kind, other, style or style2)
+                        if value is None:
+                            continue
+                    elif v:
+                        if not kind:
+                            style = style or style2
+                            if style and (s := int(style)) in date_styles:
+                                if s in clock_styles:
+                                    value = _serial(book, s, v)  # a time of day or a duration
+                                else:
+                                    value = days.get(v)  # whole-day serials repeat: convert each once
+                                    if value is None:
+                                        value = serial_to_datetime(float(v), date1904)
+                                        if v.isdigit() and len(days) < 100_000:
+                                            days[v] = value
+                            else:
+                                value = int(v) if v.isdigit() else float(v)
+                        else:
+                            value = _typed(book, kind, v, style or style2)
+                    elif kind == b"inlineStr":
+                        value = _decode(text) if b"&" in text or b"_x" in text or len(text) > 32_767 else text.decode()
+                    else:
+                        continue  # an empty cell (style only)
+                    if col == len(values):
                         values.append(value)
                     else:
-                        values[col] = value
-            if values:
-                yield row_number, values
+                        if col > len(values):
+                            values.extend([None] * (col - len(values)))
+                            values.append(value)
+                        else:
+                            values[col] = value
+                if values:
+                    yield row_number, values
+    except (ValueError, OverflowError) as exc:  # _CellProblem, or a value the fast path could not convert
+        raise _bad_cell(exc, col, row_number, v) from None
