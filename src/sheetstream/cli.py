@@ -120,9 +120,13 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--out", type=Path, default=Path("bench-results/export.json"))
     export.set_defaults(run=_lazy("bench.export", "run"))
 
-    imports = kinds.add_parser("import", help="whole import vs openpyxl read_only + executemany; parsers")
+    imports = kinds.add_parser("import", help="whole import vs calamine, pandas, polars and openpyxl; parsers")
     imports.add_argument("--rows", type=int, nargs="+", default=[200_000])
     imports.add_argument("--databases", default="sqlite,postgres")
+    imports.add_argument("--peers", default="calamine-copy,pandas-copy,polars-adbc,openpyxl-executemany",
+                         help="comma-separated peers, or none (default %(default)s)")
+    imports.add_argument("--repeats", type=int, default=5,
+                         help="interleaved repeats of each size's cases; ratios are taken pair by pair (default 5)")
     imports.add_argument("--openpyxl-max", type=int, default=200_000,
                          help="skip the (slow) openpyxl cases above this many rows")
     imports.add_argument("--out", type=Path, default=Path("bench-results/import.json"))
@@ -132,6 +136,13 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     channel.add_argument("--megabytes", type=int, default=512)
     channel.add_argument("--out", type=Path, default=Path("bench-results/channel.json"))
     channel.set_defaults(run=_lazy("bench.channel", "run"))
+
+    profile = kinds.add_parser("profile-import", help="CPU-time profile of one import into PostgreSQL per size, "
+                               "and the functions that grow faster than the rows")
+    profile.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])
+    profile.add_argument("--out", type=Path, default=Path("bench-results/profile"),
+                         help="folder for profile.json, profile.md and the .pstats files")
+    profile.set_defaults(run=_lazy("bench.profile_import", "run"))
 
 
 def _lazy(module: str, function: str, run_async: bool = False):
