@@ -112,9 +112,19 @@ def _add_load(commands: argparse._SubParsersAction) -> None:
 def _add_bench(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="benchmarks; JSON results and a printed table")
     kinds = bench.add_subparsers(dest="kind", required=True)
-    export = kinds.add_parser("export", help="sheetstream vs XlsxWriter vs openpyxl, and HTTP time to first byte")
+    export = kinds.add_parser("export", help="sheetstream vs XlsxWriter, openpyxl, rustpy-xlsxwriter, pandas, "
+                              "polars and ExcelJS, and HTTP time to first byte")
     export.add_argument("--rows", type=int, nargs="+", default=[200_000])
-    export.add_argument("--peers", default="xlsxwriter,openpyxl", help="comma-separated peers, or none")
+    export.add_argument("--peers", default="xlsxwriter,openpyxl,rustpy-xlsxwriter,pandas,polars,exceljs",
+                        help="comma-separated peers (also pyexcelerate), or none (default %(default)s)")
+    export.add_argument("--repeats", type=int, default=5,
+                        help="interleaved repeats of each size's writers; ratios are taken pair by pair (default 5)")
+    export.add_argument("--source", choices=["postgres", "demo"], default="postgres",
+                        help="rows read from PostgreSQL through a server-side cursor (default), or generated")
+    export.add_argument("--deflate-choices", choices=["all", "default"], default="all",
+                        help="every deflate library and level, or only the default (isal level 1)")
+    export.add_argument("--no-postgres-read", dest="postgres_read", action="store_false",
+                        help="skip the PostgreSQL read-path comparison")
     export.add_argument("--http-rows", type=int, nargs="*", default=[100_000, 1_000_000],
                         help="table sizes for the HTTP time-to-first-byte and server memory runs")
     export.add_argument("--out", type=Path, default=Path("bench-results/export.json"))
@@ -142,6 +152,12 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     profile.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])
     profile.add_argument("--out", type=Path, default=Path("bench-results/profile"),
                          help="folder for profile.json, profile.md and the .pstats files")
+    profile.add_argument("--no-profile", dest="profile", action="store_false",
+                         help="skip the profiled runs (cProfile slows the import several times)")
+    profile.add_argument("--no-stages", dest="stages", action="store_false",
+                         help="skip the unprofiled stage runs (read, validate, copy, job)")
+    profile.add_argument("--no-server", dest="server", action="store_false",
+                         help="skip the unprofiled import through a server")
     profile.set_defaults(run=_lazy("bench.profile_import", "run"))
 
 

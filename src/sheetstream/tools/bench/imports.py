@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.write_text(json.dumps(results, indent=2))
     report = markdown(results)
     args.out.with_suffix(".md").write_text(report)
-    console.print(report)
+    console.print(report, markup=False, highlight=False)
     console.print(f"results: {args.out} and {args.out.with_suffix('.md')}")
     return 0
 

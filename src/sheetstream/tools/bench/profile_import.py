@@ -30,7 +30,7 @@ from ..harness import POSTGRES_URL, machine, peak_rss_mb, postgres_problem, run_
 from .load import LoadWatch
 
 APPLICATION = "sheetstream-profile"
-TABLE = "bench_profile_orders"
+TABLE = f"bench_profile_orders_{os.getpid()}"  # one per process: runs side by side do not meet
 
 
 def write_workbook(path: Path, rows: int) -> None:
@@ -203,6 +203,69 @@ def _updates(after: dict, before: dict, table: str) -> int | None:
     return a["updates"] - b["updates"] if a and b else None
 
 
+def server_one(rows: int, path: Path, url: str = POSTGRES_URL) -> dict:
+    """The whole import through a server (``PUT /imports/...?wait=true``), unprofiled: the CPU seconds of the
+    server's main process (HTTP, spool, job saves), of its workers (parse, validate, COPY), of the PostgreSQL
+    backends serving it, and of this client."""
+    import httpx
+    import psutil
+
+    from ...formats.xlsx import MEDIA_TYPE
+    from ...store.demo import ORDERS
+    from ...store.postgres import PostgresStore
+    from ..harness import ServerProcess
+
+    store = PostgresStore(url)
+    store.create_table(TABLE, ORDERS, replace=True)
+    saved = os.environ.get("PGAPPNAME")
+    os.environ["PGAPPNAME"] = APPLICATION  # inherited by the server: its connections carry the name
+    try:
+        with ServerProcess(url, tables=[TABLE]) as server:
+            main = psutil.Process(server.process.pid)
+
+            def cpu(p: psutil.Process) -> float:
+                t = p.cpu_times()
+                return t.user + t.system
+
+            def workers() -> dict[int, float]:
+                return {c.pid: cpu(c) for c in main.children(recursive=True)}
+
+            warm = path.with_name("warm-up.xlsx")  # start the workers and import everything before measuring
+            write_workbook(warm, 10)
+            with open(warm, "rb") as f:
+                httpx.put(f"{server.url}/imports/{TABLE}", params={"mode": "replace", "wait": "true"}, content=f,
+                          headers={"Content-Type": MEDIA_TYPE}, timeout=60)
+            warm.unlink()
+            before_main, before_workers = cpu(main), workers()
+            before = pg_table_stats(url)
+            client = time.process_time()
+            with BackendCpu(url) as backend:
+                start = time.perf_counter()
+                with open(path, "rb") as f:
+                    response = httpx.put(f"{server.url}/imports/{TABLE}", params={"mode": "replace", "wait": "true"},
+                                         content=f, headers={"Content-Type": MEDIA_TYPE}, timeout=3600)
+                wall = time.perf_counter() - start
+            client = time.process_time() - client
+            after_workers = workers()
+            result = {"rows": rows, "status": response.status_code, "wall_seconds": round(wall, 3),
+                      "rows_inserted": response.json().get("rows_inserted"),
+                      "server_main_cpu_seconds": round(cpu(main) - before_main, 3),
+                      "server_workers_cpu_seconds": round(sum(v - before_workers.get(k, 0.0)
+                                                              for k, v in after_workers.items()), 3),
+                      "postgres_backend": backend.summary(), "client_cpu_seconds": round(client, 3)}
+        after = pg_table_stats(url)
+        result["job_saves"] = _updates(after, before, "sheetstream_jobs")
+        result["wal_bytes"] = wal_bytes(url, before["wal_lsn"], after["wal_lsn"])
+        result["checkpoints"] = after["checkpoints"] - before["checkpoints"]
+    finally:
+        if saved is None:
+            os.environ.pop("PGAPPNAME", None)
+        else:
+            os.environ["PGAPPNAME"] = saved
+        store.drop_table(TABLE)
+    return result
+
+
 def profile_one(rows: int, path: Path, out: Path, url: str = POSTGRES_URL, builtins: bool = False) -> dict:
     """One import of ``path`` (``rows`` data rows) under a CPU-time cProfile; writes ``out`` (.pstats). Run it in a
 process of its own: the connections it opens carry ``application_name`` so that :class:`BackendCpu` finds them."""
@@ -327,7 +390,40 @@ def markdown(results: dict) -> str:
             ratio = f"{g['ratio']:.1f}x" if g["ratio"] is not None else "new"
             lines.append(f"| `{g['function']}` | {g['measure']} | {g['small']:.3f} | {g['big']:.3f} | {ratio} | "
                          f"{g['calls_small']:,} / {g['calls_big']:,} | {g['beyond_linear']:.3f} |")
+    lines += stages_markdown(results)
     return "\n".join(lines) + "\n"
+
+
+def _per_row(value: float, rows: int) -> str:
+    return f"{value / rows * 1e6:.2f}"
+
+
+def stages_markdown(results: dict) -> list[str]:
+    lines = []
+    stages = [s for s in results.get("stages", []) if "error" not in s]
+    if stages:
+        lines += ["", "## Stages, unprofiled (each includes the ones before it; one process each)", "",
+                  "CPU us per row overall and in each tenth of the rows (a rising series is a cost that grows "
+                  "during the run); the PostgreSQL backend's CPU is the server side of the same stage.", "",
+                  "| stage | rows | wall s | CPU s | CPU us/row | us/row by tenth of the rows | PostgreSQL backend CPU s |"
+                  " others' CPU % |", "|---|---:|---:|---:|---:|---|---:|---:|"]
+        for s in stages:
+            points = [(0, 0.0, 0.0), *s["curve"]]
+            tenths = [(b[1] - a[1]) / (b[0] - a[0]) * 1e6 for a, b in zip(points, points[1:]) if b[0] > a[0]]
+            lines.append(f"| {s['stage']} | {s['rows']:,} | {s['wall_seconds']:.2f} | {s['cpu_seconds']:.2f} | "
+                         f"{_per_row(s['cpu_seconds'], s['rows'])} | {' '.join(f'{t:.0f}' for t in tenths)} | "
+                         f"{s['postgres_backend']['cpu_seconds']:.2f} | {s['load']['others_cpu_percent']['mean']:.0f} |")
+    server = [s for s in results.get("server", []) if "error" not in s]
+    if server:
+        lines += ["", "## Through the server (`PUT /imports/...?wait=true`), unprofiled", "",
+                  "| rows | wall s | server main CPU s | workers CPU s | PostgreSQL backends CPU s | client CPU s | "
+                  "job-record updates | checkpoints | others' CPU % |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for s in server:
+            lines.append(f"| {s['rows']:,} | {s['wall_seconds']:.2f} | {s['server_main_cpu_seconds']:.2f} | "
+                         f"{s['server_workers_cpu_seconds']:.2f} | {s['postgres_backend']['cpu_seconds']:.2f} | "
+                         f"{s['client_cpu_seconds']:.2f} | {s['job_saves']} | {s['checkpoints']} | "
+                         f"{s['load']['others_cpu_percent']['mean']:.0f} |")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -341,20 +437,32 @@ def run(args: argparse.Namespace) -> int:
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"machine": machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "runs": [], "comparisons": []}
+                     "runs": [], "comparisons": [], "stages": [], "server": []}
     with tempfile.TemporaryDirectory(prefix="sheetstream-profile-") as tmp:
         for rows in args.rows:
             path = Path(tmp) / f"orders-{rows}.xlsx"
             console.log(f"{rows:,} rows: writing the workbook ...")
             write_workbook(path, rows)
-            console.log(f"{rows:,} rows: profiling the import ({path.stat().st_size / 1e6:.1f} MB) ...")
-            # the watchers run here, not in the profiled process, whose CPU time they would add to
-            with LoadWatch() as load, BackendCpu(POSTGRES_URL) as backend:
-                result = run_case("sheetstream.tools.bench.profile_import", str(rows), str(path),
-                                  str(args.out / f"profile-{rows}.pstats"))
-            results["runs"].append({"rows": rows, **result, "load": load.summary(),
-                                    "postgres_backend": backend.summary()})
-            console.log(f"  {result.get('cpu_seconds', result.get('error'))} CPU s")
+            console.log(f"{rows:,} rows: importing ({path.stat().st_size / 1e6:.1f} MB) ...")
+            if args.profile:
+                # the watchers run here, not in the profiled process, whose CPU time they would add to
+                with LoadWatch() as load, BackendCpu(POSTGRES_URL) as backend:
+                    result = run_case("sheetstream.tools.bench.profile_import", str(rows), str(path),
+                                      str(args.out / f"profile-{rows}.pstats"))
+                results["runs"].append({"rows": rows, **result, "load": load.summary(),
+                                        "postgres_backend": backend.summary()})
+                console.log(f"  {result.get('cpu_seconds', result.get('error'))} CPU s")
+            for stage in STAGES if args.stages else ():
+                with LoadWatch() as load, BackendCpu(POSTGRES_URL) as backend:
+                    result = run_case("sheetstream.tools.bench.profile_import", "--stage", stage, str(rows), str(path))
+                results["stages"].append({"stage": stage, "rows": rows, **result, "load": load.summary(),
+                                          "postgres_backend": backend.summary()})
+                console.log(f"  stage {stage}: {result.get('cpu_seconds', result.get('error'))} CPU s")
+            if args.server:
+                with LoadWatch() as load:
+                    result = server_one(rows, path)
+                results["server"].append({**result, "load": load.summary()})
+                console.log(f"  through the server: {result}")
             path.unlink()
     ok = sorted((r for r in results["runs"] if "error" not in r), key=lambda r: r["rows"])
     for small, big in zip(ok, ok[1:]):
@@ -363,7 +471,7 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "profile.json").write_text(json.dumps(results, indent=2))
     report = markdown(results)
     (args.out / "profile.md").write_text(report)
-    console.print(report)
+    console.print(report, markup=False, highlight=False)
     console.print(f"results: {args.out / 'profile.json'}, {args.out / 'profile.md'} and the .pstats files")
     return 0
 
