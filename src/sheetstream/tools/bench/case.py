@@ -259,6 +259,8 @@ def run(writer: str, rows: int, out: Path, source: str = "demo") -> dict:
         first, how = extra.pop("first_write_epoch") - epoch, "written (node)"
     elif polled.seen:
         first, how = polled.seen - start, "on disk (polled)"
+    elif os.path.getsize(out):
+        first, how = end - start, "on disk at the end (polled)"  # written between two polls
     else:
         first, how = None, None
     extra.pop("first_write_epoch", None)

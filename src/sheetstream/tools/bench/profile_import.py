@@ -118,7 +118,8 @@ def pg_table_stats(url: str) -> dict:
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT relname, n_tup_upd, n_tup_hot_upd, n_dead_tup, n_live_tup, pg_total_relation_size(relid) "
-            "FROM pg_stat_user_tables WHERE relname IN ('sheetstream_jobs', %s)", (TABLE,)).fetchall()
+            "FROM pg_stat_user_tables WHERE relid IN (to_regclass('sheetstream_jobs'), to_regclass(%s))",
+            (f'"{TABLE}"',)).fetchall()
         wal = conn.execute("SELECT pg_current_wal_lsn()::text, "
                            "(SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter)").fetchone()
     return {"tables": {r[0]: {"updates": r[1], "hot_updates": r[2], "dead": r[3], "live": r[4], "bytes": r[5]}
