@@ -267,6 +267,37 @@ def server_one(rows: int, path: Path, url: str = POSTGRES_URL) -> dict:
     return result
 
 
+def save_cost(count: int = 100, url: str = POSTGRES_URL) -> dict:
+    """What one progress save costs the worker: ``JobBoard.save`` then ``cancel_requested`` (what ``report`` in
+    ``run_import_job`` does every 0.5 s), each on a new connection, ``count`` times. PostgreSQL's side is the CPU
+    of its exited backends (the postmaster's children CPU); an idle window as long measures the others' share."""
+    import psutil
+
+    from ...store.postgres import PostgresStore
+
+    jobs = PostgresStore(url).jobs
+    postmaster = next((p for p in psutil.process_iter(["cmdline"])
+                       if p.info["cmdline"] and p.info["cmdline"][0].endswith("/postgres") and p.ppid() == 1), None)
+
+    def pg() -> float:
+        if postmaster is None:
+            return float("nan")
+        t = postmaster.cpu_times()
+        return t.children_user + t.children_system
+
+    data = {"state": "inserting", "rows_read": 5000, "table": TABLE, "errors": [], "message": None}
+    wall, client, server = time.perf_counter(), time.process_time(), pg()
+    for _ in range(count):
+        jobs.save("bench-profile-save-cost", data)
+        jobs.cancel_requested("bench-profile-save-cost")
+    wall, client, server = time.perf_counter() - wall, time.process_time() - client, pg() - server
+    idle = pg()
+    time.sleep(wall)
+    idle = pg() - idle
+    return {"count": count, "wall_ms": round(wall / count * 1000, 2), "client_cpu_ms": round(client / count * 1000, 2),
+            "postgres_cpu_ms": round(server / count * 1000, 2), "postgres_idle_cpu_ms": round(idle / count * 1000, 2)}
+
+
 def profile_one(rows: int, path: Path, out: Path, url: str = POSTGRES_URL, builtins: bool = False) -> dict:
     """One import of ``path`` (``rows`` data rows) under a CPU-time cProfile; writes ``out`` (.pstats). Run it in a
 process of its own: the connections it opens carry ``application_name`` so that :class:`BackendCpu` finds them."""
@@ -392,6 +423,12 @@ def markdown(results: dict) -> str:
             lines.append(f"| `{g['function']}` | {g['measure']} | {g['small']:.3f} | {g['big']:.3f} | {ratio} | "
                          f"{g['calls_small']:,} / {g['calls_big']:,} | {g['beyond_linear']:.3f} |")
     lines += stages_markdown(results)
+    if cost := results.get("save_cost"):
+        lines += ["", "## One progress save (`JobBoard.save` + `cancel_requested`, a new connection each)", "",
+                  f"{cost['count']} in a row: {cost['wall_ms']} ms of wall time each (the import waits for it), "
+                  f"{cost['client_cpu_ms']} ms of the worker's CPU and {cost['postgres_cpu_ms']} ms of PostgreSQL's "
+                  f"(its exited backends; {cost['postgres_idle_cpu_ms']} ms in an idle window as long: other "
+                  "users'). The worker makes one every 0.5 s, however many rows that is."]
     return "\n".join(lines) + "\n"
 
 
@@ -465,6 +502,8 @@ def run(args: argparse.Namespace) -> int:
                 results["server"].append({**result, "load": load.summary()})
                 console.log(f"  through the server: {result}")
             path.unlink()
+    if args.server:
+        results["save_cost"] = save_cost()
     ok = sorted((r for r in results["runs"] if "error" not in r), key=lambda r: r["rows"])
     for small, big in zip(ok, ok[1:]):
         results["comparisons"].append({"small": small["rows"], "big": big["rows"],
