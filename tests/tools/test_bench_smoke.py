@@ -75,3 +75,22 @@ def test_bench_export_tiny(tmp_path: Path) -> None:
     if baseline != "sheetstream:isal:1":
         assert re.search(r"\| [\d.]+x \([\d.]+-[\d.]+\)x? \|", line) or re.search(r"\| [\d.]+x \|", line), line
     assert "CPU us/row" in report and "speed-up vs" in report
+
+
+def test_bench_profile_import_tiny(tmp_path: Path, pg_url: str) -> None:
+    out = tmp_path / "profile"
+    assert main(["bench", "profile-import", "--rows", "300", "600", "--no-server", "--out", str(out)]) == 0
+    results = json.loads((out / "profile.json").read_text())
+    runs = results["runs"]
+    assert [r["rows"] for r in runs] == [300, 600]
+    for r in runs:
+        assert r["state"] == "done" and r["rows_inserted"] == r["rows"], r
+        assert r["cpu_seconds"] > 0 and (out / f"profile-{r['rows']}.pstats").exists()
+        assert any("run_import_job" in name for name in r["functions"])
+        assert r["load"]["cores"] >= 1 and len(r["load"]["loadavg_before"]) == 3
+    assert [(c["small"], c["big"], c["threshold"]) for c in results["comparisons"]] == [(300, 600, 2.0)]
+    stages = {(s["stage"], s["rows"]): s for s in results["stages"]}
+    assert set(stages) == {(stage, rows) for stage in ("read", "validate", "copy", "job") for rows in (300, 600)}
+    assert all(s["done"] == s["rows"] and len(s["curve"]) == 10 for s in stages.values()), stages
+    report = (out / "profile.md").read_text()
+    assert "Growing faster than the rows (300 -> 600 rows" in report and "## Stages, unprofiled" in report

@@ -520,4 +520,5 @@ if __name__ == "__main__":
     if sys.argv[1] == "--stage":
         print(json.dumps(stage_one(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]))))
     else:
-        print(json.dumps(profile_one(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4:5] == ["builtins"])))
+        print(json.dumps(profile_one(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]),
+                                     builtins=sys.argv[4:5] == ["builtins"])))
