@@ -84,8 +84,6 @@ def test_load_watch_reports_load_average_cores_and_others_cpu() -> None:
     assert 0 <= cpu["median"] <= cpu["max"] and cpu["mean"] >= 0
     report = "\n".join(load.markdown(s))
     assert report.startswith("## Machine load") and "load average" in report and "other processes' CPU" in report
-    merged = load.merge([s, s])
-    assert merged["runs"] == 2 and "per-run means" in "\n".join(load.markdown(merged))
 
 
 def test_compare_lists_functions_growing_faster_than_the_rows() -> None:

@@ -106,24 +106,6 @@ class LoadWatch:
         }
 
 
-def merge(summaries: list[dict]) -> dict:
-    """One machine-load summary over several watched runs (each case's own watch)."""
-    if not summaries:
-        return {}
-    means = [s["others_cpu_percent"]["mean"] for s in summaries]
-    maxes = [s["others_cpu_percent"]["max"] for s in summaries]
-    return {
-        "cores": summaries[0]["cores"],
-        "loadavg_before": summaries[0]["loadavg_before"],
-        "loadavg_after": summaries[-1]["loadavg_after"],
-        "runs": len(summaries),
-        "others_cpu_percent": {"mean": round(statistics.fmean(means), 1),
-                               "median_of_run_means": round(statistics.median(means), 1),
-                               "min_of_run_means": round(min(means), 1), "max_of_run_means": round(max(means), 1),
-                               "max": round(max(maxes), 1)},
-    }
-
-
 def markdown(load: dict, title: str = "## Machine load") -> list[str]:
     """The report's machine-load section."""
     if not load:
@@ -133,13 +115,8 @@ def markdown(load: dict, title: str = "## Machine load") -> list[str]:
              f"- cores: {load['cores']}",
              f"- load average (1, 5, 15 min) before: {', '.join(map(str, load['loadavg_before']))}; "
              f"after: {', '.join(map(str, load['loadavg_after']))}"]
-    if "runs" in load:
-        lines.append(f"- other processes' CPU while the {load['runs']} runs ran (100% = one core): mean "
-                     f"{cpu['mean']:.0f}%, per-run means {cpu['min_of_run_means']:.0f}-{cpu['max_of_run_means']:.0f}%, "
-                     f"highest sample {cpu['max']:.0f}%")
-    else:
-        lines.append(f"- other processes' CPU during the run (100% = one core): mean {cpu['mean']:.0f}%, median "
-                     f"{cpu['median']:.0f}%, highest sample {cpu['max']:.0f}%")
+    lines.append(f"- other processes' CPU during the run (100% = one core): mean {cpu['mean']:.0f}%, median "
+                 f"{cpu['median']:.0f}%, highest sample {cpu['max']:.0f}%")
     if load.get("busiest_others"):
         lines.append("- busiest other processes: " + ", ".join(
             f"{p['name']} ({p['pid']}) {p['cpu_seconds']:.1f} CPU s" for p in load["busiest_others"]))
