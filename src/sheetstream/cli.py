@@ -155,17 +155,31 @@ def _add_load(commands: argparse._SubParsersAction) -> None:
 def _add_bench(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="benchmarks; JSON results and a printed table")
     kinds = bench.add_subparsers(dest="kind", required=True)
-    export = kinds.add_parser("export", help="sheetstream vs XlsxWriter vs openpyxl, and HTTP time to first byte")
+    export = kinds.add_parser("export", help="sheetstream vs XlsxWriter, openpyxl, rustpy-xlsxwriter, pandas, "
+                              "polars and ExcelJS, and HTTP time to first byte")
     export.add_argument("--rows", type=int, nargs="+", default=[200_000])
-    export.add_argument("--peers", default="xlsxwriter,openpyxl", help="comma-separated peers, or none")
+    export.add_argument("--peers", default="xlsxwriter,openpyxl,rustpy-xlsxwriter,pandas,polars,exceljs",
+                        help="comma-separated peers (also pyexcelerate), or none (default %(default)s)")
+    export.add_argument("--repeats", type=int, default=5,
+                        help="interleaved repeats of each size's writers; ratios are taken pair by pair (default 5)")
+    export.add_argument("--source", choices=["postgres", "demo"], default="postgres",
+                        help="rows read from PostgreSQL through a server-side cursor (default), or generated")
+    export.add_argument("--deflate-choices", choices=["all", "default"], default="all",
+                        help="every deflate library and level, or only the default (isal level 1)")
+    export.add_argument("--no-postgres-read", dest="postgres_read", action="store_false",
+                        help="skip the PostgreSQL read-path comparison")
     export.add_argument("--http-rows", type=int, nargs="*", default=[100_000, 1_000_000],
                         help="table sizes for the HTTP time-to-first-byte and server memory runs")
     export.add_argument("--out", type=Path, default=Path("bench-results/export.json"))
     export.set_defaults(run=_lazy("bench.export", "run"))
 
-    imports = kinds.add_parser("import", help="whole import vs openpyxl read_only + executemany; parsers")
+    imports = kinds.add_parser("import", help="whole import vs calamine, pandas, polars and openpyxl; parsers")
     imports.add_argument("--rows", type=int, nargs="+", default=[200_000])
     imports.add_argument("--databases", default="sqlite,postgres")
+    imports.add_argument("--peers", default="calamine-copy,pandas-copy,polars-adbc,openpyxl-executemany",
+                         help="comma-separated peers, or none (default %(default)s)")
+    imports.add_argument("--repeats", type=int, default=5,
+                         help="interleaved repeats of each size's cases; ratios are taken pair by pair (default 5)")
     imports.add_argument("--openpyxl-max", type=int, default=200_000,
                          help="skip the (slow) openpyxl cases above this many rows")
     imports.add_argument("--out", type=Path, default=Path("bench-results/import.json"))
@@ -175,6 +189,19 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     channel.add_argument("--megabytes", type=int, default=512)
     channel.add_argument("--out", type=Path, default=Path("bench-results/channel.json"))
     channel.set_defaults(run=_lazy("bench.channel", "run"))
+
+    profile = kinds.add_parser("profile-import", help="CPU-time profile of one import into PostgreSQL per size, "
+                               "and the functions that grow faster than the rows")
+    profile.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])
+    profile.add_argument("--out", type=Path, default=Path("bench-results/profile"),
+                         help="folder for profile.json, profile.md and the .pstats files")
+    profile.add_argument("--no-profile", dest="profile", action="store_false",
+                         help="skip the profiled runs (cProfile slows the import several times)")
+    profile.add_argument("--no-stages", dest="stages", action="store_false",
+                         help="skip the unprofiled stage runs (read, validate, copy, job)")
+    profile.add_argument("--no-server", dest="server", action="store_false",
+                         help="skip the unprofiled import through a server")
+    profile.set_defaults(run=_lazy("bench.profile_import", "run"))
 
 
 def _lazy(module: str, function: str, run_async: bool = False):

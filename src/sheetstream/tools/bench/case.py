@@ -1,21 +1,47 @@
 """One export benchmark case, run in its own process so that its peak RSS is its own.
 
-``python -m sheetstream.tools.bench.case WRITER ROWS OUT`` writes the demo rows with WRITER to OUT and prints JSON:
-wall seconds, seconds to the first byte written, peak RSS and file size.
-Writers: ``source`` (rows only, no file), ``sheetstream:LIB:LEVEL``, ``xlsxwriter``, ``openpyxl``.
+``python -m sheetstream.tools.bench.case WRITER ROWS OUT [SOURCE]`` writes ROWS rows with WRITER to OUT and prints
+JSON: wall seconds, CPU seconds (this process and its children), seconds to the first byte written, peak RSS and
+file size. SOURCE is ``demo`` (the deterministic demo rows generated in this process, the default) or
+``postgres:TABLE`` (the same rows read from that table of the test PostgreSQL through a server-side cursor, as the
+service reads them).
+Writers: ``source`` (rows only, no file), ``sheetstream:LIB:LEVEL``, ``xlsxwriter`` (``constant_memory``),
+``openpyxl`` (``write_only``), ``pyexcelerate``, ``rustpy-xlsxwriter`` (fed a generator of dicts), ``pandas``
+(``to_excel``, through a DataFrame of all the rows), ``polars`` (``write_excel``, through a DataFrame of all the
+rows), ``exceljs`` (Node, ``stream.xlsx.WorkbookWriter``, fed the rows as JSON lines on a pipe; needs
+``SHEETSTREAM_EXCELJS_DIR``, a folder where ``exceljs`` is installed).
 """
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import os
+import resource
+import subprocess
 import sys
+import threading
 import time
+from datetime import date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from ...store.demo import ORDERS, demo_rows
-from ..harness import peak_rss_mb
+from ..harness import POSTGRES_URL, peak_rss_mb
+
+#: Where the rows come from (set by :func:`run`): ``demo`` or ``postgres:TABLE``.
+SOURCE = "demo"
+
+
+def source_rows(rows: int):
+    """The rows to write, from :data:`SOURCE`."""
+    if SOURCE == "demo":
+        return demo_rows(rows)
+    from ...store.postgres import PostgresStore
+
+    table = SOURCE.partition(":")[2]
+    return PostgresStore(POSTGRES_URL).read_rows(table, ORDERS, limit=rows)  # a named (server-side) cursor
 
 
 class TimedFile(io.FileIO):
@@ -31,7 +57,7 @@ class TimedFile(io.FileIO):
 
 
 def _source(f: TimedFile, out: Path, header: list[str], rows: int, option: str) -> None:
-    for _ in demo_rows(rows):
+    for _ in source_rows(rows):
         pass
 
 
@@ -39,7 +65,7 @@ def _sheetstream(f: TimedFile, out: Path, header: list[str], rows: int, option: 
     from ...formats.xlsx import deflater, write_xlsx
 
     library, level = (option.split(":") + ["1"])[:2] if option else ("isal", "1")
-    for chunk in write_xlsx(demo_rows(rows), header, sheet_name="orders", compress=deflater(library, int(level))):
+    for chunk in write_xlsx(source_rows(rows), header, sheet_name="orders", compress=deflater(library, int(level))):
         f.write(chunk)
 
 
@@ -50,7 +76,7 @@ def _xlsxwriter(f: TimedFile, out: Path, header: list[str], rows: int, option: s
     ws = wb.add_worksheet("orders")
     date_fmt, datetime_fmt = wb.add_format({"num_format": "yyyy-mm-dd"}), wb.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
     ws.write_row(0, 0, header)
-    for r, row in enumerate(demo_rows(rows), 1):
+    for r, row in enumerate(source_rows(rows), 1):
         for c, v in enumerate(row):
             if v is None:
                 continue
@@ -73,7 +99,7 @@ def _openpyxl(f: TimedFile, out: Path, header: list[str], rows: int, option: str
     wb = openpyxl.Workbook(write_only=True)
     ws = wb.create_sheet("orders")
     ws.append(header)
-    for row in demo_rows(rows):
+    for row in source_rows(rows):
         ws.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in row])
     wb.save(f)
 
@@ -82,45 +108,176 @@ def _pyexcelerate(f: TimedFile, out: Path, header: list[str], rows: int, option:
     from pyexcelerate import Workbook
 
     wb = Workbook()
-    wb.new_sheet("orders", data=[header, *demo_rows(rows)])
+    wb.new_sheet("orders", data=[header, *source_rows(rows)])
     wb.save(f)
 
 
 def _rustpy_xlsxwriter(f: TimedFile, out: Path, header: list[str], rows: int, option: str) -> None:
-    import rustpy_xlsxwriter
+    from rustpy_xlsxwriter import FastExcel
 
     f.close()
-    records = [dict(zip(header, row)) for row in demo_rows(rows)]
-    rustpy_xlsxwriter.write_worksheet(records, str(out), sheet_name="orders")
+    # its API takes records (dicts); a generator of them is accepted, so no list of all the rows is built here
+    records = (dict(zip(header, row)) for row in source_rows(rows))
+    FastExcel(str(out)).sheet("orders", records).save()
+
+
+def _pandas(f: TimedFile, out: Path, header: list[str], rows: int, option: str) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(list(source_rows(rows)), columns=header)  # the whole table in memory
+    with pd.ExcelWriter(f, engine="xlsxwriter") as writer:
+        frame.to_excel(writer, sheet_name="orders", index=False)
+
+
+def _polars(f: TimedFile, out: Path, header: list[str], rows: int, option: str) -> None:
+    import polars as pl
+
+    f.close()
+    frame = pl.DataFrame(list(source_rows(rows)), schema=header, orient="row", infer_schema_length=None)
+    frame.write_excel(str(out), worksheet="orders")
+
+
+def _json_cell(v):
+    if isinstance(v, datetime):
+        return {"t": v.isoformat()}
+    if isinstance(v, date):
+        return {"d": v.isoformat()}
+    if isinstance(v, Decimal):
+        return float(v)
+    return v
+
+
+def _exceljs(f: TimedFile, out: Path, header: list[str], rows: int, option: str) -> dict:
+    folder = os.environ.get("SHEETSTREAM_EXCELJS_DIR")
+    if not folder:
+        raise SystemExit("SHEETSTREAM_EXCELJS_DIR is not set (bench export installs exceljs there)")
+    f.close()
+    script = Path(__file__).with_name("exceljs_writer.js")
+    env = {**os.environ, "NODE_PATH": str(Path(folder) / "node_modules")}
+    node = subprocess.Popen(["node", str(script), str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    assert node.stdin is not None
+    stdin = io.TextIOWrapper(node.stdin, encoding="utf-8", write_through=False)
+    dumps = json.JSONEncoder(ensure_ascii=False, default=_json_cell).encode
+    stdin.write(dumps(header) + "\n")
+    for row in source_rows(rows):
+        stdin.write(dumps([_json_cell(v) for v in row]) + "\n")
+    stdin.close()
+    assert node.stdout is not None
+    output = node.stdout.read()
+    if node.wait() != 0:
+        raise SystemExit(f"node exited with {node.returncode}")
+    done = json.loads(output)
+    first = done.get("first_write_epoch_ms")
+    node_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"first_write_epoch": first / 1000 if first else None, "node_peak_rss_mb": round(node_rss, 1)}
 
 
 #: Writer name (``sheetstream:LIB:LEVEL`` takes options after the first colon) -> what writes the file.
 WRITERS = {"source": _source, "sheetstream": _sheetstream, "xlsxwriter": _xlsxwriter, "openpyxl": _openpyxl,
-           "pyexcelerate": _pyexcelerate, "rustpy-xlsxwriter": _rustpy_xlsxwriter}
+           "pyexcelerate": _pyexcelerate, "rustpy-xlsxwriter": _rustpy_xlsxwriter, "pandas": _pandas,
+           "polars": _polars, "exceljs": _exceljs}
+
+#: Writer -> the packages it needs (a missing one skips it, the reason recorded).
+NEEDS = {"xlsxwriter": ["xlsxwriter"], "openpyxl": ["openpyxl"], "pyexcelerate": ["pyexcelerate"],
+         "rustpy-xlsxwriter": ["rustpy-xlsxwriter"], "pandas": ["pandas", "xlsxwriter"],
+         "polars": ["polars", "xlsxwriter"]}
+
+#: Modules imported before the clock starts (an import's own time is not the writer's).
+PRELOAD = {"sheetstream": ["sheetstream.formats.xlsx"], "xlsxwriter": ["xlsxwriter"], "openpyxl": ["openpyxl"],
+           "pyexcelerate": ["pyexcelerate"], "rustpy-xlsxwriter": ["rustpy_xlsxwriter"],
+           "pandas": ["pandas", "xlsxwriter"], "polars": ["polars", "xlsxwriter"]}
+
+#: Writers that hold every row before writing (their memory grows with the table), for the report.
+WHOLE_TABLE = {"pandas": "a DataFrame of all the rows", "polars": "a DataFrame of all the rows",
+               "pyexcelerate": "a list of all the rows"}
 
 
-def run(writer: str, rows: int, out: Path) -> dict:
+class FirstBytes:
+    """Polls a file's size from a thread: when its first byte reached the disk (for writers given a path)."""
+
+    def __init__(self, path: Path):
+        self.path, self.seen = path, None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            try:
+                if os.path.getsize(self.path) > 0:
+                    self.seen = time.perf_counter()
+                    return
+            except OSError:
+                pass
+
+    def __enter__(self) -> FirstBytes:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(1)
+
+
+def cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def missing(writer: str) -> str | None:
+    """Why ``writer`` cannot run here, or None."""
+    from ..harness import installed
+
+    name = writer.partition(":")[0]
+    absent = [p for p in NEEDS.get(name, []) if not installed(p)]
+    return f"not installed: {', '.join(absent)} (pip install -e '.[bench]')" if absent else None
+
+
+def run(writer: str, rows: int, out: Path, source: str = "demo") -> dict:
+    global SOURCE
     name, _, option = writer.partition(":")
     if name not in WRITERS:
         raise SystemExit(f"unknown writer {writer!r}")
+    if why := missing(writer):
+        return {"writer": writer, "rows": rows, "skipped": why}
+    SOURCE = source
+    for module in PRELOAD.get(name, []):
+        importlib.import_module(module)
+    if source != "demo":
+        import psycopg  # noqa: F401  (the source's own import, the same for every writer)
     baseline = peak_rss_mb()
-    start = time.perf_counter()
+    start, cpu, epoch = time.perf_counter(), cpu_seconds(), time.time()
     f = TimedFile(out, "w")
     try:
-        WRITERS[name](f, out, [c.name for c in ORDERS], rows, option)
+        with FirstBytes(out) as polled:
+            extra = WRITERS[name](f, out, [c.name for c in ORDERS], rows, option) or {}
     finally:
         f.close()
-    end = time.perf_counter()
+    end, cpu = time.perf_counter(), cpu_seconds() - cpu
+    if f.first_write:
+        first, how = f.first_write - start, "written"
+    elif extra.get("first_write_epoch"):
+        first, how = extra.pop("first_write_epoch") - epoch, "written (node)"
+    elif polled.seen:
+        first, how = polled.seen - start, "on disk (polled)"
+    elif os.path.getsize(out):
+        first, how = end - start, "on disk at the end (polled)"  # written between two polls
+    else:
+        first, how = None, None
+    extra.pop("first_write_epoch", None)
     return {
         "writer": writer,
         "rows": rows,
+        "source": source,
         "seconds": round(end - start, 3),
-        "first_byte_seconds": round((f.first_write or end) - start, 4),
+        "cpu_seconds": round(cpu, 3),
+        "first_byte_seconds": round(first, 4) if first is not None and name != "source" else None,
+        "first_byte_how": how,
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "baseline_rss_mb": round(baseline, 1),
         "bytes": os.path.getsize(out),
+        **extra,
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]))))
+    print(json.dumps(run(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), *sys.argv[4:5])))

@@ -1,10 +1,22 @@
 """``sheetstream bench export``: writers side by side, deflate choices, PostgreSQL read paths, and HTTP time to
-first byte and server memory, all in one run on the same deterministic rows. Writes JSON and a Markdown report."""
+first byte and server memory, all in one run on the same deterministic rows. Writes JSON and a Markdown report.
+
+Every writer runs in its own process, fed the same rows: by default from a PostgreSQL table through a
+server-side cursor, as the service reads them (``--source demo`` generates them in the process instead). The
+writers of one size run interleaved (A B C, A B C, ..., ``--repeats`` times); each one's time is compared with the
+baseline's (XlsxWriter ``constant_memory``) in the same repeat, and the report gives the median and range of
+those ratios beside the machine's load. Peers: XlsxWriter, openpyxl, pyexcelerate, rustpy-xlsxwriter, pandas,
+polars, and ExcelJS's streaming writer (Node; ``exceljs`` is installed with npm into a work folder beside the
+results when first needed).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import subprocess
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -13,39 +25,138 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from ..harness import POSTGRES_URL, ServerProcess, machine, peak_rss, postgres_problem, run_case
+from ..harness import POSTGRES_URL, ServerProcess, installed, machine, peak_rss, postgres_problem, run_case
+from . import load as machine_load
+from .case import NEEDS, WHOLE_TABLE, missing
+from .pairs import interleave, ratio_stats, shown
 
 DEFLATE_CHOICES = ["sheetstream:isal:1", "sheetstream:isal:2", "sheetstream:zlib:1", "sheetstream:zlib:6", "sheetstream:zlib-ng:1"]
+PEERS = ["xlsxwriter", "openpyxl", "pyexcelerate", "rustpy-xlsxwriter", "pandas", "polars", "exceljs"]
+EXCELJS = "4.4.0"
+SOURCE_TABLE = "sheetstream_bench_source"
+
+#: What a reader of the report needs to know about how a writer was fed or what it holds.
+NOTES = {
+    **{w: f"holds {what} before writing" for w, what in WHOLE_TABLE.items()},
+    "rustpy-xlsxwriter": "API takes records (dicts): fed a generator of dicts built from the cursor's rows; "
+                         "writes the file at save()",
+    "exceljs": "Node; the rows reach it as JSON lines on a pipe (their encoding is in the CPU seconds)",
+    "openpyxl": "control characters stripped (it refuses them)",
+    "source": "reading the rows only: every writer's time includes this",
+}
+
+
+def versions() -> dict:
+    names = {"xlsxwriter", "openpyxl", "psycopg", *(p for needs in NEEDS.values() for p in needs)}
+    return {name: installed(name) for name in sorted(names)}
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
     peers = [p for p in args.peers.split(",") if p and p != "none"]
-    results: dict = {"machine": machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    with tempfile.TemporaryDirectory(prefix="sheetstream-bench-") as tmp:
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        console.print(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
+        return 2
+    results: dict = {"machine": machine(), "versions": versions(),
+                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repeats": args.repeats,
+                     "writers": [], "skipped": []}
+    source = "demo"
+    if args.source == "postgres":
+        if problem := postgres_problem(POSTGRES_URL):
+            results["skipped"].append({"case": "source postgres", "reason": f"{problem}; rows generated instead"})
+        else:
+            source = f"postgres:{SOURCE_TABLE}"
+    results["source"] = source
+    choices = DEFLATE_CHOICES if args.deflate_choices == "all" else DEFLATE_CHOICES[:1]
+    writers = ["source", *choices, *peers]
+    results["baseline"] = baseline = "xlsxwriter" if "xlsxwriter" in writers else choices[0]
+    if "exceljs" in peers and (why := setup_exceljs(args.out.parent / "node", console)):
+        results["skipped"].append({"case": "exceljs", "reason": why})
+        writers.remove("exceljs")
+    results["versions"]["exceljs"] = EXCELJS if "exceljs" in writers else None
+    for writer in list(writers):
+        if why := missing(writer):
+            results["skipped"].append({"case": writer, "reason": why})
+            writers.remove(writer)
+    with tempfile.TemporaryDirectory(prefix="sheetstream-bench-") as tmp, machine_load.LoadWatch() as whole:
         work = Path(tmp)
-        results["writers"] = [
-            case(writer, rows, work, console)
-            for rows in args.rows
-            for writer in ["source", *DEFLATE_CHOICES, *peers]
-        ]
-        results["postgres_read"] = postgres_read(max(args.rows), console)
+        if source != "demo":
+            seed_source(max(args.rows), console)
+        for rows in args.rows:
+            cases = [(w, _bind(case, w, rows, work, source)) for w in writers]
+            for r in interleave(cases, args.repeats, on_result=_logger(console)):
+                results["writers"].append({**r, "writer": r["case"], "rows": rows})
+        if source != "demo":
+            from ...store.postgres import PostgresStore
+
+            PostgresStore(POSTGRES_URL).drop_table(SOURCE_TABLE)
+        results["postgres_read"] = postgres_read(max(args.rows), console) if args.postgres_read else []
         results["http"] = [http_export(rows, work, console) for rows in args.http_rows]
+    results["load"] = whole.summary()
+    key = _group
+    results["ratios"] = {"seconds": ratio_stats(results["writers"], baseline, key=key),
+                         "cpu_seconds": ratio_stats(results["writers"], baseline, metric="cpu_seconds", key=key)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     report = markdown(results)
     args.out.with_suffix(".md").write_text(report)
-    console.print(report)
+    console.print(report, markup=False, highlight=False)
     console.print(f"results: {args.out} and {args.out.with_suffix('.md')}")
     return 0
 
 
-def case(writer: str, rows: int, work: Path, console: Console) -> dict:
+def _bind(function, *args):
+    return lambda: function(*args)
+
+
+def _group(r: dict) -> str:
+    return str(r["rows"])
+
+
+def _logger(console: Console):
+    def log(r: dict) -> None:
+        what = r.get("error") or r.get("skipped") or f"{r.get('seconds')} s, {r.get('cpu_seconds')} CPU s"
+        console.log(f"  repeat {r['repeat'] + 1} {r['case']} ({r.get('rows', '')} rows): {what}")
+    return log
+
+
+def setup_exceljs(folder: Path, console: Console) -> str | None:
+    """Install the pinned ExcelJS into ``folder`` (once); None when ready, else why it cannot run."""
+    for tool in ("node", "npm"):
+        if not shutil.which(tool):
+            return f"{tool} is not installed"
+    package = folder / "node_modules" / "exceljs" / "package.json"
+    if not (package.exists() and json.loads(package.read_text()).get("version") == EXCELJS):
+        console.log(f"installing exceljs {EXCELJS} into {folder} ...")
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            done = subprocess.run(["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund",
+                                   "--no-save", f"exceljs@{EXCELJS}"], capture_output=True, text=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            return "npm install exceljs timed out"
+        if done.returncode != 0 or not package.exists():
+            return f"npm install exceljs@{EXCELJS} failed: {(done.stderr.strip().splitlines() or ['?'])[-1][:200]}"
+    os.environ["SHEETSTREAM_EXCELJS_DIR"] = str(folder.resolve())
+    return None
+
+
+def seed_source(rows: int, console: Console) -> None:
+    from ...store.demo import seed
+    from ...store.postgres import PostgresStore
+
+    console.log(f"seeding {rows:,} demo rows into PostgreSQL table {SOURCE_TABLE} ...")
+    seed(PostgresStore(POSTGRES_URL), rows, SOURCE_TABLE)
+
+
+def case(writer: str, rows: int, work: Path, source: str = "demo") -> dict:
     out = work / f"{writer.replace(':', '-')}-{rows}.xlsx"
-    console.log(f"writer {writer} on {rows:,} rows ...")
-    result = run_case("sheetstream.tools.bench.case", writer, str(rows), str(out))
+    with machine_load.LoadWatch(interval=0.5) as watch:
+        result = run_case("sheetstream.tools.bench.case", writer, str(rows), str(out), source)
     out.unlink(missing_ok=True)
-    return {"writer": writer, "rows": rows, **result}
+    summary = watch.summary()
+    return {**result, "others_cpu_percent": summary["others_cpu_percent"]["mean"],
+            "loadavg_before": summary["loadavg_before"][0]}
 
 
 def postgres_read(rows: int, console: Console) -> list[dict]:
@@ -107,26 +218,75 @@ def http_export(rows: int, work: Path, console: Console) -> dict:
         return result
 
 
-def markdown(results: dict) -> str:
-    lines = [f"# Export benchmark ({results['started']})", "", "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()), ""]
-    lines += ["## Writers (same demo rows, each in its own process)", "",
-              "| writer | rows | seconds | first byte (s) | peak RSS (MB) | size (MB) | vs XlsxWriter |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
-    baseline = {w["rows"]: w["seconds"] for w in results["writers"] if w.get("writer") == "xlsxwriter" and "seconds" in w}
+def _median(values: list[float]) -> float | None:
+    values = sorted(v for v in values if isinstance(v, (int, float)))
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def writers_table(results: dict) -> list[str]:
+    baseline = results["baseline"]
+    lines = ["| writer | rows | seconds | CPU seconds | CPU us/row | first byte (s) | peak RSS (MB) | size (MB) | "
+             f"speed-up vs {baseline} (time) | (CPU) | others' CPU | notes |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    groups: dict[tuple[str, int], list[dict]] = {}
     for w in results["writers"]:
-        if "error" in w:
-            lines.append(f"| {w['writer']} | {w['rows']:,} | error: {w['error']} | | | | |")
+        groups.setdefault((w["writer"], w["rows"]), []).append(w)
+    for (writer, rows), runs in groups.items():
+        ok = [r for r in runs if "error" not in r and "skipped" not in r]
+        name = writer.partition(":")[0]
+        note = NOTES.get(name, "")
+        if not ok:
+            why = runs[0].get("error") or runs[0].get("skipped")
+            lines.append(f"| {writer} | {rows:,} | {why} | | | | | | | | | {note} |")
             continue
-        ratio = (f"{baseline[w['rows']] / w['seconds']:.1f}x faster"
-                 if w["rows"] in baseline and w["writer"].startswith("sheetstream") else "")
-        lines.append(f"| {w['writer']} | {w['rows']:,} | {w['seconds']:.2f} | {w['first_byte_seconds']:.3f} | "
-                     f"{w['peak_rss_mb']:.1f} | {w['bytes'] / 1e6:.1f} | {ratio} |")
-    if results["postgres_read"]:
+        stats = results["ratios"]["seconds"].get(str(rows), {}).get(writer, {})
+        cpu = results["ratios"]["cpu_seconds"].get(str(rows), {}).get(writer, {})
+        cpu_median = cpu.get("value", {}).get("median")
+        first = _median([r.get("first_byte_seconds") for r in ok])
+        how = ok[0].get("first_byte_how") or ""
+        first_text = "" if first is None else f"{first:.3f}" + (" (at close)" if first > 0.5 * stats["value"]["median"] and name != "sheetstream" else "")
+        if how and how != "written":
+            first_text += f" [{how}]"
+        rss = max(max(r["peak_rss_mb"], r.get("node_peak_rss_mb", 0)) for r in ok)
+        speed = shown(stats.get("speedup", {}), 2, "x") if writer != baseline else "1 (baseline)"
+        speed_cpu = shown(cpu.get("speedup", {}), 2, "x") if writer != baseline and cpu else ""
+        others = [r.get("others_cpu_percent") for r in ok if r.get("others_cpu_percent") is not None]
+        others_text = f"{min(others):.0f}-{max(others):.0f}%" if others else ""
+        errors = len(runs) - len(ok)
+        lines.append(
+            f"| {writer} | {rows:,} | {shown(stats['value'], 2)} | {shown(cpu.get('value', {}), 2)} | "
+            f"{cpu_median / rows * 1e6:.1f} | {first_text} | {rss:.1f} | {ok[0]['bytes'] / 1e6:.1f} | {speed} | "
+            f"{speed_cpu} | {others_text} | {note}{f'; {errors} failed run(s)' if errors else ''} |")
+    return lines
+
+
+def markdown(results: dict) -> str:
+    n = results["repeats"]
+    lines = [f"# Export benchmark ({results['started']})", "",
+             "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()), "",
+             "Versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in results["versions"].items()), ""]
+    lines += machine_load.markdown(results.get("load", {}))
+    source = results.get("source", "demo")
+    fed = (f"read from PostgreSQL table `{source.partition(':')[2]}` through a server-side cursor" if source != "demo"
+           else "generated in the writer's process (deterministic demo rows)")
+    lines += ["## Writers (same rows, each run in its own process)", "",
+              f"Rows {fed}. The writers of a size ran interleaved, {n} time(s) each: figures are medians with the "
+              "(min-max) range; a speed-up is the baseline's time divided by the writer's in the same repeat, then "
+              "summarised. CPU seconds are the writer's process and its children (Node for ExcelJS). First byte: "
+              "when the writer first wrote to its file (polled on disk for writers given a path).", ""]
+    lines += writers_table(results)
+    if results.get("skipped"):
+        lines += ["", "Skipped: " + "; ".join(f"{s['case']}: {s['reason']}" for s in results["skipped"])]
+    if results.get("postgres_read"):
         lines += ["", "## PostgreSQL read path", "", "| method | rows | seconds |", "|---|---:|---:|"]
         lines += [f"| {p['method']} | {p['rows']:,} | {p['seconds']:.2f} |" for p in results["postgres_read"]]
-    lines += ["", "## HTTP export from SQLite (GET /exports/orders.xlsx)", "",
-              "| rows | first byte (ms) | seconds | size (MB) | server peak RSS before / after (MB) |",
-              "|---:|---:|---:|---:|---:|"]
-    lines += [f"| {h['rows']:,} | {h['first_byte_ms']:.1f} | {h['seconds']:.2f} | {h['bytes'] / 1e6:.1f} | "
-              f"{h['server_peak_rss_mb_before']:.1f} / {h['server_peak_rss_mb']:.1f} |" for h in results["http"]]
+    if results.get("http"):
+        lines += ["", "## HTTP export from SQLite (GET /exports/orders.xlsx; one run each)", "",
+                  "| rows | first byte (ms) | seconds | size (MB) | server peak RSS before / after (MB) |",
+                  "|---:|---:|---:|---:|---:|"]
+        lines += [f"| {h['rows']:,} | {h['first_byte_ms']:.1f} | {h['seconds']:.2f} | {h['bytes'] / 1e6:.1f} | "
+                  f"{h['server_peak_rss_mb_before']:.1f} / {h['server_peak_rss_mb']:.1f} |" for h in results["http"]]
     return "\n".join(lines) + "\n"

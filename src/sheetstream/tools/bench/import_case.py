@@ -1,18 +1,64 @@
 """One import benchmark case in its own process (so its peak RSS is its own); prints JSON.
 
 ``python -m sheetstream.tools.bench.import_case CASE FILE [DATABASE_URL TABLE]``, CASE one of:
-``sheetstream-parse``, ``calamine-parse``, ``openpyxl-parse``, ``openpyxl-executemany`` (the usual Python way:
-``read_only`` rows into ``executemany`` in one transaction).
+
+- parse only: ``sheetstream-parse``, ``calamine-parse``, ``openpyxl-parse``;
+- whole imports (parse + insert in one transaction, the table's rows replaced), the usual ways to do it:
+  ``openpyxl-executemany`` (``read_only`` rows into ``executemany``), ``calamine-copy`` (python-calamine rows
+  converted to the table's types, then psycopg ``COPY ... (FORMAT BINARY)`` with ``write_row``; into SQLite,
+  ``executemany``), ``pandas-copy`` (``pandas.read_excel(engine="calamine")``, then the same conversion and
+  COPY), ``polars-adbc`` (``polars.read_excel(engine="calamine")``, columns cast to the table's types, then
+  ``write_database(engine="adbc")`` through ``adbc-driver-postgresql``).
+
+A case whose package is missing prints ``{"skipped": reason}``. The conversion to the table's types is the
+obvious one: an empty cell (None, "", NaN, NaT) is NULL, integers ``int()``, numerics ``Decimal(str())``, dates
+``.date()`` of a datetime, timestamps as they come, booleans ``bool()``, texts ``str()``.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import resource
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-from ..harness import peak_rss_mb
+from ..harness import installed, peak_rss_mb
+
+#: Case -> the packages it needs (a missing one skips the case with that reason).
+NEEDS = {
+    "calamine-parse": ["python-calamine"],
+    "openpyxl-parse": ["openpyxl"],
+    "openpyxl-executemany": ["openpyxl"],
+    "calamine-copy": ["python-calamine"],
+    "pandas-copy": ["pandas", "python-calamine"],
+    "polars-adbc": ["polars", "fastexcel", "adbc-driver-postgresql", "pyarrow"],
+}
+
+#: Modules imported before the clock starts.
+PRELOAD = {
+    "sheetstream-parse": ["sheetstream.formats.xlsx"],
+    "calamine-parse": ["python_calamine"],
+    "openpyxl-parse": ["openpyxl"],
+    "openpyxl-executemany": ["openpyxl", "psycopg", "sheetstream.store"],
+    "calamine-copy": ["python_calamine", "psycopg", "sheetstream.store"],
+    "pandas-copy": ["pandas", "python_calamine", "psycopg", "sheetstream.store"],
+    "polars-adbc": ["polars", "fastexcel", "pyarrow", "adbc_driver_postgresql.dbapi", "sheetstream.store"],
+}
+
+#: Cases that only make sense with PostgreSQL (COPY, ADBC's PostgreSQL driver).
+POSTGRES_ONLY = {"pandas-copy", "polars-adbc"}
+
+
+def missing(case: str) -> str | None:
+    """Why ``case`` cannot run here (a package is not installed), or None."""
+    absent = [p for p in NEEDS.get(case, []) if not installed(p)]
+    return f"not installed: {', '.join(absent)} (pip install -e '.[bench]')" if absent else None
 
 
 def openpyxl_rows(path: Path):
@@ -28,11 +74,64 @@ def openpyxl_rows(path: Path):
         wb.close()
 
 
-def executemany(url: str, table: str, rows) -> int:
+def _empty(v: Any) -> bool:
+    return v is None or v == "" or (isinstance(v, float) and v != v) or type(v).__name__ == "NaTType"
+
+
+def to_kind(kind: str) -> Callable[[Any], Any]:
+    """The obvious conversion of a reader's value to a column kind (None for an empty cell)."""
+    if kind == "integer":
+        convert: Callable[[Any], Any] = int
+    elif kind == "float":
+        convert = float
+    elif kind == "numeric":
+        def convert(v): return Decimal(str(v))
+    elif kind == "date":
+        def convert(v): return v.date() if isinstance(v, datetime) else v
+    elif kind == "timestamp":
+        def convert(v): return v.to_pydatetime() if hasattr(v, "to_pydatetime") else v
+    elif kind == "boolean":
+        convert = bool
+    elif kind == "text":
+        convert = str
+    else:
+        def convert(v): return v
+
+    def converted(v: Any) -> Any:
+        return None if _empty(v) else convert(v)
+
+    return converted
+
+
+def typed(rows: Iterable[Iterable[Any]], kinds: list[str]) -> Iterator[tuple[Any, ...]]:
+    converters = [to_kind(k) for k in kinds]
+    for row in rows:
+        yield tuple(c(v) for c, v in zip(converters, row))
+
+
+def calamine_rows(path: Path) -> Iterator[list[Any]]:
+    from python_calamine import CalamineWorkbook
+
+    rows = CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).iter_rows()
+    next(rows, None)  # the header
+    return rows
+
+
+def pandas_rows(path: Path) -> Iterator[tuple[Any, ...]]:
+    import pandas as pd
+
+    frame = pd.read_excel(path, engine="calamine")
+    return frame.itertuples(index=False, name=None)
+
+
+def _columns(url: str, table: str):
     from ...store import open_store
 
-    store = open_store(url)
-    columns = store.columns(table)
+    return open_store(url).columns(table)
+
+
+def executemany(url: str, table: str, rows) -> int:
+    columns = _columns(url, table)
     names = ", ".join(f'"{c.name}"' for c in columns)
     count = 0
 
@@ -51,6 +150,7 @@ def executemany(url: str, table: str, rows) -> int:
     else:
         import sqlite3
 
+        sqlite3.register_adapter(Decimal, str)  # numerics are stored as text, as sheetstream's SQLite store does
         conn = sqlite3.connect(url.removeprefix("sqlite:///"))
         with conn:
             conn.execute(f'DELETE FROM "{table}"')
@@ -59,8 +159,74 @@ def executemany(url: str, table: str, rows) -> int:
     return count
 
 
+def copy_rows(url: str, table: str, rows: Iterable[tuple[Any, ...]]) -> int:
+    """``DELETE`` then ``COPY ... FROM STDIN (FORMAT BINARY)`` with ``write_row``, in one transaction."""
+    import psycopg
+    from psycopg import sql
+
+    if not url.startswith("postgres"):
+        return executemany(url, table, rows)
+    columns = _columns(url, table)
+    count = 0
+    with psycopg.connect(url) as conn:
+        target = sql.Identifier(table)
+        names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+        types = dict(conn.execute("SELECT attname, atttypid::regtype::text FROM pg_attribute WHERE attrelid = "
+                                  "%s::regclass AND attnum > 0 AND NOT attisdropped", (f'"{table}"',)).fetchall())
+        conn.execute(sql.SQL("DELETE FROM {}").format(target))
+        with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(target, names)) as copy:
+            copy.set_types([types[c.name] for c in columns])
+            for row in rows:
+                copy.write_row(row)
+                count += 1
+    return count
+
+
+_POLARS_TYPES = {"integer": "Int64", "float": "Float64", "text": "String", "date": "Date", "boolean": "Boolean",
+                 "timestamp": "Datetime", "time": "Time"}
+
+
+def polars_adbc(path: Path, url: str, table: str) -> int:
+    """polars reads the sheet (calamine), casts each column to the table's type, and ADBC ingests it: the DELETE
+    and the ingest in one transaction on one ADBC connection."""
+    import adbc_driver_postgresql.dbapi
+    import polars as pl
+
+    columns = _columns(url, table)
+    frame = pl.read_excel(path, engine="calamine")
+    casts = []
+    for c in columns:
+        if c.kind == "numeric":
+            dtype = pl.Decimal(c.precision or 38, c.scale or 0)
+        elif c.kind == "date":
+            casts.append(pl.col(c.name).cast(pl.Datetime).dt.date() if frame.schema[c.name] != pl.Date
+                         else pl.col(c.name))
+            continue
+        else:
+            dtype = getattr(pl, _POLARS_TYPES.get(c.kind, "String"))
+        casts.append(pl.col(c.name).cast(dtype))
+    frame = frame.select(casts)
+    with adbc_driver_postgresql.dbapi.connect(url) as conn:
+        with conn.cursor() as cur:
+            cur.execute(f'DELETE FROM "{table}"')
+        frame.write_database(table, connection=conn, if_table_exists="append", engine="adbc")
+        conn.commit()
+    return frame.height
+
+
+def cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def run(case: str, path: Path, url: str | None, table: str | None) -> dict:
-    start = time.perf_counter()
+    if why := missing(case):
+        return {"case": case, "skipped": why}
+    if case in POSTGRES_ONLY and not (url or "").startswith("postgres"):
+        return {"case": case, "skipped": "PostgreSQL only (COPY or ADBC's PostgreSQL driver)"}
+    for module in PRELOAD.get(case, []):  # an import's own time is not the case's
+        importlib.import_module(module)
+    start, cpu = time.perf_counter(), cpu_seconds()
     if case == "sheetstream-parse":
         from ...formats.xlsx import open_workbook
 
@@ -74,9 +240,19 @@ def run(case: str, path: Path, url: str | None, table: str | None) -> dict:
         rows = sum(1 for _ in openpyxl_rows(path))
     elif case == "openpyxl-executemany":
         rows = executemany(url or "", table or "", openpyxl_rows(path))
+    elif case == "calamine-copy":
+        kinds = [c.kind for c in _columns(url or "", table or "")]
+        rows = copy_rows(url or "", table or "", typed(calamine_rows(path), kinds))
+    elif case == "pandas-copy":
+        kinds = [c.kind for c in _columns(url or "", table or "")]
+        rows = copy_rows(url or "", table or "", typed(pandas_rows(path), kinds))
+    elif case == "polars-adbc":
+        rows = polars_adbc(path, url or "", table or "")
     else:
         raise SystemExit(f"unknown case {case!r}")
-    return {"case": case, "rows": rows, "seconds": round(time.perf_counter() - start, 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
+    seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    return {"case": case, "rows": rows, "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 if __name__ == "__main__":

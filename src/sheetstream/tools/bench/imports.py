@@ -1,6 +1,14 @@
-"""``sheetstream bench import``: the whole import (upload + parse + validate + insert) through the server,
-against openpyxl ``read_only`` + ``executemany`` on the same file and database in the same run, for SQLite and
-PostgreSQL; parse-only references (python-calamine, openpyxl, our reader). Writes JSON and a Markdown report."""
+"""``sheetstream bench import``: the whole import (upload + parse + validate + insert) through the server, against
+the usual ways to do it on the same file and database in the same run, and parse-only references.
+
+Peers (each in its own process, so its peak RSS is its own; see ``import_case``): python-calamine + COPY, pandas
+(``read_excel(engine="calamine")``) + COPY, polars (``read_excel(engine="calamine")``) + ADBC, openpyxl
+``read_only`` + ``executemany``. A peer whose package is missing is skipped, the reason kept in the JSON.
+
+The cases of one size and database run interleaved (A B C, A B C, ..., ``--repeats`` times), and each peer's time
+is divided by sheetstream's of the same repeat: the report gives the median and range of those ratios, and the
+machine's load (load average, other processes' CPU) beside them. The JSON keeps every run.
+"""
 
 from __future__ import annotations
 
@@ -12,20 +20,41 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
+import psutil
 from rich.console import Console
 
 from ...formats.xlsx import MEDIA_TYPE, write_xlsx
 from ...store import open_store
 from ...store.demo import ORDERS, demo_rows
 from ..harness import POSTGRES_URL, ServerProcess, installed, machine, peak_rss, postgres_problem, run_case
+from . import load as machine_load
+from .import_case import NEEDS, POSTGRES_ONLY, missing
+from .pairs import interleave, ratio_stats, shown
+
+PARSERS = ["sheetstream-parse", "calamine-parse", "openpyxl-parse"]
+PEERS = ["calamine-copy", "pandas-copy", "polars-adbc", "openpyxl-executemany"]
+BASELINE = "sheetstream"
+TABLE = "bench_orders"
+
+
+def versions() -> dict:
+    names = {"openpyxl", "psycopg", *(p for needs in NEEDS.values() for p in needs)}
+    return {name: installed(name) for name in sorted(names)}
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
-    results: dict = {"machine": machine(), "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "parse": [], "import": []}
+    peers = [p for p in args.peers.split(",") if p and p != "none"]
+    unknown = [p for p in peers if p not in PEERS]
+    if unknown:
+        console.print(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
+        return 2
+    results: dict = {"machine": machine(), "versions": versions(),
+                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "repeats": args.repeats, "baseline": BASELINE, "parse": [], "import": [], "skipped": []}
     databases = [d for d in args.databases.split(",") if d]
-    with tempfile.TemporaryDirectory(prefix="sheetstream-bench-import-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sheetstream-bench-import-") as tmp, \
+            machine_load.LoadWatch() as whole:
         work = Path(tmp)
         for rows in args.rows:
             path = work / f"orders-{rows}.xlsx"
@@ -34,77 +63,199 @@ def run(args: argparse.Namespace) -> int:
                     f.write(chunk)
             size = path.stat().st_size
             console.log(f"{rows:,} rows: file of {size / 1e6:.1f} MB")
-            parsers = ["sheetstream-parse", "calamine-parse"] + (["openpyxl-parse"] if rows <= args.openpyxl_max else [])
+            parsers = [p for p in PARSERS if p != "openpyxl-parse" or rows <= args.openpyxl_max]
+            cases = []
             for case in parsers:
-                if case == "calamine-parse" and not installed("python-calamine"):
-                    continue
-                results["parse"].append({**subprocess_case(case, path), "file_mb": round(size / 1e6, 1)})
-                console.log(f"  {case}: {results['parse'][-1]}")
+                if why := missing(case):
+                    results["skipped"].append({"case": case, "rows": rows, "reason": why})
+                else:
+                    cases.append((case, _bind(subprocess_case, case, path)))
+            for r in interleave(cases, args.repeats, on_result=_logger(console, "parse")):
+                results["parse"].append({**_renamed(r, rows), "file_mb": round(size / 1e6, 1)})
             for database in databases:
                 url = POSTGRES_URL if database == "postgres" else f"sqlite:///{work / 'bench.db'}"
-                if database == "postgres" and postgres_problem(url):
-                    console.log("PostgreSQL not reachable: skipped")
+                if database == "postgres" and (problem := postgres_problem(url)):
+                    console.log(f"{problem}: skipped")
+                    results["skipped"].append({"case": "*", "database": database, "rows": rows, "reason": problem})
                     continue
                 store = open_store(url)
-                store.create_table("bench_orders", ORDERS, replace=True)
-                results["import"].append(server_import(database, url, path, rows))
-                console.log(f"  sheetstream import into {database}: {results['import'][-1]}")
-                if rows <= args.openpyxl_max:
-                    store.create_table("bench_orders", ORDERS, replace=True)
-                    case = subprocess_case("openpyxl-executemany", path, url, "bench_orders")
-                    results["import"].append({"database": database, "rows": rows, **case})
-                    console.log(f"  openpyxl + executemany into {database}: {case}")
-                store.drop_table("bench_orders")
+                cases = [(BASELINE, _bind(server_import, url, path, store))]
+                for peer in peers:
+                    why = missing(peer)
+                    if not why and peer in POSTGRES_ONLY and database != "postgres":
+                        why = "PostgreSQL only (COPY or ADBC's PostgreSQL driver)"
+                    if not why and peer == "openpyxl-executemany" and rows > args.openpyxl_max:
+                        why = f"over --openpyxl-max ({args.openpyxl_max:,} rows)"
+                    if why:
+                        results["skipped"].append({"case": peer, "database": database, "rows": rows, "reason": why})
+                    else:
+                        cases.append((peer, _bind(peer_import, peer, url, path, store)))
+                for r in interleave(cases, args.repeats, on_result=_logger(console, database)):
+                    results["import"].append({"database": database, **_renamed(r, rows)})
+                store.drop_table(TABLE)
+    results["load"] = whole.summary()
+    results["ratios"] = {
+        "parse": ratio_stats(results["parse"], "sheetstream-parse", key=_group),
+        "parse_cpu": ratio_stats(results["parse"], "sheetstream-parse", metric="cpu_seconds", key=_group),
+        "import": ratio_stats(results["import"], BASELINE, key=_group),
+        "import_cpu": ratio_stats(results["import"], BASELINE, metric="cpu_seconds", key=_group),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     report = markdown(results)
     args.out.with_suffix(".md").write_text(report)
-    console.print(report)
+    console.print(report, markup=False, highlight=False)
+    console.print(f"results: {args.out} and {args.out.with_suffix('.md')}")
     return 0
 
 
+def _bind(function, *args):
+    return lambda: function(*args)
+
+
+def _group(r: dict) -> str:
+    return f"{r['database']} {r['rows']}" if "database" in r else str(r["rows"])
+
+
+def _renamed(r: dict, rows: int) -> dict:
+    """The case's own row count is ``rows_done``; ``rows`` is the size asked for (the group)."""
+    out = {k: v for k, v in r.items() if k != "rows"}
+    return {**out, "rows": rows, "rows_done": r.get("rows")}
+
+
+def _logger(console: Console, what: str):
+    def log(r: dict) -> None:
+        shown_ = r.get("error") or r.get("skipped") or f"{r.get('seconds')} s, {r.get('cpu_seconds')} CPU s"
+        console.log(f"  [{what}] repeat {r['repeat'] + 1} {r['case']}: {shown_}")
+    return log
+
+
+def watched(function):
+    """Run ``function`` with the machine watched: its result gets the other processes' mean CPU share."""
+    with machine_load.LoadWatch(interval=0.5) as watch:
+        result = function()
+    summary = watch.summary()
+    return {**result, "others_cpu_percent": summary["others_cpu_percent"]["mean"],
+            "loadavg_before": summary["loadavg_before"][0]}
+
+
 def subprocess_case(case: str, path: Path, *extra: str) -> dict:
-    return {"case": case, **run_case("sheetstream.tools.bench.import_case", case, str(path), *extra)}
+    return watched(lambda: {"case": case, **run_case("sheetstream.tools.bench.import_case", case, str(path), *extra)})
 
 
-def server_import(database: str, url: str, path: Path, rows: int) -> dict:
-    """PUT the file to a fresh server and wait for the job: the whole import as a user sees it."""
-    with ServerProcess(url, tables=["bench_orders"]) as server:
+def peer_import(peer: str, url: str, path: Path, store) -> dict:
+    store.create_table(TABLE, ORDERS, replace=True)
+    return subprocess_case(peer, path, url, TABLE)
+
+
+def _tree_cpu(pid: int) -> float:
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for p in [root, *root.children(recursive=True)]:
+            t = p.cpu_times()
+            total += t.user + t.system
+        return total
+    except psutil.Error:
+        return float("nan")
+
+
+def _worker_peaks(pid: int) -> float:
+    try:
+        return max((peak_rss(c.pid) for c in psutil.Process(pid).children(recursive=True)), default=0.0)
+    except (psutil.Error, OSError):
+        return float("nan")
+
+
+def server_import(url: str, path: Path, store) -> dict:
+    """PUT the file to a fresh server and wait for the job: the whole import as a user sees it. CPU seconds are
+    the server's (main process and its workers)."""
+    store.create_table(TABLE, ORDERS, replace=True)
+    with ServerProcess(url, tables=[TABLE]) as server:
         base, pid = server.url, server.process.pid
-        before = peak_rss(pid)
-        start = time.perf_counter()
-        with open(path, "rb") as f:
-            response = httpx.put(f"{base}/imports/bench_orders", params={"mode": "replace", "wait": "true"},
-                                 content=f, headers={"Content-Type": MEDIA_TYPE, **server.headers}, timeout=3600)
-        seconds = time.perf_counter() - start
-        job = response.json()
-        return {"database": database, "rows": rows, "case": "sheetstream", "status": response.status_code,
-                "rows_inserted": job.get("rows_inserted"), "seconds": round(seconds, 3),
-                "rows_per_s": round(rows / seconds), "server_peak_rss_mb_before": before,
-                "server_peak_rss_mb": peak_rss(pid)}
+        warm = path.with_name("warm-up.xlsx")  # start the workers and import everything before measuring
+        with open(warm, "wb") as f:
+            for chunk in write_xlsx(demo_rows(10), [c.name for c in ORDERS], sheet_name="orders"):
+                f.write(chunk)
+        with open(warm, "rb") as f:
+            httpx.put(f"{base}/imports/{TABLE}", params={"mode": "replace", "wait": "true"}, content=f,
+                      headers={"Content-Type": MEDIA_TYPE, **server.headers}, timeout=120)
+        warm.unlink()
+
+        def upload() -> dict:
+            before, cpu = peak_rss(pid), _tree_cpu(pid)
+            start = time.perf_counter()
+            with open(path, "rb") as f:
+                response = httpx.put(f"{base}/imports/{TABLE}", params={"mode": "replace", "wait": "true"},
+                                     content=f, headers={"Content-Type": MEDIA_TYPE, **server.headers}, timeout=3600)
+            seconds = time.perf_counter() - start
+            job = response.json()
+            result = {"case": BASELINE, "status": response.status_code, "rows": job.get("rows_inserted"),
+                      "seconds": round(seconds, 3), "cpu_seconds": round(_tree_cpu(pid) - cpu, 3),
+                      "server_peak_rss_mb_before": before, "server_peak_rss_mb": peak_rss(pid),
+                      "worker_peak_rss_mb": _worker_peaks(pid)}
+            if response.status_code != 200:
+                result["error"] = f"HTTP {response.status_code}: {job.get('message')}"
+            return result
+
+        return watched(upload)
+
+
+def _rows_table(runs: list[dict], ratios: dict, cpu_ratios: dict | None, group_of, baseline: str) -> list[str]:
+    """One line per (group, case): medians with ranges, and the pairwise ratio to the baseline."""
+    lines = []
+    seen: dict[tuple[str, str], list[dict]] = {}
+    for r in runs:
+        seen.setdefault((group_of(r), r["case"]), []).append(r)
+    for (group, case), rs in seen.items():
+        ok = [r for r in rs if "error" not in r]
+        errors = [r["error"] for r in rs if "error" in r]
+        stats = ratios.get(group, {}).get(case)
+        if not ok or not stats:
+            lines.append(f"| {group} | {case} | error: {errors[0] if errors else '?'} | | | | | |")
+            continue
+        rss = [r.get("worker_peak_rss_mb") or r.get("peak_rss_mb") for r in ok]
+        rss_text = f"{max(rss):.1f}" if all(isinstance(x, (int, float)) for x in rss) else ""
+        if "server_peak_rss_mb" in ok[0]:
+            rss_text = f"{max(r['server_peak_rss_mb'] for r in ok):.1f} main / {rss_text} worker"
+        rows = ok[0]["rows"]
+        rate = rows / stats["value"]["median"] if stats["value"]["median"] else 0
+        cpu = (cpu_ratios or {}).get(group, {}).get(case)
+        ratio = shown(stats["ratio"], 2, "x") if case != baseline else "1 (baseline)"
+        cpu_ratio = shown(cpu["ratio"], 2, "x") if cpu and case != baseline else ""
+        cpu_value = shown(cpu["value"], 2) if cpu else ""
+        others = [r.get("others_cpu_percent") for r in ok if r.get("others_cpu_percent") is not None]
+        others_text = f"{min(others):.0f}-{max(others):.0f}%" if others else ""
+        lines.append(f"| {group} | {case} | {shown(stats['value'], 2)} | {cpu_value} | {rate:,.0f} | {rss_text} | "
+                     f"{ratio} | {cpu_ratio} | {others_text} |" + (f" {len(errors)} error(s)" if errors else ""))
+    return lines
 
 
 def markdown(results: dict) -> str:
+    n = results["repeats"]
     lines = [f"# Import benchmark ({results['started']})", "",
              "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()), "",
-             "## Parse only (each in its own process)", "", "| parser | rows | file (MB) | seconds | peak RSS (MB) |",
-             "|---|---:|---:|---:|---:|"]
-    for p in results["parse"]:
-        if "error" in p:
-            lines.append(f"| {p['case']} | | | error: {p['error']} | |")
-        else:
-            lines.append(f"| {p['case']} | {p['rows']:,} | {p['file_mb']} | {p['seconds']:.2f} | {p['peak_rss_mb']:.1f} |")
-    lines += ["", "## Whole import (upload + parse + validate + insert, one transaction)", "",
-              "| database | rows | how | seconds | rows/s | peak RSS (MB) | speed-up |", "|---|---:|---|---:|---:|---:|---:|"]
-    base = {(i["database"], i["rows"]): i["seconds"] for i in results["import"] if i.get("case") == "openpyxl-executemany" and "seconds" in i}
-    for i in results["import"]:
-        if "error" in i:
-            lines.append(f"| {i['database']} | {i['rows']:,} | {i['case']} | error: {i['error']} | | | |")
-            continue
-        rss = (f"{i['server_peak_rss_mb']:.1f} (server; {i['server_peak_rss_mb_before']:.1f} before)"
-               if "server_peak_rss_mb" in i else f"{i['peak_rss_mb']:.1f}")
-        ratio = base.get((i["database"], i["rows"]))
-        speedup = f"{ratio / i['seconds']:.1f}x" if ratio and i["case"] == "sheetstream" else ""
-        lines.append(f"| {i['database']} | {i['rows']:,} | {i['case']} | {i['seconds']:.2f} | "
-                     f"{i.get('rows_per_s') or round(i['rows'] / i['seconds']):,} | {rss} | {speedup} |")
+             "Versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in results["versions"].items()), ""]
+    lines += machine_load.markdown(results.get("load", {}))
+    lines += [f"Each size's cases ran interleaved, {n} time(s) each; figures are medians with the (min-max) range. "
+              "A ratio is the case's time divided by the baseline's in the same repeat, then summarised: on a busy "
+              "machine the ratio is the figure to read, not the seconds.", ""]
+    header = ("| {} | case | seconds | CPU seconds | rows/s (median) | peak RSS (MB) | time / {} | CPU / {} | "
+              "others' CPU during the runs |")
+    sep = "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    lines += ["## Parse only (each in its own process)", "", header.format("rows", "sheetstream-parse", "sheetstream-parse"), sep]
+    lines += _rows_table(results["parse"], results["ratios"]["parse"], results["ratios"]["parse_cpu"], _group,
+                         "sheetstream-parse")
+    lines += ["", "## Whole import (parse + validate + insert, one transaction; sheetstream through the server)", "",
+              "sheetstream's figures are the whole service path: the HTTP upload to a spool file, the job and its "
+              "progress records, parse, validate and insert, in a server warmed by a 10-row import; its CPU "
+              "seconds are the server's (main process and workers). A peer's are one process reading the file "
+              "and inserting, with no upload and no job record. PostgreSQL's own CPU is in neither. Modules are "
+              "imported before every clock starts.", "",
+              header.format("database rows", BASELINE, BASELINE), sep]
+    lines += _rows_table(results["import"], results["ratios"]["import"], results["ratios"]["import_cpu"], _group,
+                         BASELINE)
+    if results["skipped"]:
+        lines += ["", "## Skipped", "", "| case | database | rows | why |", "|---|---|---:|---|"]
+        lines += [f"| {s['case']} | {s.get('database', '')} | {s['rows']:,} | {s['reason']} |" for s in results["skipped"]]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,96 @@
+"""`sheetstream bench import` and `bench export` on tiny sizes with a peer or two (those installed): the JSON keeps
+every run, the machine's load and the ratio ranges, and the Markdown shows them. Not a measure of speed."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from sheetstream.cli import main
+from sheetstream.tools.harness import installed
+
+REPEATS = 2
+
+
+def _check_load(results: dict, report: str) -> None:
+    load = results["load"]
+    assert load["cores"] >= 1 and len(load["loadavg_before"]) == 3 and len(load["loadavg_after"]) == 3
+    assert load["others_cpu_percent"]["max"] >= load["others_cpu_percent"]["median"] >= 0
+    assert "## Machine load" in report and "load average (1, 5, 15 min) before" in report
+    assert "other processes' CPU" in report
+
+
+def test_bench_import_tiny(tmp_path: Path) -> None:
+    peers = [p for p, package in (("calamine-copy", "python-calamine"), ("pandas-copy", "pandas")) if installed(package)]
+    out = tmp_path / "import.json"
+    assert main(["bench", "import", "--rows", "300", "--databases", "sqlite", "--repeats", str(REPEATS),
+                 "--openpyxl-max", "0", "--peers", ",".join(peers) or "none", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    report = out.with_suffix(".md").read_text()
+    _check_load(results, report)
+    runs = results["import"]
+    cases = {"sheetstream", *(p for p in peers if p != "pandas-copy")}  # pandas + COPY is PostgreSQL only
+    assert {r["case"] for r in runs} == cases
+    assert len(runs) == len(cases) * REPEATS  # every raw run is kept
+    assert [r["case"] for r in runs][: len(cases)] == [r["case"] for r in runs][len(cases): 2 * len(cases)]
+    for r in runs:
+        assert "error" not in r, r
+        assert r["seconds"] > 0 and r["cpu_seconds"] >= 0 and r["rows_done"] == 300 and "others_cpu_percent" in r
+    ratios = results["ratios"]["import"]["sqlite 300"]
+    assert ratios["sheetstream"]["ratio"]["median"] == 1.0
+    for peer in cases - {"sheetstream"}:
+        stats = ratios[peer]["ratio"]
+        assert stats["n"] == REPEATS and stats["min"] <= stats["median"] <= stats["max"]
+        assert re.search(rf"\| sqlite 300 \| {peer} \| [\d.]+ \([\d.]+-[\d.]+\) \|", report), report
+    if "pandas-copy" in peers:
+        assert any(s["case"] == "pandas-copy" and "PostgreSQL only" in s["reason"] for s in results["skipped"])
+    assert {p["case"] for p in results["parse"]} >= {"sheetstream-parse"}
+    assert "time / sheetstream" in report
+
+
+def test_bench_export_tiny(tmp_path: Path) -> None:
+    peers = [p for p, package in (("xlsxwriter", "xlsxwriter"), ("rustpy-xlsxwriter", "rustpy-xlsxwriter"))
+             if installed(package)]
+    out = tmp_path / "export.json"
+    assert main(["bench", "export", "--rows", "300", "--repeats", str(REPEATS), "--source", "demo",
+                 "--deflate-choices", "default", "--http-rows", "--no-postgres-read",
+                 "--peers", ",".join(peers) or "none", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    report = out.with_suffix(".md").read_text()
+    _check_load(results, report)
+    writers = ["source", "sheetstream:isal:1", *peers]
+    assert [w["writer"] for w in results["writers"]] == writers * REPEATS
+    for w in results["writers"]:
+        assert "error" not in w, w
+        assert w["seconds"] > 0 and w["cpu_seconds"] >= 0 and w["rows"] == 300
+        if w["writer"] != "source":
+            assert w["bytes"] > 1000 and w["first_byte_seconds"] is not None
+    baseline = results["baseline"]
+    assert baseline == ("xlsxwriter" if "xlsxwriter" in peers else "sheetstream:isal:1")
+    stats = results["ratios"]["seconds"]["300"]
+    for writer in writers:
+        assert stats[writer]["speedup"]["n"] == REPEATS
+    line = next(line for line in report.splitlines() if line.startswith("| sheetstream:isal:1 | 300 |"))
+    if baseline != "sheetstream:isal:1":
+        assert re.search(r"\| [\d.]+x \([\d.]+-[\d.]+\)x? \|", line) or re.search(r"\| [\d.]+x \|", line), line
+    assert "CPU us/row" in report and "speed-up vs" in report
+
+
+def test_bench_profile_import_tiny(tmp_path: Path, pg_url: str) -> None:
+    out = tmp_path / "profile"
+    assert main(["bench", "profile-import", "--rows", "300", "600", "--no-server", "--out", str(out)]) == 0
+    results = json.loads((out / "profile.json").read_text())
+    runs = results["runs"]
+    assert [r["rows"] for r in runs] == [300, 600]
+    for r in runs:
+        assert r["state"] == "done" and r["rows_inserted"] == r["rows"], r
+        assert r["cpu_seconds"] > 0 and (out / f"profile-{r['rows']}.pstats").exists()
+        assert any("run_import_job" in name for name in r["functions"])
+        assert r["load"]["cores"] >= 1 and len(r["load"]["loadavg_before"]) == 3
+    assert [(c["small"], c["big"], c["threshold"]) for c in results["comparisons"]] == [(300, 600, 2.0)]
+    stages = {(s["stage"], s["rows"]): s for s in results["stages"]}
+    assert set(stages) == {(stage, rows) for stage in ("read", "validate", "copy", "job") for rows in (300, 600)}
+    assert all(s["done"] == s["rows"] and len(s["curve"]) == 10 for s in stages.values()), stages
+    report = (out / "profile.md").read_text()
+    assert "Growing faster than the rows (300 -> 600 rows" in report and "## Stages, unprofiled" in report
