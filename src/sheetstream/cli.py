@@ -165,8 +165,6 @@ def _settings(args: argparse.Namespace) -> config.Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .server import create_app
     from .store import open_store, safe_url
     from .store.demo import seed
@@ -182,8 +180,24 @@ def _serve(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}/"
     print(f"sheetstream serving {safe_url(store.url)} ({settings.queue.strategy} strategy)\n  page:   {url}\n"
           f"  export: {url}exports/orders.xlsx", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5)
+    _run_server(app, args.host, args.port, settings.lifecycle.drain_seconds)
     return 0
+
+
+def _run_server(app, host: str, port: int, drain_seconds: float) -> None:
+    """uvicorn, telling the app the moment SIGTERM (or SIGINT) arrives: it stops admitting work then, and its
+    drain deadline counts from then. uvicorn's own graceful shutdown (open requests) gets the same deadline;
+    running jobs are drained after it, in the app's lifespan (server/lifecycle.py)."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame) -> None:
+            app.state.lifecycle.drain()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            timeout_graceful_shutdown=drain_seconds)  # type: ignore[arg-type]
+    DrainingServer(config).run()
 
 
 def _seed(args: argparse.Namespace) -> int:

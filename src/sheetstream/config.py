@@ -1,8 +1,9 @@
 """Configuration: one immutable value, built from defaults, environment (``SHEETSTREAM_*``) and CLI flags.
 
-Options come in groups (:class:`ExportOptions`, :class:`ImportLimits`, :class:`QueueOptions`); every choice list
-is defined once, here or beside the code that implements it, and both the CLI and the environment check
-against it. A bad value is named with its source: ``SHEETSTREAM_WORKERS='x' is not a whole number``.
+Options come in groups (:class:`ExportOptions`, :class:`ImportLimits`, :class:`QueueOptions`,
+:class:`LifecycleOptions`); every choice list is defined once, here or beside the code that implements it, and
+both the CLI and the environment check against it. A bad value is named with its source:
+``SHEETSTREAM_WORKERS='x' is not a whole number``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,17 @@ class QueueOptions:
 
 
 @dataclass(frozen=True)
+class LifecycleOptions:
+    #: How often a running instance marks its jobs as alive (the heartbeat) and looks for dead instances' jobs.
+    heartbeat_seconds: float = 5.0
+    #: A job whose heartbeat is older than this belongs to a dead instance: it is marked failed (nothing was
+    #: written: a worker never commits once its server is gone). Keep it well above ``heartbeat_seconds``.
+    heartbeat_timeout: float = 30.0
+    #: On SIGTERM, how long running work may go on; then it is rolled back and its jobs are marked failed.
+    drain_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Settings:
     #: ``postgresql://...`` or ``sqlite:///path``; default: ``<data_dir>/sheetstream.db``.
     database_url: str = ""
@@ -66,6 +78,7 @@ class Settings:
     export: ExportOptions = field(default_factory=ExportOptions)
     imports: ImportLimits = field(default_factory=ImportLimits)
     queue: QueueOptions = field(default_factory=QueueOptions)
+    lifecycle: LifecycleOptions = field(default_factory=LifecycleOptions)
 
     @property
     def spool_dir(self) -> Path:
@@ -100,9 +113,10 @@ class Settings:
         return settings
 
 
-_TOP = {f.name for f in fields(Settings)} - {"export", "imports", "queue"}
-_GROUP_OF = {f.name: group for group, cls in (("export", ExportOptions), ("imports", ImportLimits),
-                                              ("queue", QueueOptions)) for f in fields(cls)}
+_GROUPS = (("export", ExportOptions), ("imports", ImportLimits), ("queue", QueueOptions),
+           ("lifecycle", LifecycleOptions))
+_TOP = {f.name for f in fields(Settings)} - {group for group, _ in _GROUPS}
+_GROUP_OF = {f.name: group for group, cls in _GROUPS for f in fields(cls)}
 
 
 def _check(settings: Settings) -> None:
@@ -130,6 +144,16 @@ def _megabytes(text: str) -> int:
     if not value > 0:
         raise ValueError("must be more than 0")
     return int(value * 2**20)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("is not a number of seconds") from None
+    if not value > 0:
+        raise ValueError("must be more than 0")
+    return value
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -160,6 +184,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_MAX_WAITING": ("max_waiting", _whole),
     "SHEETSTREAM_START_METHOD": ("start_method", _one_of(START_METHODS)),
     "SHEETSTREAM_MAX_UPLOAD_MB": ("max_upload_bytes", _megabytes),
+    "SHEETSTREAM_HEARTBEAT_SECONDS": ("heartbeat_seconds", _seconds),
+    "SHEETSTREAM_HEARTBEAT_TIMEOUT": ("heartbeat_timeout", _seconds),
+    "SHEETSTREAM_DRAIN_SECONDS": ("drain_seconds", _seconds),
 }
 
 

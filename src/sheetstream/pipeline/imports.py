@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Invalid
 from ..formats.xlsx import ReadLimits, open_workbook
-from ..store import Store
+from ..store import OnCommit, Store
 from .validate import Problems, convert_rows, map_header
 
 if TYPE_CHECKING:
@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 Report = Callable[[Any], None]
 
 
-def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadLimits = ReadLimits()) -> Job:
-    """Import ``path`` into ``job.table`` as ``job`` describes; ``report(job)`` is called as it progresses."""
+def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadLimits = ReadLimits(),
+               on_commit: OnCommit | None = None) -> Job:
+    """Import ``path`` into ``job.table`` as ``job`` describes; ``report(job)`` is called as it progresses,
+    ``on_commit(conn, count)`` inside the transaction right before COMMIT."""
     columns = store.columns(job.table)
     job.state = "parsing"
     report(job)
@@ -55,7 +57,7 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
                 raise Invalid(f"sheet {sheet!r} has a header but no rows", errors=[], error_total=0)
 
         try:
-            job.rows_inserted = store.write_rows(job.table, plan.columns, checked(), job.mode, job.dry_run)
+            job.rows_inserted = store.write_rows(job.table, plan.columns, checked(), job.mode, job.dry_run, on_commit)
         finally:
             job.rows_read = counters["rows_read"]
         if job.dry_run:

@@ -1,8 +1,8 @@
-"""The application factory: builds the shared parts (store, queue, lag monitor, metrics) and mounts the routes."""
+"""The application factory: builds the shared parts (store, queue, lag monitor, metrics, life cycle) and mounts
+the routes."""
 
 from __future__ import annotations
 
-import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -14,6 +14,7 @@ from ..runtime import ProcessingQueue, make_strategy
 from ..store import Store, open_store
 from . import errors
 from .lag import LagMonitor
+from .lifecycle import Lifecycle, new_instance_id
 from .metrics import Metrics
 from .routes import exports, imports, jobs, meta
 
@@ -25,27 +26,29 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     lag = LagMonitor()
     metrics = Metrics(queue, lag)
     lag.observe = metrics.lag_seconds.observe
+    store = store or open_store(settings.database)
+    board = JobBoard(store.jobs, instance=new_instance_id())
+    lifecycle = Lifecycle(settings, board, queue)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await queue.start()
         lag.start()
+        await lifecycle.start()
         try:
             yield
         finally:
             await lag.stop()
-            if app.state.tasks:
-                await asyncio.wait(app.state.tasks, timeout=10)
-            await queue.stop()
+            await lifecycle.stop()  # the drain: running jobs until the deadline, then no process left
 
     app = FastAPI(title="sheetstream", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
-    app.state.store = store or open_store(settings.database)
-    app.state.board = JobBoard(app.state.store.jobs)
+    app.state.store = store
+    app.state.board = board
     app.state.queue = queue
     app.state.lag = lag
     app.state.metrics = metrics
-    app.state.tasks = set()  # running import jobs
+    app.state.lifecycle = lifecycle
     errors.install(app)
     for routes in (meta, exports, imports, jobs):
         app.include_router(routes.router)

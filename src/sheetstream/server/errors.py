@@ -18,7 +18,9 @@ from ..errors import (
     Invalid,
     NotFound,
     PayloadTooLarge,
+    ServerStopped,
     SheetstreamError,
+    ShuttingDown,
     StoreUnavailable,
     UnsupportedMediaType,
 )
@@ -39,6 +41,8 @@ STATUS: dict[type[Exception], int] = {
     ClientGone: 499,  # as nginx logs it: the client closed the request, nobody reads the answer
     ConfigError: 500,
     StoreUnavailable: 503,
+    ShuttingDown: 503,  # with Retry-After: another instance (or this one, restarted) takes it
+    ServerStopped: 503,  # a job's server stopped under it; nothing was written, so sending it again is safe
 }
 
 
@@ -48,7 +52,8 @@ def status_of(error: BaseException | type[BaseException]) -> int:
 
 
 def headers_of(error: BaseException) -> dict[str, str] | None:
-    return {"Retry-After": str(error.retry_after)} if isinstance(error, Busy) else None
+    retry_after = getattr(error, "detail", {}).get("retry_after") if isinstance(error, (Busy, ShuttingDown)) else None
+    return {"Retry-After": str(retry_after)} if retry_after is not None else None
 
 
 def job_status(job: Job) -> int | None:

@@ -1,5 +1,5 @@
 """Tables and job records in SQLite (the embedded default) or PostgreSQL, behind one small interface."""
 
-from .base import MODES, Column, JobTable, Store, open_store, safe_url, select_columns
+from .base import MODES, Column, JobTable, OnCommit, Store, open_store, safe_url, select_columns
 
-__all__ = ["MODES", "Column", "JobTable", "Store", "open_store", "safe_url", "select_columns"]
+__all__ = ["MODES", "Column", "JobTable", "OnCommit", "Store", "open_store", "safe_url", "select_columns"]

@@ -11,7 +11,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ...errors import BadRequest
+from ...formats.xlsx import ReadLimits
 from ...pipeline.jobs import Job, JobBoard, fail, run_import_job
+from ...pipeline.lifeline import Lifeline
 from ...runtime import ProcessingQueue
 from ...store import MODES, Store
 from ..deps import BoardDep, MetricsDep, PermittedTable, QueueDep, SettingsDep, StoreDep
@@ -50,10 +52,10 @@ class Upload:
         spool = await self.receive(multipart)
         job.state = "queued"
         await run_in_threadpool(self.board.save, job, True)
-        task = asyncio.create_task(process(self.queue, self.store, self.board, job, spool, self.metrics))
-        tasks: set[asyncio.Task] = self.request.app.state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        lifecycle = self.request.app.state.lifecycle
+        task = asyncio.create_task(process(self.queue, self.store, self.board, job, spool, self.metrics,
+                                           lifecycle.lifeline))
+        lifecycle.track(job.id, task)
         if wait:
             done = await asyncio.shield(task)
             return JSONResponse(job_json(done), status_code=job_status(done) or 500)
@@ -62,7 +64,7 @@ class Upload:
     async def receive(self, multipart: bool) -> Path:
         """The body, into a spool file; on any failure the file is gone and the job records why."""
         job = self.job
-        spool = Spool(self.spool_dir)
+        spool = Spool(self.spool_dir, prefix=f"upload-{job.id}-")  # the job's id: a dead run's file is found
         try:
             if multipart:
                 apply_form_fields(job, await receive_multipart(self.request, spool, self.limit, self.progress))
@@ -70,6 +72,7 @@ class Upload:
                 await receive_raw(self.request, spool, self.limit, self.progress)
             if spool.size == 0:
                 raise BadRequest("the upload is empty: send the .xlsx file as the request body")
+            self.check_open()
         except BaseException as exc:
             self.queue.withdraw("import", job.id)
             spool.remove()
@@ -80,7 +83,12 @@ class Upload:
         await self.saved()
         return spool.path
 
+    def check_open(self) -> None:
+        """Once the server drains, an upload still arriving is refused (503): it could not finish in time."""
+        self.queue.check_open()
+
     def progress(self, received: int) -> None:
+        self.check_open()
         self.metrics.bytes_in.inc(received - self.job.bytes_received)
         self.job.bytes_received = received
         if not self.saving:  # one progress save at a time; the board throttles them further
@@ -128,13 +136,16 @@ def apply_form_fields(job: Job, fields: dict[str, str]) -> None:
 
 
 async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Job, path: Path,
-                  metrics: Metrics) -> Job:
+                  metrics: Metrics, lifeline: Lifeline | None = None) -> Job:
     """The job on a worker of the queue; returns it finished. The spool file goes in every outcome."""
     try:
-        job = await queue.call("import", run_import_job, store, job, path, ticket=job.id)
-    except BaseException as exc:  # the worker could not run it at all: record that, then let cancellation through
-        fail(job, exc)
-        await run_in_threadpool(board.save, job, True)
+        job = await queue.call("import", run_import_job, store, job, path, ReadLimits(), lifeline, ticket=job.id)
+    except BaseException as exc:  # the worker did not end it (killed, cancelled): settle it, then let cancellation through
+        # settle, not save: the worker may have committed (its record then says so and stands).
+        settled = await run_in_threadpool(board.settle, job.id, exc)
+        if settled is None:
+            fail(job, exc)
+        job = settled or job
         if not isinstance(exc, Exception):
             raise
     finally:
