@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
 import signal
 import sys
@@ -56,6 +57,7 @@ def stop_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
     for process in processes:
         process.join(timeout)
     _stop_forkserver()
+    _stop_resource_tracker()
 
 
 def _stop_forkserver() -> None:
@@ -69,3 +71,15 @@ def _stop_forkserver() -> None:
     except psutil.Error:
         pass
     server._stop()  # closes its "alive" pipe and waits for it to exit
+
+
+def _stop_resource_tracker() -> None:
+    """multiprocessing's resource tracker, a child of ours too: it exits when every holder of its pipe has gone,
+    so stop it (close ours, wait) when no other child of ours may hold it."""
+    tracker = multiprocessing.resource_tracker._resource_tracker
+    pid = getattr(tracker, "_pid", None)
+    if pid is None:
+        return
+    others = [c for c in psutil.Process().children() if c.pid != pid and c.status() != psutil.STATUS_ZOMBIE]
+    if not others:
+        tracker._stop()
