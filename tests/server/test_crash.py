@@ -62,8 +62,22 @@ def until(predicate, seconds: float, step: float = 0.05):
     return predicate()
 
 
-def descendants(pid: int) -> list[psutil.Process]:
-    return psutil.Process(pid).children(recursive=True)
+@pytest.fixture
+def leftovers() -> Iterator[list[psutil.Process]]:
+    """Processes a test saw; any still alive at the end (the test has failed then) are killed, by pid."""
+    seen: list[psutil.Process] = []
+    yield seen
+    for process in seen:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+
+
+def descendants(pid: int, seen: list[psutil.Process]) -> list[psutil.Process]:
+    found = psutil.Process(pid).children(recursive=True)
+    seen.extend(found)
+    return found
 
 
 def alive(processes: list[psutil.Process]) -> list[int]:
@@ -77,7 +91,8 @@ def alive(processes: list[psutil.Process]) -> list[int]:
     return left
 
 
-def start_import(server: ServerProcess, table: str, workbook: Path) -> tuple[str, list[psutil.Process]]:
+def start_import(server: ServerProcess, table: str, workbook: Path,
+                 seen: list[psutil.Process]) -> tuple[str, list[psutil.Process]]:
     """PUT the workbook (replacing the table's rows: any commit would show); return the job's id once it is
     inserting rows, and our processes at that moment."""
     answer = httpx.put(f"{server.url}/imports/{table}", content=workbook.read_bytes(), params={"mode": "replace"},
@@ -91,17 +106,17 @@ def start_import(server: ServerProcess, table: str, workbook: Path) -> tuple[str
         return job["state"] == "inserting" and job["rows_read"] > 0
 
     assert until(inserting, 30), "the import did not start inserting"
-    return job_id, descendants(server.process.pid)
+    return job_id, descendants(server.process.pid, seen)
 
 
 @pytest.mark.parametrize("executor", ["process"])
 def test_sigkill_mid_import_commits_nothing_and_the_job_ends_failed(database, big_workbook: Path, tmp_path: Path,
-                                                                     executor: str) -> None:
+                                                                     executor: str, leftovers) -> None:
     url, table, store = database
     before = rows_of(store, table)
     server = ServerProcess(url, tables=[table], executor=executor, workers=1, data_dir=tmp_path, env=FAST)
     with server:
-        job_id, ours = start_import(server, table, big_workbook)
+        job_id, ours = start_import(server, table, big_workbook, leftovers)
         assert len(ours) >= 1  # at least the worker (with forkserver: the fork server too)
         server.process.send_signal(signal.SIGKILL)
         server.process.wait(10)
@@ -116,19 +131,19 @@ def test_sigkill_mid_import_commits_nothing_and_the_job_ends_failed(database, bi
         assert (job["message"], job["error"], job["status"]) == (STOPPED, "server_stopped", 503)
         assert httpx.delete(f"{again.url}/jobs/{job_id}").status_code == 409
         assert until(lambda: not list((tmp_path / "spool").glob("upload-*")), 5), "the dead run's spool file stayed"
-        ours = descendants(again.process.pid)
+        ours = descendants(again.process.pid, leftovers)
     assert rows_of(store, table) == before
     assert until(lambda: not alive(ours), 5), alive(ours)
 
 
 def test_sigterm_past_the_drain_deadline_rolls_back_and_fails_the_job(database, big_workbook: Path,
-                                                                       tmp_path: Path) -> None:
+                                                                       tmp_path: Path, leftovers) -> None:
     url, table, store = database
     before = rows_of(store, table)
     server = ServerProcess(url, tables=[table], executor="process", workers=1, data_dir=tmp_path,
                            env={**FAST, "SHEETSTREAM_DRAIN_SECONDS": "0.5"})
     with server:
-        job_id, ours = start_import(server, table, big_workbook)
+        job_id, ours = start_import(server, table, big_workbook, leftovers)
         started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         server.process.wait(15)
@@ -141,12 +156,12 @@ def test_sigterm_past_the_drain_deadline_rolls_back_and_fails_the_job(database, 
     assert not list((tmp_path / "spool").glob("upload-*"))
 
 
-def test_sigterm_when_idle_leaves_no_process(tmp_path: Path) -> None:
+def test_sigterm_when_idle_leaves_no_process(tmp_path: Path, leftovers) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     seed(open_store(url), 20)
     with ServerProcess(url, executor="process", workers=2, data_dir=tmp_path) as server:
         assert httpx.get(f"{server.url}/exports/orders.xlsx", timeout=30).status_code == 200  # starts the workers
-        ours = descendants(server.process.pid)
+        ours = descendants(server.process.pid, leftovers)
         assert ours
         server.process.send_signal(signal.SIGTERM)
         server.process.wait(15)
