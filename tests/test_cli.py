@@ -113,3 +113,16 @@ def test_bench_channel_moves_every_byte(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     assert [r["bytes"] for r in results] == [4 << 20] * 3
     assert all(r["mb_per_s"] > 0 for r in results)
+
+
+@pytest.mark.parametrize("url", ["postgresql://app:s3cret@127.0.0.1:5432/test",
+                                 "postgresql://app@127.0.0.1:5432/test?sslmode=disable&password=s3cret",
+                                 "postgresql://app:s3/cr@t@127.0.0.1:5432/test"])
+def test_the_startup_banner_hides_the_database_password(url: str, monkeypatch, capsys) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, *args, **kwargs: None)  # the banner, not the serving
+    assert main(["serve", "--no-seed", "--database-url", url, "--port", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "sheetstream serving postgresql://app" in out and "127.0.0.1:5432/test" in out
+    assert "s3" not in out and "***" in out

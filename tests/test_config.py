@@ -23,12 +23,15 @@ def test_every_variable_is_read() -> None:
         "SHEETSTREAM_TABLES": " a, b ,", "SHEETSTREAM_DEFLATE": "zlib", "SHEETSTREAM_DEFLATE_LEVEL": "6",
         "SHEETSTREAM_EXECUTOR": "thread", "SHEETSTREAM_WORKERS": "3", "SHEETSTREAM_MAX_WAITING": "7",
         "SHEETSTREAM_START_METHOD": "spawn", "SHEETSTREAM_MAX_UPLOAD_MB": "0.5",
+        "SHEETSTREAM_HEARTBEAT_SECONDS": "2", "SHEETSTREAM_HEARTBEAT_TIMEOUT": "20.5", "SHEETSTREAM_DRAIN_SECONDS": "3",
     })
     assert settings.database == "postgresql://u@h/db" and settings.data_dir == Path("/tmp/x")
     assert settings.tables == ("a", "b") and (settings.export.deflate, settings.export.deflate_level) == ("zlib", 6)
     assert (settings.queue.strategy, settings.queue.workers, settings.queue.max_waiting) == ("thread", 3, 7)
     assert settings.queue.start_method == "spawn" and settings.imports.max_upload_bytes == 512 << 10
-    assert len(ENVIRONMENT) == 10  # a new variable gets a line in this test
+    assert (settings.lifecycle.heartbeat_seconds, settings.lifecycle.heartbeat_timeout) == (2, 20.5)
+    assert settings.lifecycle.drain_seconds == 3
+    assert len(ENVIRONMENT) == 13  # a new variable gets a line in this test
 
 
 @pytest.mark.parametrize("variable,value,message", [
@@ -41,6 +44,8 @@ def test_every_variable_is_read() -> None:
     ("SHEETSTREAM_MAX_UPLOAD_MB", "lots", "SHEETSTREAM_MAX_UPLOAD_MB='lots' is not a number of megabytes"),
     ("SHEETSTREAM_MAX_UPLOAD_MB", "0", "SHEETSTREAM_MAX_UPLOAD_MB='0' must be more than 0"),
     ("SHEETSTREAM_TABLES", ",", "SHEETSTREAM_TABLES=',' names no table"),
+    ("SHEETSTREAM_DRAIN_SECONDS", "soon", "SHEETSTREAM_DRAIN_SECONDS='soon' is not a number of seconds"),
+    ("SHEETSTREAM_HEARTBEAT_TIMEOUT", "-1", "SHEETSTREAM_HEARTBEAT_TIMEOUT='-1' must be more than 0"),
 ])
 def test_bad_values_are_named(variable: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
