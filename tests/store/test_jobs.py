@@ -19,7 +19,7 @@ def table(store_url: str, request: pytest.FixtureRequest) -> str:
 
 
 def record(state: str, **extra) -> dict:
-    return {"state": state, "instance": "test-instance", **extra}
+    return {"table": "orders", "state": state, "instance": "test-instance", **extra}
 
 
 def new_id() -> str:
@@ -85,11 +85,13 @@ def test_a_job_ended_elsewhere_cannot_commit(store_url: str, table: str) -> None
 def test_silent_instances_jobs_are_orphans(store_url: str) -> None:
     jobs = open_store(store_url).jobs
     mine, theirs, ended = new_id(), new_id(), new_id()
-    jobs.save(mine, {"state": "inserting", "instance": "me"})
-    jobs.save(theirs, {"state": "inserting", "instance": f"gone-{theirs}"})
-    jobs.save(ended, {"state": "done", "instance": f"gone-{theirs}"})
+    jobs.save(mine, record("inserting", instance="me"))
+    jobs.save(theirs, record("inserting", instance=f"gone-{theirs}"))
+    jobs.save(ended, record("done", instance=f"gone-{theirs}"))
     time.sleep(0.3)
     orphans = jobs.orphans("me", timeout=0.2)
     assert theirs in orphans and mine not in orphans and ended not in orphans
     jobs.heartbeat(f"gone-{theirs}")
     assert theirs not in jobs.orphans("me", timeout=0.2)
+    for job_id in (mine, theirs):  # the test database is shared: leave no running job behind
+        jobs.settle(job_id, record("failed", message="test over"))

@@ -140,8 +140,16 @@ class JobBoard:
     def reap(self, timeout: float) -> list[Job]:
         """Settle the jobs of instances whose heartbeat is older than ``timeout`` seconds: they are dead, and
         so are their workers, which never commit after their server has gone."""
-        settled = (self.settle(job_id, ServerStopped(STOPPED)) for job_id in self.table.orphans(self.instance or "", timeout))
-        return [job for job in settled if job is not None]
+        settled = []
+        for job_id in self.table.orphans(self.instance or "", timeout):
+            try:
+                job = self.settle(job_id, ServerStopped(STOPPED))
+            except Exception:  # one unreadable record must not keep the others unsettled
+                log.exception("job %s could not be settled", job_id)
+                continue
+            if job is not None:
+                settled.append(job)
+        return settled
 
 
 def succeed(job: Job) -> None:

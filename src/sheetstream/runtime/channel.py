@@ -23,6 +23,7 @@ _FRAME = struct.Struct(">I")
 _END = 0xFFFFFFFF  # frame length meaning: the task ended; its pickled return value follows
 _FAILED = 0xFFFFFFFE  # frame length meaning: the task raised; the pickled exception follows
 _TOKEN = 16
+_ACCEPT_SECONDS = 30  # a worker that connected and ended: how long its accept may lag behind
 
 
 class Channel:
@@ -66,7 +67,9 @@ class Channel:
             done, _ = await asyncio.wait({connected, task}, return_when=asyncio.FIRST_COMPLETED)
             if connected not in done:
                 task.result()  # the worker failed before it could connect: raise its error
-                raise RuntimeError("the worker ended without streaming")
+                # It ended without failing, so it did connect (its first step), and a small task's frames all fit
+                # in the socket's buffer: the accept just has not run yet on a busy event loop. Wait for it.
+                await asyncio.wait_for(asyncio.shield(connected), timeout=_ACCEPT_SECONDS)
             reader, writer = connected.result()
             while True:
                 (size,) = _FRAME.unpack(await reader.readexactly(_FRAME.size))
