@@ -136,14 +136,15 @@ def test_sigkill_mid_import_commits_nothing_and_the_job_ends_failed(database, bi
     assert until(lambda: not alive(ours), 5), alive(ours)
 
 
-def test_sigterm_past_the_drain_deadline_rolls_back_and_fails_the_job(database, big_workbook: Path,
-                                                                       tmp_path: Path, leftovers) -> None:
+@pytest.mark.parametrize("executor", ["process", "thread"])
+def test_sigterm_past_the_drain_deadline_rolls_back_and_fails_the_job(database, big_workbook: Path, tmp_path: Path,
+                                                                       executor: str, leftovers) -> None:
     url, table, store = database
     before = rows_of(store, table)
-    server = ServerProcess(url, tables=[table], executor="process", workers=1, data_dir=tmp_path,
+    server = ServerProcess(url, tables=[table], executor=executor, workers=1, data_dir=tmp_path,
                            env={**FAST, "SHEETSTREAM_DRAIN_SECONDS": "0.5"})
     with server:
-        job_id, ours = start_import(server, table, big_workbook, leftovers)
+        job_id, ours = start_import(server, table, big_workbook, leftovers)  # (none with threads)
         started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
         server.process.wait(15)
@@ -166,3 +167,22 @@ def test_sigterm_when_idle_leaves_no_process(tmp_path: Path, leftovers) -> None:
         server.process.send_signal(signal.SIGTERM)
         server.process.wait(15)
         assert not alive(ours), f"processes outlived the server: {alive(ours)}"
+
+
+def test_sigterm_lets_running_work_finish_within_the_drain(tmp_path: Path, leftovers) -> None:
+    rows = 40_000
+    book = tmp_path / "medium.xlsx"
+    book.write_bytes(b"".join(write_xlsx(demo_rows(rows), [c.name for c in ORDERS])))
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = open_store(url)
+    seed(store, 10)
+    server = ServerProcess(url, executor="process", workers=1, data_dir=tmp_path,
+                           env={"SHEETSTREAM_DRAIN_SECONDS": "60"})
+    with server:
+        job_id, ours = start_import(server, "orders", book, leftovers)
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(60)
+        assert not alive(ours), f"processes outlived the server: {alive(ours)}"
+    job = JobBoard(store.jobs).load(job_id)
+    assert (job.state, job.rows_inserted) == ("done", rows)
+    assert store.count("orders") == rows
