@@ -140,8 +140,8 @@ async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Jo
     """The job on a worker of the queue; returns it finished. The spool file goes in every outcome."""
     try:
         job = await queue.call("import", run_import_job, store, job, path, ReadLimits(), lifeline, ticket=job.id)
-    except BaseException as exc:  # the worker did not end it (killed, cancelled): settle it, then let cancellation through
-        # settle, not save: the worker may have committed (its record then says so and stands).
+    except BaseException as exc:  # the worker did not end it (killed, cancelled): settle it, let cancellation through
+        # Settle, not save: the worker may have committed (its record then says so, and stands).
         settled = await run_in_threadpool(board.settle, job.id, exc)
         if settled is None:
             fail(job, exc)
