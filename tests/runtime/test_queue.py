@@ -141,36 +141,3 @@ def test_a_consumer_that_stops_early_stops_the_producer(strategy: str) -> None:
     seen, active, result = run(asyncio.wait_for(go(), 30))
     assert seen == 3 and active == {"export": 0} and result is None
 
-
-def two_chunks() -> Generator[bytes, None, str]:
-    yield b"first"
-    yield b"second"
-    return "returned"
-
-
-def test_a_worker_that_ends_before_its_connection_is_accepted_still_streams() -> None:
-    # Found by the API fuzzing: a small export could end in its worker before the event loop accepted the
-    # worker's connection, and the response was cut ("the worker ended without streaming").
-    from concurrent.futures import ThreadPoolExecutor
-
-    from sheetstream.runtime.channel import Channel
-
-    async def run() -> tuple[list[bytes], list]:
-        channel = Channel()
-        accept = channel._accept
-
-        async def late_accept(reader, writer) -> None:  # an event loop busy elsewhere
-            await asyncio.sleep(0.5)
-            await accept(reader, writer)
-
-        channel._accept = late_accept
-        await channel.start()
-        returned: list = []
-        try:
-            with ThreadPoolExecutor(1) as pool:
-                chunks = [chunk async for chunk in channel.stream(pool, two_chunks, (), returned)]
-        finally:
-            await channel.stop()
-        return chunks, returned
-
-    assert asyncio.run(run()) == ([b"first", b"second"], ["returned"])

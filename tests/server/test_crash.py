@@ -5,6 +5,7 @@ server, and the job's record says what happened: failed, "nothing was written"."
 from __future__ import annotations
 
 import signal
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -131,6 +132,7 @@ def test_sigkill_mid_import_commits_nothing_and_the_job_ends_failed(database, bi
         assert (job["message"], job["error"], job["status"]) == (STOPPED, "server_stopped", 503)
         assert httpx.delete(f"{again.url}/jobs/{job_id}").status_code == 409
         assert until(lambda: not list((tmp_path / "spool").glob("upload-*")), 5), "the dead run's spool file stayed"
+        assert not list(Path(tempfile.gettempdir()).glob(f"sheetstream-channel-{server.process.pid}-*"))
         ours = descendants(again.process.pid, leftovers)
     assert rows_of(store, table) == before
     assert until(lambda: not alive(ours), 5), alive(ours)
