@@ -61,6 +61,8 @@ def test_flags_override_by_option_name_and_are_checked() -> None:
         Settings().with_(strategy="threads")
     with pytest.raises(TypeError, match="unknown setting 'wokers'"):
         Settings().with_(wokers=2)
+    with pytest.raises(ConfigError, match="heartbeat_timeout=8 s must be at least twice heartbeat_seconds=5 s"):
+        Settings().with_(heartbeat_timeout=8)
 
 
 def test_the_command_line_names_a_bad_variable_and_exits_2(monkeypatch, capsys) -> None:

@@ -128,6 +128,11 @@ def _check(settings: Settings) -> None:
     ):
         if value not in allowed:
             raise ConfigError(f"{source}={value!r} is not one of {', '.join(allowed)}")
+    life = settings.lifecycle
+    if life.heartbeat_timeout < 2 * life.heartbeat_seconds:
+        # Shorter, and a live instance whose beat is a little late would see its jobs settled as failed by another.
+        raise ConfigError(f"heartbeat_timeout={life.heartbeat_timeout:g} s must be at least twice "
+                          f"heartbeat_seconds={life.heartbeat_seconds:g} s")
 
 
 def _whole(text: str) -> int:
