@@ -67,7 +67,11 @@ class Lifecycle:
             await asyncio.wait([task for _, task in running], timeout=max(0.0, self.deadline - time.monotonic()))
         late = [(job_id, task) for job_id, task in running if not task.done()]
         for job_id, _ in late:
-            job = await asyncio.to_thread(self.board.settle, job_id, ServerStopped(STOPPED))
+            try:
+                job = await asyncio.to_thread(self.board.settle, job_id, ServerStopped(STOPPED))
+            except Exception:  # its worker is killed below all the same; the next instance settles the record
+                log.exception("job %s could not be settled at the drain deadline", job_id)
+                continue
             log.warning("job %s stopped at the drain deadline: %s", job_id, job.state if job else "gone")
         if late:
             await asyncio.wait([task for _, task in late], timeout=UNWIND_SECONDS)

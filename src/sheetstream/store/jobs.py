@@ -198,9 +198,12 @@ class PostgresJobs:
 
     def settle(self, job_id: str, failed: dict[str, Any]) -> dict[str, Any] | None:
         """``failed`` unless the job has ended. An import that is committing holds the job's row lock, so this
-        waits for its COMMIT and then leaves its ``done`` alone."""
-        self._run(f"UPDATE sheetstream_jobs SET data = %s, updated_at = now() WHERE id = %s "
-                  f"AND data->>'state' NOT IN {ENDED_SQL}", (Jsonb(failed), job_id))
+        waits for its COMMIT and then leaves its ``done`` alone; not for long (``lock_timeout``): a lock held by a
+        connection nobody has closed yet must not stall the caller's heartbeat, and the next sweep tries again."""
+        with self.connect(autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '5s'")
+            conn.execute(f"UPDATE sheetstream_jobs SET data = %s, updated_at = now() WHERE id = %s "
+                         f"AND data->>'state' NOT IN {ENDED_SQL}", (Jsonb(failed), job_id))
         return self.load(job_id)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,6 +23,7 @@ from ..metrics import Metrics
 from ..uploads import Spool, check_declared_size, receive_multipart, receive_raw
 
 router = APIRouter()
+log = logging.getLogger("sheetstream.imports")
 
 Mode = Literal["append", "replace", "upsert"]
 ModeQuery = Annotated[Mode, Query(description="append: insert; replace: delete all rows first; upsert: by primary key")]
@@ -142,7 +144,11 @@ async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Jo
         job = await queue.call("import", run_import_job, store, job, path, ReadLimits(), lifeline, ticket=job.id)
     except BaseException as exc:  # the worker did not end it (killed, cancelled): settle it, let cancellation through
         # Settle, not save: the worker may have committed (its record then says so, and stands).
-        settled = await run_in_threadpool(board.settle, job.id, exc)
+        try:
+            settled = await run_in_threadpool(board.settle, job.id, exc)
+        except Exception:  # the database is away: the record stays running, and a sweep settles it later
+            log.exception("job %s could not be settled", job.id)
+            settled = None
         if settled is None:
             fail(job, exc)
         job = settled or job
