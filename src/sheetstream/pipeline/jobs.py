@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Cancelled, ClientGone, ServerStopped, SheetstreamError
+from ..errors import Cancelled, ClientGone, Conflict, ServerStopped, SheetstreamError
 from ..formats.xlsx import ReadLimits, XlsxError
 from ..store import JobTable, Store
 from ..store.jobs import superseded
@@ -118,7 +118,7 @@ class JobBoard:
         """Save ``job``, ended; when its record had already ended elsewhere, that record (it is the truth)."""
         try:
             self.save(job, force=True)
-        except SheetstreamError:
+        except Conflict:
             return self.load(job.id) or job
         return job
 
