@@ -184,3 +184,17 @@ def test_serve_prints_a_one_time_admin_token_and_refuses_no_auth_off_loopback(tm
     refused = subprocess.run([*command, "--no-auth", "--host", "0.0.0.0"], capture_output=True, text=True, env=env,
                              timeout=60)
     assert refused.returncode == 2 and "--no-auth is refused on 0.0.0.0" in refused.stderr
+
+
+@pytest.mark.parametrize("url", ["postgresql://app:s3cret@127.0.0.1:5432/test",
+                                 "postgresql://app@127.0.0.1:5432/test?sslmode=disable&password=s3cret",
+                                 "postgresql://app:s3/cr@t@127.0.0.1:5432/test"])
+def test_the_startup_banner_hides_the_database_password(url: str, monkeypatch, capsys) -> None:
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, *args, **kwargs: None)  # the banner, not the serving
+    monkeypatch.setenv("SHEETSTREAM_ADMIN_TOKEN", "sst_x")  # no token lookup: that database does not exist
+    assert main(["serve", "--no-seed", "--database-url", url, "--port", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "sheetstream serving postgresql://app" in out and "127.0.0.1:5432/test" in out
+    assert "s3" not in out and "***" in out

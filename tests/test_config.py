@@ -27,6 +27,7 @@ def test_every_variable_is_read() -> None:
         "SHEETSTREAM_TRUST_USER_HEADER": "X-Forwarded-User", "SHEETSTREAM_TRUSTED_PROXIES": "10.0.0.0/8, ::1",
         "SHEETSTREAM_USER_GRANTS": "alice=orders:read,append b:read; bob=admin",
         "SHEETSTREAM_CORS_ORIGINS": "https://a.example", "SHEETSTREAM_PUBLIC": "metrics,status",
+        "SHEETSTREAM_HEARTBEAT_SECONDS": "2", "SHEETSTREAM_HEARTBEAT_TIMEOUT": "20.5", "SHEETSTREAM_DRAIN_SECONDS": "3",
     })
     assert settings.database == "postgresql://u@h/db" and settings.data_dir == Path("/tmp/x")
     assert settings.tables == ("a", "b") and (settings.export.deflate, settings.export.deflate_level) == ("zlib", 6)
@@ -38,7 +39,9 @@ def test_every_variable_is_read() -> None:
     assert access.user_grants["alice"].on("orders") == ["read", "append"] and access.user_grants["bob"].admin
     assert access.cors_origins == ("https://a.example",) and access.public == ("metrics", "status")
     assert settings.imports.keep_upload_seconds == 60
-    assert len(ENVIRONMENT) == 19  # a new variable gets a line in this test
+    assert (settings.lifecycle.heartbeat_seconds, settings.lifecycle.heartbeat_timeout) == (2, 20.5)
+    assert settings.lifecycle.drain_seconds == 3
+    assert len(ENVIRONMENT) == 22  # a new variable gets a line in this test
 
 
 def test_secure_defaults() -> None:
@@ -62,6 +65,8 @@ def test_secure_defaults() -> None:
     ("SHEETSTREAM_USER_GRANTS", "bob=orders:write", "SHEETSTREAM_USER_GRANTS='bob=orders:write' cannot be read: "
      "grant 'orders:write' is not TABLE:PERMISSION[,PERMISSION...] with permissions from read, append, upsert, replace "
      "(or 'admin')"),
+    ("SHEETSTREAM_DRAIN_SECONDS", "soon", "SHEETSTREAM_DRAIN_SECONDS='soon' is not a number of seconds"),
+    ("SHEETSTREAM_HEARTBEAT_TIMEOUT", "-1", "SHEETSTREAM_HEARTBEAT_TIMEOUT='-1' must be more than 0"),
 ])
 def test_bad_values_are_named(variable: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -77,6 +82,8 @@ def test_flags_override_by_option_name_and_are_checked() -> None:
         Settings().with_(strategy="threads")
     with pytest.raises(TypeError, match="unknown setting 'wokers'"):
         Settings().with_(wokers=2)
+    with pytest.raises(ConfigError, match="heartbeat_timeout=8 s must be at least twice heartbeat_seconds=5 s"):
+        Settings().with_(heartbeat_timeout=8)
 
 
 def test_access_settings_are_checked() -> None:

@@ -259,8 +259,6 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .server import create_app
     from .store import open_store, safe_url
     from .store.demo import seed
@@ -285,9 +283,25 @@ def _serve(args: argparse.Namespace) -> int:
               f"or send 'Authorization: Bearer {token}')", flush=True)
     else:
         print(f"  page:   {url}  (sign in with a token: sheetstream token create NAME --grant orders:read)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=5,
-                proxy_headers=False)  # which proxies to believe is the app's decision (--trusted-proxies)
+    _run_server(app, args.host, args.port, settings.lifecycle.drain_seconds)
     return 0
+
+
+def _run_server(app, host: str, port: int, drain_seconds: float) -> None:
+    """uvicorn, telling the app the moment SIGTERM (or SIGINT) arrives: it stops admitting work then, and its
+    drain deadline counts from then. uvicorn's own graceful shutdown (open requests) gets the same deadline;
+    running jobs are drained after it, in the app's lifespan (server/lifecycle.py)."""
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        def handle_exit(self, sig: int, frame) -> None:
+            app.state.lifecycle.drain()
+            super().handle_exit(sig, frame)
+
+    # proxy_headers off: which proxies to believe is the app's decision (--trusted-proxies)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
+                            timeout_graceful_shutdown=drain_seconds)  # type: ignore[arg-type]
+    DrainingServer(config).run()
 
 
 def _seed(args: argparse.Namespace) -> int:

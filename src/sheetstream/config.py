@@ -1,8 +1,9 @@
 """Configuration: one immutable value, built from defaults, environment (``SHEETSTREAM_*``) and CLI flags.
 
-Options come in groups (:class:`ExportOptions`, :class:`ImportLimits`, :class:`QueueOptions`); every choice list
-is defined once, here or beside the code that implements it, and both the CLI and the environment check
-against it. A bad value is named with its source: ``SHEETSTREAM_WORKERS='x' is not a whole number``.
+Options come in groups (:class:`ExportOptions`, :class:`ImportLimits`, :class:`QueueOptions`,
+:class:`LifecycleOptions`); every choice list is defined once, here or beside the code that implements it, and
+both the CLI and the environment check against it. A bad value is named with its source:
+``SHEETSTREAM_WORKERS='x' is not a whole number``.
 """
 
 from __future__ import annotations
@@ -97,6 +98,17 @@ class AccessOptions:
 
 
 @dataclass(frozen=True)
+class LifecycleOptions:
+    #: How often a running instance marks its jobs as alive (the heartbeat) and looks for dead instances' jobs.
+    heartbeat_seconds: float = 5.0
+    #: A job whose heartbeat is older than this belongs to a dead instance: it is marked failed (nothing was
+    #: written: a worker never commits once its server is gone). Keep it well above ``heartbeat_seconds``.
+    heartbeat_timeout: float = 30.0
+    #: On SIGTERM, how long running work may go on; then it is rolled back and its jobs are marked failed.
+    drain_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class Settings:
     #: ``postgresql://...`` or ``sqlite:///path``; default: ``<data_dir>/sheetstream.db``.
     database_url: str = ""
@@ -107,6 +119,7 @@ class Settings:
     imports: ImportLimits = field(default_factory=ImportLimits)
     queue: QueueOptions = field(default_factory=QueueOptions)
     access: AccessOptions = field(default_factory=AccessOptions)
+    lifecycle: LifecycleOptions = field(default_factory=LifecycleOptions)
 
     @property
     def spool_dir(self) -> Path:
@@ -141,7 +154,8 @@ class Settings:
         return settings
 
 
-_GROUPS = (("export", ExportOptions), ("imports", ImportLimits), ("queue", QueueOptions), ("access", AccessOptions))
+_GROUPS = (("export", ExportOptions), ("imports", ImportLimits), ("queue", QueueOptions), ("access", AccessOptions),
+           ("lifecycle", LifecycleOptions))
 _TOP = {f.name for f in fields(Settings)} - {group for group, _ in _GROUPS}
 _GROUP_OF = {f.name: group for group, cls in _GROUPS for f in fields(cls)}
 
@@ -156,6 +170,11 @@ def _check(settings: Settings) -> None:
         if value not in allowed:
             raise ConfigError(f"{source}={value!r} is not one of {', '.join(allowed)}")
     _check_access(settings.access)
+    life = settings.lifecycle
+    if life.heartbeat_timeout < 2 * life.heartbeat_seconds:
+        # Shorter, and a live instance whose beat is a little late would see its jobs settled as failed by another.
+        raise ConfigError(f"heartbeat_timeout={life.heartbeat_timeout:g} s must be at least twice "
+                          f"heartbeat_seconds={life.heartbeat_seconds:g} s")
 
 
 def _check_access(access: AccessOptions) -> None:
@@ -196,6 +215,16 @@ def _megabytes(text: str) -> int:
     if not value > 0:
         raise ValueError("must be more than 0")
     return int(value * 2**20)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("is not a number of seconds") from None
+    if not value > 0:
+        raise ValueError("must be more than 0")
+    return value
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -246,6 +275,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_CORS_ORIGINS": ("cors_origins", _words),
     "SHEETSTREAM_PUBLIC": ("public", _words),
     "SHEETSTREAM_KEEP_UPLOAD_SECONDS": ("keep_upload_seconds", _whole),
+    "SHEETSTREAM_HEARTBEAT_SECONDS": ("heartbeat_seconds", _seconds),
+    "SHEETSTREAM_HEARTBEAT_TIMEOUT": ("heartbeat_timeout", _seconds),
+    "SHEETSTREAM_DRAIN_SECONDS": ("drain_seconds", _seconds),
 }
 
 

@@ -79,6 +79,19 @@ class Busy(SheetstreamError, code="busy"):
         return self.detail["retry_after"]
 
 
+class ShuttingDown(SheetstreamError, code="shutting_down"):
+    """The server is draining before it stops: it takes no new work; another instance (or this one, restarted)
+    will, after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 5, **detail: Any):
+        super().__init__(message, retry_after=retry_after, **detail)
+
+
+class ServerStopped(SheetstreamError, code="server_stopped"):
+    """The server running a job stopped (killed, or past its drain deadline) before the job ended; its
+    transaction was rolled back, so nothing was written."""
+
+
 class Conflict(SheetstreamError, code="conflict"):
     """The request conflicts with the state of the thing (a job that has already ended)."""
 

@@ -1,13 +1,21 @@
-"""The import job's life cycle run directly (as a worker runs it): states, outcomes, cancellation, the record."""
+"""The import job's life cycle run directly (as a worker runs it): states, outcomes, cancellation, the record, and
+what happens when its server is gone or the job was settled elsewhere."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
+
+import psutil
 
 from sheetstream.config import ExportOptions
 from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.pipeline.exports import export_workbook
-from sheetstream.pipeline.jobs import Job, JobBoard, run_import_job
+from sheetstream.pipeline.jobs import STOPPED, Job, JobBoard, run_import_job
+from sheetstream.pipeline.lifeline import Lifeline
 from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
 
@@ -75,3 +83,38 @@ def test_the_export_task_returns_what_it_wrote(tmp_path: Path) -> None:
     except StopIteration as stop:
         stats = stop.value
     assert body.startswith(b"PK") and stats.rows == 4 and stats.sheets == ["orders"]
+
+
+def gone_process() -> Lifeline:
+    """The lifeline of a process that has ended (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = psutil.Process(child.pid).create_time()
+    child.wait()
+    return Lifeline(child.pid, started)
+
+
+def test_a_worker_whose_server_is_gone_does_not_commit(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 2)
+    book = workbook(tmp_path / "in.xlsx", list(demo_rows(5)))
+    reused = Lifeline(os.getppid(), psutil.Process(os.getppid()).create_time() - 1)  # a pid taken by another
+    for lifeline in (gone_process(), reused):
+        job = run_import_job(store, Job(table="orders", mode="replace"), book, lifeline=lifeline)
+        assert (job.state, job.error, job.message) == ("failed", "server_stopped", STOPPED)
+        assert store.count("orders") == 2
+    assert run_import_job(store, Job(table="orders", mode="replace"), book,
+                          lifeline=Lifeline.of_this_process()).state == "done"
+
+
+def test_a_job_settled_elsewhere_rolls_its_import_back(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 2)
+    board = JobBoard(store.jobs, instance="dead-instance")
+    job = Job(table="orders", mode="replace")
+    board.save(job, force=True)
+    time.sleep(0.2)
+    reaped = JobBoard(store.jobs, instance="another").reap(timeout=0.1)
+    assert [(j.id, j.state, j.error, j.message) for j in reaped] == [(job.id, "failed", "server_stopped", STOPPED)]
+    done = run_import_job(store, job, workbook(tmp_path / "in.xlsx", list(demo_rows(5))))
+    assert (done.state, done.message) == ("failed", STOPPED)  # the record that stands
+    assert store.count("orders") == 2

@@ -140,3 +140,4 @@ def test_a_consumer_that_stops_early_stops_the_producer(strategy: str) -> None:
 
     seen, active, result = run(asyncio.wait_for(go(), 30))
     assert seen == 3 and active == {"export": 0} and result is None
+

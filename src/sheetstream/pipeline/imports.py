@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Invalid, RowRefused
 from ..formats.xlsx import ReadLimits, open_workbook
 from ..formats.xlsx.cells import column_letter
-from ..store import Store
+from ..store import OnCommit, Store
 from .validate import Plan, Problems, _shown, convert_rows, read_header
 
 if TYPE_CHECKING:
@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 Report = Callable[[Any], None]
 
 
-def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadLimits = ReadLimits()) -> Job:
-    """Import ``path`` into ``job.table`` as ``job`` describes; ``report(job)`` is called as it progresses."""
+def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadLimits = ReadLimits(),
+               on_commit: OnCommit | None = None) -> Job:
+    """Import ``path`` into ``job.table`` as ``job`` describes; ``report(job)`` is called as it progresses,
+    ``on_commit(conn, count)`` inside the transaction right before COMMIT."""
     columns = store.columns(job.table)
     job.state = "parsing"
     report(job)
@@ -66,6 +68,8 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
                     job.preview = preview(staged, plan, sheet)
                 else:
                     job.rows_inserted = staged.apply()
+                    if on_commit:
+                        on_commit(staged.conn, job.rows_inserted)  # inside the transaction, right before COMMIT
                     staged.commit()
         except RowRefused as exc:
             raise refused_row(exc, plan, sheet, job.table) from exc

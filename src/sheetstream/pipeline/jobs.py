@@ -1,8 +1,14 @@
 """The import job's whole life cycle in one place: its record, its states, and how it ends.
 
-receiving -> queued -> parsing -> inserting -> done | failed. The record lives in the database (any instance
-can answer for it, and it survives restarts). :func:`run_import_job` is what a worker runs: it imports, records
-the ending, saves it, and returns the finished job, so the caller never needs to know where it ran.
+receiving -> queued -> parsing -> inserting [-> committing] -> done | failed. The record lives in the database
+(any instance can answer for it, and it survives restarts). :func:`run_import_job` is what a worker runs: it
+imports, records the ending, saves it, and returns the finished job, so the caller never needs to know where it
+ran.
+
+Crash safety: "done" is written inside the import's transaction (:meth:`~sheetstream.store.JobTable.commit_with`;
+``committing`` is SQLite's step between), a worker never commits once its server is gone (:mod:`.lifeline`), and
+an ended record is final. So a job that a draining server, or any instance finding its server dead
+(:meth:`JobBoard.reap`), marks failed with :data:`STOPPED` really has written nothing.
 """
 
 from __future__ import annotations
@@ -16,15 +22,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Cancelled, ClientGone, SheetstreamError
+from ..errors import Cancelled, ClientGone, Conflict, ServerStopped, SheetstreamError
 from ..formats.xlsx import ReadLimits, XlsxError
 from ..store import JobTable, Store
+from ..store.jobs import superseded
 from .imports import run_import
+from .lifeline import Lifeline
 
 log = logging.getLogger("sheetstream.jobs")
 
-STATES = ("receiving", "queued", "parsing", "inserting", "done", "failed")
+STATES = ("receiving", "queued", "parsing", "inserting", "committing", "done", "failed")
 ENDED = ("done", "failed")
+#: Why a job failed when its server stopped under it; true because of the rules in the module's docstring.
+STOPPED = "the server stopped while this job was running; nothing was written"
 
 
 @dataclass
@@ -52,6 +62,7 @@ class Job:
     kept_until: float | None = None  # the upload is kept until then (for commit and problems.xlsx)
     preview_of: str | None = None  # the dry run this job commits
     committed_as: str | None = None  # the job that committed this dry run
+    instance: str | None = None  # the server instance that runs it (its heartbeat says whether it is alive)
 
     @property
     def ended(self) -> bool:
@@ -71,21 +82,27 @@ class Job:
 
 
 class JobBoard:
-    """Saves jobs, at most every ``interval`` seconds for progress, always for state changes."""
+    """Saves jobs, at most every ``interval`` seconds for progress, always for state changes; stamps them with
+    this server's ``instance``, whose heartbeat it keeps."""
 
-    def __init__(self, table: JobTable, interval: float = 0.5):
+    def __init__(self, table: JobTable, interval: float = 0.5, instance: str | None = None):
         self.table = table
         self.interval = interval
+        self.instance = instance
         self._saved: dict[str, tuple[str, float]] = {}
 
     def save(self, job: Job, force: bool = False) -> bool:
-        """Save unless saved less than ``interval`` ago in the same state; True when it saved."""
+        """Save unless saved less than ``interval`` ago in the same state; True when it saved.
+        :class:`~sheetstream.errors.Conflict` when the record has already ended elsewhere."""
         now = time.time()
         last_state, last_time = self._saved.get(job.id, (None, 0.0))
         if not force and last_state == job.state and now - last_time < self.interval:
             return False
         job.updated_at = now
-        self.table.save(job.id, job.to_json())
+        job.instance = job.instance or self.instance
+        if not self.table.save(job.id, job.to_json()):
+            self._saved.pop(job.id, None)
+            raise superseded(job.id)
         if job.ended:
             self._saved.pop(job.id, None)
         else:
@@ -107,6 +124,43 @@ class JobBoard:
 
     def recent(self, owner: str | None, limit: int = 50) -> list[Job]:
         return [Job.from_json(data) for data in self.table.recent(owner, limit)]
+
+    def end(self, job: Job) -> Job:
+        """Save ``job``, ended; when its record had already ended elsewhere, that record (it is the truth)."""
+        try:
+            self.save(job, force=True)
+        except Conflict:
+            return self.load(job.id) or job
+        return job
+
+    def settle(self, job_id: str, exc: BaseException) -> Job | None:
+        """End a job whose worker stopped, or must stop, as failed by ``exc``, unless it has ended or
+        committed (then its record stands). Returns the job as recorded then."""
+        self.forget(job_id)
+        job = self.load(job_id)
+        if job is None or job.ended:
+            return job
+        fail(job, exc)
+        data = self.table.settle(job_id, job.to_json())
+        return Job.from_json(data) if data else None
+
+    def heartbeat(self) -> None:
+        if self.instance:
+            self.table.heartbeat(self.instance)
+
+    def reap(self, timeout: float) -> list[Job]:
+        """Settle the jobs of instances whose heartbeat is older than ``timeout`` seconds: they are dead, and
+        so are their workers, which never commit after their server has gone."""
+        settled = []
+        for job_id in self.table.orphans(self.instance or "", timeout):
+            try:
+                job = self.settle(job_id, ServerStopped(STOPPED))
+            except Exception:  # one unreadable record must not keep the others unsettled
+                log.exception("job %s could not be settled", job_id)
+                continue
+            if job is not None:
+                settled.append(job)
+        return settled
 
 
 def succeed(job: Job) -> None:
@@ -171,21 +225,33 @@ def keep_upload(job: Job, path: Path, keep: Keep) -> None:
 
 
 def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = ReadLimits(),
-                   keep: Keep | None = None) -> Job:
-    """Import ``path`` as ``job`` says, on a worker; progress is saved as it goes, a cancel request stops it.
-    Returns the finished job (done or failed), saved, with its upload kept as ``keep`` says when worth it."""
+                   keep: Keep | None = None, lifeline: Lifeline | None = None) -> Job:
+    """Import ``path`` as ``job`` says, on a worker; progress is saved as it goes, a cancel request stops it, and
+    so does the end of the server (``lifeline``), up to the moment before COMMIT. Returns the finished job (done
+    or failed) as recorded, with its upload kept as ``keep`` says when worth it."""
     board = JobBoard(store.jobs)
 
+    def check_server() -> None:
+        if lifeline is not None and not lifeline.alive():
+            raise ServerStopped(STOPPED)
+
     def report(current: Job) -> None:
+        check_server()
         if board.save(current) and board.cancel_requested(current.id):
             raise Cancelled("the import was cancelled; its transaction was rolled back and nothing was written")
 
+    def commit(conn: Any, count: int) -> None:
+        check_server()
+        done = Job.from_json(job.to_json())
+        done.rows_inserted = count
+        succeed(done)
+        store.jobs.commit_with(conn, job.id, done.to_json())
+
     try:
-        run_import(store, job, path, report, limits)
+        run_import(store, job, path, report, limits, commit)
         succeed(job)
     except Exception as exc:
         fail(job, exc)
     if keep:
         keep_upload(job, path, keep)
-    board.save(job, force=True)
-    return job
+    return board.end(job)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import shutil
 import socket
 import struct
 import tempfile
@@ -19,20 +20,37 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 _FRAME = struct.Struct(">I")
 _END = 0xFFFFFFFF  # frame length meaning: the task ended; its pickled return value follows
 _FAILED = 0xFFFFFFFE  # frame length meaning: the task raised; the pickled exception follows
 _TOKEN = 16
+_ACCEPT_SECONDS = 30  # a worker that connected and ended: how long its accept may lag behind
+_PREFIX = "sheetstream-channel-"
+
+
+def remove_dead(folder: Path) -> list[Path]:
+    """Remove the channel folders in ``folder`` left by servers that are gone (killed: they could not)."""
+    removed = []
+    for path in folder.glob(f"{_PREFIX}*-*"):
+        pid = path.name.removeprefix(_PREFIX).split("-")[0]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 class Channel:
     def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="sheetstream-"))
+        # The server's pid in the name: a killed server's folder is found and removed by the next one (remove_dead).
+        self.folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
         self.path = str(self.folder / "chunks.sock")
         self._expected: dict[bytes, asyncio.Future] = {}
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
+        remove_dead(self.folder.parent)
         self._server = await asyncio.start_unix_server(self._accept, path=self.path)
 
     async def stop(self) -> None:
@@ -66,7 +84,9 @@ class Channel:
             done, _ = await asyncio.wait({connected, task}, return_when=asyncio.FIRST_COMPLETED)
             if connected not in done:
                 task.result()  # the worker failed before it could connect: raise its error
-                raise RuntimeError("the worker ended without streaming")
+                # It ended without failing, so it did connect (its first step), and a small task's frames all fit
+                # in the socket's buffer: the accept just has not run yet on a busy event loop. Wait for it.
+                await asyncio.wait_for(asyncio.shield(connected), timeout=_ACCEPT_SECONDS)
             reader, writer = connected.result()
             while True:
                 (size,) = _FRAME.unpack(await reader.readexactly(_FRAME.size))

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
-from ..errors import Busy
+from ..errors import Busy, ShuttingDown
 from .strategies import Strategy, Task
 
 
@@ -43,12 +43,24 @@ class ProcessingQueue:
         self.queued: Counter[str] = Counter()
         self._order: list[object] = []  # waiting tickets, first come first served
         self._free: asyncio.Semaphore | None = None
+        self.closed = False  # draining before a stop: no new work is admitted
+        self._retry_after_closed = 5
 
     # -- life cycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         self._free = asyncio.Semaphore(self.workers)
         await self.strategy.start()
+
+    def close(self, retry_after: int = 5) -> None:
+        """Admit nothing more (the server is draining); work already admitted goes on."""
+        self.closed = True
+        self._retry_after_closed = retry_after
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise ShuttingDown("the server is shutting down and takes no new work; try again shortly (another "
+                               "instance, or this one restarted, will take it)", retry_after=self._retry_after_closed)
 
     async def stop(self) -> None:
         await self.strategy.stop()
@@ -65,6 +77,7 @@ class ProcessingQueue:
         With a ``ticket``, the admitted task takes its place in the waiting list now (an import, while its body
         is still arriving); it keeps it until :meth:`slot` starts it, or :meth:`withdraw` gives it back.
         """
+        self.check_open()
         busy = sum(self.active.values()) >= self.workers
         if busy and self.waiting >= self.max_waiting:
             raise Busy(

@@ -21,8 +21,10 @@ from typing import Any, Protocol
 
 import psutil
 
+from ..pipeline.lifeline import Lifeline
 from .channel import Channel
 from .offload import iterate_in_thread
+from .workers import start_worker, stop_pool
 
 Task = Callable[..., Generator[bytes, None, Any]]
 
@@ -106,7 +108,9 @@ class Process:
         self.channel: Channel | None = None
 
     async def start(self) -> None:
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.start_method))
+        # Workers die with this server (and never commit once it is gone): see .workers.
+        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.start_method),
+                                        initializer=start_worker, initargs=(Lifeline.of_this_process(),))
         self.channel = Channel()
         await self.channel.start()
 
@@ -114,7 +118,8 @@ class Process:
         if self.channel:
             await self.channel.stop()
         if self.pool:
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            # Whatever still runs has been given its deadline already (the server's drain): no process is left.
+            await asyncio.to_thread(stop_pool, self.pool)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))

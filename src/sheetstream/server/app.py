@@ -1,4 +1,5 @@
-"""The application factory: builds the shared parts (store, queue, lag monitor, metrics) and mounts the routes."""
+"""The application factory: builds the shared parts (store, queue, lag monitor, metrics, life cycle) and mounts
+the routes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from .auth import CSRF_HEADER, Gate
 from .headers import SecurityHeaders
 from .kept import KeptUploads
 from .lag import LagMonitor
+from .lifecycle import Lifecycle, new_instance_id
 from .metrics import Metrics
 from .routes import exports, imports, jobs, meta, session
 from .shares import Shares
@@ -30,33 +32,35 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     lag = LagMonitor()
     metrics = Metrics(queue, lag)
     lag.observe = metrics.lag_seconds.observe
+    store = store or open_store(settings.database)
+    board = JobBoard(store.jobs, instance=new_instance_id())
+    lifecycle = Lifecycle(settings, board, queue)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await queue.start()
         lag.start()
+        await lifecycle.start()
         sweeper = asyncio.create_task(app.state.kept.sweep_forever())
         try:
             yield
         finally:
             sweeper.cancel()
             await lag.stop()
-            if app.state.tasks:
-                await asyncio.wait(app.state.tasks, timeout=10)
-            await queue.stop()
+            await lifecycle.stop()  # the drain: running jobs until the deadline, then no process left
 
     # The API description is served by routes of our own (meta), for admins unless made public.
     app = FastAPI(title="sheetstream", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.settings = settings
-    app.state.store = store or open_store(settings.database)
-    app.state.gate = Gate(settings.access, app.state.store.tokens)
+    app.state.store = store
+    app.state.gate = Gate(settings.access, store.tokens)
     app.state.shares = Shares(options.per_identity)
-    app.state.board = JobBoard(app.state.store.jobs)
+    app.state.board = board
     app.state.queue = queue
     app.state.lag = lag
     app.state.metrics = metrics
-    app.state.tasks = set()  # running import jobs
+    app.state.lifecycle = lifecycle
     app.state.kept = KeptUploads(settings.spool_dir / "kept", settings.imports.keep_upload_seconds)
     errors.install(app)
     for routes in (meta, session, exports, imports, jobs):

@@ -20,7 +20,9 @@ from ..errors import (
     Invalid,
     NotFound,
     PayloadTooLarge,
+    ServerStopped,
     SheetstreamError,
+    ShuttingDown,
     StoreUnavailable,
     Unauthenticated,
     UnsupportedMediaType,
@@ -45,6 +47,8 @@ STATUS: dict[type[Exception], int] = {
     ClientGone: 499,  # as nginx logs it: the client closed the request, nobody reads the answer
     ConfigError: 500,
     StoreUnavailable: 503,
+    ShuttingDown: 503,  # with Retry-After: another instance (or this one, restarted) takes it
+    ServerStopped: 503,  # a job's server stopped under it; nothing was written, so sending it again is safe
 }
 
 
@@ -54,8 +58,8 @@ def status_of(error: BaseException | type[BaseException]) -> int:
 
 
 def headers_of(error: BaseException) -> dict[str, str] | None:
-    if isinstance(error, Busy):
-        return {"Retry-After": str(error.retry_after)}
+    if isinstance(error, (Busy, ShuttingDown)):
+        return {"Retry-After": str(error.detail["retry_after"])}
     if isinstance(error, Unauthenticated):
         return {"WWW-Authenticate": 'Bearer realm="sheetstream"'}
     return None

@@ -45,9 +45,9 @@ def check_declared_size(request: Request, limit: int) -> None:
 class Spool:
     """A file in ``folder`` that receives the upload; removed on failure (and by its owner when done)."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, prefix: str = "upload-"):
         folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix="upload-", suffix=".xlsx", dir=folder)
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".xlsx", dir=folder)
         self.path = Path(name)
         self.file = os.fdopen(fd, "wb")
         self.size = 0

@@ -8,10 +8,10 @@ their own connections.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ContextManager, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import BadRequest, Invalid, StoreUnavailable
 from .tokens import TokenRecord
@@ -55,13 +55,15 @@ class Store(Protocol):
     def drop_table(self, table: str) -> None: ...
 
     def write_rows(self, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]],
-                   mode: str = "append", dry_run: bool = False) -> int:
+                   mode: str = "append", dry_run: bool = False, on_commit: OnCommit | None = None) -> int:
         """Write ``rows`` in one transaction, all or nothing; returns the count written.
 
         ``mode``: ``append`` inserts, ``replace`` deletes the table's rows first (same transaction), ``upsert``
         updates rows whose primary key exists. ``dry_run`` does everything, then rolls back. An exception
         raised by ``rows`` rolls everything back; the database refusing rows raises
         :class:`~sheetstream.errors.Invalid`, losing the connection :class:`~sheetstream.errors.StoreUnavailable`.
+        ``on_commit(conn, count)`` runs inside the transaction right before COMMIT (not for a dry run), on its
+        connection: what it writes commits with the rows, and an exception from it rolls everything back.
         """
 
     def staging(self, table: str, columns: Sequence[Column], mode: str = "append") -> ContextManager[Staged]:
@@ -81,10 +83,15 @@ class Store(Protocol):
         """Where this database keeps the audit trail of imports (:mod:`.audit`)."""
 
 
-class JobTable(Protocol):
-    """Job records, kept apart from table I/O (``sheetstream_jobs``). ``save`` never clears a cancel request."""
+#: ``on_commit(conn, count)``: called inside an import's transaction, right before COMMIT.
+OnCommit = Callable[[Any, int], None]
 
-    def save(self, job_id: str, data: dict[str, Any]) -> None: ...
+
+class JobTable(Protocol):
+    """Job records, kept apart from table I/O (``sheetstream_jobs``; the rules are in :mod:`.jobs`).
+    ``save`` never clears a cancel request, and never overwrites an ended record (it returns False then)."""
+
+    def save(self, job_id: str, data: dict[str, Any]) -> bool: ...
 
     def load(self, job_id: str) -> dict[str, Any] | None: ...
 
@@ -94,6 +101,19 @@ class JobTable(Protocol):
 
     def recent(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
         """The newest jobs first: ``owner``'s, or everyone's when ``owner`` is None."""
+
+    def heartbeat(self, instance: str) -> None:
+        """Mark the running jobs of ``instance`` as seen now."""
+
+    def orphans(self, instance: str, timeout: float) -> list[str]:
+        """Running jobs of other instances not seen for ``timeout`` seconds: their instance is gone."""
+
+    def commit_with(self, conn: Any, job_id: str, data: dict[str, Any]) -> None:
+        """In an import's transaction (``conn``, before COMMIT): record ``data`` (the job, done) so that it
+        commits with the rows; :class:`~sheetstream.errors.Conflict` if the job was ended elsewhere."""
+
+    def settle(self, job_id: str, failed: dict[str, Any]) -> dict[str, Any] | None:
+        """End the job with ``failed`` unless it has ended (or committed); returns the record as it is then."""
 
 
 class TokenTable(Protocol):
@@ -141,13 +161,14 @@ def column_type(c: Column, names: dict[str, str]) -> str:
     return sql_type + ("" if c.nullable or c.primary_key else " NOT NULL")
 
 
+# Up to the last "@": a password may hold "/" or "@" (if the query holds one too, more is hidden, never less).
+_USER_PASSWORD = re.compile(r"(://[^:/@?#]*:).*@")
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)  # libpq also takes ?password=...
+
+
 def safe_url(url: str) -> str:
-    """``url`` fit to print: a password in it is replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    """``url`` fit to print: a password in it (``user:password@`` or ``?password=``) is replaced by ``***``."""
+    return _QUERY_PASSWORD.sub(r"\1***", _USER_PASSWORD.sub(r"\1***@", url, count=1))
 
 
 def refused(detail: str) -> Invalid:

@@ -1,13 +1,26 @@
-"""Job records (``sheetstream_jobs``), kept apart from table I/O: an id, the job's JSON, and a cancel flag.
+"""Job records (``sheetstream_jobs``), kept apart from table I/O: an id, the job's JSON, a cancel flag, and the
+heartbeat of the instance that runs it (``instance``, ``seen_at``).
 
-The cancel flag is a column of its own, so the worker's progress saves (which replace ``data``) can never
-overwrite a request to cancel made by another instance.
+Rules that make a job's record agree with the database after any crash:
+
+- An ended record (``done``, ``failed``) is final: no save overwrites it. A worker whose job was ended by
+  someone else (a draining server, an instance that found its server dead) sees its save refused and rolls
+  back.
+- ``done`` is written inside the import's own transaction, right before COMMIT (:meth:`commit_with`):
+  on PostgreSQL it is the same transaction, so "done" is true exactly when the rows are there. SQLite keeps
+  jobs in a file of their own (one writer per file), so there the import's transaction writes a marker row
+  (``sheetstream_commits``) into the data file instead, and the job record says ``committing`` until the
+  worker writes ``done`` after COMMIT. The window between that COMMIT and that save is the one place where
+  the record lags the rows; :meth:`SqliteJobs.settle` closes it by reading the marker, after taking the data
+  file's write lock (so no COMMIT of it can still be under way).
+- The cancel flag is a column of its own, so progress saves (which replace ``data``) never clear it.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,18 +28,34 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from ..errors import Conflict
+
+ENDED_SQL = "('done', 'failed')"
+COMMITTING = "committing"
+#: Markers of committed imports are kept this long (seconds): any instance settles its jobs well before.
+MARKER_DAYS = 1
+
+
+def superseded(job_id: str) -> Conflict:
+    return Conflict(f"job {job_id} was ended elsewhere (the server stopped, or the job was settled); "
+                    "its transaction was rolled back and nothing was written")
+
 
 class SqliteJobs:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, data_path: Path | None = None):
         self.path = path
+        self.data_path = data_path  # the data file, where committed imports leave their marker
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_jobs "
-                     "(id TEXT PRIMARY KEY, data TEXT NOT NULL, cancel INTEGER NOT NULL DEFAULT 0)")
-        if "cancel" not in {row[1] for row in conn.execute("PRAGMA table_info(sheetstream_jobs)")}:
-            conn.execute("ALTER TABLE sheetstream_jobs ADD COLUMN cancel INTEGER NOT NULL DEFAULT 0")  # older file
+        conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_jobs (id TEXT PRIMARY KEY, data TEXT NOT NULL, "
+                     "cancel INTEGER NOT NULL DEFAULT 0, instance TEXT, seen_at REAL NOT NULL DEFAULT 0)")
+        have = {row[1] for row in conn.execute("PRAGMA table_info(sheetstream_jobs)")}
+        for name, ddl in (("cancel", "INTEGER NOT NULL DEFAULT 0"), ("instance", "TEXT"),
+                          ("seen_at", "REAL NOT NULL DEFAULT 0")):
+            if name not in have:  # a file from an older version
+                conn.execute(f"ALTER TABLE sheetstream_jobs ADD COLUMN {name} {ddl}")
         return conn
 
     def _run(self, statement: str, args: tuple) -> list[tuple]:
@@ -36,9 +65,12 @@ class SqliteJobs:
         finally:
             conn.close()
 
-    def save(self, job_id: str, data: dict[str, Any]) -> None:
-        self._run("INSERT INTO sheetstream_jobs (id, data) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data",
-                  (job_id, json.dumps(data)))
+    def save(self, job_id: str, data: dict[str, Any]) -> bool:
+        return bool(self._run(
+            "INSERT INTO sheetstream_jobs AS j (id, data, instance, seen_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET data = excluded.data, instance = coalesce(excluded.instance, j.instance), "
+            f"seen_at = excluded.seen_at WHERE json_extract(j.data, '$.state') NOT IN {ENDED_SQL} RETURNING id",
+            (job_id, json.dumps(data), data.get("instance"), time.time())))
 
     def load(self, job_id: str) -> dict[str, Any] | None:
         rows = self._run("SELECT data FROM sheetstream_jobs WHERE id = ?", (job_id,))
@@ -55,6 +87,68 @@ class SqliteJobs:
                          "ORDER BY json_extract(data, '$.created_at') DESC LIMIT ?", (owner, owner, limit))
         return [json.loads(r[0]) for r in rows]
 
+    def heartbeat(self, instance: str) -> None:
+        self._run(f"UPDATE sheetstream_jobs SET seen_at = ? WHERE instance = ? "
+                  f"AND json_extract(data, '$.state') NOT IN {ENDED_SQL}", (time.time(), instance))
+
+    def orphans(self, instance: str, timeout: float) -> list[str]:
+        rows = self._run(f"SELECT id FROM sheetstream_jobs WHERE json_extract(data, '$.state') NOT IN {ENDED_SQL} "
+                         "AND coalesce(instance, '') <> ? AND seen_at < ?", (instance, time.time() - timeout))
+        return [r[0] for r in rows]
+
+    def commit_with(self, conn: sqlite3.Connection, job_id: str, data: dict[str, Any]) -> None:
+        """Inside the import's transaction on the data file, before COMMIT: leave the marker, then say
+        ``committing`` (refused, and so rolled back, when the job was ended elsewhere)."""
+        now = time.time()
+        conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_commits "
+                     "(job_id TEXT PRIMARY KEY, data TEXT NOT NULL, at REAL NOT NULL)")
+        conn.execute("DELETE FROM sheetstream_commits WHERE at < ?", (now - MARKER_DAYS * 86400,))
+        conn.execute("INSERT OR REPLACE INTO sheetstream_commits VALUES (?, ?, ?)", (job_id, json.dumps(data), now))
+        if not self.save(job_id, {**data, "state": COMMITTING}):
+            raise superseded(job_id)
+
+    def settle(self, job_id: str, failed: dict[str, Any]) -> dict[str, Any] | None:
+        """End a job whose worker stopped or must stop: ``failed`` unless it has ended; a ``committing`` job
+        ends as its marker says (done when the COMMIT happened). Returns the record as it is then."""
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # no worker can move the job to committing meanwhile
+            rows = conn.execute("SELECT data FROM sheetstream_jobs WHERE id = ?", (job_id,)).fetchall()
+            stored = json.loads(rows[0][0]) if rows else None
+            if stored is None or stored.get("state") in ("done", "failed", COMMITTING):
+                conn.execute("ROLLBACK")
+            else:
+                conn.execute("UPDATE sheetstream_jobs SET data = ? WHERE id = ?", (json.dumps(failed), job_id))
+                conn.execute("COMMIT")
+                return failed
+        finally:
+            conn.close()
+        if stored is None or stored.get("state") != COMMITTING:
+            return stored
+        try:
+            committed = self._marker(job_id)
+        except sqlite3.OperationalError:
+            return stored  # the data file is held by another import: settled at the next sweep
+        self.save(job_id, committed or failed)
+        return self.load(job_id)
+
+    def _marker(self, job_id: str) -> dict[str, Any] | None:
+        """The done record a committed import left in the data file, read under its write lock: whatever
+        transaction wrote ``committing`` has committed or rolled back by then."""
+        if self.data_path is None:
+            return None
+        conn = sqlite3.connect(self.data_path, timeout=5, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = conn.execute("SELECT data FROM sheetstream_commits WHERE job_id = ?", (job_id,)).fetchall()
+            except sqlite3.OperationalError:  # no import has committed in this file yet
+                rows = []
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+        return json.loads(rows[0][0]) if rows else None
+
 
 class PostgresJobs:
     def __init__(self, connect: Callable[..., psycopg.Connection]):
@@ -65,13 +159,16 @@ class PostgresJobs:
             try:
                 cursor = conn.execute(statement, args)
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
-                _create_table(conn)  # the first job in this database (or a table from before the cancel flag)
+                _create_table(conn)  # the first job in this database (or a table from an older version)
                 cursor = conn.execute(statement, args)
             return cursor.fetchall() if cursor.description else []
 
-    def save(self, job_id: str, data: dict[str, Any]) -> None:
-        self._run("INSERT INTO sheetstream_jobs (id, data) VALUES (%s, %s) "
-                  "ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = now()", (job_id, Jsonb(data)))
+    def save(self, job_id: str, data: dict[str, Any]) -> bool:
+        return bool(self._run(
+            "INSERT INTO sheetstream_jobs AS j (id, data, instance) VALUES (%s, %s, %s) "
+            "ON CONFLICT (id) DO UPDATE SET data = excluded.data, instance = coalesce(excluded.instance, j.instance), "
+            f"updated_at = now(), seen_at = now() WHERE j.data->>'state' NOT IN {ENDED_SQL} RETURNING id",
+            (job_id, Jsonb(data), data.get("instance"))))
 
     def load(self, job_id: str) -> dict[str, Any] | None:
         rows = self._run("SELECT data FROM sheetstream_jobs WHERE id = %s", (job_id,))
@@ -88,11 +185,45 @@ class PostgresJobs:
                          "ORDER BY (data->>'created_at')::float8 DESC LIMIT %s", (owner, owner, limit))
         return [r[0] for r in rows]
 
+    def heartbeat(self, instance: str) -> None:
+        self._run(f"UPDATE sheetstream_jobs SET seen_at = now() WHERE instance = %s "
+                  f"AND data->>'state' NOT IN {ENDED_SQL}", (instance,))
+
+    def orphans(self, instance: str, timeout: float) -> list[str]:
+        # The database's clock on both sides of the comparison: instances on other hosts may disagree on time.
+        rows = self._run(f"SELECT id FROM sheetstream_jobs WHERE data->>'state' NOT IN {ENDED_SQL} "
+                         "AND coalesce(instance, '') <> %s AND seen_at < now() - make_interval(secs => %s)",
+                         (instance, timeout))
+        return [r[0] for r in rows]
+
+    def commit_with(self, conn: psycopg.Connection, job_id: str, data: dict[str, Any]) -> None:
+        """Inside the import's transaction, before COMMIT: the job becomes ``done`` with the rows, or the
+        transaction rolls back when the job was ended elsewhere (the row lock orders this against
+        :meth:`settle`)."""
+        updated = conn.execute(f"UPDATE sheetstream_jobs SET data = %s, updated_at = now(), seen_at = now() "
+                               f"WHERE id = %s AND data->>'state' NOT IN {ENDED_SQL} RETURNING id",
+                               (Jsonb(data), job_id)).fetchall()
+        if not updated:
+            raise superseded(job_id)
+
+    def settle(self, job_id: str, failed: dict[str, Any]) -> dict[str, Any] | None:
+        """``failed`` unless the job has ended. An import that is committing holds the job's row lock, so this
+        waits for its COMMIT and then leaves its ``done`` alone; not for long (``lock_timeout``): a lock held by a
+        connection nobody has closed yet must not stall the caller's heartbeat, and the next sweep tries again."""
+        with self.connect(autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '5s'")
+            conn.execute(f"UPDATE sheetstream_jobs SET data = %s, updated_at = now() WHERE id = %s "
+                         f"AND data->>'state' NOT IN {ENDED_SQL}", (Jsonb(failed), job_id))
+        return self.load(job_id)
+
 
 def _create_table(conn: psycopg.Connection) -> None:
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_jobs (id text PRIMARY KEY, data jsonb NOT NULL, "
-                     "cancel boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL DEFAULT now())")
+                     "cancel boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL DEFAULT now(), "
+                     "instance text, seen_at timestamptz NOT NULL DEFAULT now())")
     except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
         pass  # another instance created it at the same moment
-    conn.execute("ALTER TABLE sheetstream_jobs ADD COLUMN IF NOT EXISTS cancel boolean NOT NULL DEFAULT false")
+    conn.execute("ALTER TABLE sheetstream_jobs ADD COLUMN IF NOT EXISTS cancel boolean NOT NULL DEFAULT false, "
+                 "ADD COLUMN IF NOT EXISTS instance text, "
+                 "ADD COLUMN IF NOT EXISTS seen_at timestamptz NOT NULL DEFAULT now()")

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from ..errors import BadRequest, NotFound, StoreUnavailable
 from .audit import PostgresAudit
-from .base import Column, column_type, refused, unavailable
+from .base import Column, OnCommit, column_type, refused, unavailable
 from .jobs import PostgresJobs
 from .staging import ROW, Dialect, Staged
 from .tokens import PostgresTokens
@@ -161,7 +161,7 @@ class PostgresStore:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
 
     def write_rows(self, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]],
-                   mode: str = "append", dry_run: bool = False) -> int:
+                   mode: str = "append", dry_run: bool = False, on_commit: OnCommit | None = None) -> int:
         count = 0
         names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
         try:
@@ -197,6 +197,8 @@ class PostgresStore:
                             sql.SQL(", ").join(sql.Identifier(k) for k in keys), action))
                     if dry_run:
                         raise psycopg.Rollback(tx)
+                    if on_commit:
+                        on_commit(conn, count)
         except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
             raise refused(_describe(exc)) from exc
         except psycopg.OperationalError as exc:

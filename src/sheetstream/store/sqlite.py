@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import BadRequest, NotFound, StoreUnavailable
 from .audit import SqliteAudit
-from .base import Column, column_type, refused, unavailable
+from .base import Column, OnCommit, column_type, refused, unavailable
 from .jobs import SqliteJobs
 from .staging import ROW, Dialect, Staged
 from .tokens import SqliteTokens
@@ -100,7 +100,7 @@ class SqliteStore:
             conn.execute(f"DROP TABLE IF EXISTS {quote(table)}")
 
     def write_rows(self, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]],
-                   mode: str = "append", dry_run: bool = False) -> int:
+                   mode: str = "append", dry_run: bool = False, on_commit: OnCommit | None = None) -> int:
         names = ", ".join(quote(c.name) for c in columns)
         sql = f"INSERT INTO {quote(table)} ({names}) VALUES ({', '.join('?' for _ in columns)})"
         if mode == "upsert":
@@ -124,6 +124,8 @@ class SqliteStore:
                 if mode == "replace":
                     conn.execute(f"DELETE FROM {quote(table)}")
                 conn.executemany(sql, adapted())
+                if on_commit and not dry_run:
+                    on_commit(conn, count)
             except sqlite3.IntegrityError as exc:
                 conn.execute("ROLLBACK")
                 raise refused(str(exc)) from exc
@@ -156,7 +158,7 @@ class SqliteStore:
     @property
     def jobs(self) -> SqliteJobs:
         # A file of their own: SQLite allows one writer, and an import holds it for its whole duration.
-        return SqliteJobs(self.control_path)
+        return SqliteJobs(self.control_path, self.path)
 
     @property
     def tokens(self) -> SqliteTokens:

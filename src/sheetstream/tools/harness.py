@@ -94,7 +94,8 @@ class ServerProcess:
     own); ``with ServerProcess(url) as server: server.url, server.process.pid``."""
 
     def __init__(self, database_url: str, tables: list[str] | None = None, executor: str | None = None,
-                 workers: int | None = None, start_method: str | None = None, data_dir: Path | None = None):
+                 workers: int | None = None, start_method: str | None = None, data_dir: Path | None = None,
+                 env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = new_token()  # its admin token (SHEETSTREAM_ADMIN_TOKEN), for the tools' clients
@@ -105,10 +106,11 @@ class ServerProcess:
                             ("--start-method", start_method), ("--data-dir", data_dir)):
             if value:
                 self.command += [flag, str(value)]
+        self.env = {**os.environ, **(env or {})}  # SHEETSTREAM_* settings that have no flag
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> ServerProcess:
-        env = {**os.environ, "SHEETSTREAM_ADMIN_TOKEN": self.token}
+        env = {**self.env, "SHEETSTREAM_ADMIN_TOKEN": self.token}
         self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         try:
             wait_until_up(self.url)

@@ -16,6 +16,7 @@ from ...access import Identity
 from ...errors import BadRequest
 from ...formats.xlsx import ReadLimits
 from ...pipeline.jobs import Job, JobBoard, fail, run_import_job
+from ...pipeline.lifeline import Lifeline
 from ...pipeline.validate import EXTRA_COLUMNS
 from ...runtime import ProcessingQueue
 from ...store import MODES, Store
@@ -29,6 +30,7 @@ from ..uploads import Spool, check_declared_size, receive_multipart, receive_raw
 log = logging.getLogger("sheetstream.imports")
 
 router = APIRouter()
+log = logging.getLogger("sheetstream.imports")
 
 Mode = Literal["append", "replace", "upsert"]
 ModeQuery = Annotated[Mode, Query(description="append: insert; replace: delete all rows first; upsert: by primary key")]
@@ -98,10 +100,9 @@ class Upload:
         job = self.job
         job.state = "queued"
         await run_in_threadpool(self.board.save, job, True)
+        lifecycle = self.request.app.state.lifecycle
         task = asyncio.create_task(self.process(spool))
-        tasks: set[asyncio.Task] = self.request.app.state.tasks
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        lifecycle.track(job.id, task)
         if wait:
             done = await asyncio.shield(task)
             return JSONResponse(job_json(done), status_code=job_status(done) or 500)
@@ -110,7 +111,7 @@ class Upload:
     async def receive(self, multipart: bool) -> Path:
         """The body, into a spool file; on any failure the file is gone and the job records why."""
         job = self.job
-        spool = Spool(self.spool_dir)
+        spool = Spool(self.spool_dir, prefix=f"upload-{job.id}-")  # the job's id: a dead run's file is found
         try:
             if multipart:
                 apply_form_fields(job, await receive_multipart(self.request, spool, self.limit, self.progress))
@@ -119,6 +120,7 @@ class Upload:
                 await receive_raw(self.request, spool, self.limit, self.progress)
             if spool.size == 0:
                 raise BadRequest("the upload is empty: send the .xlsx file as the request body")
+            self.check_open()
         except BaseException as exc:
             self.received = (spool.size, None)
             spool.remove()
@@ -133,7 +135,8 @@ class Upload:
 
     async def process(self, path: Path) -> Job:
         """The job on a worker of the queue; returns it finished. The spool file goes in every outcome."""
-        job = await process(self.queue, self.store, self.board, self.job, path, self.metrics, self.kept)
+        lifeline = self.request.app.state.lifecycle.lifeline
+        job = await process(self.queue, self.store, self.board, self.job, path, self.metrics, self.kept, lifeline)
         self.shares.give(self.caller)
         await self.audit(job)
         return job
@@ -151,7 +154,12 @@ class Upload:
         except Exception:
             log.exception("could not write the audit record of import %s: %s", job.id, entry)
 
+    def check_open(self) -> None:
+        """Once the server drains, an upload still arriving is refused (503): it could not finish in time."""
+        self.queue.check_open()
+
     def progress(self, received: int) -> None:
+        self.check_open()
         self.metrics.bytes_in.inc(received - self.job.bytes_received)
         self.job.bytes_received = received
         if not self.saving:  # one progress save at a time; the board throttles them further
@@ -208,14 +216,22 @@ def apply_form_fields(job: Job, fields: dict[str, str]) -> None:
 
 
 async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Job, path: Path,
-                  metrics: Metrics, kept: KeptUploads) -> Job:
+                  metrics: Metrics, kept: KeptUploads, lifeline: Lifeline | None = None) -> Job:
     """The job on a worker of the queue; returns it finished. The spool file goes in every outcome, unless the
     worker kept it for a while (a dry run, or problems found: :mod:`..kept`)."""
     try:
-        job = await queue.call("import", run_import_job, store, job, path, ReadLimits(), kept.keep(job), ticket=job.id)
-    except BaseException as exc:  # the worker could not run it at all: record that, then let cancellation through
-        fail(job, exc)
-        await run_in_threadpool(board.save, job, True)
+        job = await queue.call("import", run_import_job, store, job, path, ReadLimits(), kept.keep(job), lifeline,
+                               ticket=job.id)
+    except BaseException as exc:  # the worker did not end it (killed, cancelled): settle it, let cancellation through
+        # Settle, not save: the worker may have committed (its record then says so, and stands).
+        try:
+            settled = await run_in_threadpool(board.settle, job.id, exc)
+        except Exception:  # the database is away: the record stays running, and a sweep settles it later
+            log.exception("job %s could not be settled", job.id)
+            settled = None
+        if settled is None:
+            fail(job, exc)
+        job = settled or job
         if not isinstance(exc, Exception):
             raise
     finally:

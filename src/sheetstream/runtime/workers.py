@@ -1,0 +1,85 @@
+"""Worker processes die with their server, and a stopped server leaves none behind.
+
+- On Linux each worker asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``). With
+  ``spawn`` and ``fork`` the parent is the server; with ``forkserver`` it is the fork server, which does not
+  die with the server (every worker holds its "alive" pipe open), so each worker also watches the server
+  itself (:class:`~sheetstream.pipeline.lifeline.Lifeline`) from a thread and kills itself when it is gone.
+  Once the workers are gone, the fork server sees its pipe close and exits too.
+- :func:`stop_pool` kills a pool's workers, then stops the fork server when no other pool still uses it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing.forkserver
+import multiprocessing.resource_tracker
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import psutil
+
+from ..pipeline.lifeline import Lifeline
+
+PR_SET_PDEATHSIG = 1
+#: How often a worker looks at its server (seconds): the longest a worker outlives it.
+WATCH_EVERY = 0.2
+
+
+def start_worker(lifeline: Lifeline) -> None:
+    """The pool's initializer, in each worker: die with the parent, and with the server."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if not lifeline.alive():  # it died before the line above took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=_watch, args=(lifeline,), name="sheetstream-lifeline", daemon=True).start()
+
+
+def _watch(lifeline: Lifeline) -> None:
+    while lifeline.alive():
+        time.sleep(WATCH_EVERY)
+    # SIGKILL, not an exit: no cleanup code of a half-done task may run (an open transaction just ends).
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def stop_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
+    """Kill the pool's workers (whatever they were doing rolls back with their connections), wait for them,
+    and stop the fork server if nothing else uses it."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+    for process in processes:
+        process.join(timeout)
+    _stop_forkserver()
+    _stop_resource_tracker()
+
+
+def _stop_forkserver() -> None:
+    server = multiprocessing.forkserver._forkserver
+    pid = getattr(server, "_forkserver_pid", None)
+    if pid is None:
+        return
+    try:
+        if any(child.status() != psutil.STATUS_ZOMBIE for child in psutil.Process(pid).children()):
+            return  # another pool's workers still hold it open; it exits after them
+    except psutil.Error:
+        pass
+    server._stop()  # closes its "alive" pipe and waits for it to exit
+
+
+def _stop_resource_tracker() -> None:
+    """multiprocessing's resource tracker, a child of ours too: it exits when every holder of its pipe has gone,
+    so stop it (close ours, wait) when no other child of ours may hold it."""
+    tracker = multiprocessing.resource_tracker._resource_tracker
+    pid = getattr(tracker, "_pid", None)
+    if pid is None:
+        return
+    others = [c for c in psutil.Process().children() if c.pid != pid and c.status() != psutil.STATUS_ZOMBIE]
+    if not others:
+        tracker._stop()

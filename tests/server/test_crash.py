@@ -1,0 +1,190 @@
+"""Crash safety with real processes: the server killed (SIGKILL) or stopped (SIGTERM) during an import, on SQLite
+and PostgreSQL. The table is never changed by an import whose server is gone, no process of ours outlives the
+server, and the job's record says what happened: failed, "nothing was written"."""
+
+from __future__ import annotations
+
+import signal
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import psycopg
+import pytest
+
+from sheetstream.formats.xlsx import write_xlsx
+from sheetstream.pipeline.jobs import STOPPED, JobBoard
+from sheetstream.store import Store, open_store
+from sheetstream.store.demo import ORDERS, demo_rows, seed
+from sheetstream.tools.harness import ServerProcess
+
+from ..helpers import XLSX, rows_of
+
+ROWS = 150_000  # a few seconds of import here: long enough to be caught in the middle
+FAST = {"SHEETSTREAM_HEARTBEAT_SECONDS": "0.3", "SHEETSTREAM_HEARTBEAT_TIMEOUT": "1.5"}
+
+
+@pytest.fixture(scope="module")
+def big_workbook(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("crash") / "big.xlsx"
+    path.write_bytes(b"".join(write_xlsx(demo_rows(ROWS), [c.name for c in ORDERS])))
+    return path
+
+
+@pytest.fixture
+def database(store_url: str) -> Iterator[tuple[str, str, Store]]:
+    """A table of 10 rows, on SQLite, and on PostgreSQL in a schema of its own: these servers settle jobs of
+    instances silent for 1.5 s, which must not touch the jobs of other servers sharing the test database."""
+    url = store_url
+    if not store_url.startswith("sqlite"):
+        schema = f"crash_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(store_url, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+        url = f"{store_url}?options=-csearch_path%3D{schema}"
+    store = open_store(url)
+    seed(store, 10, "orders")
+    yield url, "orders", store
+    if url != store_url:
+        with psycopg.connect(store_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def until(predicate, seconds: float, step: float = 0.05):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+@pytest.fixture
+def leftovers() -> Iterator[list[psutil.Process]]:
+    """Processes a test saw; any still alive at the end (the test has failed then) are killed, by pid."""
+    seen: list[psutil.Process] = []
+    yield seen
+    for process in seen:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+
+
+def descendants(pid: int, seen: list[psutil.Process]) -> list[psutil.Process]:
+    found = psutil.Process(pid).children(recursive=True)
+    seen.extend(found)
+    return found
+
+
+def alive(processes: list[psutil.Process]) -> list[int]:
+    left = []
+    for p in processes:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                left.append(p.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return left
+
+
+def start_import(server: ServerProcess, table: str, workbook: Path,
+                 seen: list[psutil.Process]) -> tuple[str, list[psutil.Process]]:
+    """PUT the workbook (replacing the table's rows: any commit would show); return the job's id once it is
+    inserting rows, and our processes at that moment."""
+    answer = httpx.put(f"{server.url}/imports/{table}", content=workbook.read_bytes(), params={"mode": "replace"},
+                       headers={"Content-Type": XLSX, **server.headers}, timeout=30)
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["id"]
+
+    def inserting() -> bool:
+        job = httpx.get(f"{server.url}/jobs/{job_id}", headers=server.headers, timeout=5).json()
+        assert job["state"] not in ("done", "failed"), job["message"]
+        return job["state"] == "inserting" and job["rows_read"] > 0
+
+    assert until(inserting, 30), "the import did not start inserting"
+    return job_id, descendants(server.process.pid, seen)
+
+
+@pytest.mark.parametrize("executor", ["process"])
+def test_sigkill_mid_import_commits_nothing_and_the_job_ends_failed(database, big_workbook: Path, tmp_path: Path,
+                                                                     executor: str, leftovers) -> None:
+    url, table, store = database
+    before = rows_of(store, table)
+    server = ServerProcess(url, tables=[table], executor=executor, workers=1, data_dir=tmp_path, env=FAST)
+    with server:
+        job_id, ours = start_import(server, table, big_workbook, leftovers)
+        assert len(ours) >= 1  # at least the worker (with forkserver: the fork server too)
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(10)
+        assert until(lambda: not alive(ours), 5), f"processes outlived the server: {alive(ours)}"
+        time.sleep(0.5)  # nothing left that could commit; give a wrong commit the time to show
+        assert rows_of(store, table) == before
+        assert JobBoard(store.jobs).load(job_id).state == "inserting"  # what a dead server leaves behind
+
+    with ServerProcess(url, tables=[table], executor=executor, workers=1, data_dir=tmp_path, env=FAST) as again:
+        job = until(lambda: (j := httpx.get(f"{again.url}/jobs/{job_id}", headers=again.headers).json())["state"] == "failed" and j, 10)
+        assert job, httpx.get(f"{again.url}/jobs/{job_id}", headers=again.headers).json()
+        assert (job["message"], job["error"], job["status"]) == (STOPPED, "server_stopped", 503)
+        assert httpx.delete(f"{again.url}/jobs/{job_id}", headers=again.headers).status_code == 409
+        assert until(lambda: not list((tmp_path / "spool").glob("upload-*")), 5), "the dead run's spool file stayed"
+        assert not list(Path(tempfile.gettempdir()).glob(f"sheetstream-channel-{server.process.pid}-*"))
+        ours = descendants(again.process.pid, leftovers)
+    assert rows_of(store, table) == before
+    assert until(lambda: not alive(ours), 5), alive(ours)
+
+
+@pytest.mark.parametrize("executor", ["process", "thread"])
+def test_sigterm_past_the_drain_deadline_rolls_back_and_fails_the_job(database, big_workbook: Path, tmp_path: Path,
+                                                                       executor: str, leftovers) -> None:
+    url, table, store = database
+    before = rows_of(store, table)
+    server = ServerProcess(url, tables=[table], executor=executor, workers=1, data_dir=tmp_path,
+                           env={**FAST, "SHEETSTREAM_DRAIN_SECONDS": "0.5"})
+    with server:
+        job_id, ours = start_import(server, table, big_workbook, leftovers)  # (none with threads)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(15)
+        took = time.monotonic() - started
+        assert not alive(ours), f"processes outlived the server: {alive(ours)}"
+    assert took < 8, took
+    job = JobBoard(store.jobs).load(job_id)
+    assert (job.state, job.error, job.message) == ("failed", "server_stopped", STOPPED)
+    assert rows_of(store, table) == before
+    assert not list((tmp_path / "spool").glob("upload-*"))
+
+
+def test_sigterm_when_idle_leaves_no_process(tmp_path: Path, leftovers) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    seed(open_store(url), 20)
+    with ServerProcess(url, executor="process", workers=2, data_dir=tmp_path) as server:
+        assert httpx.get(f"{server.url}/exports/orders.xlsx", headers=server.headers, timeout=30).status_code == 200  # starts the workers
+        ours = descendants(server.process.pid, leftovers)
+        assert ours
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(15)
+        assert not alive(ours), f"processes outlived the server: {alive(ours)}"
+
+
+def test_sigterm_lets_running_work_finish_within_the_drain(tmp_path: Path, leftovers) -> None:
+    rows = 40_000
+    book = tmp_path / "medium.xlsx"
+    book.write_bytes(b"".join(write_xlsx(demo_rows(rows), [c.name for c in ORDERS])))
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    store = open_store(url)
+    seed(store, 10)
+    server = ServerProcess(url, executor="process", workers=1, data_dir=tmp_path,
+                           env={"SHEETSTREAM_DRAIN_SECONDS": "60"})
+    with server:
+        job_id, ours = start_import(server, "orders", book, leftovers)
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(60)
+        assert not alive(ours), f"processes outlived the server: {alive(ours)}"
+    job = JobBoard(store.jobs).load(job_id)
+    assert (job.state, job.rows_inserted) == ("done", rows)
+    assert store.count("orders") == rows
