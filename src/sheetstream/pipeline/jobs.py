@@ -115,6 +115,10 @@ class JobBoard:
     def request_cancel(self, job_id: str) -> None:
         self.table.request_cancel(job_id)
 
+    def mark_committed(self, job_id: str, committed_as: str) -> bool:
+        """Record on an ended dry run the job that committed it (the only change an ended record takes)."""
+        return self.table.mark_committed(job_id, committed_as)
+
     def cancel_requested(self, job_id: str) -> bool:
         return self.table.cancel_requested(job_id)
 

@@ -99,6 +99,9 @@ class JobTable(Protocol):
 
     def cancel_requested(self, job_id: str) -> bool: ...
 
+    def mark_committed(self, job_id: str, committed_as: str) -> bool:
+        """Record on an ended dry run the job that committed it (its record is otherwise final); once."""
+
     def recent(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
         """The newest jobs first: ``owner``'s, or everyone's when ``owner`` is None."""
 

@@ -72,6 +72,11 @@ class SqliteJobs:
             f"seen_at = excluded.seen_at WHERE json_extract(j.data, '$.state') NOT IN {ENDED_SQL} RETURNING id",
             (job_id, json.dumps(data), data.get("instance"), time.time())))
 
+    def mark_committed(self, job_id: str, committed_as: str) -> bool:
+        """Record on an ended dry run the job that committed it (its record is otherwise final); once."""
+        return bool(self._run("UPDATE sheetstream_jobs SET data = json_set(data, '$.committed_as', ?) WHERE id = ? "
+                              "AND json_extract(data, '$.committed_as') IS NULL RETURNING id", (committed_as, job_id)))
+
     def load(self, job_id: str) -> dict[str, Any] | None:
         rows = self._run("SELECT data FROM sheetstream_jobs WHERE id = ?", (job_id,))
         return json.loads(rows[0][0]) if rows else None
@@ -169,6 +174,10 @@ class PostgresJobs:
             "ON CONFLICT (id) DO UPDATE SET data = excluded.data, instance = coalesce(excluded.instance, j.instance), "
             f"updated_at = now(), seen_at = now() WHERE j.data->>'state' NOT IN {ENDED_SQL} RETURNING id",
             (job_id, Jsonb(data), data.get("instance"))))
+
+    def mark_committed(self, job_id: str, committed_as: str) -> bool:
+        return bool(self._run("UPDATE sheetstream_jobs SET data = jsonb_set(data, '{committed_as}', to_jsonb(%s::text)) "
+                              "WHERE id = %s AND data->>'committed_as' IS NULL RETURNING id", (committed_as, job_id)))
 
     def load(self, job_id: str) -> dict[str, Any] | None:
         rows = self._run("SELECT data FROM sheetstream_jobs WHERE id = %s", (job_id,))

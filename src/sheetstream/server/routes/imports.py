@@ -75,8 +75,8 @@ class Upload:
             spool.remove()  # a fresh name in the spool folder; the kept file takes it
             await run_in_threadpool(self.kept.claim, preview, spool.path)
             self.received = (preview.bytes_received, None)
-            preview.committed_as = self.job.id
-            await run_in_threadpool(self.board.save, preview, True)
+            # The kept file moved once (a second claim finds it gone); the dry run's record says by which job.
+            await run_in_threadpool(self.board.mark_committed, preview.id, self.job.id)
         except BaseException:
             self.release()
             raise
