@@ -88,6 +88,15 @@ def test_unknown_column_and_bad_limit_are_400(demo_store, live_server) -> None:
     assert limit.status_code == 400 and "limit" in limit.json()["message"]
 
 
+def test_limit_is_bounded_to_what_the_stores_accept(demo_store, live_server) -> None:
+    store, table = demo_store
+    with live_server(create_app(make_settings(tables=(table,)), store)) as server:
+        largest = httpx.get(f"{server.url}/exports/{table}.xlsx", params={"limit": str(2**63 - 1)}, timeout=30)
+        beyond = httpx.get(f"{server.url}/exports/{table}.xlsx", params={"limit": str(2**63)}, timeout=30)
+    assert largest.status_code == 200 and len(read_workbook(largest.content)[table]) == 301
+    assert beyond.status_code == 400 and "limit" in beyond.json()["message"]
+
+
 def test_tables_lists_exported_tables(demo_store, live_server) -> None:
     store, table = demo_store
     with live_server(create_app(make_settings(tables=(table, "absent")), store)) as server:

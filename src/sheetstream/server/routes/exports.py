@@ -19,6 +19,9 @@ from ..metrics import Metrics
 
 router = APIRouter()
 
+#: The largest LIMIT both stores take: a signed 64-bit integer (SQLite's INTEGER, PostgreSQL's bigint).
+MAX_LIMIT = 2**63 - 1
+
 
 @router.get("/exports/{table}.xlsx", response_class=StreamingResponse)
 async def export_table(
@@ -28,7 +31,7 @@ async def export_table(
     queue: QueueDep,
     metrics: MetricsDep,
     columns: Annotated[str | None, Query(description="Comma-separated column names, in the order wanted")] = None,
-    limit: Annotated[int | None, Query(ge=0, description="At most this many rows")] = None,
+    limit: Annotated[int | None, Query(ge=0, le=MAX_LIMIT, description="At most this many rows")] = None,
 ) -> StreamingResponse:
     catalog = await run_in_threadpool(store.columns, table)
     wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
