@@ -15,6 +15,7 @@ def test_defaults() -> None:
     assert settings.database == "sqlite:///data/sheetstream.db" and settings.tables == ("orders",)
     assert settings.queue.strategy == "process" and settings.export.deflate == "isal"
     assert settings.imports.max_upload_bytes == 256 << 20 and settings.queue.worker_count >= 1
+    assert settings.queue.worker_memory_bytes == 2 << 30 and settings.imports.upload_idle_seconds == 30
 
 
 def test_every_variable_is_read() -> None:
@@ -23,12 +24,18 @@ def test_every_variable_is_read() -> None:
         "SHEETSTREAM_TABLES": " a, b ,", "SHEETSTREAM_DEFLATE": "zlib", "SHEETSTREAM_DEFLATE_LEVEL": "6",
         "SHEETSTREAM_EXECUTOR": "thread", "SHEETSTREAM_WORKERS": "3", "SHEETSTREAM_MAX_WAITING": "7",
         "SHEETSTREAM_START_METHOD": "spawn", "SHEETSTREAM_MAX_UPLOAD_MB": "0.5",
+        "SHEETSTREAM_UPLOAD_IDLE_SECONDS": "2.5", "SHEETSTREAM_MAX_SPOOL_FILES": "5", "SHEETSTREAM_MAX_SPOOL_MB": "64",
+        "SHEETSTREAM_EXPORT_STALL_SECONDS": "7", "SHEETSTREAM_EXPORT_MAX_SECONDS": "600",
+        "SHEETSTREAM_WORKER_MEMORY_MB": "0",
     })
     assert settings.database == "postgresql://u@h/db" and settings.data_dir == Path("/tmp/x")
     assert settings.tables == ("a", "b") and (settings.export.deflate, settings.export.deflate_level) == ("zlib", 6)
     assert (settings.queue.strategy, settings.queue.workers, settings.queue.max_waiting) == ("thread", 3, 7)
     assert settings.queue.start_method == "spawn" and settings.imports.max_upload_bytes == 512 << 10
-    assert len(ENVIRONMENT) == 10  # a new variable gets a line in this test
+    assert settings.imports.upload_idle_seconds == 2.5 and settings.imports.max_spool_files == 5
+    assert settings.imports.max_spool_bytes == 64 << 20 and settings.queue.worker_memory_bytes == 0
+    assert (settings.export.export_stall_seconds, settings.export.export_max_seconds) == (7, 600)
+    assert len(ENVIRONMENT) == 16  # a new variable gets a line in this test
 
 
 @pytest.mark.parametrize("variable,value,message", [
@@ -41,6 +48,9 @@ def test_every_variable_is_read() -> None:
     ("SHEETSTREAM_MAX_UPLOAD_MB", "lots", "SHEETSTREAM_MAX_UPLOAD_MB='lots' is not a number of megabytes"),
     ("SHEETSTREAM_MAX_UPLOAD_MB", "0", "SHEETSTREAM_MAX_UPLOAD_MB='0' must be more than 0"),
     ("SHEETSTREAM_TABLES", ",", "SHEETSTREAM_TABLES=',' names no table"),
+    ("SHEETSTREAM_UPLOAD_IDLE_SECONDS", "0", "SHEETSTREAM_UPLOAD_IDLE_SECONDS='0' must be more than 0"),
+    ("SHEETSTREAM_EXPORT_STALL_SECONDS", "soon", "SHEETSTREAM_EXPORT_STALL_SECONDS='soon' is not a number of seconds"),
+    ("SHEETSTREAM_WORKER_MEMORY_MB", "-5", "SHEETSTREAM_WORKER_MEMORY_MB='-5' must be more than 0"),
 ])
 def test_bad_values_are_named(variable: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:

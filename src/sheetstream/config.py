@@ -31,12 +31,21 @@ class ExportOptions:
     deflate_level: int = 1
     max_sheet_rows: int = MAX_SHEET_ROWS
     long_text: str = "truncate"
+    #: A client that takes no chunk for this long is cut off and its worker freed; no export runs longer than
+    #: ``export_max_seconds`` (as nginx's one-hour send timeout in deploy/nginx.conf).
+    export_stall_seconds: float = 60.0
+    export_max_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
 class ImportLimits:
     #: Largest upload accepted (413 beyond it).
     max_upload_bytes: int = 256 << 20
+    #: An upload that sends nothing for this long is dropped (408) and its spool file removed.
+    upload_idle_seconds: float = 30.0
+    #: The spool holds at most this many uploads (arriving or waiting for a worker) and bytes; past it, 429.
+    max_spool_files: int = 32
+    max_spool_bytes: int = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,9 @@ class QueueOptions:
     start_method: str = "forkserver"
     #: Chunks (about 64 kB each) a worker may run ahead of a slow client before it waits.
     max_pending_chunks: int = 8
+    #: Address space a worker process may use (``process`` strategy; 0: no cap). Past it the task fails with a
+    #: clear error instead of the machine's out-of-memory killer taking the worker.
+    worker_memory_bytes: int = 2 << 30
 
     @property
     def worker_count(self) -> int:
@@ -132,6 +144,21 @@ def _megabytes(text: str) -> int:
     return int(value * 2**20)
 
 
+def _megabytes_or_none(text: str) -> int:
+    """Megabytes, where 0 means no limit."""
+    return 0 if text.strip() == "0" else _megabytes(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("is not a number of seconds") from None
+    if not value > 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     if not names:
@@ -160,6 +187,12 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_MAX_WAITING": ("max_waiting", _whole),
     "SHEETSTREAM_START_METHOD": ("start_method", _one_of(START_METHODS)),
     "SHEETSTREAM_MAX_UPLOAD_MB": ("max_upload_bytes", _megabytes),
+    "SHEETSTREAM_UPLOAD_IDLE_SECONDS": ("upload_idle_seconds", _seconds),
+    "SHEETSTREAM_MAX_SPOOL_FILES": ("max_spool_files", _whole),
+    "SHEETSTREAM_MAX_SPOOL_MB": ("max_spool_bytes", _megabytes),
+    "SHEETSTREAM_EXPORT_STALL_SECONDS": ("export_stall_seconds", _seconds),
+    "SHEETSTREAM_EXPORT_MAX_SECONDS": ("export_max_seconds", _seconds),
+    "SHEETSTREAM_WORKER_MEMORY_MB": ("worker_memory_bytes", _megabytes_or_none),
 }
 
 

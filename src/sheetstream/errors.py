@@ -83,5 +83,24 @@ class StoreUnavailable(SheetstreamError, code="database_unavailable"):
     """The database cannot be reached or went away."""
 
 
+class WorkerLost(SheetstreamError, code="worker_lost"):
+    """The worker process running the task died (killed, or by the system's out-of-memory killer); nothing the task
+    did was kept, and the next task gets a new worker."""
+
+
+class OutOfMemory(SheetstreamError, code="out_of_memory"):
+    """The task needed more memory than a worker process may use."""
+
+    @classmethod
+    def worker_limit(cls, limit: int) -> OutOfMemory:
+        shown = f"{limit / 2**20:,.0f} MB" if limit else "the memory it has"
+        return cls(f"the file needs more memory than a worker process may use ({shown}); split it into smaller "
+                   "workbooks, or ask for a higher SHEETSTREAM_WORKER_MEMORY_MB", limit_bytes=limit)
+
+
+class NotReady(SheetstreamError, code="not_ready"):
+    """This instance cannot take work now (its database or its workers fail their check); ``checks`` says which."""
+
+
 class ConfigError(SheetstreamError, code="bad_configuration"):
     """A setting (flag or ``SHEETSTREAM_*`` variable) has a value sheetstream cannot use; the message names it."""

@@ -20,7 +20,8 @@ from .routes import exports, imports, jobs, meta
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     options = settings.queue
-    strategy = make_strategy(options.strategy, options.worker_count, options.start_method, options.max_pending_chunks)
+    strategy = make_strategy(options.strategy, options.worker_count, options.start_method, options.max_pending_chunks,
+                             options.worker_memory_bytes)
     queue = ProcessingQueue(strategy, options.worker_count, options.max_waiting)
     lag = LagMonitor()
     metrics = Metrics(queue, lag)

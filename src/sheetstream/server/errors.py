@@ -17,10 +17,13 @@ from ..errors import (
     Conflict,
     Invalid,
     NotFound,
+    NotReady,
+    OutOfMemory,
     PayloadTooLarge,
     SheetstreamError,
     StoreUnavailable,
     UnsupportedMediaType,
+    WorkerLost,
 )
 from ..formats.xlsx import XlsxError
 from ..pipeline.jobs import Job
@@ -35,10 +38,13 @@ STATUS: dict[type[Exception], int] = {
     UnsupportedMediaType: 415,
     Invalid: 422,
     XlsxError: 422,
+    OutOfMemory: 422,  # the same file fails again: retrying will not help
     Busy: 429,
     ClientGone: 499,  # as nginx logs it: the client closed the request, nobody reads the answer
     ConfigError: 500,
     StoreUnavailable: 503,
+    WorkerLost: 503,
+    NotReady: 503,
 }
 
 
