@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from sheetstream.formats.xlsx import write_xlsx
@@ -14,7 +15,16 @@ from sheetstream.store import Column, open_store
 from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
 
-from ..helpers import XLSX, kill_busiest_worker, make_settings, pool_workers, read_workbook, rows_of, wait_for
+from ..helpers import (
+    XLSX,
+    kill_busiest_worker,
+    make_settings,
+    make_xlsx,
+    pool_workers,
+    read_workbook,
+    rows_of,
+    wait_for,
+)
 
 SMALL = b"".join(write_xlsx(demo_rows(10), [c.name for c in ORDERS]))
 
@@ -110,3 +120,28 @@ def test_readyz_checks_the_database_and_the_workers_and_healthz_only_liveness(tm
     body = not_ready.json()
     assert not_ready.status_code == 503 and body["error"] == "not_ready" and body["checks"]["workers"] == "ok"
     assert body["message"].startswith("not ready: database: cannot connect to PostgreSQL")
+
+
+def test_an_import_past_the_worker_memory_cap_fails_with_a_clear_422(tmp_path: Path, live_server) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 10)
+    store.create_table("pair", [Column("id", "integer", nullable=False, primary_key=True), Column("customer", "text")])
+    # 50 million characters of shared strings (the reader keeps them in memory; under its own 100 million limit)
+    # against a worker capped at 100 MB of address space (seen here: 30 million characters fit, 50 million do not).
+    strings = [os.urandom(5_000).hex() for _ in range(5_000)]
+    cells = "".join(f'<row r="{i + 2}"><c r="A{i + 2}"><v>{i}</v></c><c r="B{i + 2}" t="s"><v>{i}</v></c></row>'
+                    for i in range(len(strings)))
+    path = make_xlsx(tmp_path / "wide.xlsx", '<row r="1"><c r="A1" t="inlineStr"><is><t>id</t></is></c>'
+                     f'<c r="B1" t="inlineStr"><is><t>customer</t></is></c></row>{cells}', shared=strings)
+    settings = make_settings(tables=("orders", "pair"), data_dir=tmp_path, strategy="process", workers=1,
+                             worker_memory_bytes=100 << 20)
+    with live_server(create_app(settings, store)) as server:
+        caps = {worker.rlimit(psutil.RLIMIT_AS)[0] for worker in pool_workers()}
+        response = httpx.put(f"{server.url}/imports/pair", content=path.read_bytes(), params={"wait": "true"},
+                             headers={"Content-Type": XLSX}, timeout=60)
+        assert_serving_again(server.url)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["error"] == "out_of_memory", body
+    assert "more memory than a worker process may use (100 MB)" in body["message"]
+    assert rows_of(store, "pair") == [] and caps == {100 << 20}

@@ -16,6 +16,7 @@ import asyncio
 import functools
 import logging
 import multiprocessing
+import os
 import resource
 from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -126,6 +127,7 @@ class Process:
         self.pool = self._new_pool()
         self.channel = Channel()
         await self.channel.start()
+        await self.call(os.getpid)  # a worker is up (forkserver started, modules imported) before the first request
 
     async def stop(self) -> None:
         if self.channel:
