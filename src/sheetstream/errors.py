@@ -56,6 +56,14 @@ class ClientGone(SheetstreamError, code="client_closed_request"):
     """The client went away before the body ended (nobody reads the answer)."""
 
 
+class TimedOut(SheetstreamError, code="request_timeout"):
+    """The client sent nothing for longer than the server waits; its place was given back."""
+
+
+class StorageFull(SheetstreamError, code="insufficient_storage"):
+    """The disk that receives uploads is full; the partial upload was removed."""
+
+
 class Invalid(SheetstreamError, code="invalid"):
     """The input was read but does not fit the table."""
 

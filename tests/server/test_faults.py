@@ -1,8 +1,14 @@
-"""Availability under faults: a worker process killed mid-task, and the readiness check that sees it."""
+"""Availability under faults and hostile clients: a worker process killed mid-task or out of memory, the readiness
+check, idle and stalled sockets, a burst of uploads, a full disk."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import subprocess
+import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -145,3 +151,150 @@ def test_an_import_past_the_worker_memory_cap_fails_with_a_clear_422(tmp_path: P
     assert body["error"] == "out_of_memory", body
     assert "more memory than a worker process may use (100 MB)" in body["message"]
     assert rows_of(store, "pair") == [] and caps == {100 << 20}
+
+
+def open_upload(url: str, body: bytes, sent: int) -> socket.socket:
+    """A raw PUT of ``body`` that has sent only its first ``sent`` bytes (the test decides when, or if, the rest
+    follows)."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=20)
+    sock.sendall(f"PUT /imports/orders HTTP/1.1\r\nHost: x\r\nContent-Type: {XLSX}\r\n"
+                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:sent])
+    return sock
+
+
+def open_export(url: str, path: str) -> socket.socket:
+    """A raw GET whose client never reads (its receive buffer kept small, so the server's sends soon block)."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(20)
+    sock.connect((host, int(port)))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return sock
+
+
+def read_to_end(sock: socket.socket) -> bytes:
+    data = b""
+    try:
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data
+
+
+def test_idle_sockets_do_not_lock_out_a_well_behaved_client(tmp_path: Path, live_server) -> None:
+    store = noise_store(tmp_path / "db.sqlite")
+    settings = make_settings(tables=("noise", "orders"), data_dir=tmp_path, workers=2, max_waiting=8,
+                             export_stall_seconds=2)
+    with live_server(create_app(settings, store)) as server:
+        status = lambda: httpx.get(f"{server.url}/status").json()  # noqa: E731
+        stuck = [open_export(server.url, "/exports/noise.xlsx") for _ in range(2)]
+        drips = [open_upload(server.url, SMALL, 1) for _ in range(10)]
+        stop = threading.Event()
+
+        def drip() -> None:  # one byte a second on each upload: never idle long enough to be dropped
+            for i in range(1, len(SMALL)):
+                for sock in drips:
+                    sock.sendall(SMALL[i:i + 1])
+                if stop.wait(1):
+                    return
+
+        dripping = threading.Thread(target=drip)
+        dripping.start()
+        try:
+            assert wait_for(lambda: status()["active"].get("export") == 2 and status()["spool"]["files"] == 10)
+            held = status()
+            started = time.monotonic()
+            export = httpx.get(f"{server.url}/exports/orders.xlsx", params={"limit": 10}, timeout=10)
+            imported = httpx.put(f"{server.url}/imports/orders", content=SMALL, params={"wait": "true", "mode": "replace"},
+                                 headers={"Content-Type": XLSX}, timeout=10)
+            took = time.monotonic() - started
+        finally:
+            stop.set()
+            dripping.join()
+        cut_off = [read_to_end(sock) for sock in stuck]
+        for sock in stuck + drips:
+            sock.close()
+    assert held["queued"].get("import", 0) == 0  # uploads still arriving hold spool places, not queue places
+    assert export.status_code == 200 and len(read_workbook(export.content)["orders"]) == 11
+    assert imported.status_code == 200, imported.text
+    assert took < 10, took
+    for body in cut_off:  # the stalled downloads were cut off: started, never ended
+        assert body.startswith(b"HTTP/1.1 200") and not body.endswith(b"0\r\n\r\n")
+
+
+def test_an_upload_that_stops_sending_is_dropped_and_its_place_given_back(tmp_path: Path, live_server) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 10)
+    settings = make_settings(data_dir=tmp_path, upload_idle_seconds=1)
+    with live_server(create_app(settings, store)) as server:
+        with open_upload(server.url, SMALL, 100) as sock:
+            started = time.monotonic()
+            answer = sock.recv(65536)
+            took = time.monotonic() - started
+            answer += read_to_end(sock)  # and the server closes the connection
+        after = httpx.get(f"{server.url}/status").json()["spool"]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408") and 0.9 < took < 5, (head, took)
+    assert json.loads(body)["error"] == "request_timeout" and b"nothing arrived for 1 seconds" in body
+    assert after == {"files": 0, "bytes": 0} and list((tmp_path / "spool").iterdir()) == []
+    assert rows_of(store, "orders") == list(demo_rows(10))
+
+
+def test_a_burst_of_uploads_is_bounded_by_the_spool(tmp_path: Path, live_server) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 10)
+    settings = make_settings(data_dir=tmp_path, workers=1, max_waiting=8, max_spool_files=8,
+                             max_spool_bytes=len(SMALL) * 8 + 1000)
+    with live_server(create_app(settings, store)) as server:
+        uploads = [open_upload(server.url, SMALL, 100) for _ in range(40)]
+        for sock in uploads:
+            sock.settimeout(0.5)
+        answers = [read_to_end(sock) for sock in uploads]
+        held = httpx.get(f"{server.url}/status").json()["spool"]
+        files_held = len(list((tmp_path / "spool").iterdir()))
+        for sock in uploads:
+            sock.close()
+        spool = lambda: httpx.get(f"{server.url}/status").json()["spool"]  # noqa: E731
+        assert wait_for(lambda: spool() == {"files": 0, "bytes": 0})
+        with open_upload(server.url, SMALL * 5, 100):  # its declared size is set aside while it arrives
+            assert wait_for(lambda: spool()["files"] == 1)
+            no_room = httpx.put(f"{server.url}/imports/orders", content=SMALL * 4, headers={"Content-Type": XLSX})
+        assert wait_for(lambda: spool() == {"files": 0, "bytes": 0})
+        never = httpx.put(f"{server.url}/imports/orders", content=SMALL * 9, headers={"Content-Type": XLSX})
+    refused = [a for a in answers if a.startswith(b"HTTP/1.1 429")]
+    assert len(refused) == 32 and all(a == b"" for a in answers if a not in refused)
+    assert held["files"] == 8 and files_held == 8
+    head, _, body = refused[0].partition(b"\r\n\r\n")
+    assert b"retry-after: 5" in head.lower() and b"application/json" in head
+    assert json.loads(body)["error"] == "busy" and "uploads are already being received" in json.loads(body)["message"]
+    assert no_room.status_code == 429 and "too little room" in no_room.json()["message"]
+    assert never.status_code == 507 and "larger than the room this server sets aside" in never.json()["message"]
+    assert list((tmp_path / "spool").iterdir()) == []
+
+
+def test_a_full_disk_while_spooling_is_a_507_and_leaves_nothing(tmp_path: Path, live_server) -> None:
+    """The spool is a real 1 MB tmpfs (mounting needs root; skipped where the sandbox does not allow it)."""
+    spool = tmp_path / "data" / "spool"
+    spool.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(spool)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        store = SqliteStore(tmp_path / "db.sqlite")
+        seed(store, 10)
+        settings = make_settings(data_dir=tmp_path / "data")
+        with live_server(create_app(settings, store)) as server:
+            response = httpx.put(f"{server.url}/imports/orders", content=os.urandom(3 << 20), timeout=30,
+                                 headers={"Content-Type": XLSX}, params={"wait": "true"})
+            after = httpx.get(f"{server.url}/status").json()["spool"]
+        left = list(spool.iterdir())
+    finally:
+        subprocess.run(["umount", str(spool)], check=True)
+    assert response.status_code == 507, response.text
+    assert response.json()["error"] == "insufficient_storage"
+    assert "no room left to receive the upload (No space left on device)" in response.json()["message"]
+    assert left == [] and after == {"files": 0, "bytes": 0}
+    assert rows_of(store, "orders") == list(demo_rows(10))

@@ -77,8 +77,14 @@ class ProcessingQueue:
             )
 
         if ticket is not None:
-            self._order.append(ticket)
-            self.queued[kind] += 1
+            self.reserve(kind, ticket)
+
+    def reserve(self, kind: str, ticket: object) -> None:
+        """Take a place in the waiting list for ``ticket`` without the admission check: for a task admitted
+        earlier (an upload, checked when it began and whose body has now arrived), so it is not refused after its
+        body was read. Such places can overshoot the list by as many uploads as the spool holds."""
+        self._order.append(ticket)
+        self.queued[kind] += 1
 
     def withdraw(self, kind: str, ticket: object) -> None:
         """Give back a place taken by :meth:`admit` for a task that will not run."""

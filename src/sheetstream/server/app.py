@@ -16,6 +16,7 @@ from . import errors
 from .lag import LagMonitor
 from .metrics import Metrics
 from .routes import exports, imports, jobs, meta
+from .uploads import SpoolBudget
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
@@ -47,6 +48,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.lag = lag
     app.state.metrics = metrics
     app.state.tasks = set()  # running import jobs
+    limits = settings.imports
+    app.state.spool = SpoolBudget(settings.spool_dir, limits.max_spool_files, limits.max_spool_bytes)
     errors.install(app)
     for routes in (meta, exports, imports, jobs):
         app.include_router(routes.router)

@@ -16,6 +16,7 @@ from ..pipeline.jobs import JobBoard
 from ..runtime import ProcessingQueue
 from ..store import Store
 from .metrics import Metrics
+from .uploads import SpoolBudget
 
 
 def get_settings(request: Request) -> Settings:
@@ -38,11 +39,16 @@ def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+def get_spool(request: Request) -> SpoolBudget:
+    return request.app.state.spool
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 QueueDep = Annotated[ProcessingQueue, Depends(get_queue)]
 BoardDep = Annotated[JobBoard, Depends(get_board)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+SpoolDep = Annotated[SpoolBudget, Depends(get_spool)]
 
 
 def permitted_table(table: str, settings: SettingsDep) -> str:

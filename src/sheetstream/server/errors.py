@@ -21,7 +21,9 @@ from ..errors import (
     OutOfMemory,
     PayloadTooLarge,
     SheetstreamError,
+    StorageFull,
     StoreUnavailable,
+    TimedOut,
     UnsupportedMediaType,
     WorkerLost,
 )
@@ -32,6 +34,7 @@ from ..pipeline.jobs import Job
 STATUS: dict[type[Exception], int] = {
     BadRequest: 400,
     NotFound: 404,
+    TimedOut: 408,
     Conflict: 409,
     Cancelled: 409,
     PayloadTooLarge: 413,
@@ -45,6 +48,7 @@ STATUS: dict[type[Exception], int] = {
     StoreUnavailable: 503,
     WorkerLost: 503,
     NotReady: 503,
+    StorageFull: 507,
 }
 
 
@@ -54,7 +58,11 @@ def status_of(error: BaseException | type[BaseException]) -> int:
 
 
 def headers_of(error: BaseException) -> dict[str, str] | None:
-    return {"Retry-After": str(error.retry_after)} if isinstance(error, Busy) else None
+    if isinstance(error, Busy):
+        return {"Retry-After": str(error.retry_after)}
+    if isinstance(error, TimedOut):  # the client stopped sending: drop the connection, do not wait for the rest
+        return {"Connection": "close"}
+    return None
 
 
 def job_status(job: Job) -> int | None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
-from typing import Annotated
+from contextlib import aclosing
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Message, Send
 
 from ...formats.xlsx import MEDIA_TYPE
 from ...pipeline.exports import export_workbook
@@ -18,6 +22,7 @@ from ..deps import MetricsDep, PermittedTable, QueueDep, SettingsDep, StoreDep
 from ..metrics import Metrics
 
 router = APIRouter()
+log = logging.getLogger("sheetstream.exports")
 
 #: The largest LIMIT both stores take: a signed 64-bit integer (SQLite's INTEGER, PostgreSQL's bigint).
 MAX_LIMIT = 2**63 - 1
@@ -38,18 +43,49 @@ async def export_table(
     chosen = select_columns(catalog, wanted)
     queue.admit("export")
     stream = queue.stream("export", export_workbook, store, table, chosen, limit, settings.export)
-    return StreamingResponse(
+    return BoundedStreamingResponse(
         counted(stream, metrics),
+        stall_seconds=settings.export.export_stall_seconds,
+        max_seconds=settings.export.export_max_seconds,
         media_type=MEDIA_TYPE,
         headers={"Content-Disposition": content_disposition(f"{table}.xlsx"), "Cache-Control": "no-store"},
     )
 
 
+class BoundedStreamingResponse(StreamingResponse):
+    """A streamed body bounded in time: a client that takes no chunk for ``stall_seconds`` (its socket full, so
+    the send waits), or a transfer past ``max_seconds``, is cut off. The chunk source is closed at once, freeing its
+    worker and queue slot, and the body ends without its last chunk, so the client sees it incomplete."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, stall_seconds: float, max_seconds: float, **options: Any):
+        super().__init__(content, **options)
+        self.stall_seconds, self.max_seconds = stall_seconds, max_seconds
+
+    async def stream_response(self, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + self.max_seconds
+
+        async def bounded(message: Message) -> None:
+            async with asyncio.timeout_at(min(loop.time() + self.stall_seconds, ends)):
+                await send(message)
+
+        try:
+            await super().stream_response(bounded)
+        except TimeoutError:
+            overdue = loop.time() >= ends
+            log.warning("export cut off: %s", f"longer than {self.max_seconds:g} s" if overdue
+                        else f"the client took no data for {self.stall_seconds:g} s")
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
+
+
 async def counted(stream: TaskStream, metrics: Metrics) -> AsyncIterator[bytes]:
-    """The chunks, counted into the metrics as they go; the rows once the workbook is complete."""
-    async for chunk in stream:
-        metrics.bytes_out.inc(len(chunk))
-        yield chunk
+    """The chunks, counted into the metrics as they go; the rows once the workbook is complete. Closing this
+    closes the task's stream at once (its worker and queue slot are freed then, not when it is collected)."""
+    async with aclosing(aiter(stream)) as chunks:
+        async for chunk in chunks:
+            metrics.bytes_out.inc(len(chunk))
+            yield chunk
     metrics.rows_exported.inc(stream.result.rows)
 
 

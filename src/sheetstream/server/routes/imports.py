@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ...config import ImportLimits
 from ...errors import BadRequest
 from ...pipeline.jobs import Job, JobBoard, fail, run_import_job
 from ...runtime import ProcessingQueue
 from ...store import MODES, Store
-from ..deps import BoardDep, MetricsDep, PermittedTable, QueueDep, SettingsDep, StoreDep
+from ..deps import BoardDep, MetricsDep, PermittedTable, QueueDep, SettingsDep, SpoolDep, StoreDep
 from ..errors import job_json, job_status
 from ..metrics import Metrics
-from ..uploads import Spool, check_declared_size, receive_multipart, receive_raw
+from ..uploads import Spool, SpoolBudget, check_declared_size, declared_size, receive_multipart, receive_raw
 
 router = APIRouter()
 
@@ -29,27 +29,30 @@ Wait = Annotated[bool, Query(description="answer when the job has ended: 200, or
 
 
 class Upload:
-    """One upload: admitted to the queue, received into a spool file, then handed to a worker as a job."""
+    """One upload: admitted, received into a spool file, then queued for a worker as a job."""
 
     def __init__(self, request: Request, job: Job, store: Store, queue: ProcessingQueue, board: JobBoard,
-                 metrics: Metrics, spool_dir: Path, limit: int):
+                 metrics: Metrics, budget: SpoolBudget, limits: ImportLimits):
         self.request, self.job, self.store, self.queue = request, job, store, queue
-        self.board, self.metrics, self.spool_dir, self.limit = board, metrics, spool_dir, limit
+        self.board, self.metrics, self.budget, self.limits = board, metrics, budget, limits
         self.saving: set[asyncio.Future] = set()
 
     async def run(self, multipart: bool, wait: bool) -> JSONResponse:
         job = self.job
-        check_declared_size(self.request, self.limit)
+        check_declared_size(self.request, self.limits.max_upload_bytes)
         await run_in_threadpool(self.store.columns, job.table)  # 404 now, before the body is read, if it is missing
-        self.queue.admit("import", ticket=job.id)  # its place in the waiting list is held while the body arrives
+        # 429 at once when the queue is full. The place in its waiting list is taken once the body is in: while it
+        # arrives, the upload holds only a spool place (bounded apart), so slow senders cannot fill the queue.
+        self.queue.admit("import")
+        spool = self.budget.open(declared_size(self.request))
+        await self.receive(spool, multipart)
+        job.state = "queued"
         try:
             await run_in_threadpool(self.board.save, job, True)
         except BaseException:
-            self.queue.withdraw("import", job.id)
+            spool.remove()
             raise
-        spool = await self.receive(multipart)
-        job.state = "queued"
-        await run_in_threadpool(self.board.save, job, True)
+        self.queue.reserve("import", job.id)
         task = asyncio.create_task(process(self.queue, self.store, self.board, job, spool, self.metrics))
         tasks: set[asyncio.Task] = self.request.app.state.tasks
         tasks.add(task)
@@ -59,26 +62,25 @@ class Upload:
             return JSONResponse(job_json(done), status_code=job_status(done) or 500)
         return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
-    async def receive(self, multipart: bool) -> Path:
-        """The body, into a spool file; on any failure the file is gone and the job records why."""
-        job = self.job
-        spool = Spool(self.spool_dir)
+    async def receive(self, spool: Spool, multipart: bool) -> None:
+        """The body, into ``spool``; on any failure the file is gone and the job records why."""
+        job, limit, idle = self.job, self.limits.max_upload_bytes, self.limits.upload_idle_seconds
         try:
+            await run_in_threadpool(self.board.save, job, True)
             if multipart:
-                apply_form_fields(job, await receive_multipart(self.request, spool, self.limit, self.progress))
+                fields = await receive_multipart(self.request, spool, limit, self.progress, idle)
+                apply_form_fields(job, fields)
             else:
-                await receive_raw(self.request, spool, self.limit, self.progress)
+                await receive_raw(self.request, spool, limit, self.progress, idle)
             if spool.size == 0:
                 raise BadRequest("the upload is empty: send the .xlsx file as the request body")
         except BaseException as exc:
-            self.queue.withdraw("import", job.id)
             spool.remove()
             await self.saved()
             fail(job, exc)
             await run_in_threadpool(self.board.save, job, True)
             raise
         await self.saved()
-        return spool.path
 
     def progress(self, received: int) -> None:
         self.metrics.bytes_in.inc(received - self.job.bytes_received)
@@ -94,10 +96,10 @@ class Upload:
 
 
 def upload_of(request: Request, table: PermittedTable, settings: SettingsDep, store: StoreDep, queue: QueueDep,
-              board: BoardDep, metrics: MetricsDep, mode: ModeQuery = "append", dry_run: DryRun = False,
-              sheet: SheetQuery = None) -> Upload:
+              board: BoardDep, metrics: MetricsDep, budget: SpoolDep, mode: ModeQuery = "append",
+              dry_run: DryRun = False, sheet: SheetQuery = None) -> Upload:
     job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet)
-    return Upload(request, job, store, queue, board, metrics, settings.spool_dir, settings.imports.max_upload_bytes)
+    return Upload(request, job, store, queue, board, metrics, budget, settings.imports)
 
 
 UploadDep = Annotated[Upload, Depends(upload_of)]
@@ -127,11 +129,11 @@ def apply_form_fields(job: Job, fields: dict[str, str]) -> None:
         job.sheet = fields["sheet"]
 
 
-async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Job, path: Path,
+async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Job, spool: Spool,
                   metrics: Metrics) -> Job:
     """The job on a worker of the queue; returns it finished. The spool file goes in every outcome."""
     try:
-        job = await queue.call("import", run_import_job, store, job, path, ticket=job.id)
+        job = await queue.call("import", run_import_job, store, job, spool.path, ticket=job.id)
     except BaseException as exc:  # the worker could not run it at all: record that, then let cancellation through
         fail(job, exc)
         await run_in_threadpool(board.save, job, True)
@@ -139,7 +141,7 @@ async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Jo
             raise
     finally:
         board.forget(job.id)
-        path.unlink(missing_ok=True)
+        spool.remove()
     if job.state == "done":
         metrics.rows_imported.inc(job.rows_inserted)
     return job

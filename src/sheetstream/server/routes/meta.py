@@ -66,6 +66,7 @@ async def status(request: Request, queue: QueueDep, since_seconds: float | None 
         "active": dict(queue.active),
         "queued": dict(queue.queued),
         "max_waiting": queue.max_waiting,
+        "spool": {"files": request.app.state.spool.files, "bytes": request.app.state.spool.bytes},
         "lag": request.app.state.lag.summary(since),
     }
 
