@@ -184,10 +184,11 @@ def read_to_end(sock: socket.socket) -> bytes:
     return data
 
 
-def test_idle_sockets_do_not_lock_out_a_well_behaved_client(tmp_path: Path, live_server) -> None:
+@pytest.mark.parametrize("strategy", ["thread", "process"])
+def test_idle_sockets_do_not_lock_out_a_well_behaved_client(tmp_path: Path, live_server, strategy: str) -> None:
     store = noise_store(tmp_path / "db.sqlite")
     settings = make_settings(tables=("noise", "orders"), data_dir=tmp_path, workers=2, max_waiting=8,
-                             export_stall_seconds=2)
+                             export_stall_seconds=2, strategy=strategy)
     with live_server(create_app(settings, store)) as server:
         status = lambda: httpx.get(f"{server.url}/status").json()  # noqa: E731
         stuck = [open_export(server.url, "/exports/noise.xlsx") for _ in range(2)]
@@ -214,6 +215,7 @@ def test_idle_sockets_do_not_lock_out_a_well_behaved_client(tmp_path: Path, live
         finally:
             stop.set()
             dripping.join()
+        assert wait_for(lambda: status()["active"].get("export") == 0, 5)  # both stalled ones were cut off
         cut_off = [read_to_end(sock) for sock in stuck]
         for sock in stuck + drips:
             sock.close()
@@ -223,6 +225,26 @@ def test_idle_sockets_do_not_lock_out_a_well_behaved_client(tmp_path: Path, live
     assert took < 10, took
     for body in cut_off:  # the stalled downloads were cut off: started, never ended
         assert body.startswith(b"HTTP/1.1 200") and not body.endswith(b"0\r\n\r\n")
+
+
+def test_an_export_past_its_time_is_cut_off_and_its_worker_freed(tmp_path: Path, live_server) -> None:
+    store = noise_store(tmp_path / "db.sqlite")
+    settings = make_settings(tables=("noise",), data_dir=tmp_path, workers=1, export_max_seconds=1)
+    with live_server(create_app(settings, store)) as server:
+        active = lambda: httpx.get(f"{server.url}/status").json()["active"]["export"]  # noqa: E731
+        with pytest.raises(httpx.RemoteProtocolError):  # cut off: the body never ends cleanly
+            with httpx.stream("GET", f"{server.url}/exports/noise.xlsx", timeout=10) as response:
+                chunks = response.iter_raw()
+                started = time.monotonic()
+                running = [active()]
+                for _ in chunks:  # a slow reader, never idle long enough to count as stalled
+                    time.sleep(0.05)
+                    if time.monotonic() - started > 2:
+                        break
+                running.append(active())  # the server has cut it off; the socket still holds what was sent
+                for _ in chunks:
+                    pass
+    assert running == [1, 0]
 
 
 def test_an_upload_that_stops_sending_is_dropped_and_its_place_given_back(tmp_path: Path, live_server) -> None:

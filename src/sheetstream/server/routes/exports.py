@@ -70,7 +70,8 @@ class BoundedStreamingResponse(StreamingResponse):
                 await send(message)
 
         try:
-            await super().stream_response(bounded)
+            async with asyncio.timeout_at(ends):  # also while a chunk is being produced
+                await super().stream_response(bounded)
         except TimeoutError:
             overdue = loop.time() >= ends
             log.warning("export cut off: %s", f"longer than {self.max_seconds:g} s" if overdue
