@@ -20,6 +20,7 @@ from sheetstream.server import create_app
 from sheetstream.store import Column, open_store
 from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
+from sheetstream.tools.harness import ServerProcess
 
 from ..helpers import (
     XLSX,
@@ -56,14 +57,23 @@ def assert_serving_again(url: str, table: str = "orders") -> None:
     assert ready.status_code == 200, ready.text
 
 
-def test_a_worker_killed_mid_export_aborts_that_download_and_the_next_one_works(tmp_path: Path, live_server) -> None:
+@pytest.mark.parametrize("where", ["thread", "subprocess"])
+def test_a_worker_killed_mid_export_aborts_that_download_and_the_next_one_works(tmp_path: Path, live_server,
+                                                                                where: str) -> None:
+    """In a server thread of the test, and in ``sheetstream serve`` run as a subprocess (the real command)."""
     store = noise_store(tmp_path / "db.sqlite")
     settings = make_settings(tables=("noise", "orders"), data_dir=tmp_path, strategy="process", workers=2)
-    with live_server(create_app(settings, store)) as server:
+    if where == "thread":
+        running = live_server(create_app(settings, store))
+    else:
+        running = ServerProcess(f"sqlite:///{tmp_path / 'db.sqlite'}", tables=["noise", "orders"], executor="process",
+                                workers=2, data_dir=tmp_path)
+    with running as server:
+        pid = server.process.pid if where == "subprocess" else None
         with httpx.stream("GET", f"{server.url}/exports/noise.xlsx", timeout=30) as response:
             chunks = response.iter_raw()
             next(chunks)
-            kill_busiest_worker()
+            kill_busiest_worker(pid)
             with pytest.raises(httpx.RemoteProtocolError):  # never a clean end: the body is incomplete
                 for _ in chunks:
                     pass
