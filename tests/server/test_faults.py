@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import selectors
 import socket
 import subprocess
 import threading
@@ -194,6 +195,30 @@ def read_to_end(sock: socket.socket) -> bytes:
     return data
 
 
+def answers_within(socks: list[socket.socket], seconds: float, expected: int) -> list[bytes]:
+    """What each socket has received once ``expected`` of them hold a whole response (or ``seconds`` have passed);
+    the others stay open, unanswered."""
+    answers = {sock: b"" for sock in socks}
+    deadline = time.monotonic() + seconds
+    with selectors.DefaultSelector() as selector:
+        for sock in socks:
+            selector.register(sock, selectors.EVENT_READ)
+        while sum(map(whole_response, answers.values())) < expected and time.monotonic() < deadline:
+            for key, _ in selector.select(timeout=0.1):
+                data = key.fileobj.recv(65536)
+                answers[key.fileobj] += data
+                if not data:
+                    selector.unregister(key.fileobj)
+    return [answers[sock] for sock in socks]
+
+
+def whole_response(data: bytes) -> bool:
+    head, found, body = data.partition(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")),
+                  None)
+    return bool(found) and length is not None and len(body) >= length
+
+
 @pytest.mark.parametrize("strategy", ["thread", "process"])
 def test_idle_sockets_do_not_lock_out_a_well_behaved_client(tmp_path: Path, live_server, strategy: str) -> None:
     store = noise_store(tmp_path / "db.sqlite")
@@ -282,9 +307,7 @@ def test_a_burst_of_uploads_is_bounded_by_the_spool(tmp_path: Path, live_server)
                              max_spool_bytes=len(SMALL) * 8 + 1000)
     with live_server(create_app(settings, store)) as server:
         uploads = [open_upload(server.url, SMALL, 100) for _ in range(40)]
-        for sock in uploads:
-            sock.settimeout(0.5)
-        answers = [read_to_end(sock) for sock in uploads]
+        answers = answers_within(uploads, seconds=10, expected=32)
         held = httpx.get(f"{server.url}/status").json()["spool"]
         files_held = len(list((tmp_path / "spool").iterdir()))
         for sock in uploads:
