@@ -153,9 +153,9 @@ def test_an_import_past_the_worker_memory_cap_fails_with_a_clear_422(tmp_path: P
     settings = make_settings(tables=("orders", "pair"), data_dir=tmp_path, strategy="process", workers=1,
                              worker_memory_bytes=100 << 20)
     with live_server(create_app(settings, store)) as server:
-        caps = {worker.rlimit(psutil.RLIMIT_AS)[0] for worker in pool_workers()}
         response = httpx.put(f"{server.url}/imports/pair", content=path.read_bytes(), params={"wait": "true"},
                              headers={"Content-Type": XLSX}, timeout=60)
+        caps = {worker.rlimit(psutil.RLIMIT_AS)[0] for worker in pool_workers()}
         assert_serving_again(server.url)
     assert response.status_code == 422, response.text
     body = response.json()

@@ -16,7 +16,6 @@ import asyncio
 import functools
 import logging
 import multiprocessing
-import os
 import resource
 from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -127,13 +126,18 @@ class Process:
         self.pool = self._new_pool()
         self.channel = Channel()
         await self.channel.start()
-        await self.call(os.getpid)  # a worker is up (forkserver started, modules imported) before the first request
 
     async def stop(self) -> None:
         if self.channel:
             await self.channel.stop()
         if self.pool:
             self.pool.shutdown(wait=False, cancel_futures=True)
+            # Let the workers take their stop signal before this process ends (uvicorn ends it with the signal it
+            # got, right after): one that has not would wait on its task queue, and hold its forkserver, for ever.
+            try:
+                await asyncio.wait_for(asyncio.to_thread(self.pool.shutdown, wait=True), 5)
+            except TimeoutError:
+                log.warning("worker processes were still busy 5 s after the pool was shut down")
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         """A new pool in place of ``broken``, unless another task has replaced it already. No ``await`` here: on the
