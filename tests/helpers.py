@@ -352,3 +352,43 @@ def measured(func, *args, **kwargs) -> tuple[Any, float, int]:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return result, elapsed, peak
+
+
+def wait_for(predicate, seconds: float = 10.0, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def pool_workers(pid: int | None = None) -> list:
+    """The process pool's worker processes under ``pid`` (default: this process): with ``forkserver`` the
+    forkserver's children, with ``spawn`` the children started by ``spawn_main``."""
+    import psutil
+
+    root = psutil.Process(pid)
+    found = []
+    for p in root.children(recursive=True):
+        try:
+            if p.ppid() != root.pid or "spawn_main" in " ".join(p.cmdline()):
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
+def kill_busiest_worker(pid: int | None = None) -> int:
+    """SIGKILL the pool worker that has used the most CPU (the one running the task); returns its pid."""
+    import psutil
+
+    def cpu(p) -> float:
+        try:
+            return sum(p.cpu_times()[:2])
+        except psutil.Error:
+            return -1.0
+
+    victim = max(pool_workers(pid), key=cpu)
+    victim.kill()
+    return victim.pid

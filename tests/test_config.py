@@ -15,6 +15,7 @@ def test_defaults() -> None:
     assert settings.database == "sqlite:///data/sheetstream.db" and settings.tables == ("orders",)
     assert settings.queue.strategy == "process" and settings.export.deflate == "isal"
     assert settings.imports.max_upload_bytes == 256 << 20 and settings.queue.worker_count >= 1
+    assert settings.queue.worker_memory_bytes == 2 << 30 and settings.imports.upload_idle_seconds == 30
 
 
 def test_every_variable_is_read() -> None:
@@ -28,6 +29,9 @@ def test_every_variable_is_read() -> None:
         "SHEETSTREAM_USER_GRANTS": "alice=orders:read,append b:read; bob=admin",
         "SHEETSTREAM_CORS_ORIGINS": "https://a.example", "SHEETSTREAM_PUBLIC": "metrics,status",
         "SHEETSTREAM_HEARTBEAT_SECONDS": "2", "SHEETSTREAM_HEARTBEAT_TIMEOUT": "20.5", "SHEETSTREAM_DRAIN_SECONDS": "3",
+        "SHEETSTREAM_UPLOAD_IDLE_SECONDS": "2.5", "SHEETSTREAM_MAX_SPOOL_FILES": "5", "SHEETSTREAM_MAX_SPOOL_MB": "64",
+        "SHEETSTREAM_EXPORT_STALL_SECONDS": "7", "SHEETSTREAM_EXPORT_MAX_SECONDS": "600",
+        "SHEETSTREAM_WORKER_MEMORY_MB": "0",
     })
     assert settings.database == "postgresql://u@h/db" and settings.data_dir == Path("/tmp/x")
     assert settings.tables == ("a", "b") and (settings.export.deflate, settings.export.deflate_level) == ("zlib", 6)
@@ -41,7 +45,10 @@ def test_every_variable_is_read() -> None:
     assert settings.imports.keep_upload_seconds == 60
     assert (settings.lifecycle.heartbeat_seconds, settings.lifecycle.heartbeat_timeout) == (2, 20.5)
     assert settings.lifecycle.drain_seconds == 3
-    assert len(ENVIRONMENT) == 22  # a new variable gets a line in this test
+    assert settings.imports.upload_idle_seconds == 2.5 and settings.imports.max_spool_files == 5
+    assert settings.imports.max_spool_bytes == 64 << 20 and settings.queue.worker_memory_bytes == 0
+    assert (settings.export.export_stall_seconds, settings.export.export_max_seconds) == (7, 600)
+    assert len(ENVIRONMENT) == 28  # a new variable gets a line in this test
 
 
 def test_secure_defaults() -> None:
@@ -67,6 +74,9 @@ def test_secure_defaults() -> None:
      "(or 'admin')"),
     ("SHEETSTREAM_DRAIN_SECONDS", "soon", "SHEETSTREAM_DRAIN_SECONDS='soon' is not a number of seconds"),
     ("SHEETSTREAM_HEARTBEAT_TIMEOUT", "-1", "SHEETSTREAM_HEARTBEAT_TIMEOUT='-1' must be more than 0"),
+    ("SHEETSTREAM_UPLOAD_IDLE_SECONDS", "0", "SHEETSTREAM_UPLOAD_IDLE_SECONDS='0' must be more than 0"),
+    ("SHEETSTREAM_EXPORT_STALL_SECONDS", "soon", "SHEETSTREAM_EXPORT_STALL_SECONDS='soon' is not a number of seconds"),
+    ("SHEETSTREAM_WORKER_MEMORY_MB", "-5", "SHEETSTREAM_WORKER_MEMORY_MB='-5' must be more than 0"),
 ])
 def test_bad_values_are_named(variable: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:

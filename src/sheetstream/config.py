@@ -39,6 +39,10 @@ class ExportOptions:
     deflate_level: int = 1
     max_sheet_rows: int = MAX_SHEET_ROWS
     long_text: str = "truncate"
+    #: A client that takes no chunk for this long is cut off and its worker freed; no export runs longer than
+    #: ``export_max_seconds`` (as nginx's one-hour send timeout in deploy/nginx.conf).
+    export_stall_seconds: float = 60.0
+    export_max_seconds: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,11 @@ class ImportLimits:
     #: How long the upload of a dry run or of an import with problems is kept (seconds), for its commit
     #: (``POST /jobs/{id}/commit``) and its marked-up copy (``GET /jobs/{id}/problems.xlsx``); then removed.
     keep_upload_seconds: int = 900
+    #: An upload that sends nothing for this long is dropped (408) and its spool file removed.
+    upload_idle_seconds: float = 30.0
+    #: The spool holds at most this many uploads (arriving or waiting for a worker) and bytes; past it, 429.
+    max_spool_files: int = 32
+    max_spool_bytes: int = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,9 @@ class QueueOptions:
     max_pending_chunks: int = 8
     #: Tasks (running and waiting) one identity may have at once; default: half of workers + waiting list.
     max_per_identity: int | None = None
+    #: Address space a worker process may use (``process`` strategy; 0: no cap). Past it the task fails with a
+    #: clear error instead of the machine's out-of-memory killer taking the worker.
+    worker_memory_bytes: int = 2 << 30
 
     @property
     def worker_count(self) -> int:
@@ -217,6 +229,11 @@ def _megabytes(text: str) -> int:
     return int(value * 2**20)
 
 
+def _megabytes_or_none(text: str) -> int:
+    """Megabytes, where 0 means no limit."""
+    return 0 if text.strip() == "0" else _megabytes(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -278,6 +295,12 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_HEARTBEAT_SECONDS": ("heartbeat_seconds", _seconds),
     "SHEETSTREAM_HEARTBEAT_TIMEOUT": ("heartbeat_timeout", _seconds),
     "SHEETSTREAM_DRAIN_SECONDS": ("drain_seconds", _seconds),
+    "SHEETSTREAM_UPLOAD_IDLE_SECONDS": ("upload_idle_seconds", _seconds),
+    "SHEETSTREAM_MAX_SPOOL_FILES": ("max_spool_files", _whole),
+    "SHEETSTREAM_MAX_SPOOL_MB": ("max_spool_bytes", _megabytes),
+    "SHEETSTREAM_EXPORT_STALL_SECONDS": ("export_stall_seconds", _seconds),
+    "SHEETSTREAM_EXPORT_MAX_SECONDS": ("export_max_seconds", _seconds),
+    "SHEETSTREAM_WORKER_MEMORY_MB": ("worker_memory_bytes", _megabytes_or_none),
 }
 
 

@@ -64,6 +64,14 @@ class ClientGone(SheetstreamError, code="client_closed_request"):
     """The client went away before the body ended (nobody reads the answer)."""
 
 
+class TimedOut(SheetstreamError, code="request_timeout"):
+    """The client sent nothing for longer than the server waits; its place was given back."""
+
+
+class StorageFull(SheetstreamError, code="insufficient_storage"):
+    """The disk that receives uploads is full; the partial upload was removed."""
+
+
 class Invalid(SheetstreamError, code="invalid"):
     """The input was read but does not fit the table."""
 
@@ -102,6 +110,25 @@ class Cancelled(SheetstreamError, code="cancelled"):
 
 class StoreUnavailable(SheetstreamError, code="database_unavailable"):
     """The database cannot be reached or went away."""
+
+
+class WorkerLost(SheetstreamError, code="worker_lost"):
+    """The worker process running the task died (killed, or by the system's out-of-memory killer); nothing the task
+    did was kept, and the next task gets a new worker."""
+
+
+class OutOfMemory(SheetstreamError, code="out_of_memory"):
+    """The task needed more memory than a worker process may use."""
+
+    @classmethod
+    def worker_limit(cls, limit: int) -> OutOfMemory:
+        shown = f"{limit / 2**20:,.0f} MB" if limit else "the memory it has"
+        return cls(f"the file needs more memory than a worker process may use ({shown}); split it into smaller "
+                   "workbooks, or ask for a higher SHEETSTREAM_WORKER_MEMORY_MB", limit_bytes=limit)
+
+
+class NotReady(SheetstreamError, code="not_ready"):
+    """This instance cannot take work now (its database or its workers fail their check); ``checks`` says which."""
 
 
 class ConfigError(SheetstreamError, code="bad_configuration"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -35,7 +36,12 @@ def test_a_worker_that_ends_before_its_connection_is_accepted_still_streams() ->
         returned: list = []
         try:
             with ThreadPoolExecutor(1) as pool:
-                chunks = [chunk async for chunk in channel.stream(pool, two_chunks, (), returned)]
+                loop = asyncio.get_running_loop()
+
+                def submit(fn, *args) -> asyncio.Future:
+                    return loop.run_in_executor(pool, functools.partial(fn, *args))
+
+                chunks = [chunk async for chunk in channel.stream(submit, two_chunks, (), returned)]
         finally:
             await channel.stop()
         return chunks, returned

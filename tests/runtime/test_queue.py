@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Generator
 
 import pytest
 
-from sheetstream.errors import Busy, NotFound
+from sheetstream.errors import Busy, NotFound, WorkerLost
 from sheetstream.runtime import ProcessingQueue, make_strategy
+
+from ..helpers import pool_workers
 
 
 def chunks(count: int, size: int = 1000) -> Generator[bytes, None, dict]:
@@ -141,3 +144,29 @@ def test_a_consumer_that_stops_early_stops_the_producer(strategy: str) -> None:
     seen, active, result = run(asyncio.wait_for(go(), 30))
     assert seen == 3 and active == {"export": 0} and result is None
 
+
+def sleep_then_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_a_dead_worker_fails_its_tasks_and_the_pool_is_replaced_once() -> None:
+    async def go():
+        queue = await started("process", workers=2)
+        strategy = queue.strategy
+        try:
+            first_pool = strategy.pool
+            running = [asyncio.create_task(queue.call("import", sleep_then_pid, 5)) for _ in range(2)]
+            while len(pool_workers()) < 2 or sum(queue.active.values()) < 2:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            pool_workers()[0].kill()  # concurrent.futures then stops the other worker too: both tasks fail
+            outcomes = await asyncio.gather(*running, return_exceptions=True)
+            after = await queue.call("import", add, 1, 2)
+            return outcomes, strategy.restarts, strategy.pool is not first_pool, after[0], dict(queue.active)
+        finally:
+            await queue.stop()
+
+    outcomes, restarts, replaced, after, active = run(asyncio.wait_for(go(), 30))
+    assert all(isinstance(o, WorkerLost) and "nothing it did was kept" in o.message for o in outcomes), outcomes
+    assert restarts == 1 and replaced and after == 3 and active == {"import": 0}

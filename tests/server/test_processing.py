@@ -76,11 +76,13 @@ def test_full_waiting_list_gets_429_with_retry_after(tmp_path: Path, live_server
     assert body["error"] == "busy" and "try again shortly" in body["message"] and body["waiting"] == 1
 
 
-def test_an_upload_still_arriving_holds_its_place_in_the_waiting_list(tmp_path: Path, live_server) -> None:
+def test_an_upload_still_arriving_holds_a_spool_place_and_takes_its_queue_place_once_its_body_is_in(
+        tmp_path: Path, live_server) -> None:
     store = InstrumentedStore(tmp_path / "x.db", demo_rows(20_000), ORDERS, gate_at=10_000)
     settings = make_settings(tables=("orders",), data_dir=tmp_path, workers=1, max_waiting=1)
     body = b"".join(write_xlsx(demo_rows(50), [c.name for c in ORDERS]))
     with live_server(create_app(settings, store)) as server:
+        status = lambda: httpx.get(f"{server.url}/status").json()  # noqa: E731
         with httpx.stream("GET", f"{server.url}/exports/orders.xlsx", timeout=30) as export:
             chunks = export.iter_raw()
             next(chunks)  # the only worker is busy
@@ -88,12 +90,16 @@ def test_an_upload_still_arriving_holds_its_place_in_the_waiting_list(tmp_path: 
             with socket.create_connection((host, int(port)), timeout=30) as slow:
                 slow.sendall(f"PUT /imports/orders HTTP/1.1\r\nHost: x\r\nContent-Type: {XLSX}\r\n"
                              f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:100])
-                assert wait_for(lambda: httpx.get(f"{server.url}/status").json()["queued"].get("import") == 1)
+                assert wait_for(lambda: status()["spool"]["files"] == 1)
+                arriving = status()["queued"].get("import", 0)
+                accepted = httpx.put(f"{server.url}/imports/orders", content=body, headers={"Content-Type": XLSX})
                 refused = httpx.put(f"{server.url}/imports/orders", content=body, headers={"Content-Type": XLSX})
-            # the slow client left mid-body: its place is given back
-            assert wait_for(lambda: httpx.get(f"{server.url}/status").json()["queued"].get("import") == 0)
+                slow.sendall(body[100:])  # its body is in: it takes a place although the list is full
+                assert wait_for(lambda: status()["queued"].get("import") == 2)
             store.gate.set()
             assert sum(len(c) for c in chunks) > 0
+        assert wait_for(lambda: status()["spool"]["files"] == 0 and status()["queued"].get("import") == 0)
+    assert arriving == 0 and accepted.status_code == 202
     assert refused.status_code == 429 and refused.json()["waiting"] == 1
 
 

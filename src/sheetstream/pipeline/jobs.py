@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Cancelled, ClientGone, Conflict, ServerStopped, SheetstreamError
+from ..errors import Cancelled, ClientGone, Conflict, OutOfMemory, ServerStopped, SheetstreamError
 from ..formats.xlsx import ReadLimits, XlsxError
 from ..store import JobTable, Store
 from ..store.jobs import superseded
@@ -184,6 +185,9 @@ def fail(job: Job, exc: BaseException) -> None:
     """Record why ``job`` failed: the error's code, its message for a person, and its cell problems."""
     job.state = "failed"
     job.finished_at = time.time()
+    if isinstance(exc, MemoryError):  # under the worker's address-space cap (runtime.workers.limit_memory)
+        cap = resource.getrlimit(resource.RLIMIT_AS)[0]
+        exc = OutOfMemory.worker_limit(0 if cap == resource.RLIM_INFINITY else cap)
     if isinstance(exc, (SheetstreamError, XlsxError)):
         job.message, job.error = exc.message, exc.code
         job.errors = exc.detail.get("errors", [])

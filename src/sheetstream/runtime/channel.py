@@ -16,7 +16,7 @@ import socket
 import struct
 import tempfile
 from collections.abc import AsyncIterator, Callable, Generator
-from concurrent.futures import Executor
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,9 @@ def remove_dead(folder: Path) -> list[Path]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
+
+#: Runs ``fn(*args)`` on a worker process: ``submit(fn, *args) -> future``.
+Submit = Callable[..., asyncio.Future]
 
 
 class Channel:
@@ -71,14 +74,16 @@ class Channel:
         else:
             future.set_result((reader, writer))
 
-    async def stream(self, pool: Executor, fn: Callable[..., Generator[bytes, None, Any]], args: tuple,
+    async def stream(self, submit: Submit, fn: Callable[..., Generator[bytes, None, Any]], args: tuple,
                      returned: list[Any]) -> AsyncIterator[bytes]:
-        """The chunks ``fn(*args)`` yields in a worker process of ``pool``; its return value goes to ``returned``."""
+        """The chunks ``fn(*args)`` yields in the worker process ``submit`` runs it on; its return value goes to
+        ``returned``. A worker that dies mid-stream raises the pool's error (``BrokenProcessPool``), never a
+        clean end."""
         loop = asyncio.get_running_loop()
         token = os.urandom(_TOKEN)
         connected: asyncio.Future = loop.create_future()
         self._expected[token] = connected
-        task = loop.run_in_executor(pool, _produce, self.path, token, fn, args)
+        task = submit(_produce, self.path, token, fn, args)
         writer = None
         try:
             done, _ = await asyncio.wait({connected, task}, return_when=asyncio.FIRST_COMPLETED)
@@ -88,21 +93,36 @@ class Channel:
                 # in the socket's buffer: the accept just has not run yet on a busy event loop. Wait for it.
                 await asyncio.wait_for(asyncio.shield(connected), timeout=_ACCEPT_SECONDS)
             reader, writer = connected.result()
-            while True:
-                (size,) = _FRAME.unpack(await reader.readexactly(_FRAME.size))
-                if size == _END or size == _FAILED:
-                    (length,) = _FRAME.unpack(await reader.readexactly(_FRAME.size))
-                    payload = pickle.loads(await reader.readexactly(length))
-                    if size == _FAILED:
-                        raise payload
-                    returned.append(payload)
-                    break
-                yield await reader.readexactly(size)
+            try:
+                async with aclosing(_frames(reader, returned)) as frames:
+                    async for chunk in frames:
+                        yield chunk
+            except asyncio.IncompleteReadError:  # the worker's end closed mid-frame: say why when the pool knows
+                await asyncio.wait({task}, timeout=5)
+                if task.done():
+                    task.result()
+                raise RuntimeError("the worker process stopped in the middle of the stream") from None
         finally:
             self._expected.pop(token, None)
             if writer is not None:
                 writer.close()  # a worker still sending gets a broken pipe and stops
             await asyncio.shield(asyncio.wait({task}))
+            if not task.cancelled():
+                task.exception()  # retrieved: a pool broken under a finished stream is the strategy's to see
+
+
+async def _frames(reader: asyncio.StreamReader, returned: list[Any]) -> AsyncIterator[bytes]:
+    """The chunk frames up to the end frame (its value appended to ``returned``) or the failure frame (raised)."""
+    while True:
+        (size,) = _FRAME.unpack(await reader.readexactly(_FRAME.size))
+        if size == _END or size == _FAILED:
+            (length,) = _FRAME.unpack(await reader.readexactly(_FRAME.size))
+            payload = pickle.loads(await reader.readexactly(length))
+            if size == _FAILED:
+                raise payload
+            returned.append(payload)
+            return
+        yield await reader.readexactly(size)
 
 
 def _produce(path: str, token: bytes, fn: Callable[..., Generator[bytes, None, Any]], args: tuple) -> None:

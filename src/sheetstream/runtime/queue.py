@@ -8,6 +8,7 @@ is refused at once (:class:`~sheetstream.errors.Busy`) instead of piling up memo
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
@@ -89,8 +90,14 @@ class ProcessingQueue:
             )
 
         if ticket is not None:
-            self._order.append(ticket)
-            self.queued[kind] += 1
+            self.reserve(kind, ticket)
+
+    def reserve(self, kind: str, ticket: object) -> None:
+        """Take a place in the waiting list for ``ticket`` without the admission check: for a task admitted
+        earlier (an upload, checked when it began and whose body has now arrived), so it is not refused after its
+        body was read. Such places can overshoot the list by as many uploads as the spool holds."""
+        self._order.append(ticket)
+        self.queued[kind] += 1
 
     def withdraw(self, kind: str, ticket: object) -> None:
         """Give back a place taken by :meth:`admit` for a task that will not run."""
@@ -144,6 +151,21 @@ class ProcessingQueue:
 
         task.chunks = chunks()
         return task
+
+    async def check(self, timeout: float) -> str | None:
+        """None when a trivial task runs on a worker within ``timeout`` seconds, or when every worker is busy (then
+        429 answers for the queue, and a probe would only wait); otherwise what is wrong, in a sentence. A pool
+        broken while idle is replaced by the probe itself."""
+        if sum(self.active.values()) >= self.workers:
+            return None
+        try:
+            async with asyncio.timeout(timeout):
+                await self.strategy.call(os.getpid)
+        except TimeoutError:
+            return f"no worker ran a trivial task within {timeout:g} s"
+        except Exception as exc:
+            return f"the workers cannot run tasks: {getattr(exc, 'message', None) or exc!r}"
+        return None
 
     def worker_rss(self) -> int:
         """Resident memory of the worker processes (0 unless they are processes of their own)."""

@@ -14,19 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import multiprocessing
 from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import aclosing
 from typing import Any, Protocol
 
 import psutil
 
+from ..errors import OutOfMemory, SheetstreamError, WorkerLost
 from ..pipeline.lifeline import Lifeline
 from .channel import Channel
 from .offload import iterate_in_thread
 from .workers import start_worker, stop_pool
 
 Task = Callable[..., Generator[bytes, None, Any]]
+
+log = logging.getLogger("sheetstream.runtime")
 
 
 class Strategy(Protocol):
@@ -99,18 +105,27 @@ class Thread:
 
 
 class Process:
+    """A process pool. A worker that dies (killed, or by the out-of-memory killer) breaks the whole pool in
+    ``concurrent.futures``: its tasks fail with :class:`~sheetstream.errors.WorkerLost` and the pool is replaced
+    once, so the next task runs on fresh workers."""
+
     name = "process"
 
-    def __init__(self, workers: int, start_method: str = "forkserver"):
+    def __init__(self, workers: int, start_method: str = "forkserver", memory_limit: int = 0):
         self.workers = workers
         self.start_method = start_method
+        self.memory_limit = memory_limit
         self.pool: ProcessPoolExecutor | None = None
         self.channel: Channel | None = None
+        self.restarts = 0
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # Workers die with this server (and never commit once it is gone: see .workers), within a memory cap.
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.start_method),
+                                   initializer=start_worker, initargs=(Lifeline.of_this_process(), self.memory_limit))
 
     async def start(self) -> None:
-        # Workers die with this server (and never commit once it is gone): see .workers.
-        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.start_method),
-                                        initializer=start_worker, initargs=(Lifeline.of_this_process(),))
+        self.pool = self._new_pool()
         self.channel = Channel()
         await self.channel.start()
 
@@ -121,12 +136,60 @@ class Process:
             # Whatever still runs has been given its deadline already (the server's drain): no process is left.
             await asyncio.to_thread(stop_pool, self.pool)
 
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, functools.partial(fn, *args))
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """A new pool in place of ``broken``, unless another task has replaced it already. No ``await`` here: on the
+        event loop this check-and-swap cannot interleave with another."""
+        if self.pool is broken:
+            log.warning("a worker process died; replacing the process pool")
+            self.pool = self._new_pool()
+            self.restarts += 1
+            broken.shutdown(wait=False, cancel_futures=True)
 
-    def stream(self, fn: Task, args: tuple, returned: list[Any]) -> AsyncIterator[bytes]:
-        assert self.pool is not None and self.channel is not None, "start() the strategy first"
-        return self.channel.stream(self.pool, fn, args, returned)
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> tuple[ProcessPoolExecutor, asyncio.Future]:
+        """``fn(*args)`` on the pool, and that pool; a pool found broken before the task starts is replaced and the
+        task goes to the new one (it never ran, so running it there is safe)."""
+        assert self.pool is not None, "start() the strategy first"
+        loop = asyncio.get_running_loop()
+        pool = self.pool
+        try:
+            future = loop.run_in_executor(pool, functools.partial(fn, *args))
+        except BrokenProcessPool:
+            self._replace(pool)
+            pool = self.pool
+            future = loop.run_in_executor(pool, functools.partial(fn, *args))
+        return pool, future
+
+    def _lost(self, pool: ProcessPoolExecutor | None, exc: BaseException) -> SheetstreamError:
+        """The domain error for a task whose worker died (the pool is replaced) or ran out of its memory."""
+        if isinstance(exc, MemoryError):  # raised inside the worker under its cap: the worker itself lives on
+            return OutOfMemory.worker_limit(self.memory_limit)
+        if pool is not None:
+            self._replace(pool)
+        return WorkerLost("the worker process running this task stopped (killed, or out of memory); nothing it did "
+                          "was kept. Try again; if it happens again, the file may need more memory than a worker has")
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        pool, future = self._submit(fn, *args)
+        try:
+            return await future
+        except (BrokenProcessPool, MemoryError) as exc:
+            raise self._lost(pool, exc) from None
+
+    async def stream(self, fn: Task, args: tuple, returned: list[Any]) -> AsyncIterator[bytes]:
+        assert self.channel is not None, "start() the strategy first"
+        pools: list[ProcessPoolExecutor] = []
+
+        def submit(produce: Callable[..., Any], *produce_args: Any) -> asyncio.Future:
+            pool, future = self._submit(produce, *produce_args)
+            pools.append(pool)
+            return future
+
+        try:
+            async with aclosing(self.channel.stream(submit, fn, args, returned)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        except (BrokenProcessPool, MemoryError) as exc:
+            raise self._lost(pools[0] if pools else None, exc) from None
 
     def worker_rss(self) -> int:
         total = 0
@@ -138,12 +201,13 @@ class Process:
         return total
 
 
-def make_strategy(name: str, workers: int, start_method: str = "forkserver", max_pending: int = 8) -> Strategy:
+def make_strategy(name: str, workers: int, start_method: str = "forkserver", max_pending: int = 8,
+                  memory_limit: int = 0) -> Strategy:
     """The strategy called ``name`` (one of :data:`sheetstream.config.STRATEGIES`)."""
     if name == "inline":
         return Inline()
     if name == "thread":
         return Thread(workers, max_pending)
     if name == "process":
-        return Process(workers, start_method)
+        return Process(workers, start_method, memory_limit)
     raise ValueError(f"unknown strategy {name!r}")

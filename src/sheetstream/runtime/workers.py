@@ -14,6 +14,7 @@ import ctypes
 import multiprocessing.forkserver
 import multiprocessing.resource_tracker
 import os
+import resource
 import signal
 import sys
 import threading
@@ -29,14 +30,24 @@ PR_SET_PDEATHSIG = 1
 WATCH_EVERY = 0.2
 
 
-def start_worker(lifeline: Lifeline) -> None:
-    """The pool's initializer, in each worker: die with the parent, and with the server."""
+def start_worker(lifeline: Lifeline, memory_limit: int = 0) -> None:
+    """The pool's initializer, in each worker: die with the parent, and with the server; cap its memory."""
+    limit_memory(memory_limit)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if not lifeline.alive():  # it died before the line above took effect
         os.kill(os.getpid(), signal.SIGKILL)
     threading.Thread(target=_watch, args=(lifeline,), name="sheetstream-lifeline", daemon=True).start()
+
+
+def limit_memory(limit: int) -> None:
+    """In each worker process as it starts: cap its address space at ``limit`` bytes (0: no cap), so a task that
+    needs more fails with ``MemoryError`` in its own worker instead of waking the machine's out-of-memory killer."""
+    if limit:
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        soft = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 def _watch(lifeline: Lifeline) -> None:

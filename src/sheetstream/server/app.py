@@ -23,11 +23,13 @@ from .lifecycle import Lifecycle, new_instance_id
 from .metrics import Metrics
 from .routes import exports, imports, jobs, meta, session
 from .shares import Shares
+from .uploads import SpoolBudget
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     options = settings.queue
-    strategy = make_strategy(options.strategy, options.worker_count, options.start_method, options.max_pending_chunks)
+    strategy = make_strategy(options.strategy, options.worker_count, options.start_method, options.max_pending_chunks,
+                             options.worker_memory_bytes)
     queue = ProcessingQueue(strategy, options.worker_count, options.max_waiting)
     lag = LagMonitor()
     metrics = Metrics(queue, lag)
@@ -62,6 +64,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.lifecycle = lifecycle
     app.state.kept = KeptUploads(settings.spool_dir / "kept", settings.imports.keep_upload_seconds)
+    limits = settings.imports
+    app.state.spool = SpoolBudget(settings.spool_dir, limits.max_spool_files, limits.max_spool_bytes)
     errors.install(app)
     for routes in (meta, session, exports, imports, jobs):
         app.include_router(routes.router)

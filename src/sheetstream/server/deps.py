@@ -20,6 +20,7 @@ from ..store import Store
 from .auth import Gate
 from .metrics import Metrics
 from .shares import Shares
+from .uploads import SpoolBudget
 
 
 def get_settings(request: Request) -> Settings:
@@ -48,6 +49,10 @@ def get_gate(request: Request) -> Gate:
 
 def get_shares(request: Request) -> Shares:
     return request.app.state.shares
+
+
+def get_spool(request: Request) -> SpoolBudget:
+    return request.app.state.spool
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -99,6 +104,9 @@ def admin_unless_public(name: str):
             get_admin(await get_caller(request))
 
     return Depends(check)
+
+
+SpoolDep = Annotated[SpoolBudget, Depends(get_spool)]
 
 
 def permitted_table(table: str, settings: SettingsDep) -> str:

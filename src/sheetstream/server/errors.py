@@ -19,13 +19,18 @@ from ..errors import (
     Gone,
     Invalid,
     NotFound,
+    NotReady,
+    OutOfMemory,
     PayloadTooLarge,
     ServerStopped,
     SheetstreamError,
     ShuttingDown,
+    StorageFull,
     StoreUnavailable,
+    TimedOut,
     Unauthenticated,
     UnsupportedMediaType,
+    WorkerLost,
 )
 from ..formats.xlsx import XlsxError
 from ..pipeline.jobs import Job
@@ -36,6 +41,7 @@ STATUS: dict[type[Exception], int] = {
     Unauthenticated: 401,
     Forbidden: 403,
     NotFound: 404,
+    TimedOut: 408,
     Conflict: 409,
     Cancelled: 409,
     Gone: 410,
@@ -43,12 +49,16 @@ STATUS: dict[type[Exception], int] = {
     UnsupportedMediaType: 415,
     Invalid: 422,
     XlsxError: 422,
+    OutOfMemory: 422,  # the same file fails again: retrying will not help
     Busy: 429,
     ClientGone: 499,  # as nginx logs it: the client closed the request, nobody reads the answer
     ConfigError: 500,
     StoreUnavailable: 503,
     ShuttingDown: 503,  # with Retry-After: another instance (or this one, restarted) takes it
     ServerStopped: 503,  # a job's server stopped under it; nothing was written, so sending it again is safe
+    WorkerLost: 503,
+    NotReady: 503,
+    StorageFull: 507,
 }
 
 
@@ -62,6 +72,8 @@ def headers_of(error: BaseException) -> dict[str, str] | None:
         return {"Retry-After": str(error.detail["retry_after"])}
     if isinstance(error, Unauthenticated):
         return {"WWW-Authenticate": 'Bearer realm="sheetstream"'}
+    if isinstance(error, TimedOut):  # the client stopped sending: drop the connection, do not wait for the rest
+        return {"Connection": "close"}
     return None
 
 

@@ -3,14 +3,18 @@
 Chunks are gathered up to 1 MB and written from a worker thread, so the event loop never waits on the disk
 and memory holds at most one such buffer per upload. The size limit is enforced before reading when
 ``Content-Length`` is known, and as soon as it is passed otherwise; a failed upload leaves no file behind.
+The spool as a whole is bounded (:class:`SpoolBudget`: files and bytes, 429 past them), a full disk is a 507,
+and a client that sends nothing for ``idle`` seconds is dropped (408).
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from python_multipart.exceptions import MultipartParseError
@@ -18,7 +22,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
-from ..errors import BadRequest, ClientGone, PayloadTooLarge, UnsupportedMediaType
+from ..errors import BadRequest, Busy, ClientGone, PayloadTooLarge, StorageFull, TimedOut, UnsupportedMediaType
 from ..formats.xlsx import MEDIA_TYPE
 
 _FLUSH = 1 << 20
@@ -35,30 +39,85 @@ def too_large(limit: int) -> PayloadTooLarge:
     )
 
 
+def declared_size(request: Request) -> int:
+    """The body's size as ``Content-Length`` says it (0 when chunked or absent)."""
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else 0
+
+
 def check_declared_size(request: Request, limit: int) -> None:
     """413 before reading a byte, when ``Content-Length`` already says the body is too large."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared_size(request) > limit:
         raise too_large(limit)
 
 
-class Spool:
-    """A file in ``folder`` that receives the upload; removed on failure (and by its owner when done)."""
+#: What a write to a full disk (or past a file-size limit, or a quota) raises.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
-    def __init__(self, folder: Path, prefix: str = "upload-"):
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".xlsx", dir=folder)
+
+class SpoolBudget:
+    """The spool's bounds: at most ``max_files`` uploads on disk at once (arriving, or waiting for a worker) and
+    ``max_bytes`` in all. Uploads still arriving are counted here, not in the queue's waiting list, so a slow
+    sender holds a spool place, never a queue place."""
+
+    def __init__(self, folder: Path, max_files: int, max_bytes: int):
+        self.folder, self.max_files, self.max_bytes = folder, max_files, max_bytes
+        self.files = 0
+        self.bytes = 0
+
+    def busy(self, message: str) -> Busy:
+        return Busy(f"the server is busy: {message}; try again shortly", retry_after=5, spool_files=self.files,
+                    spool_bytes=self.bytes)
+
+    def open(self, declared: int = 0, prefix: str = "upload-") -> Spool:
+        """A new spool file with ``declared`` bytes set aside (429 at once when the bounds do not allow it)."""
+        if self.files >= self.max_files:
+            raise self.busy(f"{self.files} uploads are already being received or waiting, the most it holds")
+        if declared > self.max_bytes:
+            raise StorageFull(f"the upload ({declared / 2**20:,.1f} MB) is larger than the room this server sets aside "
+                              f"for uploads ({self.max_bytes / 2**20:,.1f} MB, SHEETSTREAM_MAX_SPOOL_MB)",
+                              limit_bytes=self.max_bytes)
+        if self.bytes + declared > self.max_bytes:
+            raise self.busy("the uploads it holds leave too little room for this one")
+        spool = Spool(self, prefix)
+        self.files += 1
+        spool.reserve(declared)
+        return spool
+
+
+class Spool:
+    """A file in the budget's folder that receives the upload; removed on failure (and by its owner when done),
+    giving its room back."""
+
+    def __init__(self, budget: SpoolBudget, prefix: str = "upload-"):
+        self.budget = budget
+        budget.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=".xlsx", dir=budget.folder)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
         self.path = Path(name)
         self.file = os.fdopen(fd, "wb")
         self.size = 0
+        self.reserved = 0  # bytes counted in the budget for this file
         self.buffer = bytearray()
+        self.removed = False
         self.digest = hashlib.sha256()  # computed as the body arrives, for the audit trail
+
+    def reserve(self, total: int) -> None:
+        extra = total - self.reserved
+        if extra > 0:
+            if self.budget.bytes + extra > self.budget.max_bytes:
+                raise self.budget.busy("the uploads it holds have filled the room set aside for them")
+            self.budget.bytes += extra
+            self.reserved = total
 
     @property
     def sha256(self) -> str:
         return self.digest.hexdigest()
 
     async def write(self, data: bytes) -> None:
+        self.reserve(self.size + len(data))
         self.buffer += data
         self.size += len(data)
         if len(self.buffer) >= _FLUSH:
@@ -67,7 +126,7 @@ class Spool:
     async def flush(self) -> None:
         if self.buffer:
             data, self.buffer = bytes(self.buffer), bytearray()
-            await run_in_threadpool(self._write, data)
+            await self._disk(self._write, data)
 
     def _write(self, data: bytes) -> None:
         self.digest.update(data)  # in the worker thread too: hashlib lets go of the GIL for large blocks
@@ -75,15 +134,50 @@ class Spool:
 
     async def close(self) -> None:
         await self.flush()
-        await run_in_threadpool(self.file.close)
+        await self._disk(self.file.close)
+
+    async def _disk(self, fn: Callable, *args: object) -> None:
+        try:
+            await run_in_threadpool(fn, *args)
+        except OSError as exc:
+            raise _storage_error(exc) from exc
 
     def remove(self) -> None:
-        if not self.file.closed:
+        try:
             self.file.close()
+        except OSError:
+            pass  # a full disk refuses the last buffered bytes: the file goes anyway
         self.path.unlink(missing_ok=True)
+        if not self.removed:
+            self.removed = True
+            self.budget.files -= 1
+            self.budget.bytes -= self.reserved
 
 
-async def receive_raw(request: Request, spool: Spool, limit: int, progress: Callable[[int], None]) -> None:
+def _storage_error(exc: OSError) -> Exception:
+    if exc.errno in _NO_SPACE:
+        return StorageFull(f"the server has no room left to receive the upload ({os.strerror(exc.errno)}); "
+                           "nothing was imported: try again later, or ask for more space for SHEETSTREAM_DATA_DIR")
+    return exc
+
+
+async def body_chunks(request: Request, idle: float) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive; 408 when none comes for ``idle`` seconds (a stalled client's spool place
+    is given back instead of held forever)."""
+    chunks = request.stream()
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise TimedOut(f"the upload stopped: nothing arrived for {idle:g} seconds; send the file again") from None
+        yield chunk
+
+
+async def receive_raw(request: Request, spool: Spool, limit: int, progress: Callable[[int], None],
+                      idle: float = 30.0) -> None:
     """The whole body into ``spool``. Raises 415 for a content type that is not a workbook's."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in XLSX_TYPES:
@@ -92,7 +186,7 @@ async def receive_raw(request: Request, spool: Spool, limit: int, progress: Call
             "or use POST with multipart/form-data"
         )
     try:
-        async for chunk in request.stream():
+        async for chunk in body_chunks(request, idle):
             if spool.size + len(chunk) > limit:
                 raise too_large(limit)
             await spool.write(chunk)
@@ -103,7 +197,7 @@ async def receive_raw(request: Request, spool: Spool, limit: int, progress: Call
 
 
 async def receive_multipart(request: Request, spool: Spool, limit: int, progress: Callable[[int], None],
-                            field_name: str = "file") -> dict[str, str]:
+                            idle: float = 30.0, field_name: str = "file") -> dict[str, str]:
     """The ``file`` field of a form into ``spool``; returns the other (small) fields."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
@@ -113,7 +207,7 @@ async def receive_multipart(request: Request, spool: Spool, limit: int, progress
     parser = MultipartParser(params[b"boundary"], form.callbacks())
     received = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in body_chunks(request, idle):
             received += len(chunk)
             if received > limit:
                 raise too_large(limit)

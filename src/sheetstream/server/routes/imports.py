@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ...access import Identity
+from ...config import ImportLimits
 from ...errors import BadRequest
 from ...formats.xlsx import ReadLimits
 from ...pipeline.jobs import Job, JobBoard, fail, run_import_job
@@ -20,12 +20,23 @@ from ...pipeline.lifeline import Lifeline
 from ...pipeline.validate import EXTRA_COLUMNS
 from ...runtime import ProcessingQueue
 from ...store import MODES, Store
-from ..deps import BoardDep, Caller, MetricsDep, QueueDep, SettingsDep, SharesDep, StoreDep, WritableTable, require
+from ..deps import (
+    BoardDep,
+    Caller,
+    MetricsDep,
+    QueueDep,
+    SettingsDep,
+    SharesDep,
+    SpoolDep,
+    StoreDep,
+    WritableTable,
+    require,
+)
 from ..errors import job_json, job_status
 from ..kept import KeptDep, KeptUploads
 from ..metrics import Metrics
 from ..shares import Shares
-from ..uploads import Spool, check_declared_size, receive_multipart, receive_raw
+from ..uploads import Spool, SpoolBudget, check_declared_size, declared_size, receive_multipart, receive_raw
 
 log = logging.getLogger("sheetstream.imports")
 
@@ -43,81 +54,85 @@ ExtraQuery = Annotated[ExtraColumns, Query(description="header columns the table
 
 
 class Upload:
-    """One upload: admitted to the queue, received into a spool file, then handed to a worker as a job. It holds
-    one of its caller's share of the queue until the job ends, and leaves an audit record however it ends."""
+    """One upload: admitted, received into a spool file, then queued for a worker as a job. It holds one of its
+    caller's share of the queue until the job ends, and leaves an audit record however it ends."""
 
     def __init__(self, request: Request, job: Job, caller: Identity, store: Store, queue: ProcessingQueue,
-                 board: JobBoard, metrics: Metrics, shares: Shares, kept: KeptUploads, spool_dir: Path, limit: int):
+                 board: JobBoard, metrics: Metrics, shares: Shares, kept: KeptUploads, budget: SpoolBudget,
+                 limits: ImportLimits):
         self.request, self.job, self.caller, self.store, self.queue = request, job, caller, store, queue
-        self.board, self.metrics, self.shares, self.spool_dir, self.limit = board, metrics, shares, spool_dir, limit
-        self.kept = kept
+        self.board, self.metrics, self.shares, self.kept = board, metrics, shares, kept
+        self.budget, self.limits = budget, limits
         self.saving: set[asyncio.Future] = set()
         self.received: tuple[int, str | None] = (0, None)  # the body's size and SHA-256
 
     async def run(self, multipart: bool, wait: bool) -> JSONResponse:
         job = self.job
-        check_declared_size(self.request, self.limit)
+        check_declared_size(self.request, self.limits.max_upload_bytes)
         await run_in_threadpool(self.store.columns, job.table)  # 404 now, before the body is read, if it is missing
-        self.admit()
+        spool = self.admit(declared_size(self.request), prefix=f"upload-{job.id}-")  # named by its job: see lifecycle
         try:
-            await run_in_threadpool(self.board.save, job, True)
-            spool = await self.receive(multipart)
+            await self.receive(spool, multipart)
         except BaseException:
-            self.release()
+            self.shares.give(self.caller)
             raise
         return await self.start(spool, wait)
 
     async def run_kept(self, preview: Job, wait: bool) -> JSONResponse:
         """Import for real the file ``preview`` (a dry run) checked and kept, without a second upload."""
-        self.admit()
+        spool = self.admit(preview.bytes_received)
         try:
-            spool = Spool(self.spool_dir)
-            spool.remove()  # a fresh name in the spool folder; the kept file takes it
             await run_in_threadpool(self.kept.claim, preview, spool.path)
             self.received = (preview.bytes_received, None)
             # The kept file moved once (a second claim finds it gone); the dry run's record says by which job.
             await run_in_threadpool(self.board.mark_committed, preview.id, self.job.id)
         except BaseException:
-            self.release()
+            spool.remove()
+            self.shares.give(self.caller)
             raise
-        return await self.start(spool.path, wait)
+        return await self.start(spool, wait)
 
-    def admit(self) -> None:
-        """Take one of the caller's share of the queue, then a place in it (held while the body arrives)."""
+    def admit(self, declared: int, prefix: str = "upload-") -> Spool:
+        """One of the caller's share, 429 at once when the queue is full, and a spool place. The place in the queue's
+        waiting list is taken once the body is in (:meth:`start`): while it arrives, the upload holds only a spool
+        place (bounded apart), so slow senders cannot fill the queue."""
         self.shares.take(self.caller, self.queue.retry_after())
         try:
-            self.queue.admit("import", ticket=self.job.id)
+            self.queue.admit("import")
+            return self.budget.open(declared, prefix=prefix)
         except BaseException:
             self.shares.give(self.caller)
             raise
 
-    def release(self) -> None:
-        self.queue.withdraw("import", self.job.id)
-        self.shares.give(self.caller)
-
-    async def start(self, spool: Path, wait: bool) -> JSONResponse:
+    async def start(self, spool: Spool, wait: bool) -> JSONResponse:
         """Queue the job on ``spool``; answer 202 at once, or with ``wait`` when it has ended."""
         job = self.job
         job.state = "queued"
-        await run_in_threadpool(self.board.save, job, True)
-        lifecycle = self.request.app.state.lifecycle
+        try:
+            await run_in_threadpool(self.board.save, job, True)
+        except BaseException:
+            spool.remove()
+            self.shares.give(self.caller)
+            raise
+        self.queue.reserve("import", job.id)
         task = asyncio.create_task(self.process(spool))
-        lifecycle.track(job.id, task)
+        self.request.app.state.lifecycle.track(job.id, task)
         if wait:
             done = await asyncio.shield(task)
             return JSONResponse(job_json(done), status_code=job_status(done) or 500)
         return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
-    async def receive(self, multipart: bool) -> Path:
-        """The body, into a spool file; on any failure the file is gone and the job records why."""
-        job = self.job
-        spool = Spool(self.spool_dir, prefix=f"upload-{job.id}-")  # the job's id: a dead run's file is found
+    async def receive(self, spool: Spool, multipart: bool) -> None:
+        """The body, into ``spool``; on any failure the file is gone and the job records why."""
+        job, limit, idle = self.job, self.limits.max_upload_bytes, self.limits.upload_idle_seconds
         try:
+            await run_in_threadpool(self.board.save, job, True)
             if multipart:
-                apply_form_fields(job, await receive_multipart(self.request, spool, self.limit, self.progress))
+                fields = await receive_multipart(self.request, spool, limit, self.progress, idle)
+                apply_form_fields(job, fields)
                 require(self.caller, job.table, job.mode)  # the form may have asked for another mode
             else:
-                await receive_raw(self.request, spool, self.limit, self.progress)
+                await receive_raw(self.request, spool, limit, self.progress, idle)
             if spool.size == 0:
                 raise BadRequest("the upload is empty: send the .xlsx file as the request body")
             self.check_open()
@@ -131,12 +146,15 @@ class Upload:
             raise
         await self.saved()
         self.received = (spool.size, spool.sha256)
-        return spool.path
 
-    async def process(self, path: Path) -> Job:
+    def check_open(self) -> None:
+        """Once the server drains, an upload still arriving is refused (503): it could not finish in time."""
+        self.queue.check_open()
+
+    async def process(self, spool: Spool) -> Job:
         """The job on a worker of the queue; returns it finished. The spool file goes in every outcome."""
         lifeline = self.request.app.state.lifecycle.lifeline
-        job = await process(self.queue, self.store, self.board, self.job, path, self.metrics, self.kept, lifeline)
+        job = await process(self.queue, self.store, self.board, self.job, spool, self.metrics, self.kept, lifeline)
         self.shares.give(self.caller)
         await self.audit(job)
         return job
@@ -154,10 +172,6 @@ class Upload:
         except Exception:
             log.exception("could not write the audit record of import %s: %s", job.id, entry)
 
-    def check_open(self) -> None:
-        """Once the server drains, an upload still arriving is refused (503): it could not finish in time."""
-        self.queue.check_open()
-
     def progress(self, received: int) -> None:
         self.check_open()
         self.metrics.bytes_in.inc(received - self.job.bytes_received)
@@ -174,13 +188,12 @@ class Upload:
 
 def upload_of(request: Request, table: WritableTable, caller: Caller, settings: SettingsDep, store: StoreDep,
               queue: QueueDep, board: BoardDep, metrics: MetricsDep, shares: SharesDep, kept: KeptDep,
-              mode: ModeQuery = "append", dry_run: DryRun = False, sheet: SheetQuery = None,
+              budget: SpoolDep, mode: ModeQuery = "append", dry_run: DryRun = False, sheet: SheetQuery = None,
               extra_columns: ExtraQuery = "ignore") -> Upload:
     if request.method == "PUT":  # a form's fields may still change the mode: checked once they are read
         require(caller, table, mode)
     job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet, extra_columns=extra_columns, owner=caller.key)
-    return Upload(request, job, caller, store, queue, board, metrics, shares, kept, settings.spool_dir,
-                  settings.imports.max_upload_bytes)
+    return Upload(request, job, caller, store, queue, board, metrics, shares, kept, budget, settings.imports)
 
 
 UploadDep = Annotated[Upload, Depends(upload_of)]
@@ -215,13 +228,13 @@ def apply_form_fields(job: Job, fields: dict[str, str]) -> None:
         job.sheet = fields["sheet"]
 
 
-async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Job, path: Path,
+async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Job, spool: Spool,
                   metrics: Metrics, kept: KeptUploads, lifeline: Lifeline | None = None) -> Job:
     """The job on a worker of the queue; returns it finished. The spool file goes in every outcome, unless the
     worker kept it for a while (a dry run, or problems found: :mod:`..kept`)."""
     try:
-        job = await queue.call("import", run_import_job, store, job, path, ReadLimits(), kept.keep(job), lifeline,
-                               ticket=job.id)
+        job = await queue.call("import", run_import_job, store, job, spool.path, ReadLimits(), kept.keep(job),
+                               lifeline, ticket=job.id)
     except BaseException as exc:  # the worker did not end it (killed, cancelled): settle it, let cancellation through
         # Settle, not save: the worker may have committed (its record then says so, and stands).
         try:
@@ -236,7 +249,7 @@ async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Jo
             raise
     finally:
         board.forget(job.id)
-        path.unlink(missing_ok=True)  # unless the worker kept it
+        spool.remove()  # unless the worker kept it (moved it away): its room goes back either way
     if job.state == "done":
         metrics.rows_imported.inc(job.rows_inserted)
     return job

@@ -17,7 +17,18 @@ from ...formats.xlsx import MEDIA_TYPE
 from ...pipeline.jobs import Job
 from ...pipeline.review import marked_workbook
 from ...runtime import TaskStream
-from ..deps import BoardDep, Caller, MetricsDep, QueueDep, SettingsDep, SharesDep, StoreDep, permitted_table, require
+from ..deps import (
+    BoardDep,
+    Caller,
+    MetricsDep,
+    QueueDep,
+    SettingsDep,
+    SharesDep,
+    SpoolDep,
+    StoreDep,
+    permitted_table,
+    require,
+)
 from ..errors import job_json
 from ..kept import KeptDep
 from ..metrics import Metrics
@@ -63,7 +74,7 @@ async def cancel_job(job_id: str, caller: Caller, board: BoardDep) -> JSONRespon
 @router.post("/jobs/{job_id}/commit", status_code=202)
 async def commit_job(job_id: str, request: Request, caller: Caller, settings: SettingsDep, store: StoreDep,
                      queue: QueueDep, board: BoardDep, metrics: MetricsDep, shares: SharesDep, kept: KeptDep,
-                     wait: Wait = False) -> JSONResponse:
+                     budget: SpoolDep, wait: Wait = False) -> JSONResponse:
     """Import for real the file a dry run checked, without sending it again: a new job (``preview_of`` names the
     dry run), 202 with its ``Location``, or with ``wait=true`` its outcome. Once per dry run, while it is kept."""
     preview = await _load(board, job_id, caller)
@@ -77,8 +88,7 @@ async def commit_job(job_id: str, request: Request, caller: Caller, settings: Se
                        committed_as=preview.committed_as)
     job = Job(table=preview.table, mode=preview.mode, sheet=preview.sheet, extra_columns=preview.extra_columns,
               preview_of=preview.id, bytes_received=preview.bytes_received, owner=caller.key)
-    upload = Upload(request, job, caller, store, queue, board, metrics, shares, kept, settings.spool_dir,
-                    settings.imports.max_upload_bytes)
+    upload = Upload(request, job, caller, store, queue, board, metrics, shares, kept, budget, settings.imports)
     return await upload.run_kept(preview, wait)
 
 

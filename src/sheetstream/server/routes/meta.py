@@ -4,6 +4,7 @@ admins unless SHEETSTREAM_PUBLIC names them."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -16,9 +17,13 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from ...errors import NotReady
+from ...store import Store
 from ..deps import Admin, Caller, MetricsDep, QueueDep, SettingsDep, StoreDep, admin_unless_public
 
 PAGE = Path(__file__).resolve().parents[2] / "web"
+#: How long each readiness check may take.
+READY_SECONDS = 3.0
 
 router = APIRouter()
 
@@ -26,6 +31,29 @@ router = APIRouter()
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(store: StoreDep, queue: QueueDep) -> dict:
+    """Whether this instance can take work: the database answers a catalog query and a worker runs a trivial task,
+    each within a few seconds. A load balancer takes an instance out of rotation on 503 here; ``/healthz`` only
+    says the process is alive (for restarting it)."""
+    checks = {"database": await database_problem(store), "workers": await queue.check(READY_SECONDS)}
+    if any(checks.values()):
+        wrong = "; ".join(f"{name}: {problem}" for name, problem in checks.items() if problem)
+        raise NotReady(f"not ready: {wrong}", checks={name: problem or "ok" for name, problem in checks.items()})
+    return {"status": "ready", "checks": {name: "ok" for name in checks}, "strategy": queue.strategy.name}
+
+
+async def database_problem(store: Store) -> str | None:
+    try:
+        async with asyncio.timeout(READY_SECONDS):
+            await run_in_threadpool(store.tables)
+    except TimeoutError:
+        return f"the database did not answer within {READY_SECONDS:g} s"
+    except Exception as exc:
+        return getattr(exc, "message", None) or repr(exc)
+    return None
 
 
 @router.get("/metrics", include_in_schema=False, dependencies=[admin_unless_public("metrics")])
@@ -45,6 +73,7 @@ async def status(request: Request, queue: QueueDep, since_seconds: float | None 
         "active": dict(queue.active),
         "queued": dict(queue.queued),
         "max_waiting": queue.max_waiting,
+        "spool": {"files": request.app.state.spool.files, "bytes": request.app.state.spool.bytes},
         "lag": request.app.state.lag.summary(since),
     }
 
