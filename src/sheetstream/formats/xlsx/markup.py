@@ -1,7 +1,7 @@
 """A workbook handed back marked up: each problem cell filled and commented, and a ``Problems`` sheet that
 links to every problem's cell.
 
-Streamed: the parts come out of the uploaded file (``zipfile``, random access) and go back through stream-zip.
+Streamed: the parts come out of the uploaded file (``zipfile``, random access) and go back through the writer's ZIP container (zip_stream).
 Worksheets with marks are rewritten row by row as they are inflated (blocks that end after ``</row>``), every
 other part is copied as it is, and the small parts that change (styles, workbook, relationships, content
 types) are edited as text, never parsed and written back, so what the producer wrote (namespaces, extensions,
@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from stream_zip import ZIP_32, ZIP_64, stream_zip
-
 from .cells import column_index, column_letter, escape_text
 from .errors import BadWorkbook, NotAWorkbook
 from .parts import NS_MAIN, NS_PKG_REL, NS_REL, XML_DECL
+from .writer import deflater, zip_stream
 
 _BLOCK = 1 << 20
 _REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -71,15 +70,15 @@ class _Sheet:
 def mark_up(path: str | Path, marks: Sequence[Mark], unlisted: int = 0, compress: Any = None,
             sheet_title: str = "Problems") -> Iterator[bytes]:
     """The workbook at ``path`` with ``marks`` filled and commented, plus a sheet listing them (``unlisted``:
-    problems counted but not listed), as zip chunks. ``compress``: a deflate factory (stream-zip's default if None)."""
+    problems counted but not listed), as zip chunks. ``compress``: a deflate factory (the writer's default if None)."""
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
         raise NotAWorkbook("the kept upload is not a ZIP archive") from exc
     with archive:
         book = _Book(archive, marks)
-        options = {"get_compressobj": compress} if compress else {}
-        yield from stream_zip(book.members(sheet_title, unlisted), **options)
+        now = datetime.now().replace(microsecond=0)
+        yield from zip_stream(book.members(sheet_title, unlisted), modified_at=now, compress=compress or deflater())
 
 
 class _Book:
@@ -146,8 +145,7 @@ class _Book:
                 sheet.vml_part = self._unused(f"{self.base}/drawings/vmlDrawing{{}}.vml")
         self.problems_part = self._unused(f"{self.base}/worksheets/sheet{{}}.xml")
 
-    def members(self, title: str, unlisted: int) -> Iterator[tuple]:
-        now = datetime.now().replace(microsecond=0)
+    def members(self, title: str, unlisted: int) -> Iterator[tuple[str, Iterable[bytes]]]:
         changed = {self.workbook_part, self.workbook_rels, "[Content_Types].xml", *(
             [self.styles_part] if self.styles_part else [])}
         commented = [s for s in self.sheets.values() if s.marks and not s.has_comments]
@@ -157,21 +155,19 @@ class _Book:
             name = info.filename
             if name in changed:
                 continue
-            method = ZIP_64 if info.file_size >= 1 << 31 else ZIP_32
-            chunks = self._marked_sheet(marked[name]) if name in marked else self._copy(name)
-            yield name, now, 0o600, method, chunks
+            yield name, self._marked_sheet(marked[name]) if name in marked else self._copy(name)
         for sheet in commented:
-            yield sheet.comments_part, now, 0o600, ZIP_32, [_comments(sheet.marks).encode()]
-            yield sheet.vml_part, now, 0o600, ZIP_32, [_vml(sheet.marks, 50 + commented.index(sheet)).encode()]
-            yield _rels_path(sheet.part), now, 0o600, ZIP_32, [self._sheet_rels(sheet).encode()]
+            yield sheet.comments_part, [_comments(sheet.marks).encode()]
+            yield sheet.vml_part, [_vml(sheet.marks, 50 + commented.index(sheet)).encode()]
+            yield _rels_path(sheet.part), [self._sheet_rels(sheet).encode()]
         title = self._title(title)
-        yield self.problems_part, now, 0o600, ZIP_32, _problems_sheet(self.listed, unlisted, set(self.sheets))
+        yield self.problems_part, _problems_sheet(self.listed, unlisted, set(self.sheets))
         if self.styles_part and self.styles:
-            yield self.styles_part, now, 0o600, ZIP_32, [self.styles.text().encode()]
+            yield self.styles_part, [self.styles.text().encode()]
         rid = self._workbook_rels_id()
-        yield self.workbook_part, now, 0o600, ZIP_32, [self._workbook(title, rid).encode()]
-        yield self.workbook_rels, now, 0o600, ZIP_32, [self._add_workbook_rel(rid).encode()]
-        yield "[Content_Types].xml", now, 0o600, ZIP_32, [self._content_types(commented).encode()]
+        yield self.workbook_part, [self._workbook(title, rid).encode()]
+        yield self.workbook_rels, [self._add_workbook_rel(rid).encode()]
+        yield "[Content_Types].xml", [self._content_types(commented).encode()]
 
     def _copy(self, name: str) -> Iterator[bytes]:
         with self.archive.open(name) as stream:

@@ -459,7 +459,15 @@ def zip_stream(
         buffered += len(data) + len(descriptor)
         directory.append((encoded, zip64, crc, compressed, size, offset))
         offset += len(header) + compressed + len(descriptor)
-    start = offset
+    pending.append(_central_directory(directory, offset, dos_time, dos_date))
+    yield b"".join(pending)
+
+
+def _central_directory(directory: list[tuple[bytes, bool, int, int, int, int]], start: int, dos_time: int,
+                       dos_date: int) -> bytes:
+    """The central directory of ``directory``'s entries, written from ``start``, and the end record(s)."""
+    records = []
+    offset = start
     for encoded, zip64, crc, compressed, size, at in directory:
         # In the order APPNOTE fixes, the values that do not fit (0xFFFFFFFF itself marks "in the extra field").
         large = [value for value in (size, compressed, at) if value >= _ZIP32_LIMIT]
@@ -470,12 +478,12 @@ def zip_stream(
             min(compressed, _ZIP32_LIMIT), min(size, _ZIP32_LIMIT), len(encoded), len(extra), 0, 0, 0, _MODE,
             min(at, _ZIP32_LIMIT),
         ) + encoded + extra
-        pending.append(record)
+        records.append(record)
         offset += len(record)
     count, length = len(directory), offset - start
     if count >= 0xFFFF or length >= _ZIP32_LIMIT or start >= _ZIP32_LIMIT:
-        pending.append(_ZIP64_END.pack(0x06064B50, 44, _UNIX | 45, 45, 0, 0, count, count, length, start))
-        pending.append(_ZIP64_LOCATOR.pack(0x07064B50, 0, offset, 1))
-    pending.append(_END.pack(0x06054B50, 0, 0, min(count, 0xFFFF), min(count, 0xFFFF), min(length, _ZIP32_LIMIT),
+        records.append(_ZIP64_END.pack(0x06064B50, 44, _UNIX | 45, 45, 0, 0, count, count, length, start))
+        records.append(_ZIP64_LOCATOR.pack(0x07064B50, 0, offset, 1))
+    records.append(_END.pack(0x06054B50, 0, 0, min(count, 0xFFFF), min(count, 0xFFFF), min(length, _ZIP32_LIMIT),
                              min(start, _ZIP32_LIMIT), 0))
-    yield b"".join(pending)
+    return b"".join(records)
