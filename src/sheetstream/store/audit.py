@@ -4,13 +4,14 @@ the table, mode and dry run, the file's size and SHA-256, the rows written, and 
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+
+from .control import run_postgres, run_sqlite
 
 #: The fields every record has (others may be added: they are kept with it).
 FIELDS = ("at", "who", "via", "table", "mode", "dry_run", "bytes", "sha256", "rows_written", "outcome", "job_id")
@@ -21,14 +22,9 @@ class SqliteAudit:
         self.path = path
 
     def _run(self, statement: str, args: tuple) -> list[tuple]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                         "at REAL NOT NULL, who TEXT NOT NULL, data TEXT NOT NULL)")
-            return conn.execute(statement, args).fetchall()
-        finally:
-            conn.close()
+        return run_sqlite(self.path, "CREATE TABLE IF NOT EXISTS sheetstream_audit (seq INTEGER PRIMARY KEY "
+                                     "AUTOINCREMENT, at REAL NOT NULL, who TEXT NOT NULL, data TEXT NOT NULL)",
+                          statement, args)
 
     def record(self, entry: dict[str, Any]) -> None:
         self._run("INSERT INTO sheetstream_audit (at, who, data) VALUES (?, ?, ?)",
@@ -45,13 +41,7 @@ class PostgresAudit:
         self.connect = connect
 
     def _run(self, statement: str, args: tuple) -> list[tuple]:
-        with self.connect(autocommit=True) as conn:
-            try:
-                cursor = conn.execute(statement, args)
-            except psycopg.errors.UndefinedTable:
-                _create_table(conn)
-                cursor = conn.execute(statement, args)
-            return cursor.fetchall() if cursor.description else []
+        return run_postgres(self.connect, _create_table, statement, args)
 
     def record(self, entry: dict[str, Any]) -> None:
         self._run("INSERT INTO sheetstream_audit (at, who, data) VALUES (to_timestamp(%s), %s, %s)",

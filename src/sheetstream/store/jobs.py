@@ -29,6 +29,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..errors import Conflict
+from .control import run_postgres
 
 ENDED_SQL = "('done', 'failed')"
 COMMITTING = "committing"
@@ -160,13 +161,8 @@ class PostgresJobs:
         self.connect = connect
 
     def _run(self, statement: str, args: tuple) -> list[tuple]:
-        with self.connect(autocommit=True) as conn:
-            try:
-                cursor = conn.execute(statement, args)
-            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
-                _create_table(conn)  # the first job in this database (or a table from an older version)
-                cursor = conn.execute(statement, args)
-            return cursor.fetchall() if cursor.description else []
+        return run_postgres(self.connect, _create_table, statement, args,
+                            (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn))
 
     def save(self, job_id: str, data: dict[str, Any]) -> bool:
         return bool(self._run(

@@ -5,7 +5,6 @@ token up never waits behind an import holding the database's one writer).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import psycopg
 
 from ..access import Grants
 from ..errors import Conflict
+from .control import run_postgres, run_sqlite
 
 _COLUMNS = "id, name, hash, grants, created_at, expires_at, revoked_at"
 
@@ -56,20 +56,17 @@ def _name_taken(name: str) -> Conflict:
     return Conflict(f"a token named {name!r} already exists; revoke it first (sheetstream token revoke {name})")
 
 
+_SQLITE_SCHEMA = ("CREATE TABLE IF NOT EXISTS sheetstream_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
+                  "hash TEXT NOT NULL UNIQUE, grants TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL, "
+                  "revoked_at REAL)")
+
+
 class SqliteTokens:
     def __init__(self, path: Path):
         self.path = path
 
     def _run(self, statement: str, args: tuple) -> list[tuple]:
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, "
-                         "hash TEXT NOT NULL UNIQUE, grants TEXT NOT NULL, created_at REAL NOT NULL, expires_at REAL, "
-                         "revoked_at REAL)")
-            return conn.execute(statement, args).fetchall()
-        finally:
-            conn.close()
+        return run_sqlite(self.path, _SQLITE_SCHEMA, statement, args)
 
     def add(self, record: TokenRecord) -> None:
         # One live token per name; a revoked one keeps its row (the audit trail names it) but frees the name.
@@ -100,13 +97,7 @@ class PostgresTokens:
         self.connect = connect
 
     def _run(self, statement: str, args: tuple) -> list[tuple]:
-        with self.connect(autocommit=True) as conn:
-            try:
-                cursor = conn.execute(statement, args)
-            except psycopg.errors.UndefinedTable:
-                _create_table(conn)  # the first token in this database
-                cursor = conn.execute(statement, args)
-            return cursor.fetchall() if cursor.description else []
+        return run_postgres(self.connect, _create_table, statement, args)
 
     def add(self, record: TokenRecord) -> None:
         try:

@@ -13,6 +13,7 @@ results when first needed).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ from rich.console import Console
 from ..harness import POSTGRES_URL, ServerProcess, installed, machine, peak_rss, postgres_problem, run_case
 from . import load as machine_load
 from .case import NEEDS, WHOLE_TABLE, missing
-from .pairs import interleave, ratio_stats, shown
+from .pairs import interleave, ratio_stats, save, shown
 
 DEFLATE_CHOICES = ["sheetstream:isal:1", "sheetstream:isal:2", "sheetstream:zlib:1", "sheetstream:zlib:6", "sheetstream:zlib-ng:1"]
 PEERS = ["xlsxwriter", "openpyxl", "pyexcelerate", "rustpy-xlsxwriter", "pandas", "polars", "exceljs"]
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         if source != "demo":
             seed_source(max(args.rows), console)
         for rows in args.rows:
-            cases = [(w, _bind(case, w, rows, work, source)) for w in writers]
+            cases = [(w, functools.partial(case, w, rows, work, source)) for w in writers]
             for r in interleave(cases, args.repeats, on_result=_logger(console)):
                 results["writers"].append({**r, "writer": r["case"], "rows": rows})
         if source != "demo":
@@ -97,17 +98,8 @@ def run(args: argparse.Namespace) -> int:
     key = _group
     results["ratios"] = {"seconds": ratio_stats(results["writers"], baseline, key=key),
                          "cpu_seconds": ratio_stats(results["writers"], baseline, metric="cpu_seconds", key=key)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    report = markdown(results)
-    args.out.with_suffix(".md").write_text(report)
-    console.print(report, markup=False, highlight=False)
-    console.print(f"results: {args.out} and {args.out.with_suffix('.md')}")
+    save(args.out, results, markdown(results), console)
     return 0
-
-
-def _bind(function, *args):
-    return lambda: function(*args)
 
 
 def _group(r: dict) -> str:

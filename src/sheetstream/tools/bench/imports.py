@@ -13,7 +13,7 @@ machine's load (load average, other processes' CPU) beside them. The JSON keeps 
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -29,7 +29,7 @@ from ...store.demo import ORDERS, demo_rows
 from ..harness import POSTGRES_URL, ServerProcess, installed, machine, peak_rss, postgres_problem, run_case
 from . import load as machine_load
 from .import_case import NEEDS, POSTGRES_ONLY, missing
-from .pairs import interleave, ratio_stats, shown
+from .pairs import interleave, ratio_stats, save, shown
 
 PARSERS = ["sheetstream-parse", "calamine-parse", "openpyxl-parse"]
 PEERS = ["calamine-copy", "pandas-copy", "polars-adbc", "openpyxl-executemany"]
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                 if why := missing(case):
                     results["skipped"].append({"case": case, "rows": rows, "reason": why})
                 else:
-                    cases.append((case, _bind(subprocess_case, case, path)))
+                    cases.append((case, functools.partial(subprocess_case, case, path)))
             for r in interleave(cases, args.repeats, on_result=_logger(console, "parse")):
                 results["parse"].append({**_renamed(r, rows), "file_mb": round(size / 1e6, 1)})
             for database in databases:
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                     results["skipped"].append({"case": "*", "database": database, "rows": rows, "reason": problem})
                     continue
                 store = open_store(url)
-                cases = [(BASELINE, _bind(server_import, url, path, store))]
+                cases = [(BASELINE, functools.partial(server_import, url, path, store))]
                 for peer in peers:
                     why = missing(peer)
                     if not why and peer in POSTGRES_ONLY and database != "postgres":
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                     if why:
                         results["skipped"].append({"case": peer, "database": database, "rows": rows, "reason": why})
                     else:
-                        cases.append((peer, _bind(peer_import, peer, url, path, store)))
+                        cases.append((peer, functools.partial(peer_import, peer, url, path, store)))
                 for r in interleave(cases, args.repeats, on_result=_logger(console, database)):
                     results["import"].append({"database": database, **_renamed(r, rows)})
                 store.drop_table(TABLE)
@@ -100,17 +100,8 @@ def run(args: argparse.Namespace) -> int:
         "import": ratio_stats(results["import"], BASELINE, key=_group),
         "import_cpu": ratio_stats(results["import"], BASELINE, metric="cpu_seconds", key=_group),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2))
-    report = markdown(results)
-    args.out.with_suffix(".md").write_text(report)
-    console.print(report, markup=False, highlight=False)
-    console.print(f"results: {args.out} and {args.out.with_suffix('.md')}")
+    save(args.out, results, markdown(results), console)
     return 0
-
-
-def _bind(function, *args):
-    return lambda: function(*args)
 
 
 def _group(r: dict) -> str:

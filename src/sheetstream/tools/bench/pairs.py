@@ -8,8 +8,10 @@ kept.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 Case = tuple[str, Callable[[], dict]]
@@ -66,6 +68,15 @@ def shown(s: dict, digits: int = 2, suffix: str = "") -> str:
     """``median (min-max)`` for a report; a single run shows its value only."""
     if not s or s.get("n", 0) == 0:
         return ""
-    if s["n"] == 1 or s["min"] == s["max"]:
+    if s["n"] == 1:  # several runs always show their range, equal or not: a report reads the same every time
         return f"{s['median']:.{digits}f}{suffix}"
     return f"{s['median']:.{digits}f}{suffix} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
+
+
+def save(out: Path, results: dict, report: str, console: Any) -> None:
+    """The run's JSON at ``out`` and its Markdown report beside it; the report printed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    out.with_suffix(".md").write_text(report)
+    console.print(report, markup=False, highlight=False)
+    console.print(f"results: {out} and {out.with_suffix('.md')}")
