@@ -23,7 +23,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,11 @@ def to_kind(kind: str) -> Callable[[Any], Any]:
     elif kind == "date":
         def convert(v): return v.date() if isinstance(v, datetime) else v
     elif kind == "timestamp":
-        def convert(v): return v.to_pydatetime() if hasattr(v, "to_pydatetime") else v
+        def convert(v):
+            if hasattr(v, "to_pydatetime"):
+                return v.to_pydatetime()
+            # calamine gives a midnight timestamp as a date: COPY's timestamp dumper needs a datetime
+            return datetime(v.year, v.month, v.day) if isinstance(v, date) and not isinstance(v, datetime) else v
     elif kind == "boolean":
         convert = bool
     elif kind == "text":
