@@ -15,7 +15,7 @@ import pytest
 
 from sheetstream.tools.harness import POSTGRES_URL, ThreadedServer, postgres_problem
 
-from .helpers import missing
+from .helpers import CHROMIUM_ARGS, chromium_executable, missing
 
 
 @pytest.fixture(scope="session")
@@ -92,3 +92,15 @@ def libreoffice(tmp_path_factory: pytest.TempPathFactory) -> LibreOffice:
 def live_server():
     """A real uvicorn server for an app on a free loopback port: ``with live_server(app) as server: server.url``."""
     return ThreadedServer
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (``executable_path``: no browser download), one per test module."""
+    executable = chromium_executable()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -18,18 +18,9 @@ from sheetstream.store import Column
 from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
 
-from ..helpers import XLSX, InstrumentedStore, make_settings, read_workbook, rows_of
+from ..helpers import XLSX, InstrumentedStore, make_settings, read_workbook, rows_of, wait_for
 
 STRATEGIES = [("inline", "forkserver"), ("thread", "forkserver"), ("process", "forkserver"), ("process", "spawn")]
-
-
-def wait_for(predicate, seconds: float = 10.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 @pytest.mark.parametrize("executor,start_method", STRATEGIES, ids=[f"{e}-{m}" for e, m in STRATEGIES])

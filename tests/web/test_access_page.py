@@ -22,18 +22,7 @@ from sheetstream.server import create_app
 from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
 
-from ..helpers import CHROMIUM_ARGS, add_token, chromium_executable, make_settings
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = chromium_executable()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+from ..helpers import add_token, make_settings
 
 
 @pytest.fixture

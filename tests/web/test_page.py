@@ -4,7 +4,6 @@ that succeed, fail with problems, and are too large. Screenshots of each state g
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -16,27 +15,10 @@ from sheetstream.server import create_app
 from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
 
-from ..helpers import make_settings, missing
+from ..helpers import make_settings
 
 # Screenshots of each state; `SHEETSTREAM_SCREENSHOTS=docs/screenshots scripts/test tests/web` refreshes the README's.
 SCREENSHOTS = Path(os.environ.get("SHEETSTREAM_SCREENSHOTS", Path(tempfile.gettempdir()) / "sheetstream-screenshots"))
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not executable:
-        missing("Chromium is not installed (Debian package chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 @pytest.fixture
 def site(tmp_path: Path, live_server):
     store = SqliteStore(tmp_path / "db.sqlite")

@@ -29,7 +29,7 @@ from rich.console import Console
 from ..harness import POSTGRES_URL, ServerProcess, installed, machine, peak_rss, postgres_problem, run_case
 from . import load as machine_load
 from .case import NEEDS, WHOLE_TABLE, missing
-from .pairs import interleave, ratio_stats, save, shown
+from .pairs import chosen_peers, interleave, ratio_stats, save, shown
 
 DEFLATE_CHOICES = ["sheetstream:isal:1", "sheetstream:isal:2", "sheetstream:zlib:1", "sheetstream:zlib:6", "sheetstream:zlib-ng:1"]
 PEERS = ["xlsxwriter", "openpyxl", "pyexcelerate", "rustpy-xlsxwriter", "pandas", "polars", "exceljs"]
@@ -54,10 +54,10 @@ def versions() -> dict:
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
-    peers = [p for p in args.peers.split(",") if p and p != "none"]
-    unknown = [p for p in peers if p not in PEERS]
-    if unknown:
-        console.print(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
+    try:
+        peers = chosen_peers(args.peers, PEERS)
+    except ValueError as exc:
+        console.print(str(exc))
         return 2
     results: dict = {"machine": machine(), "versions": versions(),
                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repeats": args.repeats,

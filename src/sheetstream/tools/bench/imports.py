@@ -29,7 +29,7 @@ from ...store.demo import ORDERS, demo_rows
 from ..harness import POSTGRES_URL, ServerProcess, installed, machine, peak_rss, postgres_problem, run_case
 from . import load as machine_load
 from .import_case import NEEDS, POSTGRES_ONLY, missing
-from .pairs import interleave, ratio_stats, save, shown
+from .pairs import chosen_peers, interleave, ratio_stats, save, shown
 
 PARSERS = ["sheetstream-parse", "calamine-parse", "openpyxl-parse"]
 PEERS = ["calamine-copy", "pandas-copy", "polars-adbc", "openpyxl-executemany"]
@@ -44,10 +44,10 @@ def versions() -> dict:
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
-    peers = [p for p in args.peers.split(",") if p and p != "none"]
-    unknown = [p for p in peers if p not in PEERS]
-    if unknown:
-        console.print(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
+    try:
+        peers = chosen_peers(args.peers, PEERS)
+    except ValueError as exc:
+        console.print(str(exc))
         return 2
     results: dict = {"machine": machine(), "versions": versions(),
                      "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -73,6 +73,15 @@ def shown(s: dict, digits: int = 2, suffix: str = "") -> str:
     return f"{s['median']:.{digits}f}{suffix} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
 
 
+def chosen_peers(text: str, known: Sequence[str]) -> list[str]:
+    """The peers named in ``text`` (comma-separated; ``none``: no peer); ValueError naming any unknown one."""
+    peers = [p for p in text.split(",") if p and p != "none"]
+    unknown = [p for p in peers if p not in known]
+    if unknown:
+        raise ValueError(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return peers
+
+
 def save(out: Path, results: dict, report: str, console: Any) -> None:
     """The run's JSON at ``out`` and its Markdown report beside it; the report printed."""
     out.parent.mkdir(parents=True, exist_ok=True)
