@@ -31,7 +31,7 @@ def test_every_variable_is_read() -> None:
         "SHEETSTREAM_HEARTBEAT_SECONDS": "2", "SHEETSTREAM_HEARTBEAT_TIMEOUT": "20.5", "SHEETSTREAM_DRAIN_SECONDS": "3",
         "SHEETSTREAM_UPLOAD_IDLE_SECONDS": "2.5", "SHEETSTREAM_MAX_SPOOL_FILES": "5", "SHEETSTREAM_MAX_SPOOL_MB": "64",
         "SHEETSTREAM_EXPORT_STALL_SECONDS": "7", "SHEETSTREAM_EXPORT_MAX_SECONDS": "600",
-        "SHEETSTREAM_WORKER_MEMORY_MB": "0",
+        "SHEETSTREAM_WORKER_MEMORY_MB": "0", "SHEETSTREAM_SPLIT_IMPORTS": "off",
     })
     assert settings.database == "postgresql://u@h/db" and settings.data_dir == Path("/tmp/x")
     assert settings.tables == ("a", "b") and (settings.export.deflate, settings.export.deflate_level) == ("zlib", 6)
@@ -48,7 +48,8 @@ def test_every_variable_is_read() -> None:
     assert settings.imports.upload_idle_seconds == 2.5 and settings.imports.max_spool_files == 5
     assert settings.imports.max_spool_bytes == 64 << 20 and settings.queue.worker_memory_bytes == 0
     assert (settings.export.export_stall_seconds, settings.export.export_max_seconds) == (7, 600)
-    assert len(ENVIRONMENT) == 28  # a new variable gets a line in this test
+    assert settings.queue.split_imports is False
+    assert len(ENVIRONMENT) == 29  # a new variable gets a line in this test
 
 
 def test_secure_defaults() -> None:
@@ -61,6 +62,7 @@ def test_secure_defaults() -> None:
     ("SHEETSTREAM_WORKERS", "x", "SHEETSTREAM_WORKERS='x' is not a whole number"),
     ("SHEETSTREAM_MAX_WAITING", "-1", "SHEETSTREAM_MAX_WAITING='-1' is not a whole number"),
     ("SHEETSTREAM_DEFLATE_LEVEL", "1.5", "SHEETSTREAM_DEFLATE_LEVEL='1.5' is not a whole number"),
+    ("SHEETSTREAM_SPLIT_IMPORTS", "maybe", "SHEETSTREAM_SPLIT_IMPORTS='maybe' is not yes or no (1/0, true/false, on/off)"),
     ("SHEETSTREAM_EXECUTOR", "fork", "SHEETSTREAM_EXECUTOR='fork' is not one of inline, thread, process"),
     ("SHEETSTREAM_START_METHOD", "x", "SHEETSTREAM_START_METHOD='x' is not one of forkserver, spawn, fork"),
     ("SHEETSTREAM_DEFLATE", "brotli", "SHEETSTREAM_DEFLATE='brotli' is not one of isal, zlib, zlib-ng"),

@@ -75,6 +75,9 @@ class QueueOptions:
     #: Address space a worker process may use (``process`` strategy; 0: no cap). Past it the task fails with a
     #: clear error instead of the machine's out-of-memory killer taking the worker.
     worker_memory_bytes: int = 2 << 30
+    #: An import reads its sheet in two processes, its worker and a helper it forks (``process`` strategy, into
+    #: PostgreSQL): about 1.5x faster on two free cores (docs/performance.md); off, one process reads it all.
+    split_imports: bool = True
 
     @property
     def worker_count(self) -> int:
@@ -244,6 +247,15 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _yes_no(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("is not yes or no (1/0, true/false, on/off)")
+
+
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     if not names:
@@ -301,6 +313,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_EXPORT_STALL_SECONDS": ("export_stall_seconds", _seconds),
     "SHEETSTREAM_EXPORT_MAX_SECONDS": ("export_max_seconds", _seconds),
     "SHEETSTREAM_WORKER_MEMORY_MB": ("worker_memory_bytes", _megabytes_or_none),
+    "SHEETSTREAM_SPLIT_IMPORTS": ("split_imports", _yes_no),
 }
 
 

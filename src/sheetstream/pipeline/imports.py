@@ -9,12 +9,15 @@ transaction commits. Any problem rolls everything back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import itertools
+from collections.abc import Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import Invalid, RowRefused
-from ..formats.xlsx import ReadLimits, open_workbook
+from ..formats.xlsx import ReadLimits, Workbook, last_row, open_workbook
 from ..formats.xlsx.cells import column_letter
 from ..store import OnCommit, Store
 from .validate import Plan, Problems, _shown, convert_rows, read_header
@@ -23,41 +26,45 @@ if TYPE_CHECKING:
     from .jobs import Job
 
 Report = Callable[[Any], None]
+#: An ordered ``map`` that may run some items in another process.
+Split = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
 def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadLimits = ReadLimits(),
-               on_commit: OnCommit | None = None) -> Job:
+               on_commit: OnCommit | None = None, split: Split | None = None) -> Job:
     """Import ``path`` into ``job.table`` as ``job`` describes; ``report(job)`` is called as it progresses,
-    ``on_commit(conn, count)`` inside the transaction right before COMMIT."""
+    ``on_commit(conn, count)`` inside the transaction right before COMMIT. ``split``: a ``map`` that runs part of
+    the blocks in another process (:func:`sheetstream.runtime.forked.forked_map`), used where the store can take
+    rows encoded elsewhere."""
     columns = store.columns(job.table)
     job.state = "parsing"
     report(job)
     with open_workbook(path, limits) as book:
         sheet = job.sheet or (book.sheet_names[0] if book.sheet_names else "")
-        rows = book.rows(job.sheet)
-        first = next(rows, None)
-        if first is None:
+        blocks = book.row_blocks(job.sheet)
+        header, first_rows, previous = _header(book, blocks)
+        if header is None:
             raise Invalid(f"sheet {sheet!r} is empty: the first row must name the columns, the rows below hold "
                           "the data", errors=[], error_total=0)
         problems = Problems()
         job.warnings = []
-        plan = read_header(first[1], columns, sheet, problems, job.warnings, job.extra_columns)
+        plan = read_header(header[1], columns, sheet, problems, job.warnings, job.extra_columns)
         job.state = "inserting"
         report(job)
         if not plan.columns:
             raise problems.error("the header row does not match the table")
         counters = {"rows_read": 0}
-
-        def checked():
-            for count, numbered in enumerate(convert_rows(rows, plan, sheet, problems, counters, numbered=True), 1):
-                yield numbered
-                if count % 5_000 == 0:
-                    job.rows_read = counters["rows_read"]
-                    report(job)
-
         try:
             with store.staging(job.table, plan.columns, job.mode) as staged:
-                staged.load(checked())
+                encode = staged.encoder() if split is not None else None
+                if encode is None:
+                    rows = _rows_after(book, first_rows, blocks, previous)
+                    staged.load(_reported(convert_rows(rows, plan, sheet, problems, counters, numbered=True),
+                                          job, counters, report))
+                else:
+                    read = functools.partial(_read_block, book, plan, sheet, encode)
+                    chunks = itertools.chain([read((first_rows, 0))], split(read, _numbered(blocks, previous)))
+                    staged.load_encoded(_merged(chunks, problems, job, counters, report))
                 job.rows_read = counters["rows_read"]
                 if job.rows_read == 0 and not problems.total:
                     raise Invalid(f"sheet {sheet!r} has a header but no rows", errors=[], error_total=0)
@@ -76,6 +83,80 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
         finally:
             job.rows_read = counters["rows_read"]
     return job
+
+
+def _header(book: Workbook, blocks: Iterator[bytes]) -> tuple[tuple[int, list[Any]] | None, list, int]:
+    """The first row with a value (the header), the rows after it in its block, and the number of its block's last
+    row; ``blocks`` is left at the next block."""
+    previous = 0
+    for block in blocks:
+        rows, previous = _all_rows(book.block_rows(block, previous))
+        if rows:
+            return rows[0], rows[1:], previous
+    return None, [], previous
+
+
+def _all_rows(rows: Generator[tuple[int, list[Any]], None, int]) -> tuple[list[tuple[int, list[Any]]], int]:
+    found = []
+    while True:
+        try:
+            found.append(next(rows))
+        except StopIteration as stop:
+            return found, stop.value
+
+
+def _rows_after(book: Workbook, first: list, blocks: Iterator[bytes], previous: int) -> Iterator[tuple[int, list[Any]]]:
+    yield from first
+    for block in blocks:
+        previous = yield from book.block_rows(block, previous)
+
+
+def _reported(rows: Iterator[Any], job: Job, counters: dict[str, int], report: Report) -> Iterator[Any]:
+    for count, row in enumerate(rows, 1):
+        yield row
+        if count % 5_000 == 0:
+            job.rows_read = counters["rows_read"]
+            report(job)
+
+
+def _numbered(blocks: Iterator[bytes], previous: int) -> Iterator[tuple[bytes, int]]:
+    """Each block with the number of the row before it, found without reading the cells (so that another
+    process can read the block while this one reads the one before)."""
+    for block in blocks:
+        yield block, previous
+        previous = last_row(block, previous)
+
+
+@dataclass
+class Chunk:
+    """One block's rows, checked and encoded for the store, with what was found on the way."""
+
+    numbers: list[int]  # the sheet row of each encoded row
+    data: Any
+    rows_read: int
+    problems: Problems
+
+
+def _read_block(book: Workbook, plan: Plan, sheet: str, encode: Callable[[list], Any],
+                item: tuple[bytes | list, int]) -> Chunk:
+    """A block (or the rows already read from it) -> a :class:`Chunk`; runs in either process of a split."""
+    block, previous = item
+    rows = book.block_rows(block, previous) if isinstance(block, bytes) else block
+    problems = Problems()
+    counters = {"rows_read": 0}
+    checked = list(convert_rows(rows, plan, sheet, problems, counters, numbered=True))
+    return Chunk([number for number, _ in checked], encode(checked), counters["rows_read"], problems)
+
+
+def _merged(chunks: Iterator[Chunk], problems: Problems, job: Job, counters: dict[str, int],
+            report: Report) -> Iterator[tuple[list[int], Any]]:
+    """The chunks' data for the store, their problems merged in sheet order, progress reported as they come."""
+    for chunk in chunks:
+        problems.merge(chunk.problems)
+        counters["rows_read"] += chunk.rows_read
+        job.rows_read = counters["rows_read"]
+        report(job)
+        yield chunk.numbers, chunk.data
 
 
 def _letters(plan: Plan) -> dict[str, str]:

@@ -27,7 +27,7 @@ from ..errors import Cancelled, ClientGone, Conflict, OutOfMemory, ServerStopped
 from ..formats.xlsx import ReadLimits, XlsxError
 from ..store import JobTable, Store
 from ..store.jobs import superseded
-from .imports import run_import
+from .imports import Split, run_import
 from .lifeline import Lifeline
 
 log = logging.getLogger("sheetstream.jobs")
@@ -233,10 +233,11 @@ def keep_upload(job: Job, path: Path, keep: Keep) -> None:
 
 
 def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = ReadLimits(),
-                   keep: Keep | None = None, lifeline: Lifeline | None = None) -> Job:
+                   keep: Keep | None = None, lifeline: Lifeline | None = None, split: Split | None = None) -> Job:
     """Import ``path`` as ``job`` says, on a worker; progress is saved as it goes, a cancel request stops it, and
     so does the end of the server (``lifeline``), up to the moment before COMMIT. Returns the finished job (done
-    or failed) as recorded, with its upload kept as ``keep`` says when worth it."""
+    or failed) as recorded, with its upload kept as ``keep`` says when worth it. ``split``: see
+    :func:`~sheetstream.pipeline.imports.run_import`."""
     board = JobBoard(store.jobs)
 
     def check_server() -> None:
@@ -256,7 +257,7 @@ def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = Read
         store.jobs.commit_with(conn, job.id, done.to_json())
 
     try:
-        run_import(store, job, path, report, limits, commit)
+        run_import(store, job, path, report, limits, commit, split)
         succeed(job)
     except Exception as exc:
         fail(job, exc)

@@ -60,6 +60,12 @@ class Problems:
         self.total += extra
         self.kinds[kind] += extra
 
+    def merge(self, other: Problems) -> None:
+        """Add ``other``'s problems (found further down the sheet) after these."""
+        self.listed.extend(other.listed[:max(self.room, 0)])
+        self.total += other.total
+        self.kinds.update(other.kinds)
+
     @property
     def room(self) -> int:
         return self.limit - len(self.listed)

@@ -27,6 +27,7 @@ import psutil
 from ..errors import OutOfMemory, SheetstreamError, WorkerLost
 from ..pipeline.lifeline import Lifeline
 from .channel import Channel
+from .forked import forked_map
 from .offload import iterate_in_thread
 from .workers import start_worker, stop_pool
 
@@ -37,6 +38,8 @@ log = logging.getLogger("sheetstream.runtime")
 
 class Strategy(Protocol):
     name: str
+    #: How an import may run part of its work in a second process (``forked_map``), or None.
+    split: Callable[..., Any] | None
 
     async def start(self) -> None: ...
 
@@ -56,6 +59,7 @@ def _capture(fn: Task, args: tuple, returned: list[Any]) -> Generator[bytes, Non
 
 class Inline:
     name = "inline"
+    split = None
 
     async def start(self) -> None:
         pass
@@ -80,6 +84,7 @@ class Inline:
 
 class Thread:
     name = "thread"
+    split = None
 
     def __init__(self, workers: int, max_pending: int = 8):
         self.workers = workers
@@ -111,8 +116,11 @@ class Process:
 
     name = "process"
 
-    def __init__(self, workers: int, start_method: str = "forkserver", memory_limit: int = 0):
+    def __init__(self, workers: int, start_method: str = "forkserver", memory_limit: int = 0,
+                 split_imports: bool = True):
         self.workers = workers
+        # Only a worker process may fork a helper (.forked); the server's own process never does.
+        self.split = forked_map if split_imports else None
         self.start_method = start_method
         self.memory_limit = memory_limit
         self.pool: ProcessPoolExecutor | None = None
@@ -202,12 +210,12 @@ class Process:
 
 
 def make_strategy(name: str, workers: int, start_method: str = "forkserver", max_pending: int = 8,
-                  memory_limit: int = 0) -> Strategy:
+                  memory_limit: int = 0, split_imports: bool = True) -> Strategy:
     """The strategy called ``name`` (one of :data:`sheetstream.config.STRATEGIES`)."""
     if name == "inline":
         return Inline()
     if name == "thread":
         return Thread(workers, max_pending)
     if name == "process":
-        return Process(workers, start_method, memory_limit)
+        return Process(workers, start_method, memory_limit, split_imports)
     raise ValueError(f"unknown strategy {name!r}")

@@ -29,7 +29,7 @@ from .uploads import SpoolBudget
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     options = settings.queue
     strategy = make_strategy(options.strategy, options.worker_count, options.start_method, options.max_pending_chunks,
-                             options.worker_memory_bytes)
+                             options.worker_memory_bytes, options.split_imports)
     queue = ProcessingQueue(strategy, options.worker_count, options.max_waiting)
     lag = LagMonitor()
     metrics = Metrics(queue, lag)

@@ -7,7 +7,8 @@ STDOUT (FORMAT BINARY)`` instead; ``bench export`` measures both, and the cursor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -279,6 +280,44 @@ def _load_staging(conn: psycopg.Connection, staging: str, columns: Sequence[Colu
     return count
 
 
+def _load_encoded(conn: psycopg.Connection, staging: str, columns: Sequence[Column], chunks: Iterable[bytes]) -> None:
+    names = sql.SQL(", ").join([*(sql.Identifier(c.name) for c in columns), sql.Identifier(ROW)])
+    with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(staging), names)) as copy:
+        for data in chunks:
+            copy.write(data)
+
+
+_ESCAPES = re.compile(r"[\\\t\n\r]")
+_ESCAPED = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def _text(v: str) -> str:
+    return _ESCAPES.sub(lambda m: _ESCAPED[m.group()], v) if _ESCAPES.search(v) else v
+
+
+_TEXT_FORMS: dict[str, Callable[[Any], str]] = {
+    "text": _text,
+    "timestamp": lambda v: v.isoformat(" "),
+    "float": repr,
+    "boolean": lambda v: "t" if v else "f",
+}
+
+
+def _text_encoder(columns: Sequence[Column]) -> Callable[[list[tuple[int, Sequence[Any]]]], bytes]:
+    """Rows as validation makes them (int, Decimal, str, date, datetime, time, bool, float per the column's kind)
+    -> COPY's text format, with the sheet row last. Plain Python, so it runs in any process; the text format
+    also has PostgreSQL check the ranges of smallint and integer."""
+    forms = [_TEXT_FORMS.get(c.kind, str) for c in columns]
+
+    def encode(rows: list[tuple[int, Sequence[Any]]]) -> bytes:
+        lines = ["\t".join([*("\\N" if v is None else f(v) for f, v in zip(forms, values)), str(number)])
+                 for number, values in rows]
+        return ("\n".join(lines) + "\n").encode() if lines else b""
+
+    return encode
+
+
 _DIALECT = Dialect(create=_create_staging, load=_load_staging,
                    refusal=(psycopg.errors.IntegrityError, psycopg.errors.DataError),
-                   savepoint=lambda conn: conn.transaction(), describe=_describe)
+                   savepoint=lambda conn: conn.transaction(), describe=_describe,
+                   encoder=_text_encoder, load_encoded=_load_encoded)

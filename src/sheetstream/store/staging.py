@@ -47,6 +47,10 @@ class Dialect:
     savepoint: Callable[[Any], Any]
     decode: Callable[[Sequence[Column], Sequence[Any]], list[Any]] = lambda columns, values: list(values)
     describe: Callable[[BaseException], str] = lambda exc: str(exc).strip()
+    #: Where rows can be encoded away from the connection (in another process): ``encoder(columns)`` gives the
+    #: function from ``[(row number, values)]`` to the data ``load_encoded`` streams into the staging table.
+    encoder: Callable[[Sequence[Column]], Callable[[list[tuple[int, Sequence[Any]]]], Any]] | None = None
+    load_encoded: Callable[[Any, str, Sequence[Column], Iterable[Any]], None] | None = None
 
 
 @dataclass
@@ -64,6 +68,13 @@ class RowMap:
                 self.jumps.append((self.lines, number))
             self._last = number
             yield number, values
+
+    def extend(self, numbers: list[int]) -> None:
+        for number in numbers:
+            self.lines += 1
+            if number != self._last + 1:
+                self.jumps.append((self.lines, number))
+            self._last = number
 
     def row(self, line: int) -> int | None:
         found = None
@@ -104,8 +115,31 @@ class Staged:
 
     def load(self, rows: Iterable[tuple[int, Sequence[Any]]]) -> int:
         """Stream ``(sheet row, values)`` into the staging table; a value the database refuses names its row."""
+        return self._loaded(lambda: self.dialect.load(self.conn, self.name, self.columns, self.rows.numbered(rows)))
+
+    def encoder(self) -> Callable[[list[tuple[int, Sequence[Any]]]], Any] | None:
+        """The function that encodes rows for :meth:`load_encoded` (it may run in another process), or None when
+        this database takes rows only through :meth:`load`."""
+        return self.dialect.encoder(self.columns) if self.dialect.encoder else None
+
+    def load_encoded(self, chunks: Iterable[tuple[list[int], Any]]) -> int:
+        """Like :meth:`load`, for rows already encoded: ``(sheet row numbers, data)`` per chunk."""
+        assert self.dialect.load_encoded is not None
+
+        def data() -> Iterator[Any]:
+            for numbers, encoded in chunks:
+                self.rows.extend(numbers)
+                yield encoded
+
+        def load() -> int:
+            self.dialect.load_encoded(self.conn, self.name, self.columns, data())
+            return self.rows.lines
+
+        return self._loaded(load)
+
+    def _loaded(self, load: Callable[[], int]) -> int:
         try:
-            self.count = self.dialect.load(self.conn, self.name, self.columns, self.rows.numbered(rows))
+            self.count = load()
         except self.dialect.refusal as exc:
             detail = self.dialect.describe(exc)
             found = re.search(r"line (\d+)(?:, column ([^:]+))?", detail)

@@ -15,12 +15,12 @@ from .errors import (
     XlsxError,
 )
 from .parts import MEDIA_TYPE
-from .reader import CellError, ReadLimits, open_workbook
+from .reader import CellError, ReadLimits, Workbook, last_row, open_workbook
 from .writer import DEFLATERS, WriteStats, deflater, write_xlsx
 
 __all__ = [
     "DEFLATERS", "MAX_CELL_CHARS", "MAX_SHEET_COLUMNS", "MAX_SHEET_ROWS", "MEDIA_TYPE", "BadCell", "BadWorkbook",
     "CellError", "PasswordProtected",
     "CellTooLong", "NotAWorkbook", "ReadLimits", "UnsafeXml", "WorkbookTooLarge", "WriteStats", "XlsxError",
-    "deflater", "open_workbook", "write_xlsx",
+    "Workbook", "deflater", "last_row", "open_workbook", "write_xlsx",
 ]

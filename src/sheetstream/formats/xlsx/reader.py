@@ -28,7 +28,7 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -107,6 +107,9 @@ class Workbook:
     clock_styles: dict[int, str] = field(default_factory=dict)  # of those, the ones showing a "time" or "duration"
     other_sheets: dict[str, str] = field(default_factory=dict)  # chart, macro and dialog sheets: name -> kind
     package: _Package | None = None
+    # What the hot loop learns once and reuses from block to block: column letters -> index, whole-day serials.
+    letters: dict[bytes, int] = field(default_factory=dict, repr=False)
+    days: dict[bytes, datetime] = field(default_factory=dict, repr=False)
 
     @property
     def sheet_names(self) -> list[str]:
@@ -128,20 +131,32 @@ class Workbook:
 
     def rows(self, sheet: str | None = None) -> Iterator[tuple[int, list[Any]]]:
         """``(row number, values)`` for each row that has a value; values are indexed by column (A = 0)."""
+        return _read_sheet(self, self._part(sheet))
+
+    def row_blocks(self, sheet: str | None = None) -> Iterator[bytes]:
+        """The sheet's rows as XML in blocks of whole rows, for :meth:`block_rows` to read one by one, possibly in
+        other processes (each block's first row number is :func:`last_row` of the blocks before it)."""
+        return _blocks(self, self._part(sheet), b"<row", b"</sheetData", "row")
+
+    def block_rows(self, block: bytes, previous: int = 0) -> Generator[tuple[int, list[Any]], None, int]:
+        """The rows of one block as :meth:`rows` gives them, ``previous`` being the number of the row before the
+        block; returns the number of its last row."""
+        self.shared_strings()  # loaded once, before any block is read (and before a process forks to read some)
+        return _block_rows(self, block, previous)
+
+    def _part(self, sheet: str | None) -> str:
         if sheet is not None and sheet in self.other_sheets and sheet not in self.sheet_names:
             raise BadWorkbook(f"sheet {sheet!r} is {_SHEET_KINDS[self.other_sheets[sheet]]}, not a worksheet; it has "
                               "no cells to import", sheets=self.sheet_names)
         if not self.sheets:
             raise NotAWorkbook("the workbook has no worksheets")
         if sheet is None:
-            path = self.sheets[0][1]
-        else:
-            found = [p for n, p in self.sheets if n == sheet]
-            if not found:
-                raise BadWorkbook(f"there is no sheet {sheet!r}; the workbook has: {', '.join(self.sheet_names)}",
-                                  sheets=self.sheet_names)
-            path = found[0]
-        return _read_sheet(self, path)
+            return self.sheets[0][1]
+        found = [p for n, p in self.sheets if n == sheet]
+        if not found:
+            raise BadWorkbook(f"there is no sheet {sheet!r}; the workbook has: {', '.join(self.sheet_names)}",
+                              sheets=self.sheet_names)
+        return found[0]
 
 
 _SHEET_KINDS = {"chartsheet": "a chart sheet", "xlMacrosheet": "a macro sheet", "xlIntlMacrosheet": "a macro sheet",
@@ -853,83 +868,133 @@ def _bad_cell(exc: Exception, col: int, row: int, raw: bytes) -> BadCell:
 
 
 def _read_sheet(book: Workbook, part: str) -> Iterator[tuple[int, list[Any]]]:
-    """The hot loop of the import: rows of one worksheet, typed by cell type and style."""
-    columns: dict[bytes, int] = {}
+    """The rows of one worksheet, block by block."""
+    row_number = 0
+    for block in _blocks(book, part, b"<row", b"</sheetData", "row"):
+        row_number = yield from _block_rows(book, block, row_number)
+
+
+#: A row head that numbers itself, or an empty row: where counting ``<row`` tags does not give the last number.
+_NUMBERED_ROW = re.compile(rb"<row\b[^>]*?(?:\sr\s*=|/>)")
+
+
+def last_row(block: bytes, previous: int) -> int:
+    """The number of the last row of ``block`` (as :func:`_block_rows` would number it) without reading its cells:
+    a count of rows where none numbers itself (our own files), the last row's own number where it has one
+    (Excel's), and otherwise row by row."""
+    if _NUMBERED_ROW.search(block) is None:
+        return previous + block.count(b"<row")
+    start = block.rfind(b"<row")
+    head = block[start:block.find(b">", start)]
+    at = head.find(b' r="')
+    if at >= 0:
+        try:
+            return int(head[at + 4:head.index(b'"', at + 4)])
+        except ValueError:
+            return previous  # a bad number: reading the block will say so
+    try:
+        return _numbered(block, previous)
+    except BadCell:
+        return previous
+
+
+_ROW_HEAD = re.compile(rb"<row\b[^>]*>")
+
+
+def _numbered(xml: bytes, previous: int) -> int:
+    """The number of the last of the row heads in ``xml``, each numbered by its ``r`` or as the one before + 1."""
+    for found in _ROW_HEAD.finditer(xml):
+        head = found.group()
+        at = head.find(b' r="')
+        try:
+            previous = int(head[at + 4:head.index(b'"', at + 4)]) if at >= 0 else _row_number(head, previous)
+        except ValueError:
+            raise _bad_row(head) from None
+        if not 0 < previous <= MAX_SHEET_ROWS:
+            raise _bad_row(head)
+    return previous
+
+
+def _block_rows(book: Workbook, block: bytes, row_number: int) -> Generator[tuple[int, list[Any]], None, int]:
+    """The hot loop of the import: the rows of one block of a worksheet, typed by cell type and style; returns
+    the last row's number."""
+    columns = book.letters
     date_styles = book.date_styles
     clock_styles = book.clock_styles
     date1904 = book.date1904
-    days: dict[bytes, datetime] = {}
-    row_number = 0
+    days = book.days
     col = -1
     v = b""
     try:
-        for block in _blocks(book, part, b"<row", b"</sheetData", "row"):
-            for piece in block.split(b"</row>"):
-                start = piece.rfind(b"<row")
-                if start < 0:
-                    continue
-                head_end = piece.find(b">", start)
-                head = piece[start:head_end]
-                at = head.find(b' r="')
-                try:
-                    row_number = (int(head[at + 4:head.index(b'"', at + 4)]) if at >= 0
-                                  else _row_number(head, row_number))
-                except ValueError:
-                    raise _bad_row(head) from None
-                if not 0 < row_number <= MAX_SHEET_ROWS:
-                    raise _bad_row(head)
-                if head.endswith(b"/"):
-                    continue  # <row .../> at the end of the part: an empty row
-                values: list[Any] = []
-                col = -1
-                for letters, style, kind, style2, rest, v, text, other in _CELL.findall(piece, head_end):
-                    if rest and b"=" in rest:  # attributes in an unusual order, quoting or spacing
-                        attrs = _attributes(rest)
-                        letters = letters or attrs.get(b"r", b"").rstrip(b"0123456789")
-                        style = style or attrs.get(b"s", b"")
-                        kind = kind or attrs.get(b"t", b"")
-                    if letters:
-                        col = columns.get(letters)
-                        if col is None:
-                            col = columns[letters] = _column(letters, row_number)
-                    else:
-                        col += 1
-                        if col >= MAX_SHEET_COLUMNS:
-                            raise BadCell(f"row {row_number} has a cell past the last column Excel allows (XFD, "
-                                          "column 16,384)", row=row_number)
-                    if other:
-                        value = _complex_cell(book, kind, other, style or style2)
-                        if value is None:
-                            continue
-                    elif v:
-                        if not kind:
-                            style = style or style2
-                            if style and (s := int(style)) in date_styles:
-                                if s in clock_styles:
-                                    value = _serial(book, s, v)  # a time of day or a duration
-                                else:
-                                    value = days.get(v)  # whole-day serials repeat: convert each once
-                                    if value is None:
-                                        value = serial_to_datetime(float(v), date1904)
-                                        if v.isdigit() and len(days) < 100_000:
-                                            days[v] = value
+        for piece in block.split(b"</row>"):
+            start = piece.rfind(b"<row")
+            if start < 0:
+                continue
+            if piece.find(b"<row", 0, start) >= 0:  # empty rows (<row .../>) before this one: they count too
+                row_number = _numbered(piece[:start], row_number)
+            head_end = piece.find(b">", start)
+            head = piece[start:head_end]
+            at = head.find(b' r="')
+            try:
+                row_number = (int(head[at + 4:head.index(b'"', at + 4)]) if at >= 0
+                              else _row_number(head, row_number))
+            except ValueError:
+                raise _bad_row(head) from None
+            if not 0 < row_number <= MAX_SHEET_ROWS:
+                raise _bad_row(head)
+            if head.endswith(b"/"):
+                continue  # <row .../> at the end of the part: an empty row
+            values: list[Any] = []
+            col = -1
+            for letters, style, kind, style2, rest, v, text, other in _CELL.findall(piece, head_end):
+                if rest and b"=" in rest:  # attributes in an unusual order, quoting or spacing
+                    attrs = _attributes(rest)
+                    letters = letters or attrs.get(b"r", b"").rstrip(b"0123456789")
+                    style = style or attrs.get(b"s", b"")
+                    kind = kind or attrs.get(b"t", b"")
+                if letters:
+                    col = columns.get(letters)
+                    if col is None:
+                        col = columns[letters] = _column(letters, row_number)
+                else:
+                    col += 1
+                    if col >= MAX_SHEET_COLUMNS:
+                        raise BadCell(f"row {row_number} has a cell past the last column Excel allows (XFD, "
+                                      "column 16,384)", row=row_number)
+                if other:
+                    value = _complex_cell(book, kind, other, style or style2)
+                    if value is None:
+                        continue
+                elif v:
+                    if not kind:
+                        style = style or style2
+                        if style and (s := int(style)) in date_styles:
+                            if s in clock_styles:
+                                value = _serial(book, s, v)  # a time of day or a duration
                             else:
-                                value = int(v) if v.isdigit() else float(v)
+                                value = days.get(v)  # whole-day serials repeat: convert each once
+                                if value is None:
+                                    value = serial_to_datetime(float(v), date1904)
+                                    if v.isdigit() and len(days) < 100_000:
+                                        days[v] = value
                         else:
-                            value = _typed(book, kind, v, style or style2)
-                    elif kind == b"inlineStr":
-                        value = _decode(text) if b"&" in text or b"_x" in text or len(text) > 32_767 else text.decode()
+                            value = int(v) if v.isdigit() else float(v)
                     else:
-                        continue  # an empty cell (style only)
-                    if col == len(values):
+                        value = _typed(book, kind, v, style or style2)
+                elif kind == b"inlineStr":
+                    value = _decode(text) if b"&" in text or b"_x" in text or len(text) > 32_767 else text.decode()
+                else:
+                    continue  # an empty cell (style only)
+                if col == len(values):
+                    values.append(value)
+                else:
+                    if col > len(values):
+                        values.extend([None] * (col - len(values)))
                         values.append(value)
                     else:
-                        if col > len(values):
-                            values.extend([None] * (col - len(values)))
-                            values.append(value)
-                        else:
-                            values[col] = value
-                if values:
-                    yield row_number, values
+                        values[col] = value
+            if values:
+                yield row_number, values
     except (ValueError, OverflowError) as exc:  # _CellProblem, or a value the fast path could not convert
         raise _bad_cell(exc, col, row_number, v) from None
+    return row_number

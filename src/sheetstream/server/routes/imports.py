@@ -234,7 +234,7 @@ async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Jo
     worker kept it for a while (a dry run, or problems found: :mod:`..kept`)."""
     try:
         job = await queue.call("import", run_import_job, store, job, spool.path, ReadLimits(), kept.keep(job),
-                               lifeline, ticket=job.id)
+                               lifeline, queue.strategy.split, ticket=job.id)
     except BaseException as exc:  # the worker did not end it (killed, cancelled): settle it, let cancellation through
         # Settle, not save: the worker may have committed (its record then says so, and stands).
         try:
