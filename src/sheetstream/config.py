@@ -37,6 +37,9 @@ class ExportOptions:
     #: Deflate library and level; see docs/performance.md for the choice.
     deflate: str = "isal"
     deflate_level: int = 1
+    #: While the client reads slower than the export is written, continue at a higher level (zlib 6): smaller
+    #: files on slow links for CPU that would wait anyway (docs/performance.md, "Adaptive deflate level").
+    deflate_adaptive: bool = True
     max_sheet_rows: int = MAX_SHEET_ROWS
     long_text: str = "truncate"
     #: A client that takes no chunk for this long is cut off and its worker freed; no export runs longer than
@@ -255,6 +258,12 @@ def _words(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.replace(",", " ").split() if t.strip())
 
 
+def _on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise ValueError("is not one of on, off")
+    return text == "on"
+
+
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
     def check(text: str) -> str:
         if text not in choices:
@@ -278,6 +287,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_TABLES": ("tables", _names),
     "SHEETSTREAM_DEFLATE": ("deflate", _one_of(DEFLATERS)),
     "SHEETSTREAM_DEFLATE_LEVEL": ("deflate_level", _whole),
+    "SHEETSTREAM_DEFLATE_ADAPTIVE": ("deflate_adaptive", _on_off),
     "SHEETSTREAM_EXECUTOR": ("strategy", _one_of(STRATEGIES)),
     "SHEETSTREAM_WORKERS": ("workers", _whole),
     "SHEETSTREAM_MAX_WAITING": ("max_waiting", _whole),
