@@ -106,7 +106,7 @@ class Adaptive:
     zip_stream times how long it computes between its yields (``busy``) and how long it stays suspended at
     them (``away``, the consumer's time: a slow client's socket makes it wait). When the consumer takes more
     than half the wall time (``away > busy``, both smoothed over about 8 chunks), the CPU is idle anyway: the
-    sheet continues with ``slow``, a higher level, and smaller chunks. When ``away`` falls under a tenth of the
+    sheet continues with ``slow``, a higher level, for fewer bytes. When ``away`` falls under a tenth of the
     time, the client keeps up (we are the bottleneck): back to ``fast``. A switch sync-flushes the current
     compressor (no final block) and continues with a new one primed with the last 32 kB as its dictionary:
     raw deflate data so joined is one valid stream, and CRC and sizes count uncompressed bytes anyway.
