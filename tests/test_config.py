@@ -22,6 +22,7 @@ def test_every_variable_is_read() -> None:
     settings = from_env({
         "SHEETSTREAM_DATABASE_URL": "postgresql://u@h/db", "SHEETSTREAM_DATA_DIR": "/tmp/x",
         "SHEETSTREAM_TABLES": " a, b ,", "SHEETSTREAM_DEFLATE": "zlib", "SHEETSTREAM_DEFLATE_LEVEL": "6",
+        "SHEETSTREAM_DEFLATE_ADAPTIVE": "off",
         "SHEETSTREAM_EXECUTOR": "thread", "SHEETSTREAM_WORKERS": "3", "SHEETSTREAM_MAX_WAITING": "7",
         "SHEETSTREAM_START_METHOD": "spawn", "SHEETSTREAM_MAX_UPLOAD_MB": "0.5", "SHEETSTREAM_KEEP_UPLOAD_SECONDS": "60",
         "SHEETSTREAM_MAX_PER_IDENTITY": "2", "SHEETSTREAM_ADMIN_TOKEN": "sst_x", "SHEETSTREAM_SESSION_SECRET": "s",
@@ -48,8 +49,9 @@ def test_every_variable_is_read() -> None:
     assert settings.imports.upload_idle_seconds == 2.5 and settings.imports.max_spool_files == 5
     assert settings.imports.max_spool_bytes == 64 << 20 and settings.queue.worker_memory_bytes == 0
     assert (settings.export.export_stall_seconds, settings.export.export_max_seconds) == (7, 600)
-    assert settings.queue.split_imports is False
-    assert len(ENVIRONMENT) == 29  # a new variable gets a line in this test
+    assert not settings.export.deflate_adaptive and from_env({}).export.deflate_adaptive
+    assert settings.queue.split_imports is False and from_env({}).queue.split_imports
+    assert len(ENVIRONMENT) == 30  # a new variable gets a line in this test
 
 
 def test_secure_defaults() -> None:
@@ -62,7 +64,8 @@ def test_secure_defaults() -> None:
     ("SHEETSTREAM_WORKERS", "x", "SHEETSTREAM_WORKERS='x' is not a whole number"),
     ("SHEETSTREAM_MAX_WAITING", "-1", "SHEETSTREAM_MAX_WAITING='-1' is not a whole number"),
     ("SHEETSTREAM_DEFLATE_LEVEL", "1.5", "SHEETSTREAM_DEFLATE_LEVEL='1.5' is not a whole number"),
-    ("SHEETSTREAM_SPLIT_IMPORTS", "maybe", "SHEETSTREAM_SPLIT_IMPORTS='maybe' is not yes or no (1/0, true/false, on/off)"),
+    ("SHEETSTREAM_DEFLATE_ADAPTIVE", "yes", "SHEETSTREAM_DEFLATE_ADAPTIVE='yes' is not one of on, off"),
+    ("SHEETSTREAM_SPLIT_IMPORTS", "1", "SHEETSTREAM_SPLIT_IMPORTS='1' is not one of on, off"),
     ("SHEETSTREAM_EXECUTOR", "fork", "SHEETSTREAM_EXECUTOR='fork' is not one of inline, thread, process"),
     ("SHEETSTREAM_START_METHOD", "x", "SHEETSTREAM_START_METHOD='x' is not one of forkserver, spawn, fork"),
     ("SHEETSTREAM_DEFLATE", "brotli", "SHEETSTREAM_DEFLATE='brotli' is not one of isal, zlib, zlib-ng"),

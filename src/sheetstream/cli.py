@@ -41,9 +41,13 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--workers", type=int, help="workers of the processing queue (default: the number of cores)")
     serve.add_argument("--max-waiting", type=int, help="tasks that may wait for a worker before 429 (default 4 per worker)")
     serve.add_argument("--start-method", choices=config.START_METHODS, help="for --executor process")
+    serve.add_argument("--split-imports", choices=["on", "off"],
+                       help="read an import's sheet in two processes (--executor process, PostgreSQL; default on)")
     serve.add_argument("--tables", help="comma-separated allow-list of tables (env SHEETSTREAM_TABLES; default orders)")
     serve.add_argument("--deflate", choices=config.DEFLATERS, help="deflate library (default isal)")
     serve.add_argument("--deflate-level", type=int, help="deflate level (default 1)")
+    serve.add_argument("--deflate-adaptive", choices=["on", "off"],
+                       help="zlib 6 while the client reads slower than the export is written (default on)")
     access = serve.add_argument_group("access (default: tokens required; a one-time admin token is printed at start "
                                       "when the database has none)")
     access.add_argument("--no-auth", action="store_true",
@@ -185,6 +189,14 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     imports.add_argument("--out", type=Path, default=Path("bench-results/import.json"))
     imports.set_defaults(run=_lazy("bench.imports", "run"))
 
+    throttled = kinds.add_parser("throttled", help="adaptive vs fixed deflate level: bytes on the wire, time and "
+                                 "server CPU for a throttled and an unthrottled client")
+    throttled.add_argument("--rows", type=int, default=200_000, help="demo rows exported (default %(default)s)")
+    throttled.add_argument("--rate", type=float, default=2.0, help="the throttled client's MB/s (default %(default)s)")
+    throttled.add_argument("--repeats", type=int, default=1, help="runs of each client and mode (default 1)")
+    throttled.add_argument("--out", type=Path, default=Path("bench-results/throttled.json"))
+    throttled.set_defaults(run=_lazy("bench.throttled", "run"))
+
     channel = kinds.add_parser("channel", help="cost of moving chunks from a worker to the event loop")
     channel.add_argument("--megabytes", type=int, default=512)
     channel.add_argument("--out", type=Path, default=Path("bench-results/channel.json"))
@@ -240,11 +252,13 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         data_dir=getattr(args, "data_dir", None),
         deflate=getattr(args, "deflate", None),
         deflate_level=getattr(args, "deflate_level", None),
+        deflate_adaptive={"on": True, "off": False}.get(getattr(args, "deflate_adaptive", None) or ""),
         tables=tuple(t.strip() for t in args.tables.split(",")) if getattr(args, "tables", None) else None,
         strategy=getattr(args, "executor", None),
         workers=getattr(args, "workers", None),
         max_waiting=getattr(args, "max_waiting", None),
         start_method=getattr(args, "start_method", None),
+        split_imports={"on": True, "off": False}.get(getattr(args, "split_imports", None) or ""),
         auth=False if getattr(args, "no_auth", False) else None,
         user_header=getattr(args, "trust_user_header", None),
         trusted_proxies=_split(getattr(args, "trusted_proxies", None)),

@@ -37,6 +37,9 @@ class ExportOptions:
     #: Deflate library and level; see docs/performance.md for the choice.
     deflate: str = "isal"
     deflate_level: int = 1
+    #: While the client reads slower than the export is written, continue at a higher level (zlib 6): smaller
+    #: files on slow links for CPU that would wait anyway (docs/performance.md, "Adaptive deflate level").
+    deflate_adaptive: bool = True
     max_sheet_rows: int = MAX_SHEET_ROWS
     long_text: str = "truncate"
     #: A client that takes no chunk for this long is cut off and its worker freed; no export runs longer than
@@ -247,15 +250,6 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _yes_no(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("is not yes or no (1/0, true/false, on/off)")
-
-
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     if not names:
@@ -265,6 +259,12 @@ def _names(text: str) -> tuple[str, ...]:
 
 def _words(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.replace(",", " ").split() if t.strip())
+
+
+def _on_off(text: str) -> bool:
+    if text not in ("on", "off"):
+        raise ValueError("is not one of on, off")
+    return text == "on"
 
 
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
@@ -290,6 +290,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_TABLES": ("tables", _names),
     "SHEETSTREAM_DEFLATE": ("deflate", _one_of(DEFLATERS)),
     "SHEETSTREAM_DEFLATE_LEVEL": ("deflate_level", _whole),
+    "SHEETSTREAM_DEFLATE_ADAPTIVE": ("deflate_adaptive", _on_off),
     "SHEETSTREAM_EXECUTOR": ("strategy", _one_of(STRATEGIES)),
     "SHEETSTREAM_WORKERS": ("workers", _whole),
     "SHEETSTREAM_MAX_WAITING": ("max_waiting", _whole),
@@ -313,7 +314,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_EXPORT_STALL_SECONDS": ("export_stall_seconds", _seconds),
     "SHEETSTREAM_EXPORT_MAX_SECONDS": ("export_max_seconds", _seconds),
     "SHEETSTREAM_WORKER_MEMORY_MB": ("worker_memory_bytes", _megabytes_or_none),
-    "SHEETSTREAM_SPLIT_IMPORTS": ("split_imports", _yes_no),
+    "SHEETSTREAM_SPLIT_IMPORTS": ("split_imports", _on_off),
 }
 
 

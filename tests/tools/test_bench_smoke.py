@@ -94,3 +94,18 @@ def test_bench_profile_import_tiny(tmp_path: Path, pg_url: str) -> None:
     assert all(s["done"] == s["rows"] and len(s["curve"]) == 10 for s in stages.values()), stages
     report = (out / "profile.md").read_text()
     assert "Growing faster than the rows (300 -> 600 rows" in report and "## Stages, unprofiled" in report
+
+
+def test_bench_throttled_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "throttled.json"
+    assert main(["bench", "throttled", "--rows", "300", "--rate", "50", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    runs = results["runs"]
+    assert [(r["mode"], r["rate"]) for r in runs] == [("fixed", None), ("adaptive", None), ("fixed", 50e6),
+                                                       ("adaptive", 50e6)]
+    for r in runs:
+        assert r["status"] == 200 and r["zip_ok"] and r["wire_bytes"] > r["file_bytes"] > 1000, r
+        assert r["seconds"] > 0 and r["server_cpu_seconds"] >= 0
+    report = out.with_suffix(".md").read_text()
+    _check_load(results, report)
+    assert "| 50 MB/s | adaptive |" in report and "valid archive (status 200, zipfile testzip): yes" in report

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 
 from ..config import ExportOptions
-from ..formats.xlsx import WriteStats, deflater, write_xlsx
+from ..formats.xlsx import WriteStats, adaptive, deflater, write_xlsx
 from ..store import Column, Store
 
 
@@ -19,7 +19,7 @@ def export_workbook(store: Store, table: str, columns: Sequence[Column], limit: 
         sheet_name=table,
         max_sheet_rows=options.max_sheet_rows,
         long_text=options.long_text,  # type: ignore[arg-type]
-        compress=deflater(options.deflate, options.deflate_level),
+        compress=(adaptive if options.deflate_adaptive else deflater)(options.deflate, options.deflate_level),
         stats=stats,
     )
     return stats
