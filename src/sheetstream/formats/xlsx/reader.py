@@ -390,13 +390,16 @@ class _Package:
                             raise EOFError("cut short")
                         done = left <= 0
                     else:
-                        if not raw:
-                            raw = f.read(1 << 18)
-                            if not raw:
-                                raise EOFError("cut short")
-                            fed += len(raw)
-                        data = inflater.decompress(raw, _BLOCK)
-                        raw = inflater.unconsumed_tail
+                        data = b""
+                        while len(data) < _BLOCK and not inflater.eof:  # whole blocks: even shares of the work
+                            if len(raw) < 1 << 16:
+                                more = f.read(1 << 18)
+                                if not more and not raw:
+                                    raise EOFError("cut short")
+                                raw += more
+                                fed += len(more)
+                            data += inflater.decompress(raw, _BLOCK - len(data))
+                            raw = inflater.unconsumed_tail
                         done = inflater.eof
                     if data:
                         out += len(data)

@@ -32,8 +32,10 @@ from .import_case import NEEDS, POSTGRES_ONLY, missing
 from .pairs import chosen_peers, interleave, ratio_stats, save, shown
 
 PARSERS = ["sheetstream-parse", "calamine-parse", "openpyxl-parse"]
-PEERS = ["calamine-copy", "pandas-copy", "polars-adbc", "openpyxl-executemany"]
 BASELINE = "sheetstream"
+#: sheetstream with the sheet read by one process (SHEETSTREAM_SPLIT_IMPORTS=off): what the split gains.
+ONE_PROCESS = "sheetstream-one-process"
+PEERS = [ONE_PROCESS, "calamine-copy", "pandas-copy", "polars-adbc", "openpyxl-executemany"]
 TABLE = "bench_orders"
 
 
@@ -80,7 +82,11 @@ def run(args: argparse.Namespace) -> int:
                     continue
                 store = open_store(url)
                 cases = [(BASELINE, functools.partial(server_import, url, path, store))]
+                if database == "postgres" and ONE_PROCESS in peers:
+                    cases.append((ONE_PROCESS, functools.partial(server_import, url, path, store, ONE_PROCESS)))
                 for peer in peers:
+                    if peer == ONE_PROCESS:
+                        continue  # above: a server of ours, not a script
                     why = missing(peer)
                     if not why and peer in POSTGRES_ONLY and database != "postgres":
                         why = "PostgreSQL only (COPY or ADBC's PostgreSQL driver)"
@@ -144,8 +150,8 @@ def _tree_cpu(pid: int) -> float:
         root = psutil.Process(pid)
         total = 0.0
         for p in [root, *root.children(recursive=True)]:
-            t = p.cpu_times()
-            total += t.user + t.system
+            t = p.cpu_times()  # children_*: processes already reaped, such as an import's helper
+            total += t.user + t.system + t.children_user + t.children_system
         return total
     except psutil.Error:
         return float("nan")
@@ -158,11 +164,13 @@ def _worker_peaks(pid: int) -> float:
         return float("nan")
 
 
-def server_import(url: str, path: Path, store) -> dict:
+def server_import(url: str, path: Path, store, case: str = BASELINE) -> dict:
     """PUT the file to a fresh server and wait for the job: the whole import as a user sees it. CPU seconds are
-    the server's (main process and its workers)."""
+    the server's (main process, its workers and their helpers). ``case`` :data:`ONE_PROCESS`: the sheet read in
+    the worker alone."""
     store.create_table(TABLE, ORDERS, replace=True)
-    with ServerProcess(url, tables=[TABLE]) as server:
+    env = {"SHEETSTREAM_SPLIT_IMPORTS": "off" if case == ONE_PROCESS else "on"}
+    with ServerProcess(url, tables=[TABLE], env=env) as server:
         base, pid = server.url, server.process.pid
         warm = path.with_name("warm-up.xlsx")  # start the workers and import everything before measuring
         with open(warm, "wb") as f:
@@ -181,7 +189,7 @@ def server_import(url: str, path: Path, store) -> dict:
                                      content=f, headers={"Content-Type": MEDIA_TYPE, **server.headers}, timeout=3600)
             seconds = time.perf_counter() - start
             job = response.json()
-            result = {"case": BASELINE, "status": response.status_code, "rows": job.get("rows_inserted"),
+            result = {"case": case, "status": response.status_code, "rows": job.get("rows_inserted"),
                       "seconds": round(seconds, 3), "cpu_seconds": round(_tree_cpu(pid) - cpu, 3),
                       "server_peak_rss_mb_before": before, "server_peak_rss_mb": peak_rss(pid),
                       "worker_peak_rss_mb": _worker_peaks(pid)}
