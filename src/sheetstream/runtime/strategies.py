@@ -28,7 +28,7 @@ from ..errors import OutOfMemory, SheetstreamError, WorkerLost
 from ..pipeline.lifeline import Lifeline
 from .channel import Channel
 from .offload import iterate_in_thread
-from .workers import start_worker, stop_pool
+from .workers import run_and_release, start_worker, stop_pool
 
 Task = Callable[..., Generator[bytes, None, Any]]
 
@@ -147,16 +147,18 @@ class Process:
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> tuple[ProcessPoolExecutor, asyncio.Future]:
         """``fn(*args)`` on the pool, and that pool; a pool found broken before the task starts is replaced and the
-        task goes to the new one (it never ran, so running it there is safe)."""
+        task goes to the new one (it never ran, so running it there is safe). The worker trims its heap after the
+        task (:func:`~.workers.run_and_release`), so it does not rest at the peak of its largest task."""
         assert self.pool is not None, "start() the strategy first"
         loop = asyncio.get_running_loop()
         pool = self.pool
+        task = functools.partial(run_and_release, fn, *args)
         try:
-            future = loop.run_in_executor(pool, functools.partial(fn, *args))
+            future = loop.run_in_executor(pool, task)
         except BrokenProcessPool:
             self._replace(pool)
             pool = self.pool
-            future = loop.run_in_executor(pool, functools.partial(fn, *args))
+            future = loop.run_in_executor(pool, task)
         return pool, future
 
     def _lost(self, pool: ProcessPoolExecutor | None, exc: BaseException) -> SheetstreamError:
