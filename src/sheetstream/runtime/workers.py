@@ -21,8 +21,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
 import psutil
@@ -89,12 +90,13 @@ def _watch(lifeline: Lifeline) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def stop_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
+def stop_pool(pool: ProcessPoolExecutor, retiring: Iterable[BaseProcess] = (), timeout: float = 5.0) -> None:
     """Kill the pool's workers (whatever they were doing rolls back with their connections), wait for them,
-    and stop the fork server if nothing else uses it."""
+    and stop the fork server if nothing else uses it. ``retiring``: workers of pools shut down earlier that may
+    not have exited yet (killed too; their pool's own thread waits for them)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
+    for process in [*processes, *retiring]:
         if process.is_alive():
             process.kill()
     for process in processes:
