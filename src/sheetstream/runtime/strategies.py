@@ -206,7 +206,7 @@ class Process:
     def rest(self) -> None:
         """Let the idle workers go and trim this process. A worker keeps the pages of its largest task (Python's
         arenas, even after ``malloc_trim``) and an idle pool keeps every worker a burst started, so at rest a fresh
-        pool takes the old one's place; its first task starts a worker again (from the fork server: ~0.1 s)."""
+        pool takes the old one's place; its first task starts a worker again (from the fork server: about 50 ms here)."""
         pool = self.pool
         workers = list((getattr(pool, "_processes", None) or {}).values())
         if pool is not None and workers:
