@@ -116,13 +116,17 @@ def test_loadtest_runs_every_operation_and_reports_the_server(tmp_path: Path, ca
 
     out = tmp_path / "load.json"
     assert main(["loadtest", "--users", "2", "--rounds", "3", "--rows", "300", "--mix", "download,upload,roundtrip",
-                 "--executor", "process", "--json", str(out)]) == 0
+                 "--executor", "process", "--workers", "2", "--settle", "4", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result["operations"]) == {"download", "upload", "roundtrip"}
     assert sum(o["ok"] for o in result["operations"].values()) == 6 and result["errors"] == {}
-    assert result["server"]["strategy"] == "process" and result["server"]["rss_main_mb_max"] > 10
-    assert result["server"]["lag"]["samples"] > 0 and result["rows_per_s"] > 0
-    assert "event-loop lag" in capsys.readouterr().out
+    server = result["server"]
+    assert server["strategy"] == "process" and server["rss_main_mb_max"] > 10
+    assert server["lag"]["samples"] > 0 and result["rows_per_s"] > 0
+    # At rest (the queue rests after 3 idle seconds) the workers are gone: only the fork server and the tracker.
+    assert server["rss_before_mb"]["workers"] > 0 and server["rss_rest_mb"]["workers"] < server["rss_workers_mb_max"]
+    printed = capsys.readouterr().out
+    assert "event-loop lag" in printed and "s after" in printed
 
 
 def test_loadtest_refuses_other_hosts(tmp_path: Path) -> None:

@@ -145,6 +145,8 @@ def _add_load(commands: argparse._SubParsersAction) -> None:
     load.add_argument("--workers", type=int)
     load.add_argument("--start-method", choices=config.START_METHODS)
     load.add_argument("--max-seconds", type=float, default=600.0, help="stop the load after this long")
+    load.add_argument("--settle", type=float, default=5.0,
+                      help="read the server's memory this many seconds after the load (0: not)")
     load.add_argument("--json", type=Path, help="write the results here")
     _token_option(load)
     load.set_defaults(run=_lazy("loadtest", "run"))

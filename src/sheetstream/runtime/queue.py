@@ -2,7 +2,8 @@
 
 A bounded number of workers run tasks; a bounded waiting list holds the ones that wait; past that, new work
 is refused at once (:class:`~sheetstream.errors.Busy`) instead of piling up memory. Where the work runs is the
-:mod:`strategy <sheetstream.runtime.strategies>`'s business, not the queue's.
+:mod:`strategy <sheetstream.runtime.strategies>`'s business, not the queue's. Once nothing has run or waited for
+``rest_after`` seconds, the strategy rests (gives back the memory a burst left behind).
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from typing import Any
 
 from ..errors import Busy, ShuttingDown
 from .strategies import Strategy, Task
+
+#: Idle seconds before the strategy rests: long enough that a user's next request (a download, then its upload)
+#: usually finds the workers still there, short enough that a burst's memory goes soon after it.
+REST_AFTER = 3.0
 
 
 class TaskStream:
@@ -36,8 +41,10 @@ class TaskStream:
 
 
 class ProcessingQueue:
-    def __init__(self, strategy: Strategy, workers: int, max_waiting: int | None = None):
+    def __init__(self, strategy: Strategy, workers: int, max_waiting: int | None = None,
+                 rest_after: float | None = REST_AFTER):
         self.strategy = strategy
+        self.rest_after = rest_after  # None: never rest
         self.workers = workers
         self.max_waiting = self.workers * 4 if max_waiting is None else max_waiting
         self.active: Counter[str] = Counter()
@@ -46,6 +53,7 @@ class ProcessingQueue:
         self._free: asyncio.Semaphore | None = None
         self.closed = False  # draining before a stop: no new work is admitted
         self._retry_after_closed = 5
+        self._rest_timer: asyncio.TimerHandle | None = None
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -64,6 +72,7 @@ class ProcessingQueue:
                                "instance, or this one restarted, will take it)", retry_after=self._retry_after_closed)
 
     async def stop(self) -> None:
+        self._cancel_rest()
         await self.strategy.stop()
 
     # -- admission and positions ------------------------------------------------------------------
@@ -104,6 +113,7 @@ class ProcessingQueue:
         if ticket in self._order:
             self._order.remove(ticket)
             self.queued[kind] -= 1
+            self._schedule_rest()  # an upload that will not run may have been all there was
 
     def retry_after(self) -> int:
         return max(1, min(30, 2 * (self.waiting // self.workers + 1)))
@@ -119,6 +129,7 @@ class ProcessingQueue:
     async def slot(self, kind: str, ticket: object | None = None):
         assert self._free is not None, "start() the queue first"
         ticket = ticket if ticket is not None else object()
+        self._cancel_rest()
         if ticket not in self._order:  # not reserved by admit()
             self._order.append(ticket)
             self.queued[kind] += 1
@@ -132,6 +143,26 @@ class ProcessingQueue:
         finally:
             self.active[kind] -= 1
             self._free.release()
+            self._schedule_rest()
+
+    # -- resting ----------------------------------------------------------------------------------
+
+    def _idle(self) -> bool:
+        return not self.closed and not sum(self.active.values()) and not self.waiting
+
+    def _schedule_rest(self) -> None:
+        if self.rest_after is not None and self._rest_timer is None and self._idle():
+            self._rest_timer = asyncio.get_running_loop().call_later(self.rest_after, self._rest)
+
+    def _cancel_rest(self) -> None:
+        if self._rest_timer is not None:
+            self._rest_timer.cancel()
+            self._rest_timer = None
+
+    def _rest(self) -> None:
+        self._rest_timer = None
+        if self._idle():  # an upload may have taken a place in the waiting list meanwhile: its slot reschedules
+            self.strategy.rest()
 
     # -- running tasks ----------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from ..pipeline.lifeline import Lifeline
 from .channel import Channel
 from .forked import forked_map
 from .offload import iterate_in_thread
-from .workers import start_worker, stop_pool
+from .workers import release_memory, run_and_release, start_worker, stop_pool
 
 Task = Callable[..., Generator[bytes, None, Any]]
 
@@ -51,6 +51,9 @@ class Strategy(Protocol):
 
     def worker_rss(self) -> int:
         """Resident memory of worker processes (0 when the work runs in the server's own process)."""
+
+    def rest(self) -> None:
+        """Nothing runs or waits: give back the memory the last burst of work left behind."""
 
 
 def _capture(fn: Task, args: tuple, returned: list[Any]) -> Generator[bytes, None, None]:
@@ -81,6 +84,9 @@ class Inline:
     def worker_rss(self) -> int:
         return 0
 
+    def rest(self) -> None:
+        release_memory()
+
 
 class Thread:
     name = "thread"
@@ -108,6 +114,9 @@ class Thread:
     def worker_rss(self) -> int:
         return 0
 
+    def rest(self) -> None:
+        release_memory()
+
 
 class Process:
     """A process pool. A worker that dies (killed, or by the out-of-memory killer) breaks the whole pool in
@@ -124,6 +133,7 @@ class Process:
         self.start_method = start_method
         self.memory_limit = memory_limit
         self.pool: ProcessPoolExecutor | None = None
+        self.retiring: list[multiprocessing.process.BaseProcess] = []  # workers let go at rest, on their way out
         self.channel: Channel | None = None
         self.restarts = 0
 
@@ -142,7 +152,7 @@ class Process:
             await self.channel.stop()
         if self.pool:
             # Whatever still runs has been given its deadline already (the server's drain): no process is left.
-            await asyncio.to_thread(stop_pool, self.pool)
+            await asyncio.to_thread(stop_pool, self.pool, self.retiring)
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
         """A new pool in place of ``broken``, unless another task has replaced it already. No ``await`` here: on the
@@ -155,16 +165,18 @@ class Process:
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> tuple[ProcessPoolExecutor, asyncio.Future]:
         """``fn(*args)`` on the pool, and that pool; a pool found broken before the task starts is replaced and the
-        task goes to the new one (it never ran, so running it there is safe)."""
+        task goes to the new one (it never ran, so running it there is safe). The worker trims its heap after the
+        task (:func:`~.workers.run_and_release`), so it does not rest at the peak of its largest task."""
         assert self.pool is not None, "start() the strategy first"
         loop = asyncio.get_running_loop()
         pool = self.pool
+        task = functools.partial(run_and_release, fn, *args)
         try:
-            future = loop.run_in_executor(pool, functools.partial(fn, *args))
+            future = loop.run_in_executor(pool, task)
         except BrokenProcessPool:
             self._replace(pool)
             pool = self.pool
-            future = loop.run_in_executor(pool, functools.partial(fn, *args))
+            future = loop.run_in_executor(pool, task)
         return pool, future
 
     def _lost(self, pool: ProcessPoolExecutor | None, exc: BaseException) -> SheetstreamError:
@@ -198,6 +210,18 @@ class Process:
                     yield chunk
         except (BrokenProcessPool, MemoryError) as exc:
             raise self._lost(pools[0] if pools else None, exc) from None
+
+    def rest(self) -> None:
+        """Let the idle workers go and trim this process. A worker keeps the pages of its largest task (Python's
+        arenas, even after ``malloc_trim``) and an idle pool keeps every worker a burst started, so at rest a fresh
+        pool takes the old one's place; its first task starts a worker again (from the fork server: about 50 ms here)."""
+        pool = self.pool
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        if pool is not None and workers:
+            self.retiring = [p for p in self.retiring if p.is_alive()] + workers  # for stop(), should one linger
+            self.pool = self._new_pool()
+            pool.shutdown(wait=False)  # its workers finish what they hold (nothing, or a probe) and exit
+        release_memory()
 
     def worker_rss(self) -> int:
         total = 0

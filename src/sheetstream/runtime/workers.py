@@ -6,6 +6,8 @@
   itself (:class:`~sheetstream.pipeline.lifeline.Lifeline`) from a thread and kills itself when it is gone.
   Once the workers are gone, the fork server sees its pipe close and exits too.
 - :func:`stop_pool` kills a pool's workers, then stops the fork server when no other pool still uses it.
+- :func:`run_and_release` runs each task and then hands the freed heap back to the kernel (:func:`release_memory`),
+  so that a worker rests near its size at start instead of at its peak.
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
 
 import psutil
 
 from ..pipeline.lifeline import Lifeline
+
+T = TypeVar("T")
 
 PR_SET_PDEATHSIG = 1
 #: How often a worker looks at its server (seconds): the longest a worker outlives it.
@@ -39,6 +46,32 @@ def start_worker(lifeline: Lifeline, memory_limit: int = 0) -> None:
     if not lifeline.alive():  # it died before the line above took effect
         os.kill(os.getpid(), signal.SIGKILL)
     threading.Thread(target=_watch, args=(lifeline,), name="sheetstream-lifeline", daemon=True).start()
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
+
+
+def release_memory() -> None:
+    """Give the C heap's free pages back to the kernel. glibc keeps memory freed below a live block (a parse's
+    buffers under a small object allocated later) mapped until ``malloc_trim``; without it a process rests at its
+    peak. A no-op where libc has no ``malloc_trim``."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def run_and_release(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` in a worker, then :func:`release_memory` (a few milliseconds, once per task)."""
+    try:
+        return fn(*args)
+    finally:
+        release_memory()
 
 
 def limit_memory(limit: int) -> None:
@@ -57,12 +90,13 @@ def _watch(lifeline: Lifeline) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def stop_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
+def stop_pool(pool: ProcessPoolExecutor, retiring: Iterable[BaseProcess] = (), timeout: float = 5.0) -> None:
     """Kill the pool's workers (whatever they were doing rolls back with their connections), wait for them,
-    and stop the fork server if nothing else uses it."""
+    and stop the fork server if nothing else uses it. ``retiring``: workers of pools shut down earlier that may
+    not have exited yet (killed too; their pool's own thread waits for them)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
+    for process in [*processes, *retiring]:
         if process.is_alive():
             process.kill()
     for process in processes:

@@ -1,6 +1,7 @@
 """``sheetstream loadtest``: N users run R rounds each, concurrently, of download / upload / roundtrip, against a
 server on loopback; per-operation latency percentiles, throughput, errors by kind, and the server's lag and
-memory read from ``/metrics`` and ``/status`` while it runs. Bounded in count and time.
+memory read from ``/metrics`` and ``/status`` while it runs, and the memory at rest: before the load and ``settle``
+seconds after it. Bounded in count and time.
 
 Without ``--url`` it starts its own server in a subprocess (so that the load generator does not share the
 server's event loop or memory), on a temporary SQLite database or ``--database-url``.
@@ -51,6 +52,8 @@ class ServerReadings:
     rss_workers_max: float = 0.0
     lag_p99_max: float = 0.0
     samples: list[dict[str, float]] = field(default_factory=list)
+    before: dict[str, float] | None = None  # the reading before the load
+    rest: dict[str, float] | None = None  # the reading ``settle`` seconds after it
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -65,11 +68,12 @@ def parse_metrics(text: str) -> dict[str, float]:
     return values
 
 
-async def sample_once(client: httpx.AsyncClient, base: str, readings: ServerReadings, start: float) -> None:
+async def sample_once(client: httpx.AsyncClient, base: str, readings: ServerReadings,
+                      start: float) -> dict[str, float] | None:
     try:
         values = parse_metrics((await client.get(f"{base}/metrics", timeout=30)).text)
     except httpx.HTTPError:
-        return
+        return None
     point = {
         "t": round(time.perf_counter() - start, 2),
         "rss_main_mb": values.get('sheetstream_rss_bytes{process="main"}', 0) / 2**20,
@@ -81,6 +85,7 @@ async def sample_once(client: httpx.AsyncClient, base: str, readings: ServerRead
     readings.samples.append(point)
     readings.rss_main_max = max(readings.rss_main_max, point["rss_main_mb"])
     readings.rss_workers_max = max(readings.rss_workers_max, point["rss_workers_mb"])
+    return point
 
 
 async def sample_server(client: httpx.AsyncClient, base: str, readings: ServerReadings, start: float,
@@ -91,8 +96,10 @@ async def sample_server(client: httpx.AsyncClient, base: str, readings: ServerRe
 
 
 async def run_load(base: str, users: int, rounds: int, mix: list[str], table: str, upload_tables: list[str],
-                   work: Path, max_seconds: float = 600.0, token: str | None = None) -> dict[str, Any]:
-    """The load itself; ``upload_tables[i]`` is user i's scratch table (allow-listed on the server)."""
+                   work: Path, max_seconds: float = 600.0, token: str | None = None,
+                   settle: float = 0.0) -> dict[str, Any]:
+    """The load itself; ``upload_tables[i]`` is user i's scratch table (allow-listed on the server). With ``settle``,
+    the server's memory is read once more that many seconds after the load: what a burst leaves behind."""
     base = base.rstrip("/")
     if urlparse(base).hostname not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("the load test only targets loopback addresses")
@@ -133,6 +140,7 @@ async def run_load(base: str, users: int, rounds: int, mix: list[str], table: st
 
         readings = ServerReadings()
         start = time.perf_counter()
+        readings.before = await sample_once(client, base, readings, start)  # after the seed's download: one worker
         sampler = asyncio.create_task(sample_server(client, base, readings, start))
         try:
             await asyncio.wait_for(asyncio.gather(*(user(i) for i in range(users))), max_seconds)
@@ -145,6 +153,9 @@ async def run_load(base: str, users: int, rounds: int, mix: list[str], table: st
         # with the inline strategy) still has one.
         await sample_once(client, base, readings, start)
         status = (await client.get(f"{base}/status", params={"since_seconds": wall})).json()
+        if settle:
+            await asyncio.sleep(settle)
+            readings.rest = await sample_once(client, base, readings, start)
     return summarize(samples, wall, readings, status, timed_out, users, rounds, mix)
 
 
@@ -186,9 +197,20 @@ def summarize(samples: list[Sample], wall: float, readings: ServerReadings, stat
             "lag_p99_ms_max_sampled": max((p["lag_p99_ms"] for p in readings.samples), default=0.0),
             "rss_main_mb_max": round(readings.rss_main_max, 1),
             "rss_workers_mb_max": round(readings.rss_workers_max, 1),
+            "rss_all_mb_max": round(max((p["rss_main_mb"] + p["rss_workers_mb"] for p in readings.samples),
+                                        default=0.0), 1),
+            "rss_before_mb": _rss(readings.before),
+            "rss_rest_mb": _rss(readings.rest),
             "timeline": readings.samples,
         },
     }
+
+
+def _rss(point: dict[str, float] | None) -> dict[str, float] | None:
+    if point is None:
+        return None
+    main, workers = point["rss_main_mb"], point["rss_workers_mb"]
+    return {"main": round(main, 1), "workers": round(workers, 1), "all": round(main + workers, 1), "t": point["t"]}
 
 
 def prepare(database_url: str, table: str, rows: int | None, users: int) -> list[str]:
@@ -227,12 +249,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.url:
                 result = asyncio.run(run_load(args.url, args.users, args.rounds, mix, args.table, scratch, work,
-                                              args.max_seconds, args.token))
+                                              args.max_seconds, args.token, args.settle))
             else:
                 with ServerProcess(database_url, [args.table, *scratch], args.executor, args.workers,
                                    args.start_method, work) as server:
                     result = asyncio.run(run_load(server.url, args.users, args.rounds, mix, args.table, scratch, work,
-                                                  args.max_seconds, server.token))
+                                                  args.max_seconds, server.token, args.settle))
         finally:
             if args.database_url or not args.url:
                 drop(database_url, scratch)
@@ -257,5 +279,10 @@ def show(result: dict[str, Any]) -> None:
     console.print(f"throughput {result['throughput_mb_s']} MB/s, {result['rows_per_s']:,} rows/s; "
                   f"event-loop lag p50 {lag.get('p50_ms')} ms, p99 {lag.get('p99_ms')} ms, max {lag.get('max_ms')} ms; "
                   f"RSS main {server['rss_main_mb_max']} MB, workers {server['rss_workers_mb_max']} MB")
+    before, rest = server["rss_before_mb"], server["rss_rest_mb"]
+    if before and rest:
+        console.print(f"RSS main + workers (MB): before {before['main']} + {before['workers']} = {before['all']}, "
+                      f"peak {server['rss_all_mb_max']}, {rest['t'] - result['wall_s']:.0f} s after "
+                      f"{rest['main']} + {rest['workers']} = {rest['all']}")
     for error, count in result["errors"].items():
         console.print(f"[red]{count} x {error}[/red]")
