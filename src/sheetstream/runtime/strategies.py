@@ -29,7 +29,7 @@ from ..pipeline.lifeline import Lifeline
 from .channel import Channel
 from .forked import forked_map
 from .offload import iterate_in_thread
-from .workers import release_memory, run_and_release, start_worker, stop_pool
+from .workers import release_memory, run_and_release, start_worker, stop_pool, warm_worker
 
 Task = Callable[..., Generator[bytes, None, Any]]
 
@@ -136,11 +136,20 @@ class Process:
         self.retiring: list[multiprocessing.process.BaseProcess] = []  # workers let go at rest, on their way out
         self.channel: Channel | None = None
         self.restarts = 0
+        self.fresh_rss = 0  # a warm worker's resident memory before any task: what resting comes back to
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # Workers die with this server (and never commit once it is gone: see .workers), within a memory cap.
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.start_method),
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.start_method),
                                    initializer=start_worker, initargs=(Lifeline.of_this_process(), self.memory_limit))
+        pool.submit(warm_worker).add_done_callback(self._warmed)  # one worker ready: a first byte in milliseconds
+        return pool
+
+    def _warmed(self, future: Any) -> None:
+        try:
+            self.fresh_rss = self.fresh_rss or psutil.Process(future.result()).memory_info().rss
+        except Exception:  # the pool was shut down or broken meanwhile: the next pool warms again
+            pass
 
     async def start(self) -> None:
         self.pool = self._new_pool()
@@ -214,14 +223,23 @@ class Process:
     def rest(self) -> None:
         """Let the idle workers go and trim this process. A worker keeps the pages of its largest task (Python's
         arenas, even after ``malloc_trim``) and an idle pool keeps every worker a burst started, so at rest a fresh
-        pool takes the old one's place; its first task starts a worker again (from the fork server: about 50 ms here)."""
+        pool takes the old one's place, with one warm worker; unless the pool is just that already."""
         pool = self.pool
         workers = list((getattr(pool, "_processes", None) or {}).values())
-        if pool is not None and workers:
+        if pool is not None and workers and not self._fresh(workers):
             self.retiring = [p for p in self.retiring if p.is_alive()] + workers  # for stop(), should one linger
             self.pool = self._new_pool()
             pool.shutdown(wait=False)  # its workers finish what they hold (nothing, or a probe) and exit
         release_memory()
+
+    def _fresh(self, workers: list[Any]) -> bool:
+        """One worker, within 16 MB of a warm one: replacing it would give nothing back."""
+        if len(workers) != 1 or not self.fresh_rss:
+            return False
+        try:
+            return psutil.Process(workers[0].pid).memory_info().rss < self.fresh_rss + (16 << 20)
+        except psutil.Error:
+            return False
 
     def worker_rss(self) -> int:
         total = 0
