@@ -103,3 +103,26 @@ def test_sqlite_reads_in_one_process_when_given_a_split(tmp_path: Path) -> None:
     path = _workbook(tmp_path / "rows.xlsx", demo_rows(1_000))
     job = run_import_job(store, Job(table="orders"), path, split=forked_map)
     assert job.state == "done" and store.count("orders") == 1_000
+
+
+@pytest.mark.postgres
+def test_a_cancelled_import_leaves_no_helper_and_nothing_written(pg_url: str, pg_table: str, tmp_path: Path) -> None:
+    import psutil
+
+    from sheetstream.errors import Cancelled
+    from sheetstream.pipeline.imports import run_import
+
+    store = open_store(pg_url)
+    seed(store, 0, pg_table)
+    path = _workbook(tmp_path / "rows.xlsx", demo_rows(3_000))
+    seen = []
+
+    def report(job: Job) -> None:
+        seen.append(job.rows_read)
+        if job.rows_read > 1_000:  # mid-way, while the helper reads its blocks
+            assert psutil.Process().children(), "the helper should be running"
+            raise Cancelled("cancelled")
+
+    with pytest.raises(Cancelled):
+        run_import(store, Job(table=pg_table), path, report, split=forked_map)
+    assert psutil.Process().children() == [] and store.count(pg_table) == 0

@@ -102,3 +102,12 @@ def test_the_helper_dies_with_its_process() -> None:
     finally:
         worker.kill()
         worker.wait(5)
+
+
+def test_without_a_process_to_fork_one_process_does_it_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    results = list(forked_map(_square_with_pid, range(5)))
+    assert results == [(n * n, os.getpid()) for n in range(5)]

@@ -9,6 +9,7 @@ transaction commits. Any problem rolls everything back.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -63,8 +64,9 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
                                           job, counters, report))
                 else:
                     read = functools.partial(_read_block, book, plan, sheet, encode)
-                    chunks = itertools.chain([read((first_rows, 0))], split(read, _numbered(blocks, previous)))
-                    staged.load_encoded(_merged(chunks, problems, job, counters, report))
+                    with contextlib.closing(split(read, _numbered(blocks, previous))) as rest:  # its helper goes
+                        chunks = itertools.chain([read((first_rows, 0))], rest)
+                        staged.load_encoded(_merged(chunks, problems, job, counters, report))
                 job.rows_read = counters["rows_read"]
                 if job.rows_read == 0 and not problems.total:
                     raise Invalid(f"sheet {sheet!r} has a header but no rows", errors=[], error_total=0)

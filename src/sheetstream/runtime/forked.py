@@ -42,8 +42,15 @@ def forked_map(fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
     gc.freeze()  # the helper must not collect (and finalize) what it inherits; it also keeps pages shared
     try:
         pid = os.fork()
-    finally:
+    except OSError:  # no process to be had (a process limit, no memory): this one does it all
+        pid = -1
+    if pid != 0:
         gc.unfreeze()
+    if pid < 0:
+        ours.close()
+        theirs.close()
+        yield from map(fn, items)
+        return
     if pid == 0:  # the helper
         try:
             ours.close()
