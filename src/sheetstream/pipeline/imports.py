@@ -5,6 +5,11 @@ Rows flow from the reader through validation into a staging table inside the imp
 the header's, each cell's, then the keys' (repeated in the sheet; already in the table when appending). A dry
 run then previews what writing would do; otherwise, with no problem, the staged rows go to the table and the
 transaction commits. Any problem rolls everything back.
+
+Given a ``split`` (a worker of the ``process`` strategy, into PostgreSQL), the sheet is read block by block by
+two processes: each block of whole rows is read, checked and encoded for the store (:func:`_read_block`) in one
+of them, and the encoded blocks go into the staging table in sheet order, their problems merged in order, so the
+result is the same as one process's (``tests/pipeline/test_split.py``).
 """
 
 from __future__ import annotations
