@@ -291,28 +291,29 @@ _ESCAPES = re.compile(r"[\\\t\n\r]")
 _ESCAPED = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
-def _text(v: str) -> str:
-    return _ESCAPES.sub(lambda m: _ESCAPED[m.group()], v) if _ESCAPES.search(v) else v
-
-
-_TEXT_FORMS: dict[str, Callable[[Any], str]] = {
-    "text": _text,
-    "timestamp": lambda v: v.isoformat(" "),
-    "float": repr,
-    "boolean": lambda v: "t" if v else "f",
-}
+def _escaped(v: str | None) -> str | None:
+    return _ESCAPES.sub(lambda m: _ESCAPED[m.group()], v) if v is not None and _ESCAPES.search(v) else v
 
 
 def _text_encoder(columns: Sequence[Column]) -> Callable[[list[tuple[int, Sequence[Any]]]], bytes]:
     """Rows as validation makes them (int, Decimal, str, date, datetime, time, bool, float per the column's kind)
-    -> COPY's text format, with the sheet row last. Plain Python, so it runs in any process; the text format
-    also has PostgreSQL check the ranges of smallint and integer."""
-    forms = [_TEXT_FORMS.get(c.kind, str) for c in columns]
+    -> COPY's text format, with the sheet row last. ``str()`` is each value's text form for PostgreSQL (ISO dates,
+    ``2024-01-02 10:00:00``, ``True``, ``1.5``, ``inf``), and only a text can hold what COPY escapes: a text column
+    is escaped, in place, where some value of the block needs it (one search over the column). Plain Python, so
+    it runs in any process; the text format also has PostgreSQL check the ranges of smallint and integer."""
+    texts = [j for j, c in enumerate(columns) if c.kind == "text"]
 
     def encode(rows: list[tuple[int, Sequence[Any]]]) -> bytes:
-        lines = ["\t".join([*("\\N" if v is None else f(v) for f, v in zip(forms, values)), str(number)])
+        if not rows:
+            return b""
+        for j in texts:
+            if _ESCAPES.search("".join([v for _, values in rows if (v := values[j]) is not None])):
+                for _, values in rows:
+                    values[j] = _escaped(values[j])  # type: ignore[index]
+        lines = ["\t".join(["\\N" if v is None else str(v) for v in values]) + f"\t{number}"
                  for number, values in rows]
-        return ("\n".join(lines) + "\n").encode() if lines else b""
+        lines.append("")
+        return "\n".join(lines).encode()
 
     return encode
 
