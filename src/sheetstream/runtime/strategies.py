@@ -17,7 +17,7 @@ import functools
 import logging
 import multiprocessing
 from collections.abc import AsyncIterator, Callable, Generator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import aclosing
 from typing import Any, Protocol
@@ -32,6 +32,8 @@ from .offload import iterate_in_thread
 from .workers import release_memory, run_and_release, start_worker, stop_pool, warm_worker
 
 Task = Callable[..., Generator[bytes, None, Any]]
+#: Seconds the process strategy waits, at start, for its first worker to be ready.
+WARM_TIMEOUT = 10.0
 
 log = logging.getLogger("sheetstream.runtime")
 
@@ -137,12 +139,14 @@ class Process:
         self.channel: Channel | None = None
         self.restarts = 0
         self.fresh_rss = 0  # a warm worker's resident memory before any task: what resting comes back to
+        self.warming: Future[int] | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # Workers die with this server (and never commit once it is gone: see .workers), within a memory cap.
         pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(self.start_method),
                                    initializer=start_worker, initargs=(Lifeline.of_this_process(), self.memory_limit))
-        pool.submit(warm_worker).add_done_callback(self._warmed)  # one worker ready: a first byte in milliseconds
+        self.warming = pool.submit(warm_worker)  # one worker ready: a first byte in milliseconds
+        self.warming.add_done_callback(self._warmed)
         return pool
 
     def _warmed(self, future: Any) -> None:
@@ -155,6 +159,12 @@ class Process:
         self.pool = self._new_pool()
         self.channel = Channel()
         await self.channel.start()
+        # The server starts answering once its first worker is ready (about 0.2 s): a request arriving earlier
+        # would start a second worker beside the one warming up, and wait for it.
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(self.warming), WARM_TIMEOUT)
+        except Exception:  # slow or failed: the pool starts workers on demand all the same
+            log.warning("the first worker process was not ready within %s s", WARM_TIMEOUT)
 
     async def stop(self) -> None:
         if self.channel:
