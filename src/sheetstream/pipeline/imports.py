@@ -64,7 +64,7 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
             with store.staging(job.table, plan.columns, job.mode) as staged:
                 encode = staged.encoder() if split is not None else None
                 if encode is None:
-                    rows = _rows_after(book, first_rows, blocks, previous)
+                    rows = itertools.chain(first_rows, book.rows_of(blocks, previous))
                     staged.load(_reported(convert_rows(rows, plan, sheet, problems, counters, numbered=True),
                                           job, counters, report))
                 else:
@@ -110,12 +110,6 @@ def _all_rows(rows: Generator[tuple[int, list[Any]], None, int]) -> tuple[list[t
             found.append(next(rows))
         except StopIteration as stop:
             return found, stop.value
-
-
-def _rows_after(book: Workbook, first: list, blocks: Iterator[bytes], previous: int) -> Iterator[tuple[int, list[Any]]]:
-    yield from first
-    for block in blocks:
-        previous = yield from book.block_rows(block, previous)
 
 
 def _reported(rows: Iterator[Any], job: Job, counters: dict[str, int], report: Report) -> Iterator[Any]:

@@ -264,14 +264,18 @@ def _create_staging(conn: psycopg.Connection, staging: str, table: str, names: s
     conn.execute(f"ALTER TABLE {staging} ADD COLUMN {ROW} bigint")
 
 
+def _staged_names(columns: Sequence[Column]) -> sql.Composed:
+    """The staging table's columns as COPY lists them: the table's, then the sheet row."""
+    return sql.SQL(", ").join([*(sql.Identifier(c.name) for c in columns), sql.Identifier(ROW)])
+
+
 def _load_staging(conn: psycopg.Connection, staging: str, columns: Sequence[Column],
                   rows: Iterable[tuple[int, Sequence[Any]]]) -> int:
     types = [*_type_names(conn, staging, columns), "bigint"]
     binary = all(t in _BINARY_SAFE for t in types)  # measured: 0.27 s vs 0.43 s for 200k rows
-    names = sql.SQL(", ").join([*(sql.Identifier(c.name) for c in columns), sql.Identifier(ROW)])
     statement = sql.SQL("COPY {} ({}) FROM STDIN" + (" (FORMAT BINARY)" if binary else ""))
     count = 0
-    with conn.cursor().copy(statement.format(sql.Identifier(staging), names)) as copy:
+    with conn.cursor().copy(statement.format(sql.Identifier(staging), _staged_names(columns))) as copy:
         if binary:
             copy.set_types(types)
         for number, row in rows:
@@ -281,8 +285,8 @@ def _load_staging(conn: psycopg.Connection, staging: str, columns: Sequence[Colu
 
 
 def _load_encoded(conn: psycopg.Connection, staging: str, columns: Sequence[Column], chunks: Iterable[bytes]) -> None:
-    names = sql.SQL(", ").join([*(sql.Identifier(c.name) for c in columns), sql.Identifier(ROW)])
-    with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(staging), names)) as copy:
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(staging), _staged_names(columns))
+    with conn.cursor().copy(statement) as copy:
         for data in chunks:
             copy.write(data)
 

@@ -28,7 +28,7 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -131,7 +131,13 @@ class Workbook:
 
     def rows(self, sheet: str | None = None) -> Iterator[tuple[int, list[Any]]]:
         """``(row number, values)`` for each row that has a value; values are indexed by column (A = 0)."""
-        return _read_sheet(self, self._part(sheet))
+        return self.rows_of(self.row_blocks(sheet))
+
+    def rows_of(self, blocks: Iterable[bytes], previous: int = 0) -> Iterator[tuple[int, list[Any]]]:
+        """The rows of ``blocks`` (from :meth:`row_blocks`, whole or what is left of them), numbered on from
+        ``previous``, the number of the row before them."""
+        for block in blocks:
+            previous = yield from _block_rows(self, block, previous)
 
     def row_blocks(self, sheet: str | None = None) -> Iterator[bytes]:
         """The sheet's rows as XML in blocks of whole rows, for :meth:`block_rows` to read one by one, possibly in
@@ -868,13 +874,6 @@ def _bad_cell(exc: Exception, col: int, row: int, raw: bytes) -> BadCell:
     else:
         problem = f"its value {raw.decode('utf-8', 'replace')[:40]!r} is not a number"
     return BadCell(f"cell {ref}: {problem}" if ref else f"a cell in row {row}: {problem}", cell=ref)
-
-
-def _read_sheet(book: Workbook, part: str) -> Iterator[tuple[int, list[Any]]]:
-    """The rows of one worksheet, block by block."""
-    row_number = 0
-    for block in _blocks(book, part, b"<row", b"</sheetData", "row"):
-        row_number = yield from _block_rows(book, block, row_number)
 
 
 #: A row head that numbers itself, or an empty row: where counting ``<row`` tags does not give the last number.
