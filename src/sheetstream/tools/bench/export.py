@@ -20,16 +20,15 @@ import shutil
 import subprocess
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
 from rich.console import Console
 
-from ..harness import POSTGRES_URL, ServerProcess, installed, machine, peak_rss, postgres_problem, run_case
+from ..harness import POSTGRES_URL, ServerProcess, peak_rss, postgres_problem, run_case
 from . import load as machine_load
 from .case import NEEDS, WHOLE_TABLE, missing
-from .pairs import chosen_peers, interleave, ratio_stats, save, shown
+from .pairs import chosen_peers, interleave, new_results, ratio_stats, save, shown
 
 DEFLATE_CHOICES = ["sheetstream:isal:1", "sheetstream:isal:2", "sheetstream:zlib:1", "sheetstream:zlib:6", "sheetstream:zlib-ng:1"]
 PEERS = ["xlsxwriter", "openpyxl", "pyexcelerate", "rustpy-xlsxwriter", "pandas", "polars", "exceljs"]
@@ -47,11 +46,6 @@ NOTES = {
 }
 
 
-def versions() -> dict:
-    names = {"xlsxwriter", "openpyxl", "psycopg", *(p for needs in NEEDS.values() for p in needs)}
-    return {name: installed(name) for name in sorted(names)}
-
-
 def run(args: argparse.Namespace) -> int:
     console = Console()
     try:
@@ -59,9 +53,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         console.print(str(exc))
         return 2
-    results: dict = {"machine": machine(), "versions": versions(),
-                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repeats": args.repeats,
-                     "writers": [], "skipped": []}
+    packages = ["xlsxwriter", "openpyxl", "psycopg", *(p for needs in NEEDS.values() for p in needs)]
+    results = new_results(args.repeats, packages, {"writers": [], "skipped": []})
     source = "demo"
     if args.source == "postgres":
         if problem := postgres_problem(POSTGRES_URL):

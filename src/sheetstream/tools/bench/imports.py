@@ -17,7 +17,6 @@ import functools
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -27,10 +26,10 @@ from rich.console import Console
 from ...formats.xlsx import MEDIA_TYPE, write_xlsx
 from ...store import open_store
 from ...store.demo import ORDERS, demo_rows
-from ..harness import POSTGRES_URL, ServerProcess, installed, machine, peak_rss, postgres_problem, run_case
+from ..harness import POSTGRES_URL, ServerProcess, peak_rss, postgres_problem, run_case
 from . import load as machine_load
 from .import_case import NEEDS, POSTGRES_ONLY, missing
-from .pairs import chosen_peers, interleave, ratio_stats, save, shown
+from .pairs import chosen_peers, interleave, new_results, ratio_stats, save, shown
 
 PARSERS = ["sheetstream-parse", "calamine-parse", "openpyxl-parse"]
 BASELINE = "sheetstream"
@@ -40,11 +39,6 @@ PEERS = [ONE_PROCESS, "calamine-copy", "pandas-copy", "polars-adbc", "openpyxl-e
 TABLE = "bench_orders"
 
 
-def versions() -> dict:
-    names = {"openpyxl", "psycopg", *(p for needs in NEEDS.values() for p in needs)}
-    return {name: installed(name) for name in sorted(names)}
-
-
 def run(args: argparse.Namespace) -> int:
     console = Console()
     try:
@@ -52,9 +46,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         console.print(str(exc))
         return 2
-    results: dict = {"machine": machine(), "versions": versions(),
-                     "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "repeats": args.repeats, "baseline": BASELINE, "parse": [], "import": [], "skipped": []}
+    packages = ["openpyxl", "psycopg", *(p for needs in NEEDS.values() for p in needs)]
+    results = new_results(args.repeats, packages, {"baseline": BASELINE, "parse": [], "import": [], "skipped": []})
     databases = [d for d in args.databases.split(",") if d]
     with tempfile.TemporaryDirectory(prefix="sheetstream-bench-import-") as tmp, \
             machine_load.LoadWatch() as whole:

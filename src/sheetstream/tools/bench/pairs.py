@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from ..harness import installed, machine
 
 Case = tuple[str, Callable[[], dict]]
 
@@ -80,6 +83,13 @@ def chosen_peers(text: str, known: Sequence[str]) -> list[str]:
     if unknown:
         raise ValueError(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return peers
+
+
+def new_results(repeats: int, packages: Iterable[str], fields: dict[str, Any]) -> dict:
+    """A run's results before its first case: the machine, the versions of ``packages``, when it started, the
+    repeats, then the command's own ``fields`` (such as the lists its cases' results go to)."""
+    return {"machine": machine(), "versions": {name: installed(name) for name in sorted(set(packages))},
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "repeats": repeats, **fields}
 
 
 def save(out: Path, results: dict, report: str, console: Any) -> None:
