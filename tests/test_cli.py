@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import httpx
 import openpyxl
 import pytest
 
-from sheetstream.cli import main
+from sheetstream.cli import _settings, main
 from sheetstream.server import create_app
 from sheetstream.store import open_store
 from sheetstream.store.demo import seed
@@ -202,3 +203,12 @@ def test_the_startup_banner_hides_the_database_password(url: str, monkeypatch, c
     out = capsys.readouterr().out
     assert "sheetstream serving postgresql://app" in out and "127.0.0.1:5432/test" in out
     assert "s3" not in out and "***" in out
+
+
+def test_on_off_flags_become_settings_and_absent_ones_leave_the_default(monkeypatch) -> None:
+    monkeypatch.delenv("SHEETSTREAM_SPLIT_IMPORTS", raising=False)
+    monkeypatch.delenv("SHEETSTREAM_DEFLATE_ADAPTIVE", raising=False)
+    given = _settings(argparse.Namespace(split_imports="off", deflate_adaptive="off"))
+    assert given.queue.split_imports is False and given.export.deflate_adaptive is False
+    absent = _settings(argparse.Namespace())
+    assert absent.queue.split_imports is True and absent.export.deflate_adaptive is True
