@@ -175,7 +175,9 @@ def test_sigterm_when_idle_leaves_no_process(tmp_path: Path, leftovers) -> None:
 
 
 def test_sigterm_lets_running_work_finish_within_the_drain(tmp_path: Path, leftovers) -> None:
-    rows = 40_000
+    # Long enough that the import is seen mid-way: 40,000 rows were once all written before a poll saw a progress
+    # record (saved at most every 0.5 s), on a day this machine ran imports faster.
+    rows = 120_000
     book = tmp_path / "medium.xlsx"
     book.write_bytes(b"".join(write_xlsx(demo_rows(rows), [c.name for c in ORDERS])))
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
