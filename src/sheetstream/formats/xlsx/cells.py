@@ -17,7 +17,7 @@ MAX_SHEET_COLUMNS = 16_384
 
 #: Day 0 of Excel's 1900 date system (serial 1 is 1900-01-01; Excel counts a 1900-02-29 that never was).
 EPOCH_1900 = datetime(1899, 12, 30)
-_EPOCH_1904 = datetime(1904, 1, 1)
+EPOCH_1904 = datetime(1904, 1, 1)
 _EPOCH_1900_ORDINAL = EPOCH_1900.toordinal()
 
 # Characters XML 1.0 cannot carry, plus a literal "_xHHHH_" that a reader would take for an escape.
@@ -94,7 +94,7 @@ def timedelta_to_serial(value: timedelta) -> float:
 
 def serial_to_datetime(serial: float, date1904: bool = False) -> datetime:
     """Excel serial (days) back to a naive datetime, rounded to the millisecond as Excel stores it."""
-    epoch = _EPOCH_1904 if date1904 else EPOCH_1900
+    epoch = EPOCH_1904 if date1904 else EPOCH_1900
     if not date1904 and serial < 60:
         # Excel's phantom 1900-02-29: serials below 60 are one day off.
         serial += 1

@@ -6,7 +6,9 @@ strings are read with a tokenizer built from compiled regular expressions over d
 it handles what SpreadsheetML producers write (any attribute order, namespace prefixes, sparse rows and
 cells, rich text runs, phonetic runs, formulas with cached results) and is about 5x faster than expat with
 Python callbacks on the same sheet (README). Entities are never expanded by it: only the five XML ones and
-character references are decoded.
+character references are decoded. A row's cells are first offered to a compiled scanner (``_cells.c``, built
+with the package where a C compiler is found): it reads the usual forms of cell about 4x faster and leaves any
+other row to the Python loop, which gives the same values (``tests/formats/xlsx/test_scan.py``).
 
 Why ``zipfile`` on the spooled file rather than ``stream-unzip`` on the socket: a workbook's parts come in
 any order (our own writer puts the worksheets first and the styles last, Excel puts them last), and dates
@@ -23,6 +25,7 @@ is a :class:`BadWorkbook` naming the cell (A1) or the part and the problem.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import re
 import struct
@@ -38,6 +41,8 @@ from xml.etree import ElementTree
 from xml.parsers import expat
 
 from .cells import (
+    EPOCH_1900,
+    EPOCH_1904,
     MAX_CELL_CHARS,
     MAX_SHEET_COLUMNS,
     MAX_SHEET_ROWS,
@@ -48,6 +53,11 @@ from .cells import (
     unescape_text,
 )
 from .errors import BadCell, BadWorkbook, NotAWorkbook, PasswordProtected, UnsafeXml, WorkbookTooLarge
+
+try:  # the compiled cell scanner (_cells.c); optional: without it, every row is read by _row_values
+    from ._cells import scan as _scan
+except ImportError:  # pragma: no cover
+    _scan = None
 
 _BLOCK = 1 << 20
 
@@ -919,84 +929,107 @@ def _numbered(xml: bytes, previous: int) -> int:
 
 def _block_rows(book: Workbook, block: bytes, row_number: int) -> Generator[tuple[int, list[Any]], None, int]:
     """The hot loop of the import: the rows of one block of a worksheet, typed by cell type and style; returns
-    the last row's number."""
+    the last row's number. Each row's cells are read by the compiled scanner where it is built, and by
+    :func:`_row_values` where it is not or where the row holds a cell it leaves to Python (same values)."""
+    scan = _scan
+    context = _scan_context(book) if scan is not None else None
+    for piece in block.split(b"</row>"):
+        start = piece.rfind(b"<row")
+        if start < 0:
+            continue
+        if piece.find(b"<row", 0, start) >= 0:  # empty rows (<row .../>) before this one: they count too
+            row_number = _numbered(piece[:start], row_number)
+        head_end = piece.find(b">", start)
+        head = piece[start:head_end]
+        at = head.find(b' r="')
+        try:
+            row_number = (int(head[at + 4:head.index(b'"', at + 4)]) if at >= 0
+                          else _row_number(head, row_number))
+        except ValueError:
+            raise _bad_row(head) from None
+        if not 0 < row_number <= MAX_SHEET_ROWS:
+            raise _bad_row(head)
+        if head.endswith(b"/"):
+            continue  # <row .../> at the end of the part: an empty row
+        values = scan(piece, head_end + 1, context) if scan is not None else None
+        if values is None:
+            values = _row_values(book, piece, head_end, row_number)
+        if values:
+            yield row_number, values
+    return row_number
+
+
+def _scan_context(book: Workbook) -> tuple:
+    """What the compiled scanner needs of the workbook (see _cells.c): the shared strings, a byte per style index
+    (1 a date style, 2 a time or duration style, else 0), the epoch's ordinal, the date system, and the Python
+    functions it leaves the rare dates and texts to."""
+    kinds = bytearray(max(book.date_styles, default=-1) + 1)
+    for style in book.date_styles:
+        kinds[style] = 2 if style in book.clock_styles else 1
+    epoch = (EPOCH_1904 if book.date1904 else EPOCH_1900).toordinal()
+    return (book.shared_strings(), bytes(kinds), epoch, book.date1904, functools.partial(_date_cell, book), _decode)
+
+
+def _date_cell(book: Workbook, v: bytes, style: int) -> Any:
+    """A number in date style ``style``: a time of day or a duration, or a datetime (whole days are kept)."""
+    if style in book.clock_styles:
+        return _serial(book, style, v)
+    value = book.days.get(v)  # whole-day serials repeat: convert each once
+    if value is None:
+        value = serial_to_datetime(float(v), book.date1904)
+        if v.isdigit() and len(book.days) < 100_000:
+            book.days[v] = value
+    return value
+
+
+def _row_values(book: Workbook, piece: bytes, head_end: int, row_number: int) -> list[Any]:
+    """A row's values by column, from its XML after the row head: every form of cell, each problem at its cell."""
     columns = book.letters
     date_styles = book.date_styles
-    clock_styles = book.clock_styles
-    date1904 = book.date1904
-    days = book.days
     col = -1
     v = b""
+    values: list[Any] = []
     try:
-        for piece in block.split(b"</row>"):
-            start = piece.rfind(b"<row")
-            if start < 0:
-                continue
-            if piece.find(b"<row", 0, start) >= 0:  # empty rows (<row .../>) before this one: they count too
-                row_number = _numbered(piece[:start], row_number)
-            head_end = piece.find(b">", start)
-            head = piece[start:head_end]
-            at = head.find(b' r="')
-            try:
-                row_number = (int(head[at + 4:head.index(b'"', at + 4)]) if at >= 0
-                              else _row_number(head, row_number))
-            except ValueError:
-                raise _bad_row(head) from None
-            if not 0 < row_number <= MAX_SHEET_ROWS:
-                raise _bad_row(head)
-            if head.endswith(b"/"):
-                continue  # <row .../> at the end of the part: an empty row
-            values: list[Any] = []
-            col = -1
-            for letters, style, kind, style2, rest, v, text, other in _CELL.findall(piece, head_end):
-                if rest and b"=" in rest:  # attributes in an unusual order, quoting or spacing
-                    attrs = _attributes(rest)
-                    letters = letters or attrs.get(b"r", b"").rstrip(b"0123456789")
-                    style = style or attrs.get(b"s", b"")
-                    kind = kind or attrs.get(b"t", b"")
-                if letters:
-                    col = columns.get(letters)
-                    if col is None:
-                        col = columns[letters] = _column(letters, row_number)
-                else:
-                    col += 1
-                    if col >= MAX_SHEET_COLUMNS:
-                        raise BadCell(f"row {row_number} has a cell past the last column Excel allows (XFD, "
-                                      "column 16,384)", row=row_number)
-                if other:
-                    value = _complex_cell(book, kind, other, style or style2)
-                    if value is None:
-                        continue
-                elif v:
-                    if not kind:
-                        style = style or style2
-                        if style and (s := int(style)) in date_styles:
-                            if s in clock_styles:
-                                value = _serial(book, s, v)  # a time of day or a duration
-                            else:
-                                value = days.get(v)  # whole-day serials repeat: convert each once
-                                if value is None:
-                                    value = serial_to_datetime(float(v), date1904)
-                                    if v.isdigit() and len(days) < 100_000:
-                                        days[v] = value
-                        else:
-                            value = int(v) if v.isdigit() else float(v)
+        for letters, style, kind, style2, rest, v, text, other in _CELL.findall(piece, head_end):
+            if rest and b"=" in rest:  # attributes in an unusual order, quoting or spacing
+                attrs = _attributes(rest)
+                letters = letters or attrs.get(b"r", b"").rstrip(b"0123456789")
+                style = style or attrs.get(b"s", b"")
+                kind = kind or attrs.get(b"t", b"")
+            if letters:
+                col = columns.get(letters)
+                if col is None:
+                    col = columns[letters] = _column(letters, row_number)
+            else:
+                col += 1
+                if col >= MAX_SHEET_COLUMNS:
+                    raise BadCell(f"row {row_number} has a cell past the last column Excel allows (XFD, "
+                                  "column 16,384)", row=row_number)
+            if other:
+                value = _complex_cell(book, kind, other, style or style2)
+                if value is None:
+                    continue
+            elif v:
+                if not kind:
+                    style = style or style2
+                    if style and (s := int(style)) in date_styles:
+                        value = _date_cell(book, v, s)
                     else:
-                        value = _typed(book, kind, v, style or style2)
-                elif kind == b"inlineStr":
-                    value = _decode(text) if b"&" in text or b"_x" in text or len(text) > 32_767 else text.decode()
+                        value = int(v) if v.isdigit() else float(v)
                 else:
-                    continue  # an empty cell (style only)
-                if col == len(values):
+                    value = _typed(book, kind, v, style or style2)
+            elif kind == b"inlineStr":
+                value = _decode(text) if b"&" in text or b"_x" in text or len(text) > 32_767 else text.decode()
+            else:
+                continue  # an empty cell (style only)
+            if col == len(values):
+                values.append(value)
+            else:
+                if col > len(values):
+                    values.extend([None] * (col - len(values)))
                     values.append(value)
                 else:
-                    if col > len(values):
-                        values.extend([None] * (col - len(values)))
-                        values.append(value)
-                    else:
-                        values[col] = value
-            if values:
-                yield row_number, values
+                    values[col] = value
     except (ValueError, OverflowError) as exc:  # _CellProblem, or a value the fast path could not convert
         raise _bad_cell(exc, col, row_number, v) from None
-    return row_number
+    return values

@@ -1,0 +1,425 @@
+/* The import's hot loop in C: the cells of one worksheet row -> a list of values indexed by column.
+ *
+ * scan(piece, start, book) -> list | None
+ *
+ *   piece  the row's XML (bytes), its cells starting at ``start`` (just past the row head)
+ *   book   what the workbook tells about its cells (reader._scan_context), a tuple:
+ *          strings    the shared strings table (list of str)
+ *          styles     one byte per style index: 0 a plain number, 1 a date, 2 a time of day or a duration
+ *          epoch      the ordinal of day 0 (datetime.toordinal)
+ *          date1904   whether serials count from 1904 (else 1900, with Excel's phantom 1900-02-29)
+ *          date_cell  date_cell(raw, style) -> the value of a number in a date style that is not read here
+ *          decode     decode(raw) -> the text of XML text that is not read here (escapes, references, long)
+ *
+ * It reads only the cells that programs write in the usual way (the ones reader._CELL's fast groups take) and
+ * gives exactly the values the Python loop in reader._block_rows gives. Anything else (formulas, rich text,
+ * character references, single quotes, a value it cannot convert, a cell past column XFD, ...) returns None:
+ * the row is then read by that Python loop, which knows every form and says what is wrong at which cell. So this
+ * file holds no error message and no rule that the Python loop does not hold too; tests/formats/xlsx/test_cells.py
+ * compares the two on generated rows.
+ *
+ * Every read is checked against the end of ``piece``; a row's list grows to at most 16,384 slots.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <datetime.h>
+#include <math.h>
+#include <string.h>
+
+#define MAX_COLUMNS 16384
+#define MAX_TEXT 32767 /* bytes of text read here; longer texts take the Python loop (it counts characters) */
+
+enum kind { K_NONE, K_N, K_S, K_B, K_STR, K_INLINE, K_OTHER };
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+static int starts(const char *p, const char *end, const char *lit, Py_ssize_t n) {
+    return end - p >= n && memcmp(p, lit, n) == 0;
+}
+
+/* XML text -> str: UTF-8 with the five named entities; NULL (no exception) where the Python loop must decide. */
+static PyObject *text_of(const char *p, Py_ssize_t n) {
+    if (n > MAX_TEXT)
+        return NULL;
+    for (Py_ssize_t i = 0; i + 1 < n; i++)
+        if (p[i] == '_' && p[i + 1] == 'x') /* an escaped character (_x000D_): the Python loop unescapes */
+            return NULL;
+    const char *amp = memchr(p, '&', n);
+    PyObject *s;
+    if (amp == NULL) {
+        s = PyUnicode_DecodeUTF8(p, n, NULL);
+    } else {
+        char *buf = PyMem_Malloc(n);
+        Py_ssize_t out = 0, i = 0;
+        if (buf == NULL)
+            return NULL;
+        while (i < n) {
+            if (p[i] != '&') {
+                buf[out++] = p[i++];
+                continue;
+            }
+            const char *q = p + i + 1, *e = p + n;
+            if (starts(q, e, "amp;", 4)) buf[out++] = '&', i += 5;
+            else if (starts(q, e, "lt;", 3)) buf[out++] = '<', i += 4;
+            else if (starts(q, e, "gt;", 3)) buf[out++] = '>', i += 4;
+            else if (starts(q, e, "quot;", 5)) buf[out++] = '"', i += 6;
+            else if (starts(q, e, "apos;", 5)) buf[out++] = '\'', i += 6;
+            else {
+                PyMem_Free(buf);
+                return NULL; /* a character reference, or a stray "&" */
+            }
+        }
+        s = PyUnicode_DecodeUTF8(buf, out, NULL);
+        PyMem_Free(buf);
+    }
+    if (s == NULL)
+        PyErr_Clear();
+    return s;
+}
+
+/* XML text -> str, by text_of or else by the reader's own decode(); NULL (no exception) where it refuses the text
+ * (the Python loop then says why, at the cell), NULL with an exception on a failure of its own. */
+static PyObject *text_or_decode(const char *p, Py_ssize_t n, PyObject *decode) {
+    PyObject *s = text_of(p, n);
+    if (s != NULL || PyErr_Occurred())
+        return s;
+    PyObject *raw = PyBytes_FromStringAndSize(p, n);
+    if (raw == NULL)
+        return NULL;
+    s = PyObject_CallOneArg(decode, raw);
+    Py_DECREF(raw);
+    if (s == NULL && PyErr_ExceptionMatches(PyExc_ValueError))
+        PyErr_Clear();
+    return s;
+}
+
+/* A number's text as a double, where it is one float() reads the same way; 0 where it is not. */
+static int double_of(const char *p, Py_ssize_t n, double *out) {
+    char buf[64];
+    if (n == 0 || n >= (Py_ssize_t)sizeof buf)
+        return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'))
+            return 0; /* inf, nan, spaces, underscores: float() of the bytes decides, in Python */
+        buf[i] = c;
+    }
+    buf[n] = '\0';
+    char *stop;
+    *out = PyOS_string_to_double(buf, &stop, NULL);
+    if (stop != buf + n || (*out == -1.0 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* Days since 1970-01-01 -> year, month, day (the proleptic Gregorian calendar, as datetime's). */
+static void civil(long long z, int *y, int *m, int *d) {
+    z += 719468;
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    long long doe = z - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+/* cells.serial_to_datetime: the epoch + the serial in days, rounded to the millisecond (half to even, as
+ * round()); NULL (no exception) outside years 1 to 9999, where the Python loop says what is wrong. */
+static PyObject *datetime_of(double serial, long long epoch, int date1904) {
+    if (!date1904 && serial < 60)
+        serial += 1; /* Excel's phantom 1900-02-29: serials below 60 are one day off */
+    double ms = nearbyint(serial * 86400000.0);
+    if (!(ms > -1e15 && ms < 1e15))
+        return NULL;
+    long long whole = (long long)ms;
+    long long day = whole >= 0 ? whole / 86400000 : -((-whole + 86399999) / 86400000);
+    long long rest = whole - day * 86400000;
+    long long ordinal = epoch + day;
+    if (ordinal < 1 || ordinal > 3652059) /* 0001-01-01 .. 9999-12-31 */
+        return NULL;
+    int y, m, d;
+    civil(ordinal - 719163, &y, &m, &d); /* 719163: the ordinal of 1970-01-01 */
+    return PyDateTime_FromDateAndTime(y, m, d, (int)(rest / 3600000), (int)(rest / 60000 % 60),
+                                      (int)(rest / 1000 % 60), (int)(rest % 1000 * 1000));
+}
+
+/* A number's text as int or float, as int(v) if v.isdigit() else float(v) gives it; NULL (no exception) else. */
+static PyObject *number_of(const char *p, Py_ssize_t n) {
+    Py_ssize_t i = 0;
+    while (i < n && p[i] >= '0' && p[i] <= '9')
+        i++;
+    if (i == n && n > 0 && n <= 18) {
+        long long x = 0;
+        for (i = 0; i < n; i++)
+            x = x * 10 + (p[i] - '0');
+        return PyLong_FromLongLong(x);
+    }
+    if (i == n && n > 0)
+        return NULL; /* a long run of digits: int() there has its own limits */
+    double d;
+    if (!double_of(p, n, &d))
+        return NULL;
+    return PyFloat_FromDouble(d);
+}
+
+static PyObject *scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    PyObject *book = nargs == 3 ? args[2] : NULL;
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyTuple_Check(book) ||
+        PyTuple_GET_SIZE(book) != 6 || !PyList_Check(PyTuple_GET_ITEM(book, 0)) ||
+        !PyBytes_Check(PyTuple_GET_ITEM(book, 1)) || !PyLong_Check(PyTuple_GET_ITEM(book, 2))) {
+        PyErr_SetString(PyExc_TypeError, "scan(piece: bytes, start: int, book: tuple) with book = (strings: list, "
+                                         "styles: bytes, epoch: int, date1904: bool, date_cell, decode)");
+        return NULL;
+    }
+    const char *base = PyBytes_AS_STRING(args[0]);
+    const char *end = base + PyBytes_GET_SIZE(args[0]);
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    if (start < 0 || start > PyBytes_GET_SIZE(args[0])) {
+        PyErr_SetString(PyExc_ValueError, "start is outside the piece");
+        return NULL;
+    }
+    PyObject *strings = PyTuple_GET_ITEM(book, 0), *date_cell = PyTuple_GET_ITEM(book, 4);
+    PyObject *decode = PyTuple_GET_ITEM(book, 5);
+    const unsigned char *styles = (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(book, 1));
+    Py_ssize_t n_styles = PyBytes_GET_SIZE(PyTuple_GET_ITEM(book, 1));
+    long long epoch = PyLong_AsLongLong(PyTuple_GET_ITEM(book, 2));
+    int date1904 = PyObject_IsTrue(PyTuple_GET_ITEM(book, 3));
+    if ((epoch == -1 || date1904 < 0) && PyErr_Occurred())
+        return NULL;
+
+    PyObject *values = PyList_New(0);
+    if (values == NULL)
+        return NULL;
+    const char *p = base + start;
+    long col = -1;
+    for (;;) {
+        while (p < end && is_space(*p))
+            p++;
+        if (p == end)
+            return values;
+        if (!starts(p, end, "<c", 2) || end - p < 3 || !(is_space(p[2]) || p[2] == '>' || p[2] == '/'))
+            goto python;
+        p += 2;
+        /* Attributes: r, s and t in any order, each once, double-quoted, after a space; others are skipped. */
+        long ref = -1, style = -1;
+        enum kind kind = K_NONE;
+        int seen_r = 0, seen_s = 0, seen_t = 0, closed = 0;
+        for (;;) {
+            if (p == end)
+                goto python;
+            if (*p == '>') {
+                p++;
+                break;
+            }
+            if (*p == '/') {
+                if (!starts(p, end, "/>", 2))
+                    goto python;
+                p += 2;
+                closed = 1;
+                break;
+            }
+            if (!is_space(*p))
+                goto python;
+            while (p < end && is_space(*p))
+                p++;
+            if (p < end && (*p == '>' || *p == '/'))
+                continue;
+            const char *name = p;
+            while (p < end && (((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') || (*p >= '0' && *p <= '9') || *p == ':' ||
+                               *p == '.' || *p == '_' || *p == '-'))
+                p++;
+            Py_ssize_t name_len = p - name;
+            if (name_len == 0 || !starts(p, end, "=\"", 2))
+                goto python;
+            p += 2;
+            const char *value = p;
+            while (p < end && *p != '"' && *p != '<' && *p != '>')
+                p++;
+            if (p == end || *p != '"')
+                goto python;
+            Py_ssize_t value_len = p - value;
+            p++;
+            if (name_len != 1)
+                continue; /* cm, vm, ph, ...: not needed for the value */
+            if (*name == 'r') {
+                if (seen_r++)
+                    goto python;
+                Py_ssize_t i = 0;
+                long index = 0;
+                while (i < value_len && value[i] >= 'A' && value[i] <= 'Z')
+                    index = index * 26 + (value[i++] - 'A' + 1);
+                if (i == 0 || i > 3)
+                    goto python;
+                for (Py_ssize_t j = i; j < value_len; j++)
+                    if (value[j] < '0' || value[j] > '9')
+                        goto python;
+                if (index > MAX_COLUMNS)
+                    goto python;
+                ref = index - 1;
+            } else if (*name == 's') {
+                if (seen_s++ || value_len == 0 || value_len > 9)
+                    goto python;
+                style = 0;
+                for (Py_ssize_t j = 0; j < value_len; j++) {
+                    if (value[j] < '0' || value[j] > '9')
+                        goto python;
+                    style = style * 10 + (value[j] - '0');
+                }
+            } else if (*name == 't') {
+                if (seen_t++)
+                    goto python;
+                if (value_len == 1 && *value == 's') kind = K_S;
+                else if (value_len == 1 && *value == 'n') kind = K_N;
+                else if (value_len == 1 && *value == 'b') kind = K_B;
+                else if (value_len == 3 && memcmp(value, "str", 3) == 0) kind = K_STR;
+                else if (value_len == 9 && memcmp(value, "inlineStr", 9) == 0) kind = K_INLINE;
+                else goto python; /* e, d, or a type the Python loop reads as text */
+            }
+        }
+        col = ref >= 0 ? ref : col + 1;
+        if (col >= MAX_COLUMNS)
+            goto python;
+        /* Content: nothing, a plain <v>, or a plain inline <is><t>. */
+        const char *v = NULL, *text = NULL;
+        Py_ssize_t v_len = 0, text_len = 0;
+        if (!closed) {
+            if (starts(p, end, "</c>", 4)) {
+                p += 4;
+            } else if (starts(p, end, "<v>", 3)) {
+                v = p + 3;
+                const char *lt = memchr(v, '<', end - v);
+                if (lt == NULL || !starts(lt, end, "</v></c>", 8))
+                    goto python;
+                v_len = lt - v;
+                p = lt + 8;
+            } else if (starts(p, end, "<is><t", 6) && kind == K_INLINE) {
+                p += 6;
+                if (starts(p, end, " xml:space=\"preserve\">", 22))
+                    p += 22;
+                else if (starts(p, end, ">", 1))
+                    p += 1;
+                else
+                    goto python;
+                text = p;
+                const char *lt = memchr(text, '<', end - text);
+                if (lt == NULL || !starts(lt, end, "</t></is></c>", 13))
+                    goto python;
+                text_len = lt - text;
+                p = lt + 13;
+            } else {
+                goto python;
+            }
+        }
+        PyObject *value;
+        if (kind == K_INLINE) {
+            if (v_len > 0)
+                goto python; /* an inline string with a <v>: read as text by the Python loop */
+            value = text ? text_or_decode(text, text_len, decode) : PyUnicode_FromStringAndSize("", 0);
+            if (value == NULL)
+                goto python_or_fail;
+        } else if (v_len == 0) {
+            continue; /* no value: an empty cell (style only) */
+        } else if (kind == K_NONE || kind == K_N) {
+            if (style >= 0 && style < n_styles && styles[style]) {
+                double serial;
+                value = styles[style] == 1 && double_of(v, v_len, &serial) ? datetime_of(serial, epoch, date1904)
+                                                                           : NULL;
+                if (value == NULL && PyErr_Occurred())
+                    goto fail;
+                if (value == NULL) { /* a time of day, a duration, or a number read by float() */
+                    PyObject *raw = PyBytes_FromStringAndSize(v, v_len);
+                    PyObject *number = raw ? PyLong_FromLong(style) : NULL;
+                    value = number ? PyObject_CallFunctionObjArgs(date_cell, raw, number, NULL) : NULL;
+                    Py_XDECREF(raw);
+                    Py_XDECREF(number);
+                    if (value == NULL) {
+                        if (!PyErr_ExceptionMatches(PyExc_ValueError) && !PyErr_ExceptionMatches(PyExc_OverflowError))
+                            goto fail;
+                        PyErr_Clear(); /* not a date Excel can show: the Python loop says so at the cell */
+                        goto python;
+                    }
+                }
+            } else {
+                value = number_of(v, v_len);
+                if (value == NULL) {
+                    if (PyErr_Occurred())
+                        goto fail;
+                    goto python;
+                }
+            }
+        } else if (kind == K_S) {
+            Py_ssize_t index = 0;
+            if (v_len > 9)
+                goto python;
+            for (Py_ssize_t j = 0; j < v_len; j++) {
+                if (v[j] < '0' || v[j] > '9')
+                    goto python;
+                index = index * 10 + (v[j] - '0');
+            }
+            if (index >= PyList_GET_SIZE(strings))
+                goto python;
+            value = PyList_GET_ITEM(strings, index);
+            Py_INCREF(value);
+        } else if (kind == K_B) {
+            const char *a = v, *b = v + v_len; /* bytes.strip(): ASCII whitespace */
+            while (a < b && (is_space(*a) || *a == '\v' || *a == '\f'))
+                a++;
+            while (b > a && (is_space(b[-1]) || b[-1] == '\v' || b[-1] == '\f'))
+                b--;
+            int truth = (b - a == 1 && *a == '1') || (b - a == 4 && memcmp(a, "true", 4) == 0);
+            value = truth ? Py_True : Py_False;
+            Py_INCREF(value);
+        } else if (kind == K_STR) {
+            value = text_or_decode(v, v_len, decode);
+            if (value == NULL)
+                goto python_or_fail;
+        } else {
+            goto python;
+        }
+        /* Place it at its column: gaps hold None, a column written twice keeps the last value. */
+        Py_ssize_t have = PyList_GET_SIZE(values);
+        if (col < have) {
+            PyList_SetItem(values, col, value); /* steals value */
+            continue;
+        }
+        for (; have < col; have++)
+            if (PyList_Append(values, Py_None) < 0) {
+                Py_DECREF(value);
+                goto fail;
+            }
+        int failed = PyList_Append(values, value);
+        Py_DECREF(value);
+        if (failed < 0)
+            goto fail;
+    }
+python_or_fail:
+    if (PyErr_Occurred())
+        goto fail;
+python:
+    Py_DECREF(values);
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(values);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
+     "scan(piece, start, book) -> the row's values by column, or None where the Python reader must read the row"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_cells", NULL, 0, methods};
+
+PyMODINIT_FUNC PyInit__cells(void) {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL)
+        return NULL;
+    return PyModule_Create(&module);
+}
