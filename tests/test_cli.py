@@ -208,7 +208,7 @@ def test_the_startup_banner_hides_the_database_password(url: str, monkeypatch, c
 def test_on_off_flags_become_settings_and_absent_ones_leave_the_default(monkeypatch) -> None:
     monkeypatch.delenv("SHEETSTREAM_SPLIT_IMPORTS", raising=False)
     monkeypatch.delenv("SHEETSTREAM_DEFLATE_ADAPTIVE", raising=False)
-    given = _settings(argparse.Namespace(split_imports="off", deflate_adaptive="off"))
-    assert given.queue.split_imports is False and given.export.deflate_adaptive is False
+    given = _settings(argparse.Namespace(split_imports="on", deflate_adaptive="off"))
+    assert given.queue.split_imports is True and given.export.deflate_adaptive is False
     absent = _settings(argparse.Namespace())
-    assert absent.queue.split_imports is True and absent.export.deflate_adaptive is True
+    assert absent.queue.split_imports is False and absent.export.deflate_adaptive is True

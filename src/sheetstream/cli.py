@@ -42,7 +42,7 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-waiting", type=int, help="tasks that may wait for a worker before 429 (default 4 per worker)")
     serve.add_argument("--start-method", choices=config.START_METHODS, help="for --executor process")
     serve.add_argument("--split-imports", choices=["on", "off"],
-                       help="read an import's sheet in two processes (--executor process, PostgreSQL; default on)")
+                       help="read an import's sheet in two processes (--executor process, PostgreSQL; default off)")
     serve.add_argument("--tables", help="comma-separated allow-list of tables (env SHEETSTREAM_TABLES; default orders)")
     serve.add_argument("--deflate", choices=config.DEFLATERS, help="deflate library (default isal)")
     serve.add_argument("--deflate-level", type=int, help="deflate level (default 1)")

@@ -128,7 +128,7 @@ class Process:
     name = "process"
 
     def __init__(self, workers: int, start_method: str = "forkserver", memory_limit: int = 0,
-                 split_imports: bool = True):
+                 split_imports: bool = False):
         self.workers = workers
         # Only a worker process may fork a helper (.forked); the server's own process never does.
         self.split = forked_map if split_imports else None
@@ -262,7 +262,7 @@ class Process:
 
 
 def make_strategy(name: str, workers: int, start_method: str = "forkserver", max_pending: int = 8,
-                  memory_limit: int = 0, split_imports: bool = True) -> Strategy:
+                  memory_limit: int = 0, split_imports: bool = False) -> Strategy:
     """The strategy called ``name`` (one of :data:`sheetstream.config.STRATEGIES`)."""
     if name == "inline":
         return Inline()
