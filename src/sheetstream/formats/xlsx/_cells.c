@@ -12,7 +12,7 @@
  *          decode     decode(raw) -> the text of XML text that is not read here (escapes, references, long)
  *
  * It reads only the cells that programs write in the usual way (the ones reader._CELL's fast groups take) and
- * gives exactly the values the Python loop in reader._block_rows gives. Anything else (formulas, rich text,
+ * gives exactly the values the Python loop (reader._row_values) gives. Anything else (formulas, rich text,
  * character references, single quotes, a value it cannot convert, a cell past column XFD, ...) returns None:
  * the row is then read by that Python loop, which knows every form and says what is wrong at which cell. So this
  * file holds no error message and no rule that the Python loop does not hold too; tests/formats/xlsx/test_cells.py
