@@ -91,7 +91,8 @@ def test_a_worker_killed_mid_import_fails_the_job_with_503_and_writes_nothing(st
     store = open_store(store_url)
     table = "orders" if store_url.startswith("sqlite") else request.getfixturevalue("pg_table")
     seed(store, 10, table)
-    body = b"".join(write_xlsx(demo_rows(60_000), [c.name for c in ORDERS]))
+    # Enough rows that the import is still running when its first progress is seen (about 1.5 s of work).
+    body = b"".join(write_xlsx(demo_rows(200_000), [c.name for c in ORDERS]))
     settings = make_settings(tables=("orders", table), data_dir=tmp_path, strategy="process", workers=2)
     with live_server(create_app(settings, store)) as server:
         job = httpx.put(f"{server.url}/imports/{table}", content=body, params={"mode": "replace"},
