@@ -186,7 +186,10 @@ def _numeric(column: Column) -> Callable[[Any], Decimal]:
         if not d.is_finite():
             raise BadCell("is not a finite number")
         if exponent is not None:
-            q = d.quantize(exponent)
+            try:
+                q = d.quantize(exponent)
+            except InvalidOperation:  # more digits than Decimal's context holds (28): far past any column
+                raise BadCell(f"is too large for {kind}") from None
             if q != d:
                 raise BadCell(f"has more than {column.scale} decimal place(s); the column is {kind}")
             d = q
