@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import subprocess
 import sys
@@ -191,13 +192,34 @@ def test_serve_prints_a_one_time_admin_token_and_refuses_no_auth_off_loopback(tm
     assert refused.returncode == 2 and "--no-auth is refused on 0.0.0.0" in refused.stderr
 
 
+def test_the_printed_url_answers_as_soon_as_it_is_printed(tmp_path: Path) -> None:
+    """The banner comes once the server listens (after its first worker is ready), not before: a person or a
+    script that opens the URL the moment it appears is answered, never refused."""
+    port = free_port()
+    command = [sys.executable, "-m", "sheetstream.cli", "serve", "--data-dir", str(tmp_path), "--demo-rows", "50",
+               "--port", str(port), "--no-auth", "--executor", "process"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHEETSTREAM_")}
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = next(line for line in server.stdout if "page:" in line)
+        page = httpx.get(line.split("page:")[1].split()[0], timeout=10)
+        assert page.status_code == 200 and "<html" in page.text.lower()
+    finally:
+        server.terminate()
+        server.wait(15)
+
+
 @pytest.mark.parametrize("url", ["postgresql://app:s3cret@127.0.0.1:5432/test",
                                  "postgresql://app@127.0.0.1:5432/test?sslmode=disable&password=s3cret",
                                  "postgresql://app:s3/cr@t@127.0.0.1:5432/test"])
 def test_the_startup_banner_hides_the_database_password(url: str, monkeypatch, capsys) -> None:
     import uvicorn
 
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self, *args, **kwargs: None)  # the banner, not the serving
+    async def listening(self, sockets=None) -> None:  # the banner, not the serving
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "startup", listening)
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, *args, **kwargs: asyncio.run(self.startup()))
     monkeypatch.setenv("SHEETSTREAM_ADMIN_TOKEN", "sst_x")  # no token lookup: that database does not exist
     assert main(["serve", "--no-seed", "--database-url", url, "--port", "0"]) == 0
     out = capsys.readouterr().out

@@ -7,6 +7,7 @@ import asyncio
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from . import config
@@ -296,25 +297,31 @@ def _serve(args: argparse.Namespace) -> int:
     settings, token = start_token(settings, store)
     app = create_app(settings, store)
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
-    print(f"sheetstream serving {safe_url(store.url)} ({settings.queue.strategy} strategy)", flush=True)
+    banner = f"sheetstream serving {safe_url(store.url)} ({settings.queue.strategy} strategy)\n"
     if not settings.access.auth:
-        print(f"  page:   {url}\n  authentication is OFF (--no-auth): anyone on this machine is an admin", flush=True)
+        banner += f"  page:   {url}\n  authentication is OFF (--no-auth): anyone on this machine is an admin"
     elif token:
-        print(f"  page:   {url}?token={token}\n  (a one-time admin token for this run: open the page with this URL, "
-              f"or send 'Authorization: Bearer {token}')", flush=True)
+        banner += (f"  page:   {url}?token={token}\n  (a one-time admin token for this run: open the page with this URL, "
+                   f"or send 'Authorization: Bearer {token}')")
     else:
-        print(f"  page:   {url}  (sign in with a token: sheetstream token create NAME --grant orders:read)", flush=True)
-    _run_server(app, args.host, args.port, settings.lifecycle.drain_seconds)
+        banner += f"  page:   {url}  (sign in with a token: sheetstream token create NAME --grant orders:read)"
+    _run_server(app, args.host, args.port, settings.lifecycle.drain_seconds, lambda: print(banner, flush=True))
     return 0
 
 
-def _run_server(app, host: str, port: int, drain_seconds: float) -> None:
+def _run_server(app, host: str, port: int, drain_seconds: float, listening: Callable[[], None]) -> None:
     """uvicorn, telling the app the moment SIGTERM (or SIGINT) arrives: it stops admitting work then, and its
     drain deadline counts from then. uvicorn's own graceful shutdown (open requests) gets the same deadline;
-    running jobs are drained after it, in the app's lifespan (server/lifecycle.py)."""
+    running jobs are drained after it, in the app's lifespan (server/lifecycle.py). ``listening()`` is called
+    once the app has started and the socket listens: a URL printed then answers at once."""
     import uvicorn
 
     class DrainingServer(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                listening()
+
         def handle_exit(self, sig: int, frame) -> None:
             app.state.lifecycle.drain()
             super().handle_exit(sig, frame)
