@@ -200,3 +200,47 @@ def test_a_workbook_reads_the_same_with_and_without_the_scanner(tmp_path: Path, 
 @pytest.mark.skipif(os.environ.get("CI") != "true", reason="checked under CI=true, where a C compiler is installed")
 def test_ci_builds_the_scanner():
     assert scan is not None, "the compiled cell scanner was not built: the import reads at a third of its speed"
+
+
+# Shared strings: the scanner's reading of a block against the regular expression's, string by string.
+_si_texts = st.one_of(texts, st.sampled_from([b"<![CDATA[x<y]]>", b"a\xffb"]))
+_sis = st.one_of(
+    _si_texts.map(lambda t: b"<si><t>" + t + b"</t></si>"),
+    _si_texts.map(lambda t: b'<si><t xml:space="preserve">' + t + b"</t></si>"),
+    st.sampled_from([b"<si/>", b"<si></si>", b"<si><t/></si>", b'<si count="1"><t>a</t></si>', b"<si ><t>b</t></si>",
+                     b"<si><r><t>rich </t></r><r><rPr><b/></rPr><t>text</t></r></si>",
+                     b'<si><t>kana</t><rPh sb="0" eb="1"><t>\xe3\x82\xab</t></rPh></si>', b"<si><t>a</t><t>b</t></si>",
+                     b"<si><t>unended</t>", b"<sil/>", b"<si", b"\n  ", b'<sst xmlns="x" count="3">', b"</sst>",
+                     b"<si><t>a</t><si><t>b</t></si>"]),
+)
+
+
+def _texts_both_ways(block: bytes, monkeypatch: pytest.MonkeyPatch):
+    def read():
+        try:
+            return reader_module._shared_texts(block, 7)
+        except XlsxError as exc:
+            return f"{type(exc).__name__}: {exc}"
+
+    compiled = read()
+    with monkeypatch.context() as patched:
+        patched.setattr(reader_module, "_shared_scan", None)
+        python = read()
+    return compiled, python
+
+
+@needs_scanner
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(block=st.lists(_sis, max_size=10).map(b"".join))
+def test_the_scanner_reads_shared_strings_as_the_regex_does(block: bytes, monkeypatch: pytest.MonkeyPatch):
+    compiled, python = _texts_both_ways(block, monkeypatch)
+    assert compiled == python
+
+
+@needs_scanner
+def test_plain_shared_strings_are_read_by_the_scanner():
+    block = (b'<sst count="4"><si><t>plain</t></si><si><t xml:space="preserve"> a &amp; b </t></si><si/>'
+             b"<si><t>bell_x0007_</t></si><si><r><t>rich</t></r></si>")
+    assert reader_module._shared_scan(block, reader_module._decode) == ["plain", " a & b ", "", "bell\x07",
+                                                                        b"<r><t>rich</t></r>"]

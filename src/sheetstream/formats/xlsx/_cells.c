@@ -1,4 +1,5 @@
-/* The import's hot loop in C: the cells of one worksheet row -> a list of values indexed by column.
+/* The import's hot loops in C: the cells of one worksheet row -> a list of values indexed by column, and a block
+ * of the shared strings table -> its texts.
  *
  * scan(piece, start, book) -> list | None
  *
@@ -18,7 +19,17 @@
  * file holds no error message and no rule that the Python loop does not hold too; tests/formats/xlsx/test_cells.py
  * compares the two on generated rows.
  *
- * Every read is checked against the end of ``piece``; a row's list grows to at most 16,384 slots.
+ * shared(block, decode) -> list | None
+ *
+ *   block   a block of the shared strings part (reader._blocks: whole <si> elements)
+ *   decode  as above
+ *
+ * The block's strings in order, as reader._SI finds them: a str for each plain <si><t>...</t></si> (the forms Excel
+ * and most libraries write), the raw content (bytes) of any other <si> for the Python code to read (rich text,
+ * phonetic runs, a text it refuses); None where the block holds something read differently by the regular
+ * expression (a stray <si, an element that does not end), which then reads the whole block.
+ *
+ * Every read is checked against the end of its buffer; a row's list grows to at most 16,384 slots.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -167,6 +178,7 @@ static PyObject *number_of(const char *p, Py_ssize_t n) {
 }
 
 static PyObject *scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
     PyObject *book = nargs == 3 ? args[2] : NULL;
     if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyTuple_Check(book) ||
         PyTuple_GET_SIZE(book) != 6 || !PyList_Check(PyTuple_GET_ITEM(book, 0)) ||
@@ -409,9 +421,87 @@ fail:
     return NULL;
 }
 
+static int is_word(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static const char *find(const char *p, const char *end, const char *lit, Py_ssize_t n) {
+    while (end - p >= n) {
+        const char *lt = memchr(p, lit[0], end - p - n + 1);
+        if (lt == NULL)
+            return NULL;
+        if (memcmp(lt, lit, n) == 0)
+            return lt;
+        p = lt + 1;
+    }
+    return NULL;
+}
+
+static PyObject *shared(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 2 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "shared(block: bytes, decode)");
+        return NULL;
+    }
+    const char *p = PyBytes_AS_STRING(args[0]), *end = p + PyBytes_GET_SIZE(args[0]);
+    PyObject *decode = args[1];
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (;;) {
+        const char *si = find(p, end, "<si", 3);
+        if (si == NULL)
+            return out;
+        const char *a = si + 3, *k = a;
+        if (a < end && is_word(*a))
+            goto python; /* <sil...: not a string element, and the regex skips it its own way */
+        while (k < end && *k != '<' && *k != '>')
+            k++;
+        if (k == end || *k == '<')
+            goto python;
+        PyObject *item;
+        if (k > a && k[-1] == '/') { /* <si/> */
+            item = PyUnicode_FromStringAndSize("", 0);
+            p = k + 1;
+        } else {
+            const char *c = k + 1, *e = find(c, end, "</si>", 5);
+            if (e == NULL || find(c, e, "<si", 3) != NULL)
+                goto python;
+            const char *t = NULL;
+            if (starts(c, e, "<t>", 3))
+                t = c + 3;
+            else if (starts(c, e, "<t xml:space=\"preserve\">", 24))
+                t = c + 24;
+            const char *lt = t ? memchr(t, '<', e - t) : NULL;
+            item = NULL;
+            if (lt != NULL && lt == e - 4 && starts(lt, e, "</t>", 4)) {
+                item = text_or_decode(t, lt - t, decode);
+                if (item == NULL && PyErr_Occurred()) {
+                    Py_DECREF(out);
+                    return NULL;
+                }
+            }
+            if (item == NULL) /* rich text, phonetic runs, or a text refused: the Python code reads it */
+                item = e == c ? PyUnicode_FromStringAndSize("", 0) : PyBytes_FromStringAndSize(c, e - c);
+            p = e + 5;
+        }
+        if (item == NULL || PyList_Append(out, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+python:
+    Py_DECREF(out);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(piece, start, book) -> the row's values by column, or None where the Python reader must read the row"},
+    {"shared", (PyCFunction)(void (*)(void))shared, METH_FASTCALL,
+     "shared(block, decode) -> the block's shared strings (str, or bytes for the Python code to read), or None"},
     {NULL, NULL, 0, NULL},
 };
 

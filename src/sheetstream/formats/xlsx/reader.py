@@ -54,10 +54,11 @@ from .cells import (
 )
 from .errors import BadCell, BadWorkbook, NotAWorkbook, PasswordProtected, UnsafeXml, WorkbookTooLarge
 
-try:  # the compiled cell scanner (_cells.c); optional: without it, every row is read by _row_values
+try:  # the compiled cell scanner (_cells.c); optional: without it, rows and strings are read in Python
     from ._cells import scan as _scan
+    from ._cells import shared as _shared_scan
 except ImportError:  # pragma: no cover
-    _scan = None
+    _scan = _shared_scan = None
 
 _BLOCK = 1 << 20
 
@@ -734,25 +735,23 @@ def _rich_text(content: bytes) -> str:
 _SHARED_MIN_BYTES = 12
 
 
+_SI = re.compile(rb"<si\b[^<>]*?(?:/>|>((?:[^<]++|<(?!si[\s>/]))*?)</si>)")
+
+
 def _read_shared_strings(book: Workbook) -> list[str]:
     strings: list[str] = []
     chars = seen = 0
     limits = book.limits
-    si = re.compile(rb"<si\b[^<>]*?(?:/>|>((?:[^<]++|<(?!si[\s>/]))*?)</si>)")
     for block in _blocks(book, book.shared_strings_path or "", b"<si", None, "shared string"):
         seen += len(block)
-        for m in si.finditer(block):
-            try:
-                text = _rich_text(m.group(1)) if m.group(1) else ""
-            except _CellProblem as exc:
-                raise BadWorkbook(f"shared string {len(strings)} cannot be read: {exc}") from None
-            chars += len(text)
-            if chars > limits.max_shared_chars:
-                raise WorkbookTooLarge(
-                    f"the shared strings table holds over {limits.max_shared_chars:,} characters, more than this "
-                    "server keeps in memory; save the sheet with fewer distinct texts or split it"
-                )
-            strings.append(text)
+        texts = _shared_texts(block, len(strings))
+        chars += sum(map(len, texts))
+        if chars > limits.max_shared_chars:
+            raise WorkbookTooLarge(
+                f"the shared strings table holds over {limits.max_shared_chars:,} characters, more than this "
+                "server keeps in memory; save the sheet with fewer distinct texts or split it"
+            )
+        strings += texts
         if len(strings) > limits.max_shared_strings or len(strings) > seen // _SHARED_MIN_BYTES + 10_000:
             raise WorkbookTooLarge(
                 f"the shared strings table holds over {min(len(strings), limits.max_shared_strings):,} strings"
@@ -760,6 +759,21 @@ def _read_shared_strings(book: Workbook) -> list[str]:
                    else ", more than this server keeps in memory; save the sheet with fewer distinct texts or split it")
             )
     return strings
+
+
+def _shared_texts(block: bytes, first: int) -> list[str]:
+    """The texts of a block of shared strings, the first being string number ``first``: plain ones read by the
+    compiled scanner where it is built, the others (and every one, where it is not) by :func:`_rich_text`."""
+    found = _shared_scan(block, _decode) if _shared_scan is not None else None
+    if found is None:
+        found = [m.group(1) or "" for m in _SI.finditer(block)]
+    for i, item in enumerate(found):
+        if type(item) is bytes:
+            try:
+                found[i] = _rich_text(item)
+            except _CellProblem as exc:
+                raise BadWorkbook(f"shared string {first + i} cannot be read: {exc}") from None
+    return found
 
 
 def _shared(book: Workbook, raw: bytes) -> str:
