@@ -189,6 +189,9 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                          help="interleaved repeats of each size's cases; ratios are taken pair by pair (default 5)")
     imports.add_argument("--openpyxl-max", type=int, default=200_000,
                          help="skip the (slow) openpyxl cases above this many rows")
+    imports.add_argument("--writer", choices=["sheetstream", "xlsxwriter"], default="sheetstream",
+                         help="who writes the workbook: sheetstream (inline strings) or XlsxWriter (shared strings "
+                         "and cell references, as Excel writes; default %(default)s)")
     imports.add_argument("--out", type=Path, default=Path("bench-results/import.json"))
     imports.set_defaults(run=_lazy("bench.imports", "run"))
 

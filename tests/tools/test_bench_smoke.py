@@ -49,6 +49,18 @@ def test_bench_import_tiny(tmp_path: Path) -> None:
     assert "time / sheetstream" in report
 
 
+def test_bench_import_reads_a_workbook_written_as_excel_writes_one(tmp_path: Path) -> None:
+    """``--writer xlsxwriter``: shared strings and a reference on every cell; every case reads all its rows."""
+    peers = ["calamine-copy"] if installed("python-calamine") else []
+    out = tmp_path / "import.json"
+    assert main(["bench", "import", "--rows", "300", "--databases", "sqlite", "--repeats", "1", "--writer",
+                 "xlsxwriter", "--openpyxl-max", "0", "--peers", ",".join(peers) or "none", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["writer"] == "xlsxwriter" and {r["case"] for r in results["import"]} == {"sheetstream", *peers}
+    assert all("error" not in r and r["rows_done"] == 300 for r in results["import"] + results["parse"])
+    assert "written by XlsxWriter" in out.with_suffix(".md").read_text()
+
+
 def test_bench_export_tiny(tmp_path: Path) -> None:
     peers = [p for p, package in (("xlsxwriter", "xlsxwriter"), ("rustpy-xlsxwriter", "rustpy-xlsxwriter"))
              if installed(package)]

@@ -17,6 +17,7 @@ import functools
 import tempfile
 import threading
 import time
+from datetime import date, datetime
 from pathlib import Path
 
 import httpx
@@ -47,16 +48,15 @@ def run(args: argparse.Namespace) -> int:
         console.print(str(exc))
         return 2
     packages = ["openpyxl", "psycopg", *(p for needs in NEEDS.values() for p in needs)]
-    results = new_results(args.repeats, packages, {"baseline": BASELINE, "parse": [], "import": [], "skipped": []})
+    results = new_results(args.repeats, packages, {"baseline": BASELINE, "writer": args.writer, "parse": [],
+                                                   "import": [], "skipped": []})
     databases = [d for d in args.databases.split(",") if d]
     with tempfile.TemporaryDirectory(prefix="sheetstream-bench-import-") as tmp, \
             machine_load.LoadWatch() as whole:
         work = Path(tmp)
         for rows in args.rows:
             path = work / f"orders-{rows}.xlsx"
-            with open(path, "wb") as f:
-                for chunk in write_xlsx(demo_rows(rows), [c.name for c in ORDERS], sheet_name="orders"):
-                    f.write(chunk)
+            WRITERS[args.writer](path, rows)
             size = path.stat().st_size
             console.log(f"{rows:,} rows: file of {size / 1e6:.1f} MB")
             parsers = [p for p in PARSERS if p != "openpyxl-parse" or rows <= args.openpyxl_max]
@@ -102,6 +102,38 @@ def run(args: argparse.Namespace) -> int:
     }
     save(args.out, results, markdown(results), console)
     return 0
+
+
+def _sheetstream_file(path: Path, rows: int) -> None:
+    with open(path, "wb") as f:
+        for chunk in write_xlsx(demo_rows(rows), [c.name for c in ORDERS], sheet_name="orders"):
+            f.write(chunk)
+
+
+def _xlsxwriter_file(path: Path, rows: int) -> None:
+    """The demo rows as Excel writes a sheet: shared strings, a reference on every cell, dates in date styles."""
+    import xlsxwriter
+
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("orders")
+    styles = {datetime: book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"}),
+              date: book.add_format({"num_format": "yyyy-mm-dd"})}
+    sheet.write_row(0, 0, [c.name for c in ORDERS])
+    for r, row in enumerate(demo_rows(rows), 1):
+        for c, value in enumerate(row):
+            if type(value) in styles:
+                sheet.write_datetime(r, c, value, styles[type(value)])
+            elif isinstance(value, str):
+                sheet.write_string(r, c, value)  # never a formula or a URL, whatever the text
+            elif value is not None:
+                sheet.write(r, c, value)
+    book.close()
+
+
+_WRITTEN = {"sheetstream": "written by sheetstream (inline strings, no cell references)",
+            "xlsxwriter": "written by XlsxWriter, as Excel writes one (shared strings, a reference on every cell)"}
+#: ``--writer``: who writes the workbook the cases read.
+WRITERS = {"sheetstream": _sheetstream_file, "xlsxwriter": _xlsxwriter_file}
 
 
 def _group(r: dict) -> str:
@@ -265,6 +297,7 @@ def markdown(results: dict) -> str:
              "Machine: " + ", ".join(f"{k} {v}" for k, v in results["machine"].items()), "",
              "Versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in results["versions"].items()), ""]
     lines += machine_load.markdown(results.get("load", {}))
+    lines += [f"The workbook: {_WRITTEN[results.get('writer', 'sheetstream')]}.", ""]
     lines += [f"Each size's cases ran interleaved, {n} time(s) each; figures are medians with the (min-max) range. "
               "A ratio is the case's time divided by the baseline's in the same repeat, then summarised: on a busy "
               "machine the ratio is the figure to read, not the seconds.", ""]
