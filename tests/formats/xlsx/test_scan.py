@@ -191,6 +191,7 @@ def test_a_workbook_reads_the_same_with_and_without_the_scanner(tmp_path: Path, 
     with open_workbook(path) as book:
         compiled = list(book.rows())
     monkeypatch.setattr(reader_module, "_scan", None)
+    monkeypatch.setattr(reader_module, "_scan_rows", None)
     with open_workbook(path) as book:
         python = list(book.rows())
     assert [(n, _typed(v)) for n, v in compiled] == [(n, _typed(v)) for n, v in python]
@@ -244,3 +245,62 @@ def test_plain_shared_strings_are_read_by_the_scanner():
              b"<si><t>bell_x0007_</t></si><si><r><t>rich</t></r></si>")
     assert reader_module._shared_scan(block, reader_module._decode) == ["plain", " a & b ", "", "bell\x07",
                                                                         b"<r><t>rich</t></r>"]
+
+
+# Whole blocks: the rows in C (``rows``) against the Python loop, numbering included.
+_heads = st.sampled_from(['<row r="{n}">', "<row>", '<row r="{n}" spans="1:3">', "<row spans='1:2'  r = '{n}' >",
+                          '<row r="{n}"/>', "<row/>", '<row r="0">', '<row r="1048577">', '<row r=" {n}">',
+                          '<row r="x">', '<row\tr="{n}">', "<row r={n}>", '<row customHeight="1" r="{n}">'])
+
+
+@st.composite
+def blocks(draw) -> bytes:
+    out, n = [], 0
+    for _ in range(draw(st.integers(0, 6))):
+        n += draw(st.sampled_from([1, 1, 2, 9]))
+        head = draw(_heads).format(n=n).encode()
+        body = b"" if head.endswith(b"/>") else b"".join(draw(st.lists(cells(), max_size=4))) + b"</row>"
+        out.append(draw(st.sampled_from([b"", b"\n", b"<c><v>1</v></c>"])) + head + body)
+    return b"".join(out) + draw(st.sampled_from([b"", b"<c><v>1</v></c>"]))  # after the last row: not a cell
+
+
+def _rows_both_ways(block: bytes, previous: int, monkeypatch: pytest.MonkeyPatch):
+    def read():
+        rows = reader_module._block_rows(_book(), block, previous)
+        found = []
+        try:
+            while True:
+                number, values = next(rows)
+                found.append((number, _typed(values)))
+        except StopIteration as stop:
+            return found, stop.value
+        except XlsxError as exc:
+            return found, f"{type(exc).__name__}: {exc}"
+
+    compiled = read()
+    with monkeypatch.context() as patched:
+        patched.setattr(reader_module, "_scan_rows", None)
+        patched.setattr(reader_module, "_scan", None)
+        python = read()
+    return compiled, python
+
+
+@needs_scanner
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(block=blocks(), previous=st.sampled_from([0, 5, 1_048_575]))
+def test_the_scanner_reads_a_block_of_rows_as_the_python_loop_does(block: bytes, previous: int,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    compiled, python = _rows_both_ways(block, previous, monkeypatch)
+    if isinstance(python[1], str):  # a refused row: the same error, after the same rows (where both give them)
+        assert compiled[1] == python[1]
+    else:
+        assert compiled == python
+
+
+@needs_scanner
+def test_usual_rows_are_read_by_the_scanner(monkeypatch: pytest.MonkeyPatch):
+    block = (b'<row r="2" spans="1:2"><c r="A2"><v>1</v></c></row><row><c><v>2</v></c></row>'
+             b'<row r="7"/><row r="9"><c r="B9" t="inlineStr"><is><t>x</t></is></c></row>')
+    found, last, rest = reader_module._scan_rows(block, 1, reader_module._scan_context(_book()), None)
+    assert (found, last, rest) == ([(2, [1]), (3, [2]), (9, [None, "x"])], 9, len(block))

@@ -1,5 +1,7 @@
-/* The import's hot loops in C: the cells of one worksheet row -> a list of values indexed by column, and a block
- * of the shared strings table -> its texts.
+/* The import's hot loops in C: a block of worksheet rows -> each row's values indexed by column, and a block of
+ * the shared strings table -> its texts.
+ *
+ * rows(block, previous, book, row_values) -> (rows, last, rest): a block's rows (below, beside the function).
  *
  * scan(piece, start, book) -> list | None
  *
@@ -38,6 +40,7 @@
 #include <string.h>
 
 #define MAX_COLUMNS 16384
+#define MAX_ROWS 1048576
 #define MAX_TEXT 32767 /* bytes of text read here; longer texts take the Python loop (it counts characters) */
 
 enum kind { K_NONE, K_N, K_S, K_B, K_STR, K_INLINE, K_OTHER };
@@ -46,6 +49,22 @@ static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == 
 
 static int starts(const char *p, const char *end, const char *lit, Py_ssize_t n) {
     return end - p >= n && memcmp(p, lit, n) == 0;
+}
+
+static int is_word(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+static const char *find(const char *p, const char *end, const char *lit, Py_ssize_t n) {
+    while (end - p >= n) {
+        const char *lt = memchr(p, lit[0], end - p - n + 1);
+        if (lt == NULL)
+            return NULL;
+        if (memcmp(lt, lit, n) == 0)
+            return lt;
+        p = lt + 1;
+    }
+    return NULL;
 }
 
 /* XML text -> str: UTF-8 with the five named entities; NULL (no exception) where the Python loop must decide. */
@@ -177,38 +196,45 @@ static PyObject *number_of(const char *p, Py_ssize_t n) {
     return PyFloat_FromDouble(d);
 }
 
-static PyObject *scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    (void)module;
-    PyObject *book = nargs == 3 ? args[2] : NULL;
-    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1]) || !PyTuple_Check(book) ||
-        PyTuple_GET_SIZE(book) != 6 || !PyList_Check(PyTuple_GET_ITEM(book, 0)) ||
-        !PyBytes_Check(PyTuple_GET_ITEM(book, 1)) || !PyLong_Check(PyTuple_GET_ITEM(book, 2))) {
-        PyErr_SetString(PyExc_TypeError, "scan(piece: bytes, start: int, book: tuple) with book = (strings: list, "
-                                         "styles: bytes, epoch: int, date1904: bool, date_cell, decode)");
-        return NULL;
-    }
-    const char *base = PyBytes_AS_STRING(args[0]);
-    const char *end = base + PyBytes_GET_SIZE(args[0]);
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
-    if (start == -1 && PyErr_Occurred())
-        return NULL;
-    if (start < 0 || start > PyBytes_GET_SIZE(args[0])) {
-        PyErr_SetString(PyExc_ValueError, "start is outside the piece");
-        return NULL;
-    }
-    PyObject *strings = PyTuple_GET_ITEM(book, 0), *date_cell = PyTuple_GET_ITEM(book, 4);
-    PyObject *decode = PyTuple_GET_ITEM(book, 5);
-    const unsigned char *styles = (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(book, 1));
-    Py_ssize_t n_styles = PyBytes_GET_SIZE(PyTuple_GET_ITEM(book, 1));
-    long long epoch = PyLong_AsLongLong(PyTuple_GET_ITEM(book, 2));
-    int date1904 = PyObject_IsTrue(PyTuple_GET_ITEM(book, 3));
-    if ((epoch == -1 || date1904 < 0) && PyErr_Occurred())
-        return NULL;
+struct book {
+    PyObject *strings, *date_cell, *decode;
+    const unsigned char *styles;
+    Py_ssize_t n_styles;
+    long long epoch;
+    int date1904;
+};
 
+/* The book tuple (reader._scan_context) -> struct book; -1 with TypeError when it is not one. */
+static int book_of(PyObject *tuple, struct book *book) {
+    if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) != 6 || !PyList_Check(PyTuple_GET_ITEM(tuple, 0)) ||
+        !PyBytes_Check(PyTuple_GET_ITEM(tuple, 1)) || !PyLong_Check(PyTuple_GET_ITEM(tuple, 2))) {
+        PyErr_SetString(PyExc_TypeError, "book = (strings: list, styles: bytes, epoch: int, date1904: bool, "
+                                         "date_cell, decode)");
+        return -1;
+    }
+    book->strings = PyTuple_GET_ITEM(tuple, 0);
+    book->styles = (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(tuple, 1));
+    book->n_styles = PyBytes_GET_SIZE(PyTuple_GET_ITEM(tuple, 1));
+    book->epoch = PyLong_AsLongLong(PyTuple_GET_ITEM(tuple, 2));
+    book->date1904 = PyObject_IsTrue(PyTuple_GET_ITEM(tuple, 3));
+    book->date_cell = PyTuple_GET_ITEM(tuple, 4);
+    book->decode = PyTuple_GET_ITEM(tuple, 5);
+    if ((book->epoch == -1 || book->date1904 < 0) && PyErr_Occurred())
+        return -1;
+    return 0;
+}
+
+/* The cells in [p, end) -> the row's values by column; Py_None where the Python loop must read the row;
+ * NULL on a failure of its own. */
+static PyObject *cells(const char *p, const char *end, const struct book *book) {
+    PyObject *strings = book->strings, *date_cell = book->date_cell, *decode = book->decode;
+    const unsigned char *styles = book->styles;
+    Py_ssize_t n_styles = book->n_styles;
+    long long epoch = book->epoch;
+    int date1904 = book->date1904;
     PyObject *values = PyList_New(0);
     if (values == NULL)
         return NULL;
-    const char *p = base + start;
     long col = -1;
     for (;;) {
         while (p < end && is_space(*p))
@@ -421,19 +447,125 @@ fail:
     return NULL;
 }
 
-static int is_word(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+static PyObject *scan(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    struct book book;
+    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "scan(piece: bytes, start: int, book: tuple)");
+        return NULL;
+    }
+    if (book_of(args[2], &book) < 0)
+        return NULL;
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), size = PyBytes_GET_SIZE(args[0]);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    if (start < 0 || start > size) {
+        PyErr_SetString(PyExc_ValueError, "start is outside the piece");
+        return NULL;
+    }
+    const char *base = PyBytes_AS_STRING(args[0]);
+    return cells(base + start, base + size, &book);
 }
 
-static const char *find(const char *p, const char *end, const char *lit, Py_ssize_t n) {
-    while (end - p >= n) {
-        const char *lt = memchr(p, lit[0], end - p - n + 1);
-        if (lt == NULL)
-            return NULL;
-        if (memcmp(lt, lit, n) == 0)
-            return lt;
-        p = lt + 1;
+static const char *rfind(const char *p, const char *end, const char *lit, Py_ssize_t n) {
+    for (const char *q = end - n; q >= p; q--)
+        if (*q == lit[0] && memcmp(q, lit, n) == 0)
+            return q;
+    return NULL;
+}
+
+/* A row head's number as reader._block_rows reads it: its r="digits", else the row after ``previous``; 0 where
+ * the Python loop must read the head (r written another way, a number it must refuse). */
+static long row_number_of(const char *head, const char *end, long previous) {
+    const char *r = find(head, end, " r=\"", 4);
+    if (r != NULL) {
+        long n = 0;
+        const char *q = r + 4;
+        for (; q < end && *q >= '0' && *q <= '9' && n <= MAX_ROWS; q++)
+            n = n * 10 + (*q - '0');
+        return q < end && *q == '"' && q > r + 4 && n >= 1 && n <= MAX_ROWS ? n : 0;
     }
+    for (const char *q = head + 4; q + 1 < end; q++) /* an r attribute in other quotes or spacing */
+        if ((is_space(*q) || *q == '\v' || *q == '\f') && q[1] == 'r') {
+            const char *e = q + 2;
+            while (e < end && (is_space(*e) || *e == '\v' || *e == '\f'))
+                e++;
+            if (e < end && *e == '=')
+                return 0;
+        }
+    return previous < MAX_ROWS ? previous + 1 : 0;
+}
+
+/* rows(block, previous, book, row_values) -> (rows, last, rest): the rows of a block as reader._block_rows gives
+ * them, ``(number, values)`` for each row with a value, up to the first row whose head (or an empty row before
+ * it) the Python loop must read: it goes on from offset ``rest`` (the block's length when all is read), after the
+ * row numbered ``last``. A row whose cells ``cells`` leaves to Python is read by row_values(piece, head_end,
+ * number), whose errors are raised as they are. */
+static PyObject *rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    struct book book;
+    if (nargs != 4 || !PyBytes_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "rows(block: bytes, previous: int, book: tuple, row_values)");
+        return NULL;
+    }
+    if (book_of(args[2], &book) < 0)
+        return NULL;
+    long previous = PyLong_AsLong(args[1]);
+    if (previous == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *row_values = args[3];
+    const char *base = PyBytes_AS_STRING(args[0]), *end = base + PyBytes_GET_SIZE(args[0]);
+    const char *piece = base;
+    PyObject *found = PyList_New(0);
+    if (found == NULL)
+        return NULL;
+    while (piece < end) {
+        const char *close = find(piece, end, "</row>", 6);
+        const char *stop = close ? close : end;
+        const char *next = close ? close + 6 : end;
+        const char *start = rfind(piece, stop, "<row", 4);
+        if (start == NULL) {
+            piece = next;
+            continue;
+        }
+        /* Empty rows (<row .../>) before this one count too, as reader._numbered counts them. */
+        long number = previous;
+        for (const char *x = find(piece, start, "<row", 4); x != NULL && number != 0; x = find(x + 4, start, "<row", 4)) {
+            const char *empty_end = x + 4 < start && !is_word(x[4]) ? memchr(x, '>', start - x) : NULL;
+            number = empty_end ? row_number_of(x, empty_end, number) : 0;
+        }
+        const char *head_end = number ? memchr(start, '>', stop - start) : NULL;
+        number = head_end ? row_number_of(start, head_end, number) : 0;
+        if (number == 0)
+            break; /* a head the Python loop reads (and may refuse): it goes on from this piece */
+        previous = number;
+        if (head_end > start && head_end[-1] == '/') { /* <row .../>: an empty row */
+            piece = next;
+            continue;
+        }
+        PyObject *values = cells(head_end + 1, stop, &book);
+        if (values == Py_None) {
+            Py_DECREF(values);
+            values = PyObject_CallFunction(row_values, "y#nl", piece, (Py_ssize_t)(stop - piece),
+                                           (Py_ssize_t)(head_end - piece), number);
+        }
+        if (values == NULL)
+            goto fail;
+        if (PyObject_IsTrue(values)) {
+            PyObject *row = Py_BuildValue("(lO)", number, values);
+            if (row == NULL || PyList_Append(found, row) < 0) {
+                Py_XDECREF(row);
+                Py_DECREF(values);
+                goto fail;
+            }
+            Py_DECREF(row);
+        }
+        Py_DECREF(values);
+        piece = next;
+    }
+    return Py_BuildValue("(Nln)", found, previous, (Py_ssize_t)(piece - base));
+fail:
+    Py_DECREF(found);
     return NULL;
 }
 
@@ -500,6 +632,8 @@ python:
 static PyMethodDef methods[] = {
     {"scan", (PyCFunction)(void (*)(void))scan, METH_FASTCALL,
      "scan(piece, start, book) -> the row's values by column, or None where the Python reader must read the row"},
+    {"rows", (PyCFunction)(void (*)(void))rows, METH_FASTCALL,
+     "rows(block, previous, book, row_values) -> (rows, last row, offset where the Python loop goes on)"},
     {"shared", (PyCFunction)(void (*)(void))shared, METH_FASTCALL,
      "shared(block, decode) -> the block's shared strings (str, or bytes for the Python code to read), or None"},
     {NULL, NULL, 0, NULL},

@@ -55,10 +55,11 @@ from .cells import (
 from .errors import BadCell, BadWorkbook, NotAWorkbook, PasswordProtected, UnsafeXml, WorkbookTooLarge
 
 try:  # the compiled cell scanner (_cells.c); optional: without it, rows and strings are read in Python
+    from ._cells import rows as _scan_rows
     from ._cells import scan as _scan
     from ._cells import shared as _shared_scan
 except ImportError:  # pragma: no cover
-    _scan = _shared_scan = None
+    _scan = _scan_rows = _shared_scan = None
 
 _BLOCK = 1 << 20
 
@@ -943,10 +944,17 @@ def _numbered(xml: bytes, previous: int) -> int:
 
 def _block_rows(book: Workbook, block: bytes, row_number: int) -> Generator[tuple[int, list[Any]], None, int]:
     """The hot loop of the import: the rows of one block of a worksheet, typed by cell type and style; returns
-    the last row's number. Each row's cells are read by the compiled scanner where it is built, and by
-    :func:`_row_values` where it is not or where the row holds a cell it leaves to Python (same values)."""
+    the last row's number. Where the compiled scanner is built, it reads the rows (``rows``) up to a row head it
+    leaves to the loop here, and each row's cells (``scan``); :func:`_row_values` reads the rows whose cells it
+    leaves to Python, and every row where it is not built (same values)."""
     scan = _scan
     context = _scan_context(book) if scan is not None else None
+    if context is not None and _scan_rows is not None:  # the rows in C, up to a row head left to the loop below
+        found, row_number, rest = _scan_rows(block, row_number, context, functools.partial(_row_values, book))
+        yield from found
+        if rest == len(block):
+            return row_number
+        block = block[rest:]
     for piece in block.split(b"</row>"):
         start = piece.rfind(b"<row")
         if start < 0:
