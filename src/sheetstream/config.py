@@ -79,8 +79,9 @@ class QueueOptions:
     #: clear error instead of the machine's out-of-memory killer taking the worker.
     worker_memory_bytes: int = 2 << 30
     #: An import reads its sheet in two processes, its worker and a helper it forks (``process`` strategy, into
-    #: PostgreSQL). Off by default: with the compiled cell scanner it gains 6-9% of a lone import's time for a
-    #: third more CPU and a helper's memory, which concurrent imports pay for (docs/performance.md).
+    #: PostgreSQL). Off by default: with the compiled scanner it saves at most a few percent of a lone import's
+    #: time (none at 200,000 rows) for a third more CPU and a helper's memory, which concurrent imports pay for
+    #: (docs/performance.md).
     split_imports: bool = False
 
     @property
