@@ -24,7 +24,9 @@ from sheetstream.tools.harness import ServerProcess
 
 from ..helpers import XLSX, rows_of
 
-ROWS = 150_000  # a few seconds of import here: long enough to be caught in the middle
+# About 3 s of import into PostgreSQL here: long enough to be caught in the middle and to run past a 0.5 s drain
+# (150,000 rows were once all written within that drain, once imports read cells in C).
+ROWS = 400_000
 FAST = {"SHEETSTREAM_HEARTBEAT_SECONDS": "0.3", "SHEETSTREAM_HEARTBEAT_TIMEOUT": "1.5"}
 
 
@@ -176,8 +178,8 @@ def test_sigterm_when_idle_leaves_no_process(tmp_path: Path, leftovers) -> None:
 
 def test_sigterm_lets_running_work_finish_within_the_drain(tmp_path: Path, leftovers) -> None:
     # Long enough that the import is seen mid-way: 40,000 rows were once all written before a poll saw a progress
-    # record (saved at most every 0.5 s), on a day this machine ran imports faster.
-    rows = 120_000
+    # record (saved at most every 0.5 s), on a day this machine ran imports faster; imports read cells in C since.
+    rows = 250_000
     book = tmp_path / "medium.xlsx"
     book.write_bytes(b"".join(write_xlsx(demo_rows(rows), [c.name for c in ORDERS])))
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"

@@ -119,7 +119,8 @@ def test_queued_import_shows_its_position(tmp_path: Path, live_server) -> None:
 def test_cancelling_an_import_rolls_it_back(tmp_path: Path, live_server, executor: str) -> None:
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 10)
-    body = b"".join(write_xlsx(demo_rows(150_000), [c.name for c in ORDERS]))
+    # Long enough that the cancel is seen (progress, and so the cancel check, at most every 0.5 s) before the end.
+    body = b"".join(write_xlsx(demo_rows(300_000), [c.name for c in ORDERS]))
     settings = make_settings(tables=("orders",), data_dir=tmp_path, strategy=executor, workers=1)
     with live_server(create_app(settings, store)) as server:
         job = httpx.put(f"{server.url}/imports/orders", content=body, params={"mode": "replace"},
