@@ -216,6 +216,15 @@ _sis = st.one_of(
 )
 
 
+def _compiled_and_python(read, monkeypatch: pytest.MonkeyPatch, *compiled: str):
+    """``read()`` with the scanner, then with the reader's ``compiled`` functions taken away (the Python code)."""
+    with_scanner = read()
+    with monkeypatch.context() as patched:
+        for name in compiled:
+            patched.setattr(reader_module, name, None)
+        return with_scanner, read()
+
+
 def _texts_both_ways(block: bytes, monkeypatch: pytest.MonkeyPatch):
     def read():
         try:
@@ -223,11 +232,7 @@ def _texts_both_ways(block: bytes, monkeypatch: pytest.MonkeyPatch):
         except XlsxError as exc:
             return f"{type(exc).__name__}: {exc}"
 
-    compiled = read()
-    with monkeypatch.context() as patched:
-        patched.setattr(reader_module, "_shared_scan", None)
-        python = read()
-    return compiled, python
+    return _compiled_and_python(read, monkeypatch, "_shared_scan")
 
 
 @needs_scanner
@@ -277,12 +282,7 @@ def _rows_both_ways(block: bytes, previous: int, monkeypatch: pytest.MonkeyPatch
         except XlsxError as exc:
             return found, f"{type(exc).__name__}: {exc}"
 
-    compiled = read()
-    with monkeypatch.context() as patched:
-        patched.setattr(reader_module, "_scan_rows", None)
-        patched.setattr(reader_module, "_scan", None)
-        python = read()
-    return compiled, python
+    return _compiled_and_python(read, monkeypatch, "_scan_rows", "_scan")
 
 
 @needs_scanner
