@@ -6,9 +6,9 @@ strings are read with a tokenizer built from compiled regular expressions over d
 it handles what SpreadsheetML producers write (any attribute order, namespace prefixes, sparse rows and
 cells, rich text runs, phonetic runs, formulas with cached results) and is about 5x faster than expat with
 Python callbacks on the same sheet (README). Entities are never expanded by it: only the five XML ones and
-character references are decoded. A row's cells are first offered to a compiled scanner (``_cells.c``, built
-with the package where a C compiler is found): it reads the usual forms of cell about 4x faster and leaves any
-other row to the Python loop, which gives the same values (``tests/formats/xlsx/test_scan.py``).
+character references are decoded. The usual forms of row, cell and shared string are read by a compiled
+scanner first (``_cells.c``, built with the package where a C compiler is found; about 4x faster): it leaves
+anything else to the Python code here, which gives the same values (``tests/formats/xlsx/test_scan.py``).
 
 Why ``zipfile`` on the spooled file rather than ``stream-unzip`` on the socket: a workbook's parts come in
 any order (our own writer puts the worksheets first and the styles last, Excel puts them last), and dates
