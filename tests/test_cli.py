@@ -97,7 +97,7 @@ def test_upload_shows_warnings_the_preview_and_saves_the_marked_up_workbook(serv
     marked = tmp_path / "marked.xlsx"
     assert main(["upload", str(changed), "--url", served.url, "--problems-xlsx", str(marked), "--quiet"]) == 1
     out = capsys.readouterr().out.replace("\n", "")  # the console wraps long lines
-    assert "already exists" in out and "use mode upsert" in out and str(marked) in out
+    assert "already exists" in out and "mode upsert" in out and str(marked) in out
     book = openpyxl.load_workbook(marked)
     assert book["Sheet1"]["A2"].comment.text.startswith("id 1 already exists") and "Problems" in book.sheetnames
 

@@ -65,9 +65,9 @@ def test_four_edits_show_every_cell_and_key_problem_at_once(target, tmp_path: Pa
     assert cells["G6", "cell"]["message"] == "3.5 is not a whole number"
     existing = cells["A2", "existing"]
     assert existing["value"] == 1 and existing["sheet"] == "orders"
-    assert existing["message"] == f"id 1 already exists in {table}: use mode upsert to update existing rows, or replace"
+    assert existing["message"] == f"id 1 already exists in {table}: choose Update existing rows and add new ones (mode upsert), or Replace the whole table (mode replace)"
     assert "4 cell(s) that do not fit their column" in job.message
-    assert "10 key(s) that already exist in the table (use mode upsert" in job.message
+    assert "10 key(s) that already exist in the table (choose Update existing rows and add new ones: mode upsert" in job.message
     assert "nothing was written" in job.message
     assert [w["cell"] for w in job.warnings] == ["L1"] and "'helper' is not in the table and was ignored" in job.warnings[0]["message"]
     assert rows_of(store, table) == before

@@ -104,7 +104,7 @@ def test_tables_lists_exported_tables(demo_store, live_server) -> None:
     with live_server(create_app(make_settings(tables=(table, "absent")), store)) as server:
         listed = httpx.get(f"{server.url}/tables").json()
     assert [(t["name"], t["rows"], t["export"]) for t in listed] == [(table, 300, f"/exports/{table}.xlsx")]
-    assert listed[0]["columns"][3] == {"name": "amount", "kind": "numeric", "nullable": False}
+    assert listed[0]["columns"][3] == {"name": "amount", "kind": "numeric", "nullable": False, "primary_key": False}
 
 
 

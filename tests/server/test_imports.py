@@ -105,10 +105,15 @@ def test_append_conflict_and_dry_run_leave_the_table_unchanged(target, live_serv
     store, table, settings = target
     before = rows_of(store, table)
     with live_server(create_app(settings, store)) as server:
-        conflict = put(server, table, workbook(list(demo_rows(12))))
+        conflict = put(server, table, workbook(list(demo_rows(12))), mode="append")
         dry = put(server, table, workbook(list(demo_rows(3))), mode="replace", dry_run="true")
+        default = put(server, table, workbook([(r[0], "Changed", *r[2:]) for r in demo_rows(12)]), dry_run="true")
+    # No mode asked for, a primary key and an upsert grant: existing rows are updated and new ones added.
+    assert default.status_code == 200 and default.json()["mode"] == "upsert"
+    assert {k: default.json()["preview"][k] for k in ("inserted", "updated", "unchanged")} == \
+        {"inserted": 2, "updated": 10, "unchanged": 0}
     assert conflict.status_code == 422 and conflict.json()["error_total"] == 10
-    assert "10 key(s) that already exist in the table (use mode upsert" in conflict.json()["message"]
+    assert "10 key(s) that already exist in the table (choose Update existing rows and add new ones: mode upsert" in conflict.json()["message"]
     assert dry.status_code == 200 and dry.json()["message"] == ("dry run: 3 rows are valid; nothing was written; it "
                                                                 "would insert 0, update 0, leave 3 unchanged and delete 7")
     assert rows_of(store, table) == before

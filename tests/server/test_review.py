@@ -56,7 +56,7 @@ def test_the_edited_download_shows_every_problem_then_comes_back_marked_up(targe
     store, table, settings = target
     before = rows_of(store, table)
     with live_server(create_app(settings, store)) as server:
-        job = put(server, table, edited_export(server, table, tmp_path)).json()  # the page's default: append
+        job = put(server, table, edited_export(server, table, tmp_path), mode="append").json()
         marked = httpx.get(f"{server.url}/jobs/{job['id']}/problems.xlsx", timeout=30)
     assert job["state"] == "failed" and job["status"] == 422 and job["error_total"] == 14
     found = {e["cell"]: e["kind"] for e in job["errors"]}
@@ -70,7 +70,13 @@ def test_the_edited_download_shows_every_problem_then_comes_back_marked_up(targe
     sheet = book[book.sheetnames[0]]
     assert sheet["D3"].comment.text == "'lots' is not a number"
     assert "already exists" in sheet["A2"].comment.text and sheet["L1"].comment.text.startswith("Warning: ")
-    assert len(list(book["Problems"].iter_rows())) == 1 + 14 + 1
+    listing = [[c.value for c in row] for row in book["Problems"].iter_rows()]
+    # The summary first: one row per group (the ten existing keys are one), a blank row, then every problem.
+    assert len(listing) == 1 + 5 + 1 + 1 + 14 + 1
+    existing = next(row for row in listing[1:6] if row[1] == "existing")
+    assert existing[0] == 10 and existing[3] == "A2, A3, A4, A5, A6" and existing[5] == f"10 rows: id already exists in {table}"
+    assert {g["kind"]: g["count"] for g in job["problem_groups"]} == {"existing": 10, "cell": 1}
+    assert len(job["problem_groups"]) == 5
     assert rows_of(store, table) == before
 
 

@@ -167,7 +167,7 @@ def test_problems_and_warnings_come_back_in_the_workbook(site, page, tmp_path: P
     assert "orders!L1" in warnings and "'helper' is not in the table and was ignored" in warnings
     messages = page.get_by_test_id("problems").locator("tbody tr td:last-child").all_inner_texts()
     assert messages[0] == "'lots' is not a number" and len(messages) == 6
-    assert messages[1] == "id 1 already exists in orders: use mode upsert to update existing rows, or replace"
+    assert messages[1] == "id 1 already exists in orders: choose Update existing rows and add new ones (mode upsert), or Replace the whole table (mode replace)"
     shot(page, "upload-marked-up")
     with page.expect_download() as pending:
         page.get_by_test_id("marked-up").click()

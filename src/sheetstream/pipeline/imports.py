@@ -17,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import re
+import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +39,16 @@ Split = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
 def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadLimits = ReadLimits(),
-               on_commit: OnCommit | None = None, split: Split | None = None) -> Job:
+               on_commit: OnCommit | None = None, split: Split | None = None,
+               sink: Callable[[str, str, str, str], None] | None = None) -> Job:
     """Import ``path`` into ``job.table`` as ``job`` describes; ``report(job)`` is called as it progresses,
     ``on_commit(conn, count)`` inside the transaction right before COMMIT. ``split``: a ``map`` that runs part of
     the blocks in another process (:func:`sheetstream.runtime.forked.forked_map`), used where the store can take
-    rows encoded elsewhere."""
+    rows encoded elsewhere. ``sink`` receives every problem (see :class:`~.validate.Problems`).
+
+    The chosen sheet (the first by default) is read with the sheets that continue it, as an export past
+    1,048,576 rows writes them (``orders (2)``, ``orders (3)``, each with the same header); every other sheet
+    is left out with a warning that names it."""
     columns = store.columns(job.table)
     job.state = "parsing"
     report(job)
@@ -52,44 +59,140 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
         if header is None:
             raise Invalid(f"sheet {sheet!r} is empty: the first row must name the columns, the rows below hold "
                           "the data", errors=[], error_total=0)
-        problems = Problems()
+        problems = Problems(sink=sink)
         job.warnings = []
         plan = read_header(header[1], columns, sheet, problems, job.warnings, job.extra_columns)
+        sheets = Sheets(book, sheet, header[1])
         job.state = "inserting"
         report(job)
         if not plan.columns:
-            raise problems.error("the header row does not match the table")
+            raise problems.error("the header row does not match the table", job.table)
         counters = {"rows_read": 0}
         try:
             with store.staging(job.table, plan.columns, job.mode) as staged:
                 encode = staged.encoder() if split is not None else None
                 if encode is None:
-                    rows = itertools.chain(first_rows, book.rows_of(blocks, previous))
-                    staged.load(_reported(convert_rows(rows, plan, sheet, problems, counters, numbered=True),
-                                          job, counters, report))
+                    def rows() -> Iterator[tuple[int, list[Any]]]:
+                        for index, name, rows in sheets.rows(first_rows, blocks, previous):
+                            checked = convert_rows(rows, plan, name, problems, counters, numbered=True)
+                            yield from ((position(index, number), row) for number, row in checked)
+
+                    staged.load(_reported(rows(), job, counters, report))
                 else:
-                    read = functools.partial(_read_block, book, plan, sheet, encode)
-                    with contextlib.closing(split(read, _numbered(blocks, previous))) as rest:  # its helper goes
-                        chunks = itertools.chain([read((first_rows, 0))], rest)
+                    read = functools.partial(_read_block, book, plan, encode)
+                    with contextlib.closing(split(read, sheets.blocks(first_rows, blocks, previous))) as chunks:
                         staged.load_encoded(_merged(chunks, problems, job, counters, report))
                 job.rows_read = counters["rows_read"]
+                job.warnings += sheets.left_out()
                 if job.rows_read == 0 and not problems.total:
                     raise Invalid(f"sheet {sheet!r} has a header but no rows", errors=[], error_total=0)
-                check_keys(staged, plan, sheet, job.table, problems)
+                check_keys(staged, plan, sheets, job.table, problems)
                 if problems.total:
-                    raise problems.error(f"sheet {sheet!r} does not fit table {job.table!r}")
+                    raise problems.error(f"{sheets.described()} does not fit table {job.table!r}", job.table)
                 if job.dry_run:
-                    job.preview = preview(staged, plan, sheet)
+                    job.preview = preview(staged, plan, sheets)
                 else:
                     job.rows_inserted = staged.apply()
                     if on_commit:
                         on_commit(staged.conn, job.rows_inserted)  # inside the transaction, right before COMMIT
                     staged.commit()
         except RowRefused as exc:
-            raise refused_row(exc, plan, sheet, job.table) from exc
+            raise refused_row(exc, plan, sheets, job.table) from exc
         finally:
             job.rows_read = counters["rows_read"]
     return job
+
+
+#: A staged row's position: its sheet's index (0 for the first) times this, plus its row number. One integer that
+#: sorts in reading order across continuation sheets; a sheet has at most 1,048,576 rows (2^20).
+SHEET_STRIDE = 1 << 21
+
+
+def position(index: int, row: int) -> int:
+    return index * SHEET_STRIDE + row
+
+
+def _normal(header: list[Any]) -> list[str]:
+    return [str(v).strip().lower() if v is not None else "" for v in header]
+
+
+class Sheets:
+    """The sheet being imported and the sheets that continue it: ``name (2)``, ``name (3)``, ... in a row, each
+    starting with the same header (the writer's continuation sheets, :func:`..formats.xlsx.write_xlsx`). The
+    continuation's header is checked when it is reached; a sheet named like one with another header ends the run
+    and is left out like any other sheet."""
+
+    def __init__(self, book: Workbook, first: str, header: list[Any]):
+        self.book, self.header = book, _normal(header)
+        self.names = [first]
+        self.candidates = continuations(book.sheet_names, first)
+        self.read: list[str] = []
+
+    def name(self, index: int) -> str:
+        return self.names[index] if index < len(self.names) else f"sheet {index + 1}"
+
+    def at(self, pos: int) -> tuple[str, int]:
+        """The sheet and row number of a staged position."""
+        return self.name(pos // SHEET_STRIDE), pos % SHEET_STRIDE
+
+    def _following(self) -> Iterator[tuple[int, str, list, Iterator[bytes], int]]:
+        """Each continuation sheet whose header matches: (index, name, rows after the header in its first block,
+        the blocks left, the number of the first block's last row)."""
+        for name in self.candidates:
+            blocks = self.book.row_blocks(name)
+            header, first_rows, previous = _header(self.book, blocks)
+            if header is None or _normal(header[1]) != self.header:
+                return
+            self.names.append(name)
+            yield len(self.names) - 1, name, first_rows, blocks, previous
+
+    def rows(self, first_rows: list, blocks: Iterator[bytes], previous: int
+             ) -> Iterator[tuple[int, str, Iterator[tuple[int, list[Any]]]]]:
+        yield 0, self.names[0], itertools.chain(first_rows, self.book.rows_of(blocks, previous))
+        for index, name, rows, rest, last in self._following():
+            yield index, name, itertools.chain(rows, self.book.rows_of(rest, last))
+
+    def blocks(self, first_rows: list, blocks: Iterator[bytes], previous: int
+               ) -> Iterator[tuple[bytes | list, int, int, str]]:
+        """Items for :func:`_read_block`: (a block or rows already read, the row before it, sheet index, name)."""
+        yield first_rows, 0, 0, self.names[0]
+        for block, before in _numbered(blocks, previous):
+            yield block, before, 0, self.names[0]
+        for index, name, rows, rest, last in self._following():
+            yield rows, 0, index, name
+            for block, before in _numbered(rest, last):
+                yield block, before, index, name
+
+    def left_out(self) -> list[dict[str, Any]]:
+        """A warning naming the worksheets that were not imported, if any."""
+        others = [n for n in self.book.sheet_names if n not in self.names]
+        if not others:
+            return []
+        listed = ", ".join(repr(n) for n in others[:10]) + (f" and {len(others) - 10} more" if len(others) > 10 else "")
+        return [{"sheet": others[0], "cell": "A1", "column": None, "value": None, "kind": "sheet",
+                 "message": f"only {self.described()} was imported; the workbook's other sheet(s) were left out: "
+                            f"{listed} (choose one with sheet=NAME)"}]
+
+    def described(self) -> str:
+        if len(self.names) == 1:
+            return f"sheet {self.names[0]!r}"
+        return f"sheet {self.names[0]!r} with its continuation(s) {', '.join(repr(n) for n in self.names[1:])}"
+
+
+def continuations(names: list[str], first: str) -> list[str]:
+    """The sheets named as continuations of ``first``: ``first (2)``, ``first (3)``, ... consecutive from 2 (the
+    writer shortens a long name to make room for the suffix, so a prefix of ``first`` counts too)."""
+    by_number: dict[int, str] = {}
+    for name in names:
+        found = re.fullmatch(r"(.*) \((\d{1,7})\)", name)
+        if found and found.group(1) and first.startswith(found.group(1)) and name != first:
+            by_number.setdefault(int(found.group(2)), name)
+    found_names = []
+    for number in itertools.count(2):
+        if number not in by_number:
+            return found_names
+        found_names.append(by_number[number])
+    return found_names
 
 
 def _header(book: Workbook, blocks: Iterator[bytes]) -> tuple[tuple[int, list[Any]] | None, list, int]:
@@ -132,20 +235,21 @@ def _numbered(blocks: Iterator[bytes], previous: int) -> Iterator[tuple[bytes, i
 class Chunk:
     """One block's rows, checked and encoded for the store, with what was found on the way."""
 
-    numbers: list[int]  # the sheet row of each encoded row
+    numbers: list[int]  # the position (:func:`position`) of each encoded row
     data: Any
     rows_read: int
     problems: Problems
 
 
-def _read_block(book: Workbook, plan: Plan, sheet: str, encode: Callable[[list], Any],
-                item: tuple[bytes | list, int]) -> Chunk:
+def _read_block(book: Workbook, plan: Plan, encode: Callable[[list], Any],
+                item: tuple[bytes | list, int, int, str]) -> Chunk:
     """A block (or the rows already read from it) -> a :class:`Chunk`; runs in either process of a split."""
-    block, previous = item
+    block, previous, index, sheet = item
     rows = book.block_rows(block, previous) if isinstance(block, bytes) else block
-    problems = Problems()
+    problems = Problems(limit=sys.maxsize)  # all listed: the main process sinks them (Problems.merge)
     counters = {"rows_read": 0}
-    checked = list(convert_rows(rows, plan, sheet, problems, counters, numbered=True))
+    checked = [(position(index, number), row)
+               for number, row in convert_rows(rows, plan, sheet, problems, counters, numbered=True)]
     return Chunk([number for number, _ in checked], encode(checked), counters["rows_read"], problems)
 
 
@@ -170,43 +274,57 @@ def _key_text(names: list[str], key: tuple) -> str:
     return f"({', '.join(names)}) ({', '.join(str(_shown(k)) for k in key)})"
 
 
-def check_keys(staged: Any, plan: Plan, sheet: str, table: str, problems: Problems) -> None:
-    """Keys repeated in the sheet (any mode) and keys already in the table (append), at their key cells."""
-    letter = _letters(plan).get(staged.keys[0]) if staged.keys else None
-    total, found = staged.duplicates(problems.room)
-    for row, key, first_row in found:
-        problems.add(sheet, f"{letter}{row}", staged.keys[0], key[0] if len(key) == 1 else str(key),
-                     f"{_key_text(staged.keys, key)} appears more than once in the sheet (first in row {first_row}): "
+def check_keys(staged: Any, plan: Plan, sheets: Sheets, table: str, problems: Problems) -> None:
+    """Keys repeated in the sheet (any mode) and keys already in the table (append), at their key cells. With a
+    sink, every one of them is listed to it, in sheet order."""
+    key = staged.keys[0] if staged.keys else None
+    letter = _letters(plan).get(key) if key else None
+    limit = MAX_SUNK if problems.sink else problems.room
+    total, found = staged.duplicates(limit)
+    for pos, values, first in found:
+        sheet, row = sheets.at(pos)
+        first_sheet, first_row = sheets.at(first)
+        where = f"row {first_row}" if first_sheet == sheet else f"row {first_row} of sheet {first_sheet!r}"
+        problems.add(sheet, f"{letter}{row}", key, values[0] if len(values) == 1 else str(values),
+                     f"{_key_text(staged.keys, values)} appears more than once in the sheet (first in {where}): "
                      "keep one row per key", kind="duplicate")
-    problems.count("duplicate", total)
+    problems.count("duplicate", total, key)
     if staged.mode != "append":
         return
-    total, found = staged.existing(problems.room)
-    for row, key in found:
-        problems.add(sheet, f"{letter}{row}", staged.keys[0], key[0] if len(key) == 1 else str(key),
-                     f"{_key_text(staged.keys, key)} already exists in {table}: use mode upsert to update existing "
-                     "rows, or replace", kind="existing")
-    problems.count("existing", total)
+    total, found = staged.existing(limit)
+    for pos, values in found:
+        sheet, row = sheets.at(pos)
+        problems.add(sheet, f"{letter}{row}", key, values[0] if len(values) == 1 else str(values),
+                     f"{_key_text(staged.keys, values)} already exists in {table}: choose Update existing rows and add "
+                     "new ones (mode upsert), or Replace the whole table (mode replace)", kind="existing")
+    problems.count("existing", total, key)
 
 
-def preview(staged: Any, plan: Plan, sheet: str) -> dict[str, Any]:
+#: Key problems listed to a sink at most (each is a line on disk for the marked-up workbook): past this many, the
+#: rest are counted only.
+MAX_SUNK = 1_000_000
+
+
+def preview(staged: Any, plan: Plan, sheets: Sheets) -> dict[str, Any]:
     """What the import would do (counts), with a sample of the changed values at their cells."""
     found = staged.preview()
     letters = _letters(plan)
     for change in found["changes"]:
-        change.update(sheet=sheet, cell=f"{letters[change['column']]}{change['row']}", old=_shown(change["old"]),
+        sheet, row = sheets.at(change["row"])
+        change.update(sheet=sheet, row=row, cell=f"{letters[change['column']]}{row}", old=_shown(change["old"]),
                       new=_shown(change["new"]))
     return found
 
 
-def refused_row(exc: RowRefused, plan: Plan, sheet: str, table: str) -> Invalid:
+def refused_row(exc: RowRefused, plan: Plan, sheets: Sheets, table: str) -> Invalid:
     """The database's refusal, at the sheet row (and column, when it said) it came from."""
-    row, column = exc.detail.get("row"), exc.detail.get("column")
-    if row is None:
+    pos, column = exc.detail.get("row"), exc.detail.get("column")
+    if pos is None:
         return Invalid(f"the database refused the rows ({exc.message}); nothing was written", errors=[], error_total=0)
+    sheet, row = sheets.at(pos)
     letters = _letters(plan)
     letter = letters.get(column or "", column_letter(plan.sources[0]))
     problems = Problems()
     problems.add(sheet, f"{letter}{row}", column, None, f"the database refused row {row}: {exc.message}",
                  kind="refused")
-    return problems.error(f"table {table!r} refused row {row} of sheet {sheet!r}")
+    return problems.error(f"table {table!r} refused row {row} of sheet {sheet!r}", table)

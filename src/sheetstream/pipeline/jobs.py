@@ -29,6 +29,7 @@ from ..store import JobTable, Store
 from ..store.jobs import superseded
 from .imports import Split, run_import
 from .lifeline import Lifeline
+from .review import MarkFile, marks_path
 
 log = logging.getLogger("sheetstream.jobs")
 
@@ -58,6 +59,7 @@ class Job:
     error: str | None = None  # the failure's code, as in error responses (not_xlsx, invalid, ...)
     errors: list[dict[str, Any]] = field(default_factory=list)
     error_total: int = 0
+    problem_groups: list[dict[str, Any]] = field(default_factory=list)  # every problem, by kind and column
     warnings: list[dict[str, Any]] = field(default_factory=list)  # such as header columns left out
     preview: dict[str, Any] | None = None  # a dry run's counts and sample of changes
     kept_until: float | None = None  # the upload is kept until then (for commit and problems.xlsx)
@@ -192,6 +194,7 @@ def fail(job: Job, exc: BaseException) -> None:
         job.message, job.error = exc.message, exc.code
         job.errors = exc.detail.get("errors", [])
         job.error_total = exc.detail.get("error_total", len(job.errors))
+        job.problem_groups = exc.detail.get("problem_groups", [])
     elif isinstance(exc, asyncio.CancelledError):
         job.error = ClientGone.code
         job.message = "the upload was cancelled before it ended; nothing was written"
@@ -224,6 +227,9 @@ def keep_upload(job: Job, path: Path, keep: Keep) -> None:
         return
     try:
         keep.path.parent.mkdir(parents=True, exist_ok=True)
+        found = marks_path(path)
+        if found.exists() and found.stat().st_size:  # every problem, for the marked-up workbook; before its file
+            os.replace(marks_path(path), marks_path(keep.path))
         os.replace(path, keep.path)
         os.utime(keep.path)  # expiry counts from now
     except OSError as exc:
@@ -256,11 +262,18 @@ def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = Read
         succeed(done)
         store.jobs.commit_with(conn, job.id, done.to_json())
 
+    marks = MarkFile(marks_path(path)) if keep and keep.seconds > 0 else None
     try:
-        run_import(store, job, path, report, limits, commit, split)
-        succeed(job)
-    except Exception as exc:
-        fail(job, exc)
-    if keep:
-        keep_upload(job, path, keep)
+        try:
+            run_import(store, job, path, report, limits, commit, split, sink=marks)
+            succeed(job)
+        except Exception as exc:
+            fail(job, exc)
+        finally:
+            if marks:
+                marks.close()
+        if keep:
+            keep_upload(job, path, keep)
+    finally:
+        marks_path(path).unlink(missing_ok=True)  # unless kept (moved with the upload)
     return board.end(job)

@@ -1,13 +1,76 @@
-"""An import's problems handed back in the workbook itself: the kept upload, marked up (:mod:`..formats.xlsx.markup`)."""
+"""An import's problems handed back in the workbook itself: the kept upload, marked up (:mod:`..formats.xlsx.markup`).
+
+Every problem an import finds goes to a file beside its upload as it is found (:class:`MarkFile`), one JSON line
+each, so that the marked-up workbook marks all of them, 200,000 as well as 10, while the job's record lists the
+first 100 and the groups. The file holds runs in sheet order: cell problems as the rows are read, then the keys
+repeated in the sheet, then the keys that already exist; :func:`sheet_marks` merges the runs back into (row,
+column) order, a sheet at a time, reading the file as a stream.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import heapq
+import json
+from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import Any
 
 from ..config import ExportOptions
 from ..formats.xlsx import deflater
 from ..formats.xlsx.markup import Mark, mark_up
+
+#: Problems written to the file at most (about 100 bytes each on disk); past this many they are counted only.
+MAX_MARKS = 1_000_000
+#: Which run a kind of problem is written in (each run is in sheet order).
+_RUNS = {"duplicate": 1, "existing": 2}
+
+
+def marks_path(upload: Path) -> Path:
+    """Where the problems of the import of ``upload`` are written, and kept beside it."""
+    return upload.with_name(upload.name + ".marks")
+
+
+class MarkFile:
+    """Writes every problem as it is found: the sink of :class:`~.validate.Problems`."""
+
+    def __init__(self, path: Path, limit: int = MAX_MARKS):
+        self.path, self.limit, self.count = path, limit, 0
+        self.file = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close(), after the import
+
+    def __call__(self, kind: str, sheet: str, cell: str, message: str) -> None:
+        if self.count < self.limit:
+            self.count += 1
+            self.file.write(json.dumps([_RUNS.get(kind, 0), sheet, cell, message], ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _run(path: Path, run: int, sheet: str) -> Iterator[tuple[tuple[int, int], Mark]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            found_run, found_sheet, cell, message = json.loads(line)
+            if found_run == run and found_sheet == sheet:
+                mark = Mark(sheet=sheet, cell=cell, message=message)
+                if mark.position:
+                    yield mark.position, mark
+
+
+def sheet_marks(path: Path, sheet: str, extra: list[Mark] = ()) -> Iterator[Mark]:  # type: ignore[assignment]
+    """The problems of ``sheet`` in the file at ``path``, and ``extra`` marks (few), in (row, column) order."""
+    listed = sorted(((m.position, m) for m in extra if m.sheet == sheet and m.position), key=lambda pm: pm[0])
+    runs = [_run(path, run, sheet) for run in range(len(_RUNS) + 1)] if path.exists() else []
+    for _, mark in heapq.merge(*runs, listed, key=lambda pm: pm[0]):
+        yield mark
+
+
+def sheets_in(path: Path) -> set[str]:
+    found: set[str] = set()
+    if path.exists():
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                found.add(json.loads(line)[1])
+    return found
 
 
 def marks_of(job: dict[str, Any]) -> list[Mark]:
@@ -20,12 +83,22 @@ def marks_of(job: dict[str, Any]) -> list[Mark]:
 
 
 def marked_workbook(path: str, job: dict[str, Any], options: ExportOptions) -> Generator[bytes, None, int]:
-    """The workbook at ``path`` with ``job``'s problems marked, in chunks; returns the bytes sent. A task for the
-    processing queue, like an export."""
+    """The workbook at ``path`` with ``job``'s problems marked (all of them, from the file beside it when there
+    is one), in chunks; returns the bytes sent. A task for the processing queue, like an export."""
     marks = marks_of(job)
     unlisted = max(0, int(job.get("error_total") or 0) - len(job.get("errors") or []))
+    every = marks_path(Path(path))
+    if every.exists():
+        warnings = [m for m in marks if m.level == "warning"]
+        sheets = sheets_in(every) | {m.sheet for m in warnings if m.position}
+        chunks = mark_up(path, marks, unlisted, compress=deflater(options.deflate, options.deflate_level),
+                         cells=lambda sheet: sheet_marks(every, sheet, warnings), marked=sheets,
+                         groups=job.get("problem_groups") or [])
+    else:
+        chunks = mark_up(path, marks, unlisted, compress=deflater(options.deflate, options.deflate_level),
+                         groups=job.get("problem_groups") or [])
     sent = 0
-    for chunk in mark_up(path, marks, unlisted, compress=deflater(options.deflate, options.deflate_level)):
+    for chunk in chunks:
         sent += len(chunk)
         yield chunk
     return sent

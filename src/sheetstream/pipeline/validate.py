@@ -20,6 +20,8 @@ from ..formats.xlsx.cells import column_letter
 from ..store import Column
 
 MAX_LISTED = 100
+#: Cells listed per group of problems (the first ones, in sheet order).
+GROUP_CELLS = 5
 
 #: What to do with a header column the table does not have: leave it out with a warning, or make it a problem.
 EXTRA_COLUMNS = ("ignore", "error")
@@ -29,9 +31,23 @@ KINDS = {
     "header": "header cell(s) that do not match the table (fix the first row)",
     "cell": "cell(s) that do not fit their column",
     "duplicate": "key(s) repeated in the sheet (keep one row per key)",
-    "existing": "key(s) that already exist in the table (use mode upsert to update existing rows, or replace)",
+    "existing": "key(s) that already exist in the table (choose Update existing rows and add new ones: mode "
+                "upsert, or Replace the whole table: mode replace)",
     "refused": "row(s) the database refused",
 }
+
+#: Per kind, one piece of advice for a group of problems (the group's own words say what is wrong).
+ADVICE = {
+    "header": "fix the first row: it names the columns",
+    "cell": "fix these cells; the marked-up workbook highlights each one",
+    "duplicate": "keep one row per key",
+    "existing": "choose Update existing rows and add new ones (mode upsert), or Replace the whole table (mode "
+                "replace)",
+    "refused": "fix the row the database refused, then import again",
+}
+
+#: The noun a group's count goes with, per kind.
+_UNITS = {"header": "header cell", "cell": "cell", "duplicate": "row", "existing": "row", "refused": "row"}
 
 
 class BadCell(ValueError):
@@ -40,44 +56,101 @@ class BadCell(ValueError):
 
 @dataclass
 class Problems:
-    """At most ``limit`` problems listed, all of them counted."""
+    """At most ``limit`` problems listed, all of them counted, and grouped by kind and column: 200,000 problems of
+    one kind read as one line with its count, its first cells and one piece of advice, not as a wall.
+
+    ``sink``, when given, receives every problem (listed or not) as ``(kind, sheet, cell, message)``: the
+    marked-up workbook marks them all from there (:mod:`.marks`)."""
 
     limit: int = MAX_LISTED
     listed: list[dict[str, Any]] = field(default_factory=list)
     total: int = 0
     kinds: Counter[str] = field(default_factory=Counter)
+    groups: dict[tuple[str, str | None], dict[str, Any]] = field(default_factory=dict)
+    sink: Callable[[str, str, str, str], None] | None = None
 
     def add(self, sheet: str, cell: str, column: str | None, value: Any, message: str, kind: str = "cell") -> None:
         self.total += 1
         self.kinds[kind] += 1
+        group = self._group(kind, column)
+        group["count"] += 1
+        if len(group["cells"]) < GROUP_CELLS:
+            group["cells"].append({"sheet": sheet, "cell": cell})
+        if self.sink is not None:
+            self.sink(kind, sheet, cell, message)
         if len(self.listed) < self.limit:
             self.listed.append({"sheet": sheet, "cell": cell, "column": column, "value": _shown(value), "message": message,
                                 "kind": kind})
+        if group["example"] is None:
+            group["example"] = f"{cell}: {message}" if kind == "cell" else message
+            group["sheet"] = sheet
 
-    def count(self, kind: str, total: int) -> None:
-        """``total`` problems of ``kind`` in all, of which some were added (listed) already."""
-        extra = total - self.kinds[kind]
+    def _group(self, kind: str, column: str | None) -> dict[str, Any]:
+        key = (kind, column)
+        if key not in self.groups:
+            self.groups[key] = {"kind": kind, "column": column, "count": 0, "cells": [], "example": None,
+                                "sheet": None}
+        return self.groups[key]
+
+    def count(self, kind: str, total: int, column: str | None = None) -> None:
+        """``total`` problems of ``kind`` (at ``column``) in all, of which some were added (listed) already."""
+        group = self._group(kind, column)
+        extra = total - group["count"]
+        group["count"] += extra
         self.total += extra
         self.kinds[kind] += extra
 
     def merge(self, other: Problems) -> None:
-        """Add ``other``'s problems (found further down the sheet) after these."""
+        """Add ``other``'s problems (found further down the sheet) after these; all of them go to the sink, so
+        ``other`` should list them all."""
+        if self.sink is not None:
+            for entry in other.listed:
+                self.sink(entry["kind"], entry["sheet"], entry["cell"], entry["message"])
         self.listed.extend(other.listed[:max(self.room, 0)])
         self.total += other.total
         self.kinds.update(other.kinds)
+        for key, theirs in other.groups.items():
+            ours = self._group(*key)
+            ours["count"] += theirs["count"]
+            ours["cells"] += theirs["cells"][:GROUP_CELLS - len(ours["cells"])]
+            if ours["example"] is None:
+                ours["example"], ours["sheet"] = theirs["example"], theirs["sheet"]
 
     @property
     def room(self) -> int:
         return self.limit - len(self.listed)
 
-    def error(self, summary: str) -> Invalid:
+    def summary(self, table: str) -> list[dict[str, Any]]:
+        """The groups, most numerous first: ``{kind, column, count, cells, summary, advice}``; ``summary`` is the
+        line a person reads ("199,996 rows: id already exists in orders")."""
+        found = []
+        for group in sorted(self.groups.values(), key=lambda g: -g["count"]):
+            if not group["count"]:
+                continue
+            n, kind, column = group["count"], group["kind"], group["column"]
+            unit = _UNITS.get(kind, "problem") + ("" if n == 1 else "s")
+            if kind == "existing":
+                what = f"{column or 'the key'} already exists in {table}"
+            elif kind == "duplicate":
+                what = f"{column or 'the key'} appears more than once in the sheet"
+            elif kind == "cell" and column:
+                what = f"in column {column} do not fit it (first: {group['example']})" if n > 1 else \
+                    f"in column {column}: {group['example']}"
+            else:
+                what = group["example"] or KINDS.get(kind, kind)
+            found.append({"kind": kind, "column": column, "count": n, "cells": list(group["cells"]),
+                          "summary": f"{n:,} {unit}: {what}", "advice": ADVICE.get(kind, "")})
+        return found
+
+    def error(self, summary: str, table: str = "") -> Invalid:
         shown = f" (the first {len(self.listed)} are listed)" if self.total > len(self.listed) else ""
         found = {k: n for k, n in self.kinds.items() if n and k in KINDS}
         # One kind of cell or header problems: the summary says it all; any other mix is spelled out, with hints.
         plain = len(found) == 1 and set(found) <= {"cell", "header"}
         kinds = "" if plain else "; ".join(f"{n:,} {KINDS[k]}" for k, n in found.items())
         return Invalid(f"{summary}: {self.total:,} problem(s){shown}" + (f": {kinds}" if kinds else "")
-                       + "; nothing was written", errors=self.listed, error_total=self.total, kinds=dict(self.kinds))
+                       + "; nothing was written", errors=self.listed, error_total=self.total, kinds=dict(self.kinds),
+                       problem_groups=self.summary(table))
 
 
 def _shown(value: Any) -> Any:

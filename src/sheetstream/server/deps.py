@@ -6,6 +6,7 @@ may have them, is decided here once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,7 +17,7 @@ from ..config import Settings
 from ..errors import Forbidden, NotFound
 from ..pipeline.jobs import JobBoard
 from ..runtime import ProcessingQueue
-from ..store import Store
+from ..store import Column, Store
 from .auth import Gate
 from .metrics import Metrics
 from .shares import Shares
@@ -85,6 +86,15 @@ def require(caller: Identity, table: str, permission: str) -> None:
         allowed = ", ".join(caller.grants.on(table)) or "nothing"
         raise Forbidden(f"{caller.name} may not {permission} table {table!r} (its grants allow: {allowed})",
                         permission=permission, table=table)
+
+
+def default_mode(caller: Identity, table: str, columns: Sequence[Column]) -> str:
+    """The import mode when none is asked for: update existing rows and add new ones where that is safe (the table
+    has a primary key and the caller may upsert), else add rows. An edited export then updates what changed,
+    instead of failing on every key it already has (the default of django-import-export's import by id)."""
+    if any(c.primary_key for c in columns) and caller.allows(table, "upsert"):
+        return "upsert"
+    return "append"
 
 
 def get_admin(caller: Caller) -> Identity:

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import Gone
 from ..pipeline.jobs import Job, Keep
+from ..pipeline.review import marks_path
 
 log = logging.getLogger("sheetstream.kept")
 
@@ -42,6 +43,7 @@ class KeptUploads:
         kept = self.path(job.id)
         if job.kept_until is None or job.kept_until < time.time() or not kept.exists():
             kept.unlink(missing_ok=True)
+            marks_path(kept).unlink(missing_ok=True)
             raise Gone(f"the file of job {job.id} is no longer kept (uploads are kept {self.seconds / 60:g} minutes "
                        "after a dry run or a failed import); upload it again", job=job.id)
         return kept
@@ -49,6 +51,7 @@ class KeptUploads:
     def claim(self, job: Job, into: Path) -> Path:
         """Move the kept file of ``job`` to ``into`` (once: a second claim finds it gone)."""
         kept = self.get(job)
+        marks_path(kept).unlink(missing_ok=True)  # committing needs the file, not its problems
         try:
             os.replace(kept, into)
         except FileNotFoundError:
@@ -61,7 +64,7 @@ class KeptUploads:
             return 0
         limit = time.time() - self.seconds
         removed = 0
-        for path in self.folder.glob("*.xlsx"):
+        for path in [*self.folder.glob("*.xlsx"), *self.folder.glob("*.marks")]:
             try:
                 if path.stat().st_mtime < limit:
                     path.unlink()

@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from ..errors import BadRequest, Busy, ClientGone, PayloadTooLarge, StorageFull, TimedOut, UnsupportedMediaType
 from ..formats.xlsx import MEDIA_TYPE
+from ..pipeline.review import marks_path
 
 _FLUSH = 1 << 20
 XLSX_TYPES = (MEDIA_TYPE, "application/octet-stream", "")
@@ -148,6 +149,7 @@ class Spool:
         except OSError:
             pass  # a full disk refuses the last buffered bytes: the file goes anyway
         self.path.unlink(missing_ok=True)
+        marks_path(self.path).unlink(missing_ok=True)  # the import's problems, if its worker died writing them
         if not self.removed:
             self.removed = True
             self.budget.files -= 1

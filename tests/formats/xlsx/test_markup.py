@@ -25,7 +25,7 @@ MARKS = [
     Mark("orders", "D3", "'lots' is not a number", "amount", "lots"),
     Mark("orders", "B5", "is empty; the column requires a value", "customer"),
     Mark("orders", "E4", "'2024-13-45' is not a date", "ordered_on", "2024-13-45"),
-    Mark("orders", "A2", "id 1 already exists in orders: use mode upsert to update existing rows, or replace", "id", 1),
+    Mark("orders", "A2", "id 1 already exists in orders: choose Update existing rows and add new ones (mode upsert), or Replace the whole table (mode replace)", "id", 1),
     Mark("orders", "1:1", "required column 'x' is missing from the header", "x"),
     Mark("orders", "C20", "a cell in a row the sheet does not have", "email"),
     Mark("orders", "L1", "column 'helper' is not in the table and was ignored", "helper", "helper", level="warning"),

@@ -9,17 +9,23 @@ types) are edited as text, never parsed and written back, so what the producer w
 write them: ``xl/commentsN.xml``, a VML drawing ``xl/drawings/vmlDrawingN.vml`` for their boxes, both related
 from the sheet, which names the drawing in ``<legacyDrawing>``.
 
+Every problem cell is filled, however many (the marks come sorted from the caller, a sheet at a time, and are
+merged into the rows as they stream: memory does not grow with their number). Comments go on the first
+:data:`MAX_COMMENTS` cells of a sheet: a comment is a VML shape of about 700 bytes, and Excel takes minutes to
+open a workbook with 200,000 of them; the ``Problems`` sheet's summary says what the rest have.
+
 Limits, on purpose: a sheet that already has comments keeps them, and gets fills but no new comments (merging
 two comment parts is not worth its risk here); a workbook without a styles part gets comments but no fills.
 """
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import re
 import zipfile
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +43,8 @@ _CT = "application/vnd.openxmlformats-officedocument"
 #: Fills (ARGB): Excel's own "bad" red for problems, its "neutral" yellow for warnings.
 FILLS = {"error": "FFFFC7CE", "warning": "FFFFEB9C"}
 _REF = re.compile(r"^([A-Z]{1,3})([1-9]\d{0,6})$")
+#: Cells of a sheet that get a comment (all of them are filled).
+MAX_COMMENTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -57,35 +65,70 @@ class Mark:
         return (int(found.group(2)), column_index(found.group(1))) if found else None
 
 
+#: A sheet's marks in (row, column) order, as often as asked: ``cells(sheet name)``.
+Cells = Callable[[str], Iterable[Mark]]
+
+
 @dataclass
 class _Sheet:
     name: str
     part: str
-    marks: list[Mark] = field(default_factory=list)
+    marked: bool = False
+    marks: list[Mark] = field(default_factory=list)  # the ones that get a comment
     has_comments: bool = False
     comments_part: str = ""
     vml_part: str = ""
 
 
 def mark_up(path: str | Path, marks: Sequence[Mark], unlisted: int = 0, compress: Any = None,
-            sheet_title: str = "Problems") -> Iterator[bytes]:
-    """The workbook at ``path`` with ``marks`` filled and commented, plus a sheet listing them (``unlisted``:
-    problems counted but not listed), as zip chunks. ``compress``: a deflate factory (the writer's default if None)."""
+            sheet_title: str = "Problems", cells: Cells | None = None, marked: Iterable[str] | None = None,
+            groups: Sequence[dict[str, Any]] = ()) -> Iterator[bytes]:
+    """The workbook at ``path`` with its problem cells filled and commented, plus a sheet listing ``marks``
+    (``unlisted``: problems counted but not listed) under a summary of ``groups`` (``{count, kind, column, cells,
+    summary, advice}``), as zip chunks. The cells marked are ``cells(sheet)`` for each sheet in ``marked`` when
+    given (any number, sorted by row and column), else ``marks``. ``compress``: a deflate factory (the writer's
+    default if None)."""
+    if cells is None:
+        cells, marked = _in_memory(marks)
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
         raise NotAWorkbook("the kept upload is not a ZIP archive") from exc
     with archive:
-        book = _Book(archive, marks)
+        book = _Book(archive, marks, cells, set(marked or ()))
         now = datetime.now().replace(microsecond=0)
-        yield from zip_stream(book.members(sheet_title, unlisted), modified_at=now, compress=compress or deflater())
+        yield from zip_stream(book.members(sheet_title, unlisted, groups), modified_at=now,
+                              compress=compress or deflater())
+
+
+def _in_memory(marks: Sequence[Mark]) -> tuple[Cells, set[str]]:
+    by_sheet: dict[str, list[Mark]] = {}
+    for mark in marks:
+        if mark.position:
+            by_sheet.setdefault(mark.sheet, []).append(mark)
+    for found in by_sheet.values():
+        found.sort(key=lambda m: m.position)  # type: ignore[arg-type,return-value]
+    return (lambda sheet: by_sheet.get(sheet, [])), set(by_sheet)
+
+
+def _commented(marks: Iterable[Mark], limit: int = MAX_COMMENTS) -> list[Mark]:
+    """The marks of the first ``limit`` cells (every mark of each)."""
+    found: list[Mark] = []
+    cells: set[str] = set()
+    for mark in marks:
+        if mark.cell not in cells:
+            if len(cells) == limit:
+                break
+            cells.add(mark.cell)
+        found.append(mark)
+    return found
 
 
 class _Book:
     """What is known of the workbook before streaming: its sheets, styles, and the new parts' names."""
 
-    def __init__(self, archive: zipfile.ZipFile, marks: Sequence[Mark]):
-        self.archive = archive
+    def __init__(self, archive: zipfile.ZipFile, marks: Sequence[Mark], cells: Cells, marked: set[str]):
+        self.archive, self.cells = archive, cells
         self.names = set(archive.namelist())
         self.workbook_part = "xl/workbook.xml"
         for kind, target, _ in self._rels("_rels/.rels", ""):
@@ -105,9 +148,9 @@ class _Book:
             if name is not None and rid and rid.group(1) in rels and rels[rid.group(1)][1] in self.names:
                 self.sheets[_unescape(name)] = _Sheet(_unescape(name), rels[rid.group(1)][1])
         self.listed = list(marks)
-        for mark in marks:
-            if mark.sheet in self.sheets and mark.position:
-                self.sheets[mark.sheet].marks.append(mark)
+        for name in marked:
+            if name in self.sheets:
+                self.sheets[name].marked = True
         self.styles = _Styles(self._text(self.styles_part)) if self.styles_part else None
         self._name_new_parts()
 
@@ -136,21 +179,23 @@ class _Book:
 
     def _name_new_parts(self) -> None:
         for sheet in self.sheets.values():
-            if not sheet.marks:
+            if not sheet.marked:
                 continue
             related = self._rels(_rels_path(sheet.part), posixpath.dirname(sheet.part))
             sheet.has_comments = any(k.endswith(("/comments", "/vmlDrawing")) for k, _, _ in related)
             if not sheet.has_comments:
+                sheet.marks = _commented(self.cells(sheet.name))
                 sheet.comments_part = self._unused(f"{self.base}/comments{{}}.xml")
                 sheet.vml_part = self._unused(f"{self.base}/drawings/vmlDrawing{{}}.vml")
         self.problems_part = self._unused(f"{self.base}/worksheets/sheet{{}}.xml")
 
-    def members(self, title: str, unlisted: int) -> Iterator[tuple[str, Iterable[bytes]]]:
+    def members(self, title: str, unlisted: int, groups: Sequence[dict[str, Any]] = ()
+                ) -> Iterator[tuple[str, Iterable[bytes]]]:
         changed = {self.workbook_part, self.workbook_rels, "[Content_Types].xml", *(
             [self.styles_part] if self.styles_part else [])}
         commented = [s for s in self.sheets.values() if s.marks and not s.has_comments]
         changed |= {_rels_path(s.part) for s in commented}
-        marked = {s.part: s for s in self.sheets.values() if s.marks}
+        marked = {s.part: s for s in self.sheets.values() if s.marked}
         for info in self.archive.infolist():
             name = info.filename
             if name in changed:
@@ -158,10 +203,10 @@ class _Book:
             yield name, self._marked_sheet(marked[name]) if name in marked else self._copy(name)
         for sheet in commented:
             yield sheet.comments_part, [_comments(sheet.marks).encode()]
-            yield sheet.vml_part, [_vml(sheet.marks, 50 + commented.index(sheet)).encode()]
+            yield sheet.vml_part, [_vml(sheet.marks, 50 + commented.index(sheet) * _VML_BLOCKS).encode()]
             yield _rels_path(sheet.part), [self._sheet_rels(sheet).encode()]
         title = self._title(title)
-        yield self.problems_part, _problems_sheet(self.listed, unlisted, set(self.sheets))
+        yield self.problems_part, _problems_sheet(self.listed, unlisted, set(self.sheets), groups)
         if self.styles_part and self.styles:
             yield self.styles_part, [self.styles.text().encode()]
         rid = self._workbook_rels_id()
@@ -175,15 +220,9 @@ class _Book:
                 yield chunk
 
     def _marked_sheet(self, sheet: _Sheet) -> Iterator[bytes]:
-        styles = self.styles
-        by_row: dict[int, dict[int, str]] = {}
-        for mark in sheet.marks:
-            row, col = mark.position  # type: ignore[misc]
-            cells = by_row.setdefault(row, {})
-            if cells.get(col) != "error":  # a cell with a problem and a warning shows the problem
-                cells[col] = mark.level
-        drawing = None if sheet.has_comments else f"rId{_SHEET_RID}"
-        yield from _rewrite_sheet(_blocks(self.archive, sheet.part), by_row, styles, drawing)
+        drawing = f"rId{_SHEET_RID}" if sheet.marks and not sheet.has_comments else None
+        yield from _rewrite_sheet(_blocks(self.archive, sheet.part), _marked_rows(self.cells(sheet.name)), self.styles,
+                                  drawing)
 
     def _sheet_rels(self, sheet: _Sheet) -> str:
         part = _rels_path(sheet.part)
@@ -247,6 +286,8 @@ class _Book:
         return _insert_before_close(text, "Types", added)
 
 
+#: VML shape-id blocks (1,024 ids each) per commented sheet: room for :data:`MAX_COMMENTS` shapes.
+_VML_BLOCKS = -(-MAX_COMMENTS // 1024)
 _SHEET_RID = 9001  # relationship ids added to a sheet's part: rId9001 (drawing) and rId9002 (comments)
 
 
@@ -344,11 +385,24 @@ _ROW_CLOSE = re.compile(rb"</(?:\w+:)?row>")
 _TAIL = ("legacyDrawingHF", "drawingHF", "picture", "oleObjects", "controls", "webPublishItems", "tableParts", "extLst")
 
 
-def _rewrite_sheet(blocks: Iterable[bytes], by_row: dict[int, dict[int, str]], styles: _Styles | None,
+def _marked_rows(marks: Iterable[Mark]) -> Iterator[tuple[int, dict[int, str]]]:
+    """Sorted marks -> (row, {column index: level}) per row; a cell with a problem and a warning shows the problem."""
+    placed = ((m.position, m.level) for m in marks if m.position)
+    for row, found in itertools.groupby(placed, key=lambda item: item[0][0]):
+        cells: dict[int, str] = {}
+        for (_, col), level in found:
+            if cells.get(col) != "error":
+                cells[col] = level
+        yield row, cells
+
+
+def _rewrite_sheet(blocks: Iterable[bytes], marked: Iterable[tuple[int, dict[int, str]]], styles: _Styles | None,
                    drawing: str | None) -> Iterator[bytes]:
     """The sheet's XML with the marked cells restyled (cells and rows that are not there are added), and a
-    ``<legacyDrawing>`` for the comments when ``drawing`` names its relationship."""
-    pending = sorted(by_row)
+    ``<legacyDrawing>`` for the comments when ``drawing`` names its relationship. ``marked``: (row, cells) in row
+    order, consumed as the rows stream by."""
+    rows = iter(marked)
+    pending = next(rows, None)
     prefix = b""
     relationships: bytes | None = None
     first = True
@@ -368,25 +422,27 @@ def _rewrite_sheet(blocks: Iterable[bytes], by_row: dict[int, dict[int, str]], s
             number = _row_number(found.group(1), row_number)
             row_number = number
             while pending and pending[0] < number:  # marked rows that are not in the sheet: add them
-                missing = pending.pop(0)
                 out.append(block[at:found.start()])
                 at = found.start()
-                out.append(_new_row(prefix, missing, by_row[missing], styles))
+                out.append(_new_row(prefix, pending[0], pending[1], styles))
+                pending = next(rows, None)
             if pending and pending[0] == number:
-                pending.pop(0)
+                cells = pending[1]
+                pending = next(rows, None)
                 end = matches[index + 1].start() if index + 1 < len(matches) else len(block)
                 closed = bool(found.group(2))  # <row .../>: no cells
                 close = found.end() if closed else block.find(b"</" + prefix + b"row>", found.end(), end)
                 if close < 0:
                     continue  # not the shape blocks have (a row cut in two): left as it is
                 out.append(block[at:found.start()])
-                out.append(_marked_row(prefix, found, block[found.end():close], number, by_row[number], styles))
+                out.append(_marked_row(prefix, found, block[found.end():close], number, cells, styles))
                 at = close if closed else close + len(prefix) + 6
         tail = block[at:]
         sheet_end = re.search(rb"</" + re.escape(prefix) + rb"sheetData>|<" + re.escape(prefix) + rb"sheetData\s*/>", tail)
         if sheet_end:
-            added = b"".join(_new_row(prefix, n, by_row[n], styles) for n in pending)
-            pending = []
+            added = b"".join(_new_row(prefix, n, cells, styles)
+                             for n, cells in itertools.chain([pending] if pending else [], rows))
+            pending = None
             if tail[sheet_end.start():sheet_end.end()].endswith(b"/>"):
                 tail = tail[:sheet_end.start()] + b"<" + prefix + b"sheetData>" + added + b"</" + prefix + b"sheetData>" \
                     + tail[sheet_end.end():]
@@ -493,10 +549,16 @@ def _vml(marks: Sequence[Mark], block: int) -> str:
         )
     return ('<xml xmlns:v="urn:schemas-microsoft-com:vml" xmlns:o="urn:schemas-microsoft-com:office:office" '
             'xmlns:x="urn:schemas-microsoft-com:office:excel">'
-            f'<o:shapelayout v:ext="edit"><o:idmap v:ext="edit" data="{block}"/></o:shapelayout>'
+            f'<o:shapelayout v:ext="edit"><o:idmap v:ext="edit" data="{_id_blocks(block, len(shapes))}"/>'
+            '</o:shapelayout>'
             '<v:shapetype id="_x0000_t202" coordsize="21600,21600" o:spt="202" path="m,l,21600r21600,l21600,xe">'
             '<v:stroke joinstyle="miter"/><v:path gradientshapeok="t" o:connecttype="rect"/></v:shapetype>'
             + "".join(shapes) + "</xml>")
+
+
+def _id_blocks(first: int, shapes: int) -> str:
+    """The shape-id blocks ``shapes`` shapes numbered from ``first * 1024 + 1`` use, as VML's idmap lists them."""
+    return ",".join(str(b) for b in range(first, first + shapes // 1024 + 1))
 
 
 def _text_cell(ref: str, value: Any) -> str:
@@ -511,25 +573,39 @@ def _sheet_ref(name: str) -> str:
     return "'" + name.replace("'", "''") + "'"
 
 
-def _problems_sheet(marks: Sequence[Mark], unlisted: int, sheets: set[str]) -> Iterator[bytes]:
-    """The ``Problems`` sheet: one row per mark, its cell a link to the cell (when the sheet has it)."""
-    header = ["level", "sheet", "cell", "column", "value", "message"]
-    yield (XML_DECL + f'<worksheet xmlns="{NS_MAIN}"><sheetViews><sheetView workbookViewId="0">'
-           '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/></sheetView></sheetViews>'
-           '<cols><col min="1" max="4" width="12" customWidth="1"/><col min="5" max="5" width="20" customWidth="1"/>'
-           '<col min="6" max="6" width="90" customWidth="1"/></cols><sheetData>'
-           '<row r="1">' + "".join(_text_cell(f"{column_letter(i)}1", h) for i, h in enumerate(header)) + "</row>"
-           ).encode()
+def _problems_sheet(marks: Sequence[Mark], unlisted: int, sheets: set[str],
+                    groups: Sequence[dict[str, Any]] = ()) -> Iterator[bytes]:
+    """The ``Problems`` sheet: a summary, one row per group of problems (count, first cells, what to do), then
+    one row per listed mark, its cell a link to the cell (when the sheet has it)."""
+    yield (XML_DECL + f'<worksheet xmlns="{NS_MAIN}"><cols><col min="1" max="4" width="12" customWidth="1"/>'
+           '<col min="5" max="5" width="20" customWidth="1"/><col min="6" max="7" width="70" customWidth="1"/></cols>'
+           '<sheetData>').encode()
+    n = 0
+
+    def row(values: Sequence[Any]) -> bytes:
+        return (f'<row r="{n}">' + "".join(_text_cell(f"{column_letter(i)}{n}", v) for i, v in enumerate(values))
+                + "</row>").encode()
+
+    if groups:
+        n += 1
+        yield row(["count", "kind", "column", "first cells", "", "problem", "what to do"])
+        for group in groups:
+            n += 1
+            first = ", ".join(c["cell"] if isinstance(c, dict) else str(c) for c in group.get("cells", []))
+            yield row([group.get("count"), group.get("kind"), group.get("column"), first, "", group.get("summary"),
+                       group.get("advice")])
+        n += 1  # a blank row between the summary and the list
+    n += 1
+    yield row(["level", "sheet", "cell", "column", "value", "message"])
     links = []
-    for n, mark in enumerate(marks, 2):
-        values = [mark.level, mark.sheet, mark.cell, mark.column, mark.value, mark.message]
-        yield (f'<row r="{n}">' + "".join(_text_cell(f"{column_letter(i)}{n}", v) for i, v in enumerate(values))
-               + "</row>").encode()
+    for mark in marks:
+        n += 1
+        yield row([mark.level, mark.sheet, mark.cell, mark.column, mark.value, mark.message])
         if mark.position and mark.sheet in sheets:
             links.append(f'<hyperlink ref="C{n}" location={quoteattr(f"{_sheet_ref(mark.sheet)}!{mark.cell}")} '
                          f"display={quoteattr(mark.cell)}/>")
     if unlisted:
-        n = len(marks) + 2
-        yield (f'<row r="{n}">' + _text_cell(f"F{n}", f"... and {unlisted:,} more problem(s), not listed: fix "
-                                            "these and import again to see them") + "</row>").encode()
+        n += 1
+        yield (f'<row r="{n}">' + _text_cell(f"F{n}", f"... and {unlisted:,} more problem(s), not listed here; every "
+                                            "problem cell is marked in its sheet") + "</row>").encode()
     yield ("</sheetData>" + (f"<hyperlinks>{''.join(links)}</hyperlinks>" if links else "") + "</worksheet>").encode()

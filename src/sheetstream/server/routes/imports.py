@@ -30,6 +30,7 @@ from ..deps import (
     SpoolDep,
     StoreDep,
     WritableTable,
+    default_mode,
     require,
 )
 from ..errors import job_json, job_status
@@ -44,7 +45,9 @@ router = APIRouter()
 log = logging.getLogger("sheetstream.imports")
 
 Mode = Literal["append", "replace", "upsert"]
-ModeQuery = Annotated[Mode, Query(description="append: insert; replace: delete all rows first; upsert: by primary key")]
+ModeQuery = Annotated[Mode | None, Query(description="append: add rows; upsert: update the rows whose primary key "
+                                        "exists and add the others; replace: replace the whole table. Default: upsert "
+                                        "when the table has a primary key and the caller may upsert, else append")]
 DryRun = Annotated[bool, Query(description="validate and roll back: nothing is written")]
 SheetQuery = Annotated[str | None, Query(description="the sheet to import (default: the first)")]
 Wait = Annotated[bool, Query(description="answer when the job has ended: 200, or its error status")]
@@ -188,8 +191,9 @@ class Upload:
 
 def upload_of(request: Request, table: WritableTable, caller: Caller, settings: SettingsDep, store: StoreDep,
               queue: QueueDep, board: BoardDep, metrics: MetricsDep, shares: SharesDep, kept: KeptDep,
-              budget: SpoolDep, mode: ModeQuery = "append", dry_run: DryRun = False, sheet: SheetQuery = None,
+              budget: SpoolDep, mode: ModeQuery = None, dry_run: DryRun = False, sheet: SheetQuery = None,
               extra_columns: ExtraQuery = "ignore") -> Upload:
+    mode = mode or default_mode(caller, table, store.columns(table))  # a sync dependency: in the thread pool
     if request.method == "PUT":  # a form's fields may still change the mode: checked once they are read
         require(caller, table, mode)
     job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet, extra_columns=extra_columns, owner=caller.key)

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ...errors import NotReady
 from ...store import Store
-from ..deps import Admin, Caller, MetricsDep, QueueDep, SettingsDep, StoreDep, admin_unless_public
+from ..deps import Admin, Caller, MetricsDep, QueueDep, SettingsDep, StoreDep, admin_unless_public, default_mode
 
 PAGE = Path(__file__).resolve().parents[2] / "web"
 #: How long each readiness check may take.
@@ -89,7 +89,9 @@ async def tables(caller: Caller, settings: SettingsDep, store: StoreDep) -> list
             {
                 "name": name,
                 "rows": store.count(name),
-                "columns": [{"name": c.name, "kind": c.kind, "nullable": c.nullable} for c in store.columns(name)],
+                "columns": [{"name": c.name, "kind": c.kind, "nullable": c.nullable, "primary_key": c.primary_key}
+                            for c in store.columns(name)],
+                "default_mode": default_mode(caller, name, store.columns(name)),
                 "export": f"/exports/{name}.xlsx",
                 "permissions": caller.grants.on(name),
             }
