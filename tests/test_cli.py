@@ -77,7 +77,7 @@ def test_upload_prints_problems_and_exits_non_zero(served, tmp_path: Path, capsy
     rows = [("x", *r[1:]) if r[0] == 3 else r for r in demo_rows(5)]
     bad.write_bytes(b"".join(write_xlsx(rows, [c.name for c in ORDERS], sheet_name="orders")))
     assert main(["upload", str(good), "--url", served.url, "--mode", "replace", "--quiet"]) == 0
-    assert "20 rows written to 'orders' (replace)" in capsys.readouterr().out
+    assert "20 rows written to 'orders' (replace the whole table)" in capsys.readouterr().out
     assert main(["upload", str(bad), "--url", served.url, "--mode", "replace", "--quiet"]) == 1
     out = capsys.readouterr().out
     assert "import failed" in out and "A4" in out and "is not a whole" in out

@@ -132,7 +132,7 @@ def test_preview_counts_and_changes(target, tmp_path: Path, mode: str, counts: d
         {"row": 2, "sheet": "orders", "cell": "B2", "column": "customer", "old": old[1][1], "new": "Renamed"},
         {"row": 3, "sheet": "orders", "cell": "D3", "column": "amount", "old": str(old[2][3]), "new": "1.25"},
     ]
-    assert "it would insert 2, update 2, leave 7 unchanged" in job.message
+    assert "it would add 2, update 2, leave 7 unchanged" in job.message
     assert rows_of(store, table) == before
     real = run_import_job(store, Job(table=table, mode=mode), workbook(tmp_path / "p.xlsx", changed_rows()))
     assert real.state == "done" and store.count(table) == 12 - counts["deleted"]

@@ -30,7 +30,7 @@ def test_a_good_import_ends_done_and_its_record_says_so(tmp_path: Path) -> None:
     seed(store, 0)
     job = run_import_job(store, Job(table="orders"), workbook(tmp_path / "in.xlsx", list(demo_rows(50))))
     assert (job.state, job.error, job.rows_read, job.rows_inserted) == ("done", None, 50, 50)
-    assert job.message == "50 rows written to 'orders' (append)" and job.finished_at is not None
+    assert job.message == "50 rows written to 'orders' (add new rows)" and job.finished_at is not None
     saved = JobBoard(store.jobs).load(job.id)
     assert saved is not None and saved.state == "done" and saved.rows_inserted == 50
     assert store.count("orders") == 50
@@ -40,7 +40,7 @@ def test_a_dry_run_validates_and_writes_nothing(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 0)
     job = run_import_job(store, Job(table="orders", dry_run=True), workbook(tmp_path / "in.xlsx", list(demo_rows(5))))
-    assert job.state == "done" and job.rows_inserted == 0 and "dry run: 5 rows are valid" in job.message
+    assert job.state == "done" and job.rows_inserted == 0 and "checked 5 rows: ready to import" in job.message
     assert store.count("orders") == 0
 
 

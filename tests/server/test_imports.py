@@ -60,7 +60,7 @@ def test_import_replaces_the_table_and_the_job_says_so(target, live_server) -> N
         job = httpx.get(f"{server.url}/jobs/{response.json()['id']}").json()
     assert response.status_code == 200, response.text
     assert job["state"] == "done" and job["rows_read"] == 2_500 and job["rows_inserted"] == 2_500
-    assert job["bytes_received"] > 100_000 and job["message"] == f"2,500 rows written to {table!r} (replace)"
+    assert job["bytes_received"] > 100_000 and job["message"] == f"2,500 rows written to {table!r} (replace the whole table)"
     assert rows_of(store, table) == new_rows
     assert spool_files(settings) == []
 
@@ -114,8 +114,8 @@ def test_append_conflict_and_dry_run_leave_the_table_unchanged(target, live_serv
         {"inserted": 2, "updated": 10, "unchanged": 0}
     assert conflict.status_code == 422 and conflict.json()["error_total"] == 10
     assert "10 key(s) that already exist in the table (choose Update existing rows and add new ones: mode upsert" in conflict.json()["message"]
-    assert dry.status_code == 200 and dry.json()["message"] == ("dry run: 3 rows are valid; nothing was written; it "
-                                                                "would insert 0, update 0, leave 3 unchanged and delete 7")
+    assert dry.status_code == 200 and dry.json()["message"] == ("checked 3 rows: ready to import; nothing was written yet; it "
+                                                                "would add 0, update 0, leave 3 unchanged and delete 7")
     assert rows_of(store, table) == before
 
 

@@ -69,7 +69,8 @@ def test_sign_in_with_the_printed_url_then_download_and_upload(site, context, tm
     assert openpyxl.load_workbook(saved).active.max_row == 501
     rows = [(r[0], f"Page {r[0]}", *r[2:]) for r in demo_rows(40)]
     page.set_input_files("#file", str(workbook(tmp_path / "good.xlsx", rows)))
-    page.get_by_label("Replace").check()
+    page.get_by_label("Replace the whole table").check()
+    page.get_by_label("Check only").uncheck()
     page.get_by_role("button", name="Import").click()
     page.get_by_test_id("success").wait_for(timeout=30_000)
     assert store.count("orders") == 40
@@ -82,6 +83,8 @@ def test_sign_in_form_and_grants_that_hide_what_they_do_not_allow(site, context)
     server, _, tokens = site
     page = context.new_page()
     page.goto(server.url)
+    page.get_by_label("Token").wait_for()
+    assert page.get_by_test_id("sign-in-problem").count() == 0  # nothing is wrong before the person acts
     page.get_by_label("Token").fill("sst_not-a-token")
     page.get_by_role("button", name="Sign in").click()
     # The page shows the first visit's "sign in" message until the answer to this sign-in arrives: wait for it.
@@ -95,7 +98,7 @@ def test_sign_in_form_and_grants_that_hide_what_they_do_not_allow(site, context)
     page.get_by_label("Token").fill(tokens["appender"])
     page.get_by_role("button", name="Sign in").click()
     page.locator("#file").wait_for()
-    assert page.get_by_label("Append").is_visible() and page.get_by_label("Replace").count() == 0
+    assert page.get_by_label("Add new rows").is_visible() and page.get_by_label("Replace").count() == 0
 
 
 ATTACK = """<!doctype html><title>a page of another site</title><body><script>

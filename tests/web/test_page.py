@@ -1,10 +1,12 @@
-"""The page in real headless Chromium (Debian's, driven by Playwright): download through the link, uploads
-that succeed, fail with problems, and are too large. Screenshots of each state go to tests' output folder."""
+"""The page in real headless Chromium (Debian's, driven by Playwright), signed in with authentication on, as a
+user gets it: download through the link, uploads that succeed, fail with problems, and are too large, the round
+trip of an edited export, and the recent jobs. Screenshots of each state go to tests' output folder."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 
 import openpyxl
@@ -15,25 +17,47 @@ from sheetstream.server import create_app
 from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
 
-from ..helpers import make_settings
+from ..helpers import add_token, make_settings
 
 # Screenshots of each state; `SHEETSTREAM_SCREENSHOTS=docs/screenshots scripts/test tests/web` refreshes the README's.
 SCREENSHOTS = Path(os.environ.get("SHEETSTREAM_SCREENSHOTS", Path(tempfile.gettempdir()) / "sheetstream-screenshots"))
+class Site:
+    def __init__(self, server, store, tokens: dict[str, str]):
+        self.server, self.store, self.tokens = server, store, tokens
+        self.url = server.url
+
+    def __iter__(self):  # server, store = site
+        return iter((self.server, self.store))
+
+
 @pytest.fixture
 def site(tmp_path: Path, live_server):
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 2_000)
-    settings = make_settings(tables=("orders",), data_dir=tmp_path / "data", max_upload_bytes=400_000)
+    tokens = {name: add_token(store, name, grants) for name, grants in (
+        ("editor", "orders:read,append,upsert,replace"), ("viewer", "orders:read"), ("appender", "orders:read,append"))}
+    settings = make_settings(auth=True, tables=("orders",), data_dir=tmp_path / "data", max_upload_bytes=400_000)
     with live_server(create_app(settings, store)) as server:
-        yield server, store
+        yield Site(server, store, tokens)
+
+
+def sign_in(page, site: Site, name: str = "editor") -> None:
+    """Open the page the way the server prints its URL: the token in the fragment, exchanged for a cookie."""
+    page.goto(f"{site.url}/#token={site.tokens[name]}")
+    page.get_by_test_id("signed-in").wait_for()
+    assert site.tokens[name] not in page.url
 
 
 @pytest.fixture
-def page(browser, tmp_path: Path):
+def page(browser, site: Site):
     context = browser.new_context(accept_downloads=True, viewport={"width": 900, "height": 900})
     page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text) if message.type == "error" else None)
+    sign_in(page, site)
     yield page
     context.close()
+    assert not [m for m in console if "Content Security Policy" in m], console
 
 
 def shot(page, name: str) -> None:
@@ -69,12 +93,13 @@ def test_upload_succeeds_and_the_table_changes(site, page, tmp_path: Path) -> No
     rows = [(r[0], f"Browser {r[0]}", *r[2:]) for r in demo_rows(300)]
     page.goto(server.url)
     page.set_input_files("#file", str(xlsx(tmp_path / "good.xlsx", rows)))
-    page.get_by_label("Replace").check()
+    page.get_by_label("Replace the whole table").check()
+    page.get_by_label("Check only").uncheck()
     page.get_by_role("button", name="Import", exact=True).click()
     success = page.get_by_test_id("success")
     success.wait_for(timeout=30_000)
-    assert "300 rows written to 'orders' (replace)" in success.inner_text()
-    assert page.get_by_test_id("job-state").inner_text().startswith("Import done: 300 rows read, 300 written")
+    assert "300 rows written to 'orders' (replace the whole table)" in success.inner_text()
+    assert page.get_by_test_id("job-state").inner_text().startswith("Imported: 300 rows read, 300 written")
     assert page.locator("#sent").get_attribute("value") == "100"
     shot(page, "upload-success")
     assert list(store.read_rows("orders", store.columns("orders"))) == rows
@@ -87,15 +112,19 @@ def test_upload_with_bad_cells_shows_the_problems(site, page, tmp_path: Path) ->
     rows[2] = ("three", *rows[2][1:])
     page.goto(server.url)
     page.set_input_files("#file", str(xlsx(tmp_path / "bad.xlsx", rows)))
-    page.get_by_label("Replace").check()
-    page.get_by_role("button", name="Import", exact=True).click()
+    page.get_by_label("Replace the whole table").check()
+    page.get_by_role("button", name="Check", exact=True).click()  # "Check only" is the default
+    groups = page.get_by_test_id("problem-groups")
+    groups.wait_for(timeout=30_000)
+    assert groups.inner_text().startswith("1 cell in column id: 'three' is not a whole number (A4)")
+    assert page.get_by_test_id("failure").inner_text() == "1 problem found; nothing was written."
+    assert page.get_by_test_id("job-state").inner_text().startswith("1 problem found: ")
+    page.get_by_text("The first 1 problem, cell by cell").click()
     table = page.get_by_test_id("problems")
-    table.wait_for(timeout=30_000)
     cells = table.locator("tbody tr").first.locator("td").all_inner_texts()
     assert cells == ["orders", "A4", "id", "three", "'three' is not a whole number"]
-    assert "nothing was written" in page.get_by_test_id("failure").inner_text()
     with page.expect_download() as pending:
-        page.get_by_role("link", name="Download the problems as CSV").click()
+        page.get_by_role("link", name="Download these problems as CSV").click()
     csv_path = tmp_path / "problems.csv"
     pending.value.save_as(csv_path)
     assert csv_path.read_text().splitlines()[1] == "orders,A4,id,three,'three' is not a whole number"
@@ -107,7 +136,7 @@ def test_upload_over_the_limit_says_so(site, page, tmp_path: Path) -> None:
     server, store = site
     page.goto(server.url)
     page.set_input_files("#file", str(xlsx(tmp_path / "big.xlsx", list(demo_rows(20_000)))))  # about 1.9 MB
-    page.get_by_role("button", name="Import", exact=True).click()
+    page.get_by_role("button", name="Check", exact=True).click()
     failure = page.get_by_test_id("failure")
     failure.wait_for(timeout=30_000)
     text = failure.inner_text()
@@ -117,16 +146,17 @@ def test_upload_over_the_limit_says_so(site, page, tmp_path: Path) -> None:
 
 
 def test_narrow_screen_and_keyboard(site, browser) -> None:
-    server, _ = site
     context = browser.new_context(viewport={"width": 360, "height": 800})
     page = context.new_page()
     try:
-        page.goto(server.url)
+        sign_in(page, site)
         page.get_by_role("link", name="orders.xlsx").wait_for()
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Sign out"
+        page.keyboard.press("Tab")
         assert page.evaluate("document.activeElement.textContent") == "orders.xlsx"
-        assert page.get_by_label("Table", exact=True).is_visible() and page.get_by_label("Dry run").is_visible()
+        assert page.get_by_label("Table", exact=True).is_visible() and page.get_by_label("Check only").is_visible()
         shot(page, "narrow")
     finally:
         context.close()
@@ -137,20 +167,22 @@ def test_preview_then_import_now(site, page, tmp_path: Path) -> None:
     rows = [(r[0], f"Previewed {r[0]}" if r[0] <= 3 else r[1], *r[2:]) for r in demo_rows(2_005)]
     page.goto(server.url)
     page.set_input_files("#file", str(xlsx(tmp_path / "preview.xlsx", rows)))
-    page.get_by_label("Upsert").check()
-    page.get_by_label("Dry run").check()
-    page.get_by_role("button", name="Import", exact=True).click()
+    # The defaults: update existing rows and add new ones (a primary key and the grant), check only.
+    assert page.get_by_label("Update existing rows and add new ones").is_checked()
+    assert page.get_by_label("Check only").is_checked()
+    page.get_by_role("button", name="Check", exact=True).click()
     preview = page.get_by_test_id("preview")
     preview.wait_for(timeout=30_000)
-    assert page.get_by_test_id("preview-inserted").inner_text() == "5 rows would be inserted"
-    assert page.get_by_test_id("preview-updated").inner_text() == "3 rows would be updated"
-    assert page.get_by_test_id("preview-unchanged").inner_text() == "1,997 rows would stay unchanged"
+    assert page.get_by_test_id("preview-inserted").inner_text() == "5 added"
+    assert page.get_by_test_id("preview-updated").inner_text() == "3 updated"
+    assert page.get_by_test_id("preview-unchanged").inner_text() == "1,997 unchanged"
+    assert page.get_by_test_id("job-state").inner_text().startswith("Ready to import: 2,005 rows read")
     first = page.get_by_test_id("changes").locator("tbody tr").first.locator("td").all_inner_texts()
     assert first == ["B2", "customer", next(demo_rows(1))[1], "Previewed 1"]
     shot(page, "upload-preview")
     assert store.count("orders") == 2_000
     page.get_by_role("button", name="Import now").click()
-    page.get_by_text("2,005 rows written to 'orders' (upsert)").wait_for(timeout=30_000)
+    page.get_by_text("2,005 rows written to 'orders' (update existing rows and add new ones)").wait_for(timeout=30_000)
     assert list(store.read_rows("orders", store.columns("orders"))) == rows
     assert page.get_by_test_id("preview").count() == 0
 
@@ -161,10 +193,18 @@ def test_problems_and_warnings_come_back_in_the_workbook(site, page, tmp_path: P
     rows[1] = (rows[1][0], rows[1][1], rows[1][2], "lots", *rows[1][4:])  # D3: a word for an amount
     page.goto(server.url)
     page.set_input_files("#file", str(xlsx(tmp_path / "edited.xlsx", rows, [c.name for c in ORDERS] + ["helper"])))
-    page.get_by_role("button", name="Import", exact=True).click()  # append, the default: ids 1-5 exist
-    page.get_by_test_id("problems").wait_for(timeout=30_000)
+    page.get_by_label("Add new rows").check()  # ids 1-5 exist
+    page.get_by_role("button", name="Check", exact=True).click()
+    groups = page.get_by_test_id("problem-groups")
+    groups.wait_for(timeout=30_000)
+    assert groups.locator("li").all_inner_texts() == [
+        "5 rows: id already exists in orders — choose Update existing rows and add new ones (mode upsert), or Replace "
+        "the whole table (mode replace) (first: A2, A3, A4, A5, A6)",
+        "1 cell in column amount: 'lots' is not a number (D3) — fix these cells; the marked-up workbook highlights "
+        "each one (first: D3)"]
     warnings = page.get_by_test_id("warnings").inner_text()
     assert "orders!L1" in warnings and "'helper' is not in the table and was ignored" in warnings
+    page.get_by_text("The first 6 problems, cell by cell").click()
     messages = page.get_by_test_id("problems").locator("tbody tr td:last-child").all_inner_texts()
     assert messages[0] == "'lots' is not a number" and len(messages) == 6
     assert messages[1] == "id 1 already exists in orders: choose Update existing rows and add new ones (mode upsert), or Replace the whole table (mode replace)"
@@ -179,3 +219,91 @@ def test_problems_and_warnings_come_back_in_the_workbook(site, page, tmp_path: P
     assert book["orders"]["D3"].comment.text == "'lots' is not a number"
     assert book["orders"]["L1"].comment.text.startswith("Warning: ")
     assert store.count("orders") == 2_000
+
+
+def test_round_trip_of_an_edited_export_with_the_defaults(site, page, tmp_path: Path) -> None:
+    """The person's own path: download, change three cells and add a row in a spreadsheet program (openpyxl here),
+    upload with every default, read the preview, import, and find exactly those changes in the table."""
+    store = site.store
+    before = list(store.read_rows("orders", store.columns("orders")))
+    with page.expect_download() as pending:
+        page.get_by_role("link", name="orders.xlsx").click()
+    exported = tmp_path / "orders.xlsx"
+    pending.value.save_as(exported)
+    book = openpyxl.load_workbook(exported)
+    sheet = book.active
+    sheet["B3"] = "Edited customer"  # row 2 of the table
+    sheet["K10"] = "edited note"  # row 9
+    sheet["D2001"] = 12.5  # row 2,000
+    new = (2_001, "New customer", "new@example.com", 7.25, *before[0][4:10], "added")
+    sheet.append(list(new))
+    edited = tmp_path / "edited.xlsx"
+    book.save(edited)
+
+    page.set_input_files("#file", str(edited))
+    page.get_by_role("button", name="Check", exact=True).click()
+    page.get_by_test_id("preview").wait_for(timeout=60_000)
+    assert page.get_by_test_id("preview-updated").inner_text() == "3 updated"
+    assert page.get_by_test_id("preview-inserted").inner_text() == "1 added"
+    assert page.get_by_test_id("preview-unchanged").inner_text() == "1,997 unchanged"
+    changes = [row.locator("td").all_inner_texts() for row in page.get_by_test_id("changes").locator("tbody tr").all()]
+    assert changes == [["B3", "customer", before[1][1], "Edited customer"],
+                       ["K10", "note", before[8][10] or "", "edited note"],
+                       ["D2001", "amount", str(before[1999][3]), "12.50"]]
+    assert store.count("orders") == 2_000  # a check writes nothing
+    shot(page, "round-trip-preview")
+    page.get_by_role("button", name="Import now").click()  # a POST with the session's CSRF header
+    page.get_by_text("2,001 rows written to 'orders' (update existing rows and add new ones)").wait_for(timeout=60_000)
+
+    after = list(store.read_rows("orders", store.columns("orders")))
+    expected = list(before)
+    expected[1] = (*before[1][:1], "Edited customer", *before[1][2:])
+    expected[8] = (*before[8][:10], "edited note")
+    expected[1999] = (*before[1999][:3], Decimal("12.50"), *before[1999][4:])
+    assert after[:2000] == expected and len(after) == 2_001 and after[2000][:4] == new[:4]
+    jobs = page.get_by_test_id("jobs")
+    jobs.get_by_text("import: update existing rows and add new ones").wait_for(timeout=10_000)
+    rows = [r.locator("td").all_inner_texts() for r in jobs.locator("tbody tr").all()]
+    assert [(r[2], r[3], r[5]) for r in rows] == [("import: update existing rows and add new ones", "imported", "editor"),
+                                                  ("check: update existing rows and add new ones", "ready to import",
+                                                   "editor")]
+    shot(page, "round-trip-done")
+
+
+def test_grants_shape_the_upload_area(site, browser) -> None:
+    context = browser.new_context()
+    try:
+        viewer = context.new_page()
+        sign_in(viewer, site, "viewer")
+        viewer.get_by_role("link", name="orders.xlsx").wait_for()
+        assert viewer.locator("#file").count() == 0 and viewer.get_by_role("heading", name="Upload").count() == 0
+        appender = context.new_page()
+        sign_in(appender, site, "appender")
+        appender.locator("#file").wait_for()
+        assert appender.get_by_label("Add new rows").is_checked()  # no upsert grant: adding is the default
+        assert appender.get_by_label("Replace the whole table").count() == 0
+        assert appender.get_by_test_id("grants-note").inner_text() == (
+            "Your grants on orders allow: add new rows. To update existing rows and add new ones or replace the whole "
+            "table, ask an admin for that grant.")
+    finally:
+        context.close()
+
+
+def test_without_authentication_the_page_still_works(tmp_path: Path, live_server, browser) -> None:
+    """The one page test with authentication off (``--no-auth``): everyone is an admin, no sign-in, no CSRF."""
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 20)
+    settings = make_settings(tables=("orders",), data_dir=tmp_path / "data")
+    context = browser.new_context()
+    try:
+        with live_server(create_app(settings, store)) as server:
+            page = context.new_page()
+            page.goto(server.url)
+            page.get_by_role("link", name="orders.xlsx").wait_for()
+            assert page.get_by_test_id("signed-in").count() == 0
+            page.set_input_files("#file", str(xlsx(tmp_path / "same.xlsx", list(demo_rows(20)))))
+            page.get_by_role("button", name="Check", exact=True).click()
+            page.get_by_role("button", name="Import now").click()
+            page.get_by_text("20 rows written to 'orders' (update existing rows and add new ones)").wait_for(timeout=30_000)
+    finally:
+        context.close()

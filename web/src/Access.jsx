@@ -1,36 +1,41 @@
 import { useEffect, useState } from "react";
 import { fetchSession, signIn, signOut } from "./api.js";
 
-// Who is signed in. A token in the address (?token=..., as the server prints it at start) is exchanged for a
-// session cookie and removed from the address bar and the history at once; without one, a small form asks.
+// Who is signed in. A token in the address (#token=..., as the server prints it at start: a fragment never reaches
+// a server or its logs; ?token=... from older links too) is exchanged for a session cookie and removed from the
+// address bar and the history at once; without one, a small form asks.
 export default function Access({ children }) {
   const [session, setSession] = useState(null);
   const [problem, setProblem] = useState(null);
 
-  async function enter(answer) {
+  // ``acted``: the person gave a token (in the address or the form); before that, not being signed in is no error.
+  async function enter(answer, acted) {
     if (answer.signedIn) {
       setSession(answer);
       setProblem(null);
     } else {
       setSession(false);
-      if (answer.status !== 401 || answer.message?.includes("token")) setProblem(answer.message ?? null);
+      setProblem(acted ? (answer.message ?? `Sign-in failed (HTTP ${answer.status})`) : null);
     }
   }
 
   useEffect(() => {
     const url = new URL(window.location.href);
-    const token = url.searchParams.get("token");
+    const fragment = new URLSearchParams(url.hash.slice(1));
+    const token = fragment.get("token") || url.searchParams.get("token");
     if (token) {
       url.searchParams.delete("token");
-      window.history.replaceState(null, "", url.pathname + url.search + url.hash);
-      signIn(token).then(enter);
+      fragment.delete("token");
+      const hash = fragment.toString();
+      window.history.replaceState(null, "", url.pathname + url.search + (hash ? `#${hash}` : ""));
+      signIn(token).then((answer) => enter(answer, true));
     } else {
-      fetchSession().then(enter);
+      fetchSession().then((answer) => enter(answer, false));
     }
   }, []);
 
   if (session === null) return <main><p>Loading…</p></main>;
-  if (session === false) return <SignIn problem={problem} onToken={(token) => signIn(token).then(enter)} />;
+  if (session === false) return <SignIn problem={problem} onToken={(token) => signIn(token).then((answer) => enter(answer, true))} />;
   return (
     <>
       {session.auth && (

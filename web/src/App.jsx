@@ -1,16 +1,11 @@
 import { useEffect, useRef, useState } from "react";
-import { explain, fetchJob, fetchTables, problemsAsCsv, uploadFile } from "./api.js";
+import { commitJob, explain, fetchJob, fetchTables, uploadFile } from "./api.js";
+import Jobs from "./Jobs.jsx";
 import Review from "./Review.jsx";
-import { commitJob } from "./review.js";
+import { ENDED, MODES } from "./review.js";
 
 const WRITES = ["append", "upsert", "replace"];
 const allows = (table, permission) => (table.permissions ?? []).includes(permission);
-
-const MODES = [
-  ["append", "Append", "add the rows"],
-  ["replace", "Replace", "delete the table's rows first"],
-  ["upsert", "Upsert", "update rows whose id exists"],
-];
 
 function formatBytes(n) {
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
@@ -21,6 +16,7 @@ function formatBytes(n) {
 export default function App() {
   const [tables, setTables] = useState(null);
   const [loadError, setLoadError] = useState(null);
+  const [jobsChanged, setJobsChanged] = useState(0);
   const refresh = () =>
     fetchTables()
       .then((found) => {
@@ -31,6 +27,7 @@ export default function App() {
   useEffect(() => {
     refresh();
   }, []);
+  const writable = tables ? tables.filter((t) => WRITES.some((m) => allows(t, m))) : [];
 
   return (
     <main>
@@ -40,9 +37,14 @@ export default function App() {
       </header>
       <Downloads tables={tables} error={loadError} />
       {/* Only the tables this identity may write, and only the modes it may use: no upload area without one. */}
-      {tables && tables.some((t) => WRITES.some((m) => allows(t, m))) && (
-        <Upload tables={tables.filter((t) => WRITES.some((m) => allows(t, m)))} onImported={refresh} />
+      {writable.length > 0 && (
+        <Upload
+          tables={writable}
+          onImported={refresh}
+          onJob={() => setJobsChanged((n) => n + 1)}
+        />
       )}
+      {tables && writable.length > 0 && <Jobs changed={jobsChanged} />}
     </main>
   );
 }
@@ -77,14 +79,25 @@ function Downloads({ tables, error }) {
   );
 }
 
-function Upload({ tables, onImported }) {
-  const [table, setTable] = useState(tables[0].name);
+// What this identity may do with a table, in words (for a grant that leaves modes out).
+function possible(table, modes) {
+  const missing = MODES.filter(([value]) => !allows(table, value)).map(([, label]) => label.toLowerCase());
+  if (!missing.length) return null;
+  return `Your grants on ${table.name} allow: ${modes.map(([, label]) => label.toLowerCase()).join(", ")}. ` +
+    `To ${missing.join(" or ")}, ask an admin for that grant.`;
+}
+
+function Upload({ tables, onImported, onJob }) {
+  const [tableName, setTable] = useState(tables[0].name);
+  const table = tables.find((t) => t.name === tableName) ?? tables[0];
   const [file, setFile] = useState(null);
-  const permitted = tables.find((t) => t.name === table)?.permissions ?? [];
-  const modes = MODES.filter(([value]) => permitted.includes(value));
-  const [chosenMode, setMode] = useState("append");
-  const mode = permitted.includes(chosenMode) ? chosenMode : modes[0][0];
-  const [dryRun, setDryRun] = useState(false);
+  const hasKey = table.columns.some((c) => c.primary_key);
+  // "update" needs a primary key to find the existing rows by.
+  const modes = MODES.filter(([value]) => allows(table, value) && (value !== "upsert" || hasKey));
+  const [chosenMode, setMode] = useState(null);
+  const fallback = modes.some(([value]) => value === table.default_mode) ? table.default_mode : modes[0][0];
+  const mode = modes.some(([value]) => value === chosenMode) ? chosenMode : fallback;
+  const [checkOnly, setCheckOnly] = useState(true);
   const [sent, setSent] = useState(null); // {loaded, total}
   const [job, setJob] = useState(null);
   const [failure, setFailure] = useState(null);
@@ -96,29 +109,26 @@ function Upload({ tables, onImported }) {
     for (;;) {
       const current = await fetchJob(id);
       setJob(current);
-      if (current.state === "done" || current.state === "failed") return current;
+      if (ENDED.includes(current.state)) return current;
       await new Promise((resolve) => setTimeout(resolve, 300));
     }
   }
 
-  async function submit(event) {
-    event.preventDefault();
-    if (!file) return;
+  async function run(start) {
     setBusy(true);
-    setJob(null);
     setFailure(null);
-    setSent({ loaded: 0, total: file.size });
     try {
-      const answer = await uploadFile({
-        table, file, mode, dryRun, onProgress: (loaded, total) => setSent({ loaded, total }),
-      });
+      const answer = await start();
       if (answer.status !== 202) {
         setFailure(explain(answer));
         if (answer.body?.errors) setJob(answer.body);
         return;
       }
+      setJob(answer.body);
+      onJob();
       const ended = await follow(answer.body.id);
-      if (ended.state === "done") onImported();
+      onJob();
+      if (ended.state === "done" && !ended.dry_run) onImported();
     } catch (error) {
       setFailure(`Lost track of the import: ${error.message}`);
     } finally {
@@ -126,24 +136,19 @@ function Upload({ tables, onImported }) {
     }
   }
 
-  async function importNow(preview) {
-    setBusy(true);
-    setFailure(null);
+  function submit(event) {
+    event.preventDefault();
+    if (!file) return;
+    setJob(null);
+    setSent({ loaded: 0, total: file.size });
+    run(() => uploadFile({
+      table: table.name, file, mode, dryRun: checkOnly, onProgress: (loaded, total) => setSent({ loaded, total }),
+    }));
+  }
+
+  function importNow(checked) {
     setSent(null);
-    try {
-      const answer = await commitJob(preview.id);
-      if (answer.status !== 202) {
-        setFailure(explain(answer));
-        return;
-      }
-      setJob(answer.body);
-      const ended = await follow(answer.body.id);
-      if (ended.state === "done") onImported();
-    } catch (error) {
-      setFailure(`Lost track of the import: ${error.message}`);
-    } finally {
-      setBusy(false);
-    }
+    run(() => commitJob(checked.id));
   }
 
   function choose(files) {
@@ -155,13 +160,14 @@ function Upload({ tables, onImported }) {
     }
   }
 
+  const limits = possible(table, modes);
   return (
     <section aria-labelledby="upload-title">
       <h2 id="upload-title">Upload</h2>
       <form onSubmit={submit}>
         <div className="row">
           <label htmlFor="table">Table</label>
-          <select id="table" value={table} onChange={(e) => setTable(e.target.value)}>
+          <select id="table" value={table.name} onChange={(e) => setTable(e.target.value)}>
             {tables.map((t) => (
               <option key={t.name} value={t.name}>{t.name}</option>
             ))}
@@ -191,89 +197,52 @@ function Upload({ tables, onImported }) {
           />
         </label>
         <fieldset>
-          <legend>Mode</legend>
+          <legend>What the rows do</legend>
           {modes.map(([value, label, hint]) => (
             <label key={value} className="choice">
               <input type="radio" name="mode" value={value} checked={mode === value} onChange={() => setMode(value)} />
               {label} <span className="muted">— {hint}</span>
             </label>
           ))}
-          <label className="choice">
-            <input type="checkbox" checked={dryRun} onChange={(e) => setDryRun(e.target.checked)} />
-            Dry run <span className="muted">— check everything, write nothing</span>
-          </label>
+          {limits && <p className="muted" data-testid="grants-note">{limits}</p>}
         </fieldset>
-        <button type="submit" disabled={!file || busy}>{busy ? "Importing…" : "Import"}</button>
+        <label className="choice check-only">
+          <input type="checkbox" checked={checkOnly} onChange={(e) => setCheckOnly(e.target.checked)} />
+          Check only <span className="muted">— nothing is written: see what would change, then import</span>
+        </label>
+        <button type="submit" disabled={!file || busy}>
+          {busy ? "Working…" : checkOnly ? "Check" : "Import"}
+        </button>
       </form>
       <Progress sent={sent} job={job} />
       <div aria-live="polite">
         {failure && <p role="alert" className="error" data-testid="failure">{failure}</p>}
-        {job && job.state === "done" && (
-          <p className="success" data-testid="success">
-            {job.message} — {job.rows_read.toLocaleString("en")} rows read in {job.elapsed_seconds.toFixed(1)} s.
-          </p>
-        )}
-        {job && job.state === "failed" && !failure && (
-          <p role="alert" className="error" data-testid="failure">{job.message}</p>
-        )}
-        {job && job.errors && job.errors.length > 0 && <Problems job={job} />}
-        <Review job={job} busy={busy} onImportNow={importNow} />
+        <Review job={job} busy={busy} failure={failure} onImportNow={importNow} />
       </div>
     </section>
   );
 }
 
 function Progress({ sent, job }) {
-  if (!sent) return null;
-  const percent = sent.total ? Math.round((100 * sent.loaded) / sent.total) : 0;
+  if (!sent && !job) return null;
+  const percent = sent && sent.total ? Math.round((100 * sent.loaded) / sent.total) : 0;
+  const running = job && !ENDED.includes(job.state);
   return (
     <div className="progress">
-      <label htmlFor="sent">Sent {formatBytes(sent.loaded)} of {formatBytes(sent.total)}</label>
-      <progress id="sent" max="100" value={percent} aria-valuetext={`${percent}% sent`}>{percent}%</progress>
+      {sent && (
+        <>
+          <label htmlFor="sent">Sent {formatBytes(sent.loaded)} of {formatBytes(sent.total)}</label>
+          <progress id="sent" max="100" value={percent} aria-valuetext={`${percent}% sent`}>{percent}%</progress>
+        </>
+      )}
       {job && (
         <p className="muted" data-testid="job-state">
-          Import {job.state}: {job.rows_read.toLocaleString("en")} rows read, {job.rows_inserted.toLocaleString("en")} written
+          {job.phase[0].toUpperCase() + job.phase.slice(1)}: {job.rows_read.toLocaleString("en")} rows read
+          {!job.dry_run && job.state === "done" ? `, ${job.rows_inserted.toLocaleString("en")} written` : ""}
+          {running && job.progress != null ? ` (${Math.round(100 * job.progress)}%)` : ""}
           {job.queue_position ? `, number ${job.queue_position} in the queue` : ""}
         </p>
       )}
-    </div>
-  );
-}
-
-function Problems({ job }) {
-  const [href, setHref] = useState(null);
-  useEffect(() => {
-    const url = URL.createObjectURL(new Blob([problemsAsCsv(job.errors)], { type: "text/csv" }));
-    setHref(url);
-    return () => URL.revokeObjectURL(url);
-  }, [job]);
-  return (
-    <div className="problems">
-      <p>
-        {job.error_total} problem{job.error_total === 1 ? "" : "s"}
-        {job.error_total > job.errors.length ? ` (the first ${job.errors.length} are listed)` : ""}; nothing was written.
-        {href && (
-          <>
-            {" "}
-            <a href={href} download={`import-problems-${job.id}.csv`}>Download the problems as CSV</a>
-          </>
-        )}
-      </p>
-      <div className="scroll">
-        <table data-testid="problems">
-          <thead>
-            <tr><th scope="col">Sheet</th><th scope="col">Cell</th><th scope="col">Column</th><th scope="col">Value</th><th scope="col">Problem</th></tr>
-          </thead>
-          <tbody>
-            {job.errors.map((e, i) => (
-              <tr key={i}>
-                <td>{e.sheet}</td><td>{e.cell}</td><td>{e.column ?? ""}</td>
-                <td>{e.value === null || e.value === undefined ? "" : String(e.value)}</td><td>{e.message}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
     </div>
   );
 }

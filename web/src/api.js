@@ -40,7 +40,8 @@ export async function fetchTables() {
 export function uploadFile({ table, file, mode, dryRun, onProgress }) {
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
-    const query = new URLSearchParams({ mode, dry_run: String(dryRun) });
+    const query = new URLSearchParams({ dry_run: String(dryRun) });
+    if (mode) query.set("mode", mode);
     xhr.open("PUT", `/imports/${encodeURIComponent(table)}?${query}`);
     xhr.setRequestHeader("Content-Type", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
     if (csrf) xhr.setRequestHeader(CSRF_HEADER, csrf);
@@ -57,6 +58,34 @@ export function uploadFile({ table, file, mode, dryRun, onProgress }) {
     xhr.onerror = () => resolve({ status: 0, body: null });
     xhr.send(file);
   });
+}
+
+// Every state-changing request the page makes goes through here, with the session's CSRF header.
+async function change(method, url) {
+  const response = await fetch(url, { method, headers: { [CSRF_HEADER]: csrf ?? "" } });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = { message: `HTTP ${response.status}` };
+  }
+  return { status: response.status, body, retryAfter: response.headers.get("Retry-After") };
+}
+
+// Import for real the file a check (dry run) kept: the server still has it, nothing is sent again.
+export function commitJob(id) {
+  return change("POST", `/jobs/${encodeURIComponent(id)}/commit`);
+}
+
+export function cancelJob(id) {
+  return change("DELETE", `/jobs/${encodeURIComponent(id)}`);
+}
+
+// The caller's recent jobs, newest first.
+export async function fetchJobs(limit = 10) {
+  const response = await fetch(`/jobs?limit=${limit}`);
+  if (!response.ok) throw new Error(`could not list the jobs (HTTP ${response.status})`);
+  return response.json();
 }
 
 export async function fetchJob(id) {
@@ -78,6 +107,7 @@ export function problemsAsCsv(errors) {
 export function explain({ status, body, retryAfter }) {
   if (status === 0) return "The connection to the server was lost before the upload finished. Check the network and try again.";
   if (status === 401) return "Your session has ended: reload the page and sign in again. (HTTP 401)";
+  if (status === 403) return `${body?.message ?? "Your grants do not allow this."} Ask an admin for the grant you need. (HTTP 403)`;
   if (status === 413) return `${body?.message ?? "The file is too large."} (HTTP 413)`;
   if (status === 429) return `The server is busy right now. Try again in ${retryAfter ?? "a few"} seconds. (HTTP 429)`;
   return `${body?.message ?? "The upload failed."} (HTTP ${status})`;

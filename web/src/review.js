@@ -1,17 +1,5 @@
 // The review side of an import: committing a dry run, and the marked-up workbook's address.
 
-// Import for real the file a dry run checked: the server still has it, nothing is sent again.
-export async function commitJob(id) {
-  const response = await fetch(`/jobs/${encodeURIComponent(id)}/commit`, { method: "POST" });
-  let body = null;
-  try {
-    body = await response.json();
-  } catch {
-    body = { message: `HTTP ${response.status}` };
-  }
-  return { status: response.status, body, retryAfter: response.headers.get("Retry-After") };
-}
-
 export function markedUpUrl(id) {
   return `/jobs/${encodeURIComponent(id)}/problems.xlsx`;
 }
@@ -24,3 +12,14 @@ export function isKept(job) {
 export function showValue(value) {
   return value === null || value === undefined ? "" : String(value);
 }
+
+// Each mode in a person's words: [value, label, what it does].
+export const MODES = [
+  ["upsert", "Update existing rows and add new ones", "rows whose key is in the table are updated, the others added"],
+  ["append", "Add new rows", "every row is added; a key already in the table is a problem"],
+  ["replace", "Replace the whole table", "the table's rows are deleted first"],
+];
+
+export const modeWords = (mode) => (MODES.find(([value]) => value === mode)?.[1] ?? mode).toLowerCase();
+
+export const ENDED = ["done", "failed"];

@@ -76,7 +76,8 @@ class Job:
         return (self.finished_at or time.time()) - self.created_at
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "elapsed_seconds": round(self.elapsed, 3), "location": f"/jobs/{self.id}"}
+        return {**asdict(self), "elapsed_seconds": round(self.elapsed, 3), "location": f"/jobs/{self.id}",
+                "phase": phase(self)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
@@ -170,14 +171,35 @@ class JobBoard:
         return settled
 
 
+#: Each mode in a person's words.
+MODE_WORDS = {"append": "add new rows", "upsert": "update existing rows and add new ones",
+              "replace": "replace the whole table"}
+
+
+def phase(job: Job) -> str:
+    """Where a job is, in a person's words: a check is "checking", then "ready to import" or "N problems found"
+    (never "inserting" or "failed": nothing was meant to be written)."""
+    if job.state in ("parsing", "inserting", "committing"):
+        return "checking" if job.dry_run else "importing"
+    if job.state == "queued":
+        return "waiting for a worker"
+    if job.state == "done":
+        return "ready to import" if job.dry_run else ("nothing written" if job.rows_inserted == 0 else "imported")
+    if job.state == "failed":
+        if job.error == "invalid" and job.error_total:
+            return f"{job.error_total:,} problem{'' if job.error_total == 1 else 's'} found"
+        return "cancelled" if job.error == "cancelled" else "failed"
+    return job.state
+
+
 def succeed(job: Job) -> None:
     job.state = "done"
     job.finished_at = time.time()
-    job.message = (f"dry run: {job.rows_read:,} rows are valid; nothing was written" if job.dry_run
-                   else f"{job.rows_inserted:,} rows written to {job.table!r} ({job.mode})")
+    job.message = (f"checked {job.rows_read:,} rows: ready to import; nothing was written yet" if job.dry_run
+                   else f"{job.rows_inserted:,} rows written to {job.table!r} ({MODE_WORDS.get(job.mode, job.mode)})")
     if job.dry_run and job.preview:
         p = job.preview
-        job.message += (f"; it would insert {p['inserted']:,}, update {p['updated']:,}, leave {p['unchanged']:,} "
+        job.message += (f"; it would add {p['inserted']:,}, update {p['updated']:,}, leave {p['unchanged']:,} "
                         f"unchanged" + (f" and delete {p['deleted']:,}" if job.mode == "replace" else ""))
     if job.warnings:
         job.message += f" ({len(job.warnings)} warning(s))"

@@ -82,7 +82,7 @@ class Problems:
             self.listed.append({"sheet": sheet, "cell": cell, "column": column, "value": _shown(value), "message": message,
                                 "kind": kind})
         if group["example"] is None:
-            group["example"] = f"{cell}: {message}" if kind == "cell" else message
+            group["example"] = f"{message} ({cell})" if kind == "cell" else message
             group["sheet"] = sheet
 
     def _group(self, kind: str, column: str | None) -> dict[str, Any]:
@@ -130,16 +130,16 @@ class Problems:
             n, kind, column = group["count"], group["kind"], group["column"]
             unit = _UNITS.get(kind, "problem") + ("" if n == 1 else "s")
             if kind == "existing":
-                what = f"{column or 'the key'} already exists in {table}"
+                what = f"{unit}: {column or 'the key'} already exists in {table}"
             elif kind == "duplicate":
-                what = f"{column or 'the key'} appears more than once in the sheet"
+                what = f"{unit}: {column or 'the key'} appears more than once in the sheet"
             elif kind == "cell" and column:
-                what = f"in column {column} do not fit it (first: {group['example']})" if n > 1 else \
-                    f"in column {column}: {group['example']}"
+                what = (f"{unit} in column {column}: {group['example']}" if n == 1 else
+                        f"{unit} in column {column} do not fit it, e.g. {group['example']}")
             else:
-                what = group["example"] or KINDS.get(kind, kind)
+                what = f"{unit}: {group['example'] or KINDS.get(kind, kind)}"
             found.append({"kind": kind, "column": column, "count": n, "cells": list(group["cells"]),
-                          "summary": f"{n:,} {unit}: {what}", "advice": ADVICE.get(kind, "")})
+                          "summary": f"{n:,} {what}", "advice": ADVICE.get(kind, "")})
         return found
 
     def error(self, summary: str, table: str = "") -> Invalid:
