@@ -208,6 +208,13 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     channel.add_argument("--out", type=Path, default=Path("bench-results/channel.json"))
     channel.set_defaults(run=_lazy("bench.channel", "run"))
 
+    markup = kinds.add_parser("markup", help="the marked-up workbook with every problem cell marked: time and peak "
+                              "memory per number of problems")
+    markup.add_argument("--problems", type=int, nargs="+", default=[20_000, 200_000])
+    markup.add_argument("--repeats", type=int, default=3)
+    markup.add_argument("--out", type=Path, default=Path("bench-results/markup.json"))
+    markup.set_defaults(run=_lazy("bench.markup", "run"))
+
     profile = kinds.add_parser("profile-import", help="CPU-time profile of one import into PostgreSQL per size, "
                                "and the functions that grow faster than the rows")
     profile.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])

@@ -161,3 +161,27 @@ def test_commit_and_marked_up_workbook_on_worker_processes(tmp_path: Path, live_
     assert dry["state"] == "done" and dry["preview"]["inserted"] == 2
     assert openpyxl.load_workbook(io.BytesIO(marked.content))["Sheet1"]["L1"].comment.text.startswith("Warning: ")
     assert committed.json()["state"] == "done" and store.count("orders") == 12
+
+
+def test_every_problem_cell_is_marked_not_only_the_listed_ones(tmp_path: Path, live_server) -> None:
+    """3,000 existing keys and 1,500 bad amounts: the record lists 100, the groups count all, and the marked-up
+    workbook fills all 4,500 cells (comments on the first ones only)."""
+    store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    seed(store, 3_000)
+    rows = [(r[0], r[1], r[2], "lots" if r[0] % 2 else r[3], *r[4:]) for r in demo_rows(3_000)]
+    settings = make_settings(tables=("orders",), data_dir=tmp_path / "data")
+    with live_server(create_app(settings, store)) as server:
+        job = put(server, "orders", b"".join(write_xlsx(rows, HEADER, sheet_name="orders")), mode="append").json()
+        marked = httpx.get(f"{server.url}/jobs/{job['id']}/problems.xlsx", timeout=60)
+    assert job["error_total"] == 4_500 and len(job["errors"]) == 100
+    assert [(g["kind"], g["column"], g["count"]) for g in job["problem_groups"]] == [("existing", "id", 3_000),
+                                                                                     ("cell", "amount", 1_500)]
+    book = openpyxl.load_workbook(io.BytesIO(marked.content))
+    sheet = book["orders"]
+    red = {(c.row, c.column_letter) for row in sheet.iter_rows(min_row=2) for c in row
+           if c.fill is not None and c.fill.fgColor is not None and c.fill.fgColor.rgb == "FFFFC7CE"}
+    assert red == {(n, "A") for n in range(2, 3_002)} | {(n, "D") for n in range(2, 3_002, 2)}
+    assert sheet["D3000"].comment.text == "'lots' is not a number"  # 4,500 cells: under the comment limit
+    summary = [[c.value for c in row] for row in book["Problems"].iter_rows(max_row=3)]
+    assert summary[1][:3] == [3_000, "existing", "id"] and summary[1][5] == "3,000 rows: id already exists in orders"
+    assert summary[2][:3] == [1_500, "cell", "amount"] and summary[2][3] == "D2, D4, D6, D8, D10"

@@ -47,8 +47,11 @@ class MarkFile:
 
 
 def _run(path: Path, run: int, sheet: str) -> Iterator[tuple[tuple[int, int], Mark]]:
+    prefix = f"[{run},"  # each line starts with its run: the others are skipped without parsing
     with open(path, encoding="utf-8") as f:
         for line in f:
+            if not line.startswith(prefix):
+                continue
             found_run, found_sheet, cell, message = json.loads(line)
             if found_run == run and found_sheet == sheet:
                 mark = Mark(sheet=sheet, cell=cell, message=message)

@@ -202,8 +202,8 @@ class _Book:
                 continue
             yield name, self._marked_sheet(marked[name]) if name in marked else self._copy(name)
         for sheet in commented:
-            yield sheet.comments_part, [_comments(sheet.marks).encode()]
-            yield sheet.vml_part, [_vml(sheet.marks, 50 + commented.index(sheet) * _VML_BLOCKS).encode()]
+            yield sheet.comments_part, _comments(sheet.marks)
+            yield sheet.vml_part, _vml(sheet.marks, 50 + commented.index(sheet) * _VML_BLOCKS)
             yield _rels_path(sheet.part), [self._sheet_rels(sheet).encode()]
         title = self._title(title)
         yield self.problems_part, _problems_sheet(self.listed, unlisted, set(self.sheets), groups)
@@ -517,27 +517,30 @@ def _add_drawing(tail: bytes, prefix: bytes, rid: str, relationships: bytes | No
     return tail[:after.start()] + element + tail[after.start():]
 
 
-def _comments(marks: Sequence[Mark]) -> str:
-    by_cell: dict[str, list[str]] = {}
-    for mark in marks:
-        by_cell.setdefault(mark.cell, []).append(("Warning: " if mark.level == "warning" else "") + mark.message)
-    entries = "".join(f'<comment ref="{ref}" authorId="0"><text><t xml:space="preserve">'
-                      f"{escape(escape_text(chr(10).join(messages)))}</t></text></comment>"
-                      for ref, messages in by_cell.items())
-    return (XML_DECL + f'<comments xmlns="{NS_MAIN}"><authors><author>sheetstream</author></authors>'
-            f"<commentList>{entries}</commentList></comments>")
+def _comments(marks: Sequence[Mark]) -> Iterator[bytes]:
+    """The comments part, a comment at a time (a cell's messages in one)."""
+    yield (XML_DECL + f'<comments xmlns="{NS_MAIN}"><authors><author>sheetstream</author></authors>'
+           "<commentList>").encode()
+    for ref, found in itertools.groupby(marks, key=lambda m: m.cell):
+        text = "\n".join(("Warning: " if m.level == "warning" else "") + m.message for m in found)
+        yield (f'<comment ref="{ref}" authorId="0"><text><t xml:space="preserve">'
+               f"{escape(escape_text(text))}</t></text></comment>").encode()
+    yield b"</commentList></comments>"
 
 
-def _vml(marks: Sequence[Mark], block: int) -> str:
-    shapes = []
-    seen: set[str] = set()
-    for mark in marks:
-        if mark.cell in seen:
-            continue
-        seen.add(mark.cell)
+def _vml(marks: Sequence[Mark], block: int) -> Iterator[bytes]:
+    """The VML drawing of the comments' boxes, a shape at a time (one per cell)."""
+    cells = [next(found) for _, found in itertools.groupby(marks, key=lambda m: m.cell)]
+    yield ('<xml xmlns:v="urn:schemas-microsoft-com:vml" xmlns:o="urn:schemas-microsoft-com:office:office" '
+           'xmlns:x="urn:schemas-microsoft-com:office:excel">'
+           f'<o:shapelayout v:ext="edit"><o:idmap v:ext="edit" data="{_id_blocks(block, len(cells))}"/>'
+           '</o:shapelayout>'
+           '<v:shapetype id="_x0000_t202" coordsize="21600,21600" o:spt="202" path="m,l,21600r21600,l21600,xe">'
+           '<v:stroke joinstyle="miter"/><v:path gradientshapeok="t" o:connecttype="rect"/></v:shapetype>').encode()
+    for n, mark in enumerate(cells, 1):
         row, col = mark.position  # type: ignore[misc]
-        shapes.append(
-            f'<v:shape id="_x0000_s{block * 1024 + len(shapes) + 1}" type="#_x0000_t202" '
+        yield (
+            f'<v:shape id="_x0000_s{block * 1024 + n}" type="#_x0000_t202" '
             'style="position:absolute;margin-left:59.25pt;margin-top:1.5pt;width:216pt;height:72pt;z-index:1;'
             'visibility:hidden" fillcolor="#ffffe1" o:insetmode="auto"><v:fill color2="#ffffe1"/>'
             '<v:shadow on="t" color="black" obscured="t"/><v:path o:connecttype="none"/>'
@@ -546,14 +549,8 @@ def _vml(marks: Sequence[Mark], block: int) -> str:
             f"<x:Anchor>{col + 1}, 15, {max(row - 2, 0)}, 2, {col + 4}, 15, {max(row - 2, 0) + 5}, 16</x:Anchor>"
             f"<x:AutoFill>False</x:AutoFill><x:Row>{row - 1}</x:Row><x:Column>{col}</x:Column></x:ClientData>"
             "</v:shape>"
-        )
-    return ('<xml xmlns:v="urn:schemas-microsoft-com:vml" xmlns:o="urn:schemas-microsoft-com:office:office" '
-            'xmlns:x="urn:schemas-microsoft-com:office:excel">'
-            f'<o:shapelayout v:ext="edit"><o:idmap v:ext="edit" data="{_id_blocks(block, len(shapes))}"/>'
-            '</o:shapelayout>'
-            '<v:shapetype id="_x0000_t202" coordsize="21600,21600" o:spt="202" path="m,l,21600r21600,l21600,xe">'
-            '<v:stroke joinstyle="miter"/><v:path gradientshapeok="t" o:connecttype="rect"/></v:shapetype>'
-            + "".join(shapes) + "</xml>")
+        ).encode()
+    yield b"</xml>"
 
 
 def _id_blocks(first: int, shapes: int) -> str:
