@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import formats
 from ..errors import Invalid, RowRefused
-from ..formats.xlsx import ReadLimits, Workbook, last_row, open_workbook
+from ..formats.xlsx import ReadLimits, Workbook, last_row
 from ..formats.xlsx.cells import column_letter
 from ..store import OnCommit, Store
 from .validate import Plan, Problems, _shown, convert_rows, read_header
@@ -52,10 +53,10 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
     columns = store.columns(job.table)
     job.state = "parsing"
     report(job)
-    with open_workbook(path, limits) as book:
+    fmt = formats.get(job.format)
+    with fmt.open(path, job.options, limits) as book:
         sheet = job.sheet or (book.sheet_names[0] if book.sheet_names else "")
-        blocks = book.row_blocks(job.sheet)
-        header, first_rows, previous = _header(book, blocks)
+        header, first_rows, blocks, previous = _start(book, job.sheet)
         if header is None:
             raise Invalid(f"sheet {sheet!r} is empty: the first row must name the columns, the rows below hold "
                           "the data", errors=[], error_total=0)
@@ -70,10 +71,12 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
         counters = {"rows_read": 0}
         try:
             with store.staging(job.table, plan.columns, job.mode) as staged:
-                encode = staged.encoder() if split is not None else None
+                encode = staged.encoder() if split is not None and hasattr(book, "row_blocks") else None
                 if encode is None:
                     def rows() -> Iterator[tuple[int, list[Any]]]:
                         for index, name, rows in sheets.rows(first_rows, blocks, previous):
+                            if getattr(book, "exact_width", False):
+                                rows = _same_width(rows, len(header[1]), name, problems)
                             checked = convert_rows(rows, plan, name, problems, counters, numbered=True)
                             yield from ((position(index, number), row) for number, row in checked)
 
@@ -135,12 +138,11 @@ class Sheets:
         """The sheet and row number of a staged position."""
         return self.name(pos // SHEET_STRIDE), pos % SHEET_STRIDE
 
-    def _following(self) -> Iterator[tuple[int, str, list, Iterator[bytes], int]]:
+    def _following(self) -> Iterator[tuple[int, str, Iterable, Iterator[bytes], int]]:
         """Each continuation sheet whose header matches: (index, name, rows after the header in its first block,
         the blocks left, the number of the first block's last row)."""
         for name in self.candidates:
-            blocks = self.book.row_blocks(name)
-            header, first_rows, previous = _header(self.book, blocks)
+            header, first_rows, blocks, previous = _start(self.book, name)
             if header is None or _normal(header[1]) != self.header:
                 return
             self.names.append(name)
@@ -148,18 +150,18 @@ class Sheets:
 
     def rows(self, first_rows: list, blocks: Iterator[bytes], previous: int
              ) -> Iterator[tuple[int, str, Iterator[tuple[int, list[Any]]]]]:
-        yield 0, self.names[0], itertools.chain(first_rows, self.book.rows_of(blocks, previous))
+        yield 0, self.names[0], itertools.chain(first_rows, _rest(self.book, blocks, previous))
         for index, name, rows, rest, last in self._following():
-            yield index, name, itertools.chain(rows, self.book.rows_of(rest, last))
+            yield index, name, itertools.chain(rows, _rest(self.book, rest, last))
 
-    def blocks(self, first_rows: list, blocks: Iterator[bytes], previous: int
+    def blocks(self, first_rows: Iterable, blocks: Iterator[bytes], previous: int
                ) -> Iterator[tuple[bytes | list, int, int, str]]:
         """Items for :func:`_read_block`: (a block or rows already read, the row before it, sheet index, name)."""
-        yield first_rows, 0, 0, self.names[0]
+        yield list(first_rows), 0, 0, self.names[0]
         for block, before in _numbered(blocks, previous):
             yield block, before, 0, self.names[0]
         for index, name, rows, rest, last in self._following():
-            yield rows, 0, index, name
+            yield list(rows), 0, index, name
             for block, before in _numbered(rest, last):
                 yield block, before, index, name
 
@@ -204,6 +206,33 @@ def _header(book: Workbook, blocks: Iterator[bytes]) -> tuple[tuple[int, list[An
         if rows:
             return rows[0], rows[1:], previous
     return None, [], previous
+
+
+def _start(book: Any, sheet: str | None) -> tuple[tuple[int, list[Any]] | None, Iterable, Iterator[bytes], int]:
+    """The header of ``sheet``, the rows after it, and for a book read in blocks (a workbook) the blocks left and
+    the number of the row before them; a book read row by row (CSV) has no blocks."""
+    if hasattr(book, "row_blocks"):
+        blocks = book.row_blocks(sheet)
+        header, first_rows, previous = _header(book, blocks)
+        return header, first_rows, blocks, previous
+    rows = book.rows(sheet)
+    return next(rows, None), rows, iter(()), 0
+
+
+def _rest(book: Any, blocks: Iterator[bytes], previous: int) -> Iterator[tuple[int, list[Any]]]:
+    return book.rows_of(blocks, previous) if hasattr(book, "rows_of") else iter(())
+
+
+def _same_width(rows: Iterable[tuple[int, list[Any]]], width: int, sheet: str, problems: Problems
+                ) -> Iterator[tuple[int, list[Any]]]:
+    """Rows of a format where every row has the header's fields (CSV): a row with more or fewer is a problem at
+    its first field too many or too few (a delimiter too many, a quote not closed)."""
+    for number, values in rows:
+        if len(values) != width:
+            at = f"{column_letter(min(len(values), width))}{number}"
+            problems.add(sheet, at, None, None, f"row {number} has {len(values)} field(s) and the header has {width}: "
+                         "look for a delimiter too many or too few, or a quote that is not closed", kind="cell")
+        yield number, values
 
 
 def _all_rows(rows: Generator[tuple[int, list[Any]], None, int]) -> tuple[list[tuple[int, list[Any]]], int]:

@@ -47,6 +47,8 @@ class Job:
     sheet: str | None = None
     owner: str | None = None  # the identity's key (token:NAME, user:NAME); others do not see the job
     extra_columns: str = "ignore"  # header columns the table does not have: ignore (a warning) or error
+    format: str = "xlsx"  # the upload's format (:mod:`..formats.registry`), told from its bytes
+    options: dict[str, Any] = field(default_factory=dict)  # the format's reading options (CSV: encoding, delimiter)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: str = "receiving"
     bytes_received: int = 0

@@ -32,6 +32,7 @@ from ..errors import (
     UnsupportedMediaType,
     WorkerLost,
 )
+from ..formats import UnknownFormat
 from ..formats.xlsx import XlsxError
 from ..pipeline.jobs import Job
 
@@ -47,6 +48,7 @@ STATUS: dict[type[Exception], int] = {
     Gone: 410,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
+    UnknownFormat: 415,
     Invalid: 422,
     XlsxError: 422,
     OutOfMemory: 422,  # the same file fails again: retrying will not help

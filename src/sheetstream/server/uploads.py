@@ -22,12 +22,13 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
+from .. import formats
 from ..errors import BadRequest, Busy, ClientGone, PayloadTooLarge, StorageFull, TimedOut, UnsupportedMediaType
-from ..formats.xlsx import MEDIA_TYPE
 from ..pipeline.review import marks_path
 
 _FLUSH = 1 << 20
-XLSX_TYPES = (MEDIA_TYPE, "application/octet-stream", "")
+#: The content types an upload may be sent as: each format's, or none in particular (the bytes tell).
+ACCEPTED_TYPES = (*formats.registry.accepted_media_types(), *formats.registry.UNDECLARED)
 
 
 def too_large(limit: int) -> PayloadTooLarge:
@@ -104,6 +105,7 @@ class Spool:
         self.buffer = bytearray()
         self.removed = False
         self.digest = hashlib.sha256()  # computed as the body arrives, for the audit trail
+        self.declared: tuple[str, str] = ("", "")  # a form's file name and content type, for telling its format
 
     def reserve(self, total: int) -> None:
         extra = total - self.reserved
@@ -180,13 +182,12 @@ async def body_chunks(request: Request, idle: float) -> AsyncIterator[bytes]:
 
 async def receive_raw(request: Request, spool: Spool, limit: int, progress: Callable[[int], None],
                       idle: float = 30.0) -> None:
-    """The whole body into ``spool``. Raises 415 for a content type that is not a workbook's."""
+    """The whole body into ``spool``. Raises 415 for a content type that is no format's."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media not in XLSX_TYPES:
-        raise UnsupportedMediaType(
-            f"send the .xlsx file itself as the body with Content-Type {XLSX_TYPES[0]} (got {media}), "
-            "or use POST with multipart/form-data"
-        )
+    if media not in ACCEPTED_TYPES:
+        kinds = ", ".join(f"{f.media_type} (.{f.extension})" for f in formats.FORMATS.values())
+        raise UnsupportedMediaType(f"send the file itself as the body with the Content-Type of its format: {kinds} "
+                                   f"(got {media}), or use POST with multipart/form-data")
     try:
         async for chunk in body_chunks(request, idle):
             if spool.size + len(chunk) > limit:
@@ -225,7 +226,8 @@ async def receive_multipart(request: Request, spool: Spool, limit: int, progress
     parser.finalize()
     await spool.close()
     if not form.has_file:
-        raise BadRequest(f"the form has no field named {field_name!r} with the workbook in it")
+        raise BadRequest(f"the form has no field named {field_name!r} with the file in it")
+    spool.declared = (form.filename, form.file_type)
     return form.fields
 
 
@@ -238,6 +240,7 @@ class _Form:
         self.fields: dict[str, str] = {}
         self.pending: list[bytes] = []
         self.has_file = False
+        self.filename = self.file_type = ""
         self._reset()
 
     def _reset(self) -> None:
@@ -266,6 +269,9 @@ class _Form:
         _, disposition = parse_options_header(self.headers.get(b"content-disposition", b""))
         self.name = disposition.get(b"name", b"").decode()
         self.is_file = self.name == self.file_field
+        if self.is_file:  # what the browser says the file is, for telling its format (the bytes decide)
+            self.filename = disposition.get(b"filename", b"").decode("utf-8", "replace")[:255]
+            self.file_type = self.headers.get(b"content-type", b"").decode("latin-1")[:255]
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self.is_file:

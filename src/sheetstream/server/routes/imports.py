@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from ... import formats
 from ...access import Identity
 from ...config import ImportLimits
 from ...errors import BadRequest
@@ -54,6 +55,10 @@ Wait = Annotated[bool, Query(description="answer when the job has ended: 200, or
 ExtraColumns = Literal["ignore", "error"]
 ExtraQuery = Annotated[ExtraColumns, Query(description="header columns the table does not have: ignore them (a "
                                                         "warning), or refuse the file")]
+EncodingQuery = Annotated[str | None, Query(max_length=40, description="CSV: the file's encoding when it is not "
+                                            "UTF-8 or UTF-16 with a BOM (cp1252 for legacy single-byte files)")]
+DelimiterQuery = Annotated[str | None, Query(max_length=5, description="CSV: the delimiter, when it should not "
+                                             "be told from the first lines (one of , ; tab |)")]
 
 
 class Upload:
@@ -137,7 +142,8 @@ class Upload:
             else:
                 await receive_raw(self.request, spool, limit, self.progress, idle)
             if spool.size == 0:
-                raise BadRequest("the upload is empty: send the .xlsx file as the request body")
+                raise BadRequest("the upload is empty: send the .xlsx or .csv file as the request body")
+            await run_in_threadpool(self.tell_format, spool)
             self.check_open()
         except BaseException as exc:
             self.received = (spool.size, None)
@@ -149,6 +155,14 @@ class Upload:
             raise
         await self.saved()
         self.received = (spool.size, spool.sha256)
+
+    def tell_format(self, spool: Spool) -> None:
+        """The upload's format, from its first bytes and what the client declared (415 when they disagree)."""
+        with open(spool.path, "rb") as f:
+            head = f.read(4096)
+        filename, file_type = spool.declared
+        media = file_type or self.request.headers.get("content-type", "")
+        self.job.format = formats.detect(head, filename or None, media).name
 
     def check_open(self) -> None:
         """Once the server drains, an upload still arriving is refused (503): it could not finish in time."""
@@ -192,11 +206,14 @@ class Upload:
 def upload_of(request: Request, table: WritableTable, caller: Caller, settings: SettingsDep, store: StoreDep,
               queue: QueueDep, board: BoardDep, metrics: MetricsDep, shares: SharesDep, kept: KeptDep,
               budget: SpoolDep, mode: ModeQuery = None, dry_run: DryRun = False, sheet: SheetQuery = None,
-              extra_columns: ExtraQuery = "ignore") -> Upload:
+              extra_columns: ExtraQuery = "ignore", encoding: EncodingQuery = None,
+              delimiter: DelimiterQuery = None) -> Upload:
     mode = mode or default_mode(caller, table, store.columns(table))  # a sync dependency: in the thread pool
     if request.method == "PUT":  # a form's fields may still change the mode: checked once they are read
         require(caller, table, mode)
-    job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet, extra_columns=extra_columns, owner=caller.key)
+    options = {k: v for k, v in (("encoding", encoding), ("delimiter", delimiter)) if v}
+    job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet, extra_columns=extra_columns, owner=caller.key,
+              options=options)
     return Upload(request, job, caller, store, queue, board, metrics, shares, kept, budget, settings.imports)
 
 
