@@ -29,6 +29,7 @@ from ..errors import Invalid, RowRefused
 from ..formats.xlsx import ReadLimits, Workbook, last_row
 from ..formats.xlsx.cells import column_letter
 from ..store import OnCommit, Store
+from .review import reading_options
 from .validate import Plan, Problems, _shown, convert_rows, read_header
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
     job.state = "parsing"
     report(job)
     fmt = formats.get(job.format)
-    with fmt.open(path, job.options, limits) as book:
+    with fmt.open(path, reading_options(job.to_json()), limits) as book:
         sheet = job.sheet or (book.sheet_names[0] if book.sheet_names else "")
         header, first_rows, blocks, previous = _start(book, job.sheet)
         if header is None:

@@ -15,8 +15,9 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import formats
 from ..config import ExportOptions
-from ..formats.xlsx import deflater
+from ..formats.xlsx import deflater, write_xlsx
 from ..formats.xlsx.markup import Mark, mark_up
 
 #: Problems written to the file at most (about 100 bytes each on disk); past this many they are counted only.
@@ -87,10 +88,49 @@ def marks_of(job: dict[str, Any]) -> list[Mark]:
 
 def marked_workbook(path: str, job: dict[str, Any], options: ExportOptions) -> Generator[bytes, None, int]:
     """The workbook at ``path`` with ``job``'s problems marked (all of them, from the file beside it when there
-    is one), in chunks; returns the bytes sent. A task for the processing queue, like an export."""
+    is one), in chunks; returns the bytes sent. A task for the processing queue, like an export. An upload in
+    another format (CSV) comes back as a workbook of its rows, marked the same way."""
+    fmt = formats.get(job.get("format") or "xlsx")
+    if fmt is not formats.XLSX:
+        copy = Path(path).with_name(Path(path).name + ".copy.xlsx")
+        try:
+            _as_workbook(fmt, Path(path), copy, job)
+            return (yield from _marked(str(copy), marks_path(Path(path)), job, options))
+        finally:
+            copy.unlink(missing_ok=True)
+    return (yield from _marked(path, marks_path(Path(path)), job, options))
+
+
+def _as_workbook(fmt: formats.Format, source: Path, target: Path, job: dict[str, Any]) -> None:
+    """The rows of ``source`` (read as the import read them) written to a workbook, each at its own row number, so
+    that the problems' cells are where they were; values as they were read (texts)."""
+    with fmt.open(source, reading_options(job), None) as book, open(target, "wb") as out:
+        sheet = book.sheet_names[0]
+        rows = book.rows(sheet)
+        first = next(rows, None)
+        header = [("" if v is None else str(v)) for v in first[1]] if first else []
+
+        def placed() -> Iterator[list[Any]]:
+            at = first[0] if first else 1
+            for number, values in rows:
+                while at + 1 < number:  # rows the reader skipped (blank lines): kept blank, so cells stay put
+                    at += 1
+                    yield []
+                at = number
+                yield [v if v is None or isinstance(v, str) else str(v) for v in values]
+
+        for chunk in write_xlsx(placed(), header, sheet_name=sheet):
+            out.write(chunk)
+
+
+def reading_options(job: dict[str, Any]) -> dict[str, Any]:
+    """The options a job's file is opened with: its own, and its table's name for a format without sheet names."""
+    return {"sheet_name": job.get("table") or "Sheet1", **(job.get("options") or {})}
+
+
+def _marked(path: str, every: Path, job: dict[str, Any], options: ExportOptions) -> Generator[bytes, None, int]:
     marks = marks_of(job)
     unlisted = max(0, int(job.get("error_total") or 0) - len(job.get("errors") or []))
-    every = marks_path(Path(path))
     if every.exists():
         warnings = [m for m in marks if m.level == "warning"]
         sheets = sheets_in(every) | {m.sheet for m in warnings if m.position}
