@@ -172,21 +172,36 @@ def test_tokens_from_the_command_line_drive_access(tmp_path: Path, live_server, 
     assert "HTTP 401: the token 'alice' has been revoked" in capsys.readouterr().out
 
 
-def test_serve_prints_a_one_time_admin_token_and_refuses_no_auth_off_loopback(tmp_path: Path) -> None:
+def test_serve_prints_a_start_token_until_an_admin_token_exists_and_refuses_no_auth_off_loopback(tmp_path: Path) -> None:
     port = free_port()
     command = [sys.executable, "-m", "sheetstream.cli", "serve", "--data-dir", str(tmp_path), "--demo-rows", "50",
                "--port", str(port), "--executor", "thread"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHEETSTREAM_")}
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}")
-        line = next(line for line in server.stdout if "?token=" in line)
-        token = line.split("?token=")[1].split()[0]
-        assert httpx.get(f"http://127.0.0.1:{port}/tables").status_code == 401
-        assert httpx.get(f"http://127.0.0.1:{port}/status", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    finally:
-        server.terminate()
-        server.wait(15)
+    # A read-only token for a colleague does not take the way in from the one who runs the server.
+    assert main(["token", "create", "colleague", "--grant", "orders:read", "--data-dir", str(tmp_path)]) == 0
+
+    def banner() -> str:
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}")
+            page = next(line for line in server.stdout if "page:" in line)
+            token = page.split("#token=")[1].split()[0] if "#token=" in page else None
+            if token:  # the start token is an admin's, for this run; what it is follows the URL
+                page += next(server.stdout)
+                assert httpx.get(f"http://127.0.0.1:{port}/tables").status_code == 401
+                assert httpx.get(f"http://127.0.0.1:{port}/status", headers={"Authorization": f"Bearer {token}"}
+                                 ).status_code == 200
+        finally:
+            server.terminate()
+            server.wait(15)
+        return page
+
+    first = banner()
+    assert f"page:   http://127.0.0.1:{port}/#token=sst_" in first and "?token=" not in first  # never sent to a server
+    assert "valid for this run only" in first
+    assert main(["token", "create", "ops", "--admin", "--data-dir", str(tmp_path)]) == 0
+    second = banner()
+    assert "#token=" not in second and "sheetstream token create NAME --admin" in second
     refused = subprocess.run([*command, "--no-auth", "--host", "0.0.0.0"], capture_output=True, text=True, env=env,
                              timeout=60)
     assert refused.returncode == 2 and "--no-auth is refused on 0.0.0.0" in refused.stderr

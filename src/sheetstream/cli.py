@@ -49,8 +49,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--deflate-level", type=int, help="deflate level (default 1)")
     serve.add_argument("--deflate-adaptive", choices=["on", "off"],
                        help="zlib 6 while the client reads slower than the export is written (default on)")
-    access = serve.add_argument_group("access (default: tokens required; a one-time admin token is printed at start "
-                                      "when the database has none)")
+    access = serve.add_argument_group("access (default: tokens required; a sign-in URL with an admin start token, "
+                                      "valid for this run only, is printed when the database has no live admin "
+                                      "token)")
     access.add_argument("--no-auth", action="store_true",
                         help="no authentication: everyone is an admin (refused unless --host is loopback)")
     access.add_argument("--trust-user-header", metavar="HEADER",
@@ -304,10 +305,14 @@ def _serve(args: argparse.Namespace) -> int:
     if not settings.access.auth:
         banner += f"  page:   {url}\n  authentication is OFF (--no-auth): anyone on this machine is an admin"
     elif token:
-        banner += (f"  page:   {url}?token={token}\n  (a one-time admin token for this run: open the page with this URL, "
-                   f"or send 'Authorization: Bearer {token}')")
+        # In the fragment (#), which a browser never sends: no proxy or server log ever sees the token.
+        banner += (f"  page:   {url}#token={token}\n"
+                   f"  (an admin start token, valid for this run only: it stops working when this server stops. "
+                   f"Open the page with this URL, or send 'Authorization: Bearer {token}'. A lasting admin token: "
+                   f"sheetstream token create NAME --admin)")
     else:
-        banner += f"  page:   {url}  (sign in with a token: sheetstream token create NAME --grant orders:read)"
+        banner += (f"  page:   {url}  (sign in with one of the tokens in the database: sheetstream token list; "
+                   f"a new one: sheetstream token create NAME --admin, or --grant orders:read for read-only)")
     _run_server(app, args.host, args.port, settings.lifecycle.drain_seconds, lambda: print(banner, flush=True))
     return 0
 
