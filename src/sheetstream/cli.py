@@ -1,4 +1,4 @@
-"""``sheetstream``: serve, seed, token, download, upload, round trip, load test, study, bench."""
+"""``sheetstream``: serve, seed, token, download, upload, commit, round trip, load test, study, bench."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ DEMO_ROWS = 200_000  # about 12 MB of xlsx: past the 10 MB the study asks for
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sheetstream", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (_add_serve, _add_seed, _add_token, _add_transfers, _add_load, _add_bench):
         add(commands)
@@ -122,6 +123,18 @@ def _add_transfers(commands: argparse._SubParsersAction) -> None:
     upload.add_argument("--quiet", action="store_true", help="no progress bars")
     upload.set_defaults(run=_lazy("transfers", "run_upload", run_async=True))
 
+    commit = commands.add_parser("commit", help="import the file a dry run (upload --dry-run) checked, without "
+                                                "sending it again")
+    commit.add_argument("job", metavar="JOB_ID", help="the dry run's job id (upload --dry-run prints it)")
+    commit.add_argument("--wait", action="store_true",
+                        help="follow the import until it ends and report its outcome (default: report it started)")
+    commit.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL (default %(default)s)")
+    _token_option(commit)
+    commit.add_argument("--problems-xlsx", type=Path, metavar="FILE",
+                        help="with --wait, when the import finds problems, save the workbook with them marked to FILE")
+    commit.add_argument("--quiet", action="store_true", help="no progress bar")
+    commit.set_defaults(run=_lazy("transfers", "run_commit", run_async=True))
+
     roundtrip = commands.add_parser("roundtrip", help="N users download and re-import at once; integrity checked")
     roundtrip.add_argument("--users", type=int, default=5)
     roundtrip.add_argument("--rows", type=int, help="seed the source table with N demo rows first (default: "
@@ -221,6 +234,15 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     profile.add_argument("--no-server", dest="server", action="store_false",
                          help="skip the unprofiled import through a server")
     profile.set_defaults(run=_lazy("bench.profile_import", "run"))
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sheetstream")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def _lazy(module: str, function: str, run_async: bool = False):
