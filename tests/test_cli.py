@@ -155,6 +155,8 @@ def test_errors_are_one_line_that_says_what_to_do(guarded, tmp_path: Path, capsy
     for command in (["download", "-o", out], ["upload", str(book)]):
         assert main([*command, "--table", "nope", "--token", tokens["appender"], *url]) == 1
         assert "HTTP 404: table 'nope' is not served by this server; exported tables: orders" in one_line(capsys)
+    assert main(["download", "-o", str(tmp_path / "no" / "o.xlsx"), "--token", tokens["reader"], *url]) == 1
+    assert "No such file or directory" in one_line(capsys)
     assert main(["commit", "0" * 32, "--token", tokens["appender"], *url]) == 1
     assert "HTTP 404: there is no job" in one_line(capsys)
     assert store.count("orders") == 30 and not (tmp_path / "o.xlsx").exists()

@@ -37,6 +37,8 @@ def explain(status: int | None, answer: dict | None, error: str | None, token: s
     message = (answer or {}).get("message") or (error or "").split(": ", 1)[-1]
     if status is None:
         return f"cannot reach the server at {url} ({error}); is it running, and is --url right?"
+    if status < 400:  # answered, then it failed on this side (a file it cannot write, a read that timed out)
+        return error or f"HTTP {status}"
     if status == 401 and not token:
         return (f"HTTP 401: this server wants an API token: give it with --token sst_... or in {TOKEN_VARIABLE} "
                 "(whoever runs the server makes one: sheetstream token create NAME --grant TABLE:read)")
