@@ -1,4 +1,4 @@
-"""Grants, identities and tokens as values."""
+"""Grants, identities and tokens as values; when ``serve`` makes its start token."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import pytest
 
 from sheetstream.access import ANONYMOUS, TOKEN_PREFIX, Grants, Identity, new_token, parse_duration, token_hash
 from sheetstream.errors import ConfigError
+from sheetstream.store.sqlite import SqliteStore
+from sheetstream.tokens import start_token
+
+from .helpers import add_token, make_settings
 
 
 def test_grants_allow_what_they_name_and_replace_only_on_its_own() -> None:
@@ -37,3 +41,24 @@ def test_durations() -> None:
     assert parse_duration("30d") == 30 * 86400 and parse_duration("12h") == 43200 and parse_duration("90s") == 90
     with pytest.raises(ConfigError, match="such as 30d"):
         parse_duration("soon")
+
+
+def test_the_start_token_is_made_whenever_no_live_admin_token_exists(tmp_path) -> None:
+    """Other tokens do not count: after handing a colleague a read-only token, the one who runs the server still
+    gets a way in; an expired or revoked admin token is no way in either."""
+    store = SqliteStore(tmp_path / "db.sqlite")
+    settings = make_settings(auth=True, data_dir=tmp_path / "data")
+    assert start_token(settings, store)[1]  # an empty database
+    add_token(store, "colleague", "orders:read")
+    add_token(store, "loader", "*:read,append,upsert,replace")
+    add_token(store, "old", "admin", expires_in=-1)
+    add_token(store, "gone", "admin")
+    store.tokens.revoke("gone")
+    served, token = start_token(settings, store)
+    assert token and token.startswith(TOKEN_PREFIX) and served.access.admin_token == token
+    assert start_token(settings, store)[1] != token  # a new one each run
+    add_token(store, "ops", "admin")
+    assert start_token(settings, store) == (settings, None)
+    empty = SqliteStore(tmp_path / "empty.sqlite")
+    assert start_token(make_settings(auth=False), empty)[1] is None  # --no-auth: nobody signs in
+    assert start_token(make_settings(auth=True, admin_token="sst_" + "x" * 43), empty)[1] is None  # configured

@@ -7,6 +7,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -14,13 +15,14 @@ import openpyxl
 import pytest
 
 from sheetstream.cli import _settings, main
+from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.server import create_app
 from sheetstream.store import open_store
-from sheetstream.store.demo import seed
+from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
 from sheetstream.tools.harness import free_port, wait_until_up
 
-from .helpers import make_settings
+from .helpers import add_token, make_settings
 
 
 @pytest.fixture
@@ -61,7 +63,7 @@ def test_download_failure_exits_non_zero(served, tmp_path: Path, capsys) -> None
     out = tmp_path / "x.xlsx"
     assert main(["download", "--url", served.url, "--table", "nope", "-o", str(out), "--quiet"]) == 1
     assert not out.exists() and not (tmp_path / "x.xlsx.part").exists()
-    assert "404" in capsys.readouterr().out
+    assert "404" in capsys.readouterr().err
 
 
 def test_download_from_a_dead_server_exits_non_zero(tmp_path: Path) -> None:
@@ -100,6 +102,104 @@ def test_upload_shows_warnings_the_preview_and_saves_the_marked_up_workbook(serv
     assert "already exists" in out and "mode upsert" in out and str(marked) in out
     book = openpyxl.load_workbook(marked)
     assert book["Sheet1"]["A2"].comment.text.startswith("id 1 already exists") and "Problems" in book.sheetnames
+
+
+def test_version(capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0 and capsys.readouterr().out.strip() == "sheetstream 0.1.0"
+
+
+@pytest.fixture
+def guarded(tmp_path: Path, live_server, monkeypatch):
+    """A server with authentication on (the default of ``serve``), a reader's and an appender's tokens; no
+    SHEETSTREAM_TOKEN in the environment."""
+    monkeypatch.delenv("SHEETSTREAM_TOKEN", raising=False)
+    monkeypatch.setenv("COLUMNS", "400")  # rich's output on one line
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 30)
+    tokens = {name: add_token(store, name, grants) for name, grants in (("reader", "orders:read"),
+                                                                        ("appender", "orders:read,append"))}
+    with live_server(create_app(make_settings(auth=True, data_dir=tmp_path / "data"), store)) as server:
+        yield server, store, tokens
+
+
+def one_line(capsys) -> str:
+    """What a failed command said: one line on stderr, nothing on stdout."""
+    said = capsys.readouterr()
+    assert said.out == "" and len(said.err.splitlines()) == 1, said
+    assert said.err.startswith("sheetstream: ") and "Traceback" not in said.err
+    return said.err
+
+
+def test_errors_are_one_line_that_says_what_to_do(guarded, tmp_path: Path, capsys) -> None:
+    server, store, tokens = guarded
+    out, url = str(tmp_path / "o.xlsx"), ["--url", server.url, "--quiet"]
+    book = tmp_path / "more.xlsx"
+    book.write_bytes(b"".join(write_xlsx([(r[0] + 100, *r[1:]) for r in demo_rows(5)], [c.name for c in ORDERS])))
+
+    assert main(["upload", str(tmp_path / "missing.xlsx"), *url]) == 2
+    assert "missing.xlsx: no such file" in one_line(capsys)
+    assert main(["download", "-o", out, *url]) == 1  # no token
+    said = one_line(capsys)
+    assert "HTTP 401" in said and "--token" in said and "SHEETSTREAM_TOKEN" in said
+    assert main(["upload", str(book), *url]) == 1
+    assert "--token" in one_line(capsys)
+    assert main(["download", "-o", out, "--token", "sst_" + "x" * 43, *url]) == 1
+    assert "HTTP 401: this token is not known to the server" in one_line(capsys)
+    assert main(["upload", str(book), "--token", tokens["reader"], *url]) == 1
+    said = one_line(capsys)
+    assert "HTTP 403: reader may not append table 'orders'" in said and "the grant orders:append" in said
+    assert main(["upload", str(book), "--mode", "replace", "--token", tokens["appender"], *url]) == 1
+    assert "needs a token with the grant orders:replace" in one_line(capsys)
+    for command in (["download", "-o", out], ["upload", str(book)]):
+        assert main([*command, "--table", "nope", "--token", tokens["appender"], *url]) == 1
+        assert "HTTP 404: table 'nope' is not served by this server; exported tables: orders" in one_line(capsys)
+    assert main(["download", "-o", str(tmp_path / "no" / "o.xlsx"), "--token", tokens["reader"], *url]) == 1
+    assert "No such file or directory" in one_line(capsys)
+    assert main(["commit", "0" * 32, "--token", tokens["appender"], *url]) == 1
+    assert "HTTP 404: there is no job" in one_line(capsys)
+    assert store.count("orders") == 30 and not (tmp_path / "o.xlsx").exists()
+
+
+def test_a_refusal_is_one_line_from_the_installed_command_too(guarded, tmp_path: Path) -> None:
+    """The console script itself, as a person runs it: exit code 1, one line on stderr, no traceback."""
+    server, _, _ = guarded
+    env = {k: v for k, v in os.environ.items() if k != "SHEETSTREAM_TOKEN"}
+    ran = subprocess.run([sys.executable, "-m", "sheetstream.cli", "download", "--url", server.url, "--quiet",
+                          "-o", str(tmp_path / "o.xlsx")], capture_output=True, text=True, env=env, timeout=60)
+    assert ran.returncode == 1 and ran.stdout == ""
+    assert ran.stderr.startswith("sheetstream: HTTP 401: this server wants an API token: give it with --token")
+    assert len(ran.stderr.splitlines()) == 1
+
+
+def test_commit_imports_what_a_dry_run_checked(guarded, tmp_path: Path, capsys) -> None:
+    server, store, tokens = guarded
+    book = tmp_path / "more.xlsx"
+    book.write_bytes(b"".join(write_xlsx([(r[0] + 100, *r[1:]) for r in demo_rows(5)], [c.name for c in ORDERS])))
+    common = ["--url", server.url, "--token", tokens["appender"], "--quiet"]
+    assert main(["upload", str(book), "--dry-run", *common]) == 0
+    said = capsys.readouterr().out
+    checked = said.split("sheetstream commit ")[1].split()[0]
+    assert "nothing written" in said and store.count("orders") == 30
+    assert main(["commit", checked, "--wait", *common]) == 0
+    said = capsys.readouterr().out
+    assert "5 rows written to 'orders'" in said and store.count("orders") == 35
+    assert main(["commit", checked, "--wait", *common]) == 1  # once per dry run
+    assert f"HTTP 409: job {checked} was already committed as job" in one_line(capsys)
+    book.write_bytes(b"".join(write_xlsx([(r[0] + 200, *r[1:]) for r in demo_rows(3)], [c.name for c in ORDERS])))
+    assert main(["upload", str(book), "--dry-run", *common]) == 0
+    checked = capsys.readouterr().out.split("sheetstream commit ")[1].split()[0]
+    assert main(["commit", checked, *common]) == 0  # without --wait: started, and where to see its outcome
+    said = capsys.readouterr().out
+    started = said.split("job ")[1].split()[0]
+    assert f"imports what job {checked} checked" in said and f"{server.url}/jobs/{started}" in said
+    headers = {"Authorization": f"Bearer {tokens['appender']}"}
+    deadline = time.monotonic() + 30
+    while (job := httpx.get(f"{server.url}/jobs/{started}", headers=headers).json())["state"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    assert job["state"] == "done" and store.count("orders") == 38
 
 
 def test_roundtrip_command_sqlite(capsys) -> None:
@@ -169,24 +269,39 @@ def test_tokens_from_the_command_line_drive_access(tmp_path: Path, live_server, 
         assert main(["token", "revoke", "alice", "--database-url", db]) == 0
         capsys.readouterr()
         assert main(["download", "--url", server.url, "-o", str(out), "--quiet", "--token", token]) == 1
-    assert "HTTP 401: the token 'alice' has been revoked" in capsys.readouterr().out
+    assert "HTTP 401: the token 'alice' has been revoked" in capsys.readouterr().err
 
 
-def test_serve_prints_a_one_time_admin_token_and_refuses_no_auth_off_loopback(tmp_path: Path) -> None:
+def test_serve_prints_a_start_token_until_an_admin_token_exists_and_refuses_no_auth_off_loopback(tmp_path: Path) -> None:
     port = free_port()
     command = [sys.executable, "-m", "sheetstream.cli", "serve", "--data-dir", str(tmp_path), "--demo-rows", "50",
                "--port", str(port), "--executor", "thread"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHEETSTREAM_")}
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}")
-        line = next(line for line in server.stdout if "?token=" in line)
-        token = line.split("?token=")[1].split()[0]
-        assert httpx.get(f"http://127.0.0.1:{port}/tables").status_code == 401
-        assert httpx.get(f"http://127.0.0.1:{port}/status", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    finally:
-        server.terminate()
-        server.wait(15)
+    # A read-only token for a colleague does not take the way in from the one who runs the server.
+    assert main(["token", "create", "colleague", "--grant", "orders:read", "--data-dir", str(tmp_path)]) == 0
+
+    def banner() -> str:
+        server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}")
+            page = next(line for line in server.stdout if "page:" in line)
+            token = page.split("#token=")[1].split()[0] if "#token=" in page else None
+            if token:  # the start token is an admin's, for this run; what it is follows the URL
+                page += next(server.stdout)
+                assert httpx.get(f"http://127.0.0.1:{port}/tables").status_code == 401
+                assert httpx.get(f"http://127.0.0.1:{port}/status", headers={"Authorization": f"Bearer {token}"}
+                                 ).status_code == 200
+        finally:
+            server.terminate()
+            server.wait(15)
+        return page
+
+    first = banner()
+    assert f"page:   http://127.0.0.1:{port}/#token=sst_" in first and "?token=" not in first  # never sent to a server
+    assert "valid for this run only" in first
+    assert main(["token", "create", "ops", "--admin", "--data-dir", str(tmp_path)]) == 0
+    second = banner()
+    assert "#token=" not in second and "sheetstream token create NAME --admin" in second
     refused = subprocess.run([*command, "--no-auth", "--host", "0.0.0.0"], capture_output=True, text=True, env=env,
                              timeout=60)
     assert refused.returncode == 2 and "--no-auth is refused on 0.0.0.0" in refused.stderr

@@ -1,4 +1,4 @@
-"""``sheetstream``: serve, seed, token, download, upload, round trip, load test, study, bench."""
+"""``sheetstream``: serve, seed, token, download, upload, commit, round trip, load test, study, bench."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ DEMO_ROWS = 200_000  # about 12 MB of xlsx: past the 10 MB the study asks for
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sheetstream", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (_add_serve, _add_seed, _add_token, _add_transfers, _add_load, _add_bench):
         add(commands)
@@ -49,8 +50,9 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--deflate-level", type=int, help="deflate level (default 1)")
     serve.add_argument("--deflate-adaptive", choices=["on", "off"],
                        help="zlib 6 while the client reads slower than the export is written (default on)")
-    access = serve.add_argument_group("access (default: tokens required; a one-time admin token is printed at start "
-                                      "when the database has none)")
+    access = serve.add_argument_group("access (default: tokens required; a sign-in URL with an admin start token, "
+                                      "valid for this run only, is printed when the database has no live admin "
+                                      "token)")
     access.add_argument("--no-auth", action="store_true",
                         help="no authentication: everyone is an admin (refused unless --host is loopback)")
     access.add_argument("--trust-user-header", metavar="HEADER",
@@ -120,6 +122,18 @@ def _add_transfers(commands: argparse._SubParsersAction) -> None:
                         help="when the import finds problems, save the workbook with them marked to FILE")
     upload.add_argument("--quiet", action="store_true", help="no progress bars")
     upload.set_defaults(run=_lazy("transfers", "run_upload", run_async=True))
+
+    commit = commands.add_parser("commit", help="import the file a dry run (upload --dry-run) checked, without "
+                                                "sending it again")
+    commit.add_argument("job", metavar="JOB_ID", help="the dry run's job id (upload --dry-run prints it)")
+    commit.add_argument("--wait", action="store_true",
+                        help="follow the import until it ends and report its outcome (default: report it started)")
+    commit.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL (default %(default)s)")
+    _token_option(commit)
+    commit.add_argument("--problems-xlsx", type=Path, metavar="FILE",
+                        help="with --wait, when the import finds problems, save the workbook with them marked to FILE")
+    commit.add_argument("--quiet", action="store_true", help="no progress bar")
+    commit.set_defaults(run=_lazy("transfers", "run_commit", run_async=True))
 
     roundtrip = commands.add_parser("roundtrip", help="N users download and re-import at once; integrity checked")
     roundtrip.add_argument("--users", type=int, default=5)
@@ -229,6 +243,15 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     profile.set_defaults(run=_lazy("bench.profile_import", "run"))
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sheetstream")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def _lazy(module: str, function: str, run_async: bool = False):
     """A command that imports its module only when it runs (``sheetstream --help`` stays quick)."""
 
@@ -311,10 +334,14 @@ def _serve(args: argparse.Namespace) -> int:
     if not settings.access.auth:
         banner += f"  page:   {url}\n  authentication is OFF (--no-auth): anyone on this machine is an admin"
     elif token:
-        banner += (f"  page:   {url}?token={token}\n  (a one-time admin token for this run: open the page with this URL, "
-                   f"or send 'Authorization: Bearer {token}')")
+        # In the fragment (#), which a browser never sends: no proxy or server log ever sees the token.
+        banner += (f"  page:   {url}#token={token}\n"
+                   f"  (an admin start token, valid for this run only: it stops working when this server stops. "
+                   f"Open the page with this URL, or send 'Authorization: Bearer {token}'. A lasting admin token: "
+                   f"sheetstream token create NAME --admin)")
     else:
-        banner += f"  page:   {url}  (sign in with a token: sheetstream token create NAME --grant orders:read)"
+        banner += (f"  page:   {url}  (sign in with one of the tokens in the database: sheetstream token list; "
+                   f"a new one: sheetstream token create NAME --admin, or --grant orders:read for read-only)")
     _run_server(app, args.host, args.port, settings.lifecycle.drain_seconds, lambda: print(banner, flush=True))
     return 0
 

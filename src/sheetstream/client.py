@@ -45,6 +45,7 @@ class Transfer:
     seconds: float = 0.0
     error: str | None = None
     busy_retries: int = 0  # 429 answers waited out
+    refusal: dict | None = None  # the server's JSON answer to a refused request (error, message, detail)
 
     @property
     def ok(self) -> bool:
@@ -82,6 +83,7 @@ async def download(
             if response.status_code != 200:
                 body = (await response.aread()).decode("utf-8", "replace")
                 result.error = f"HTTP {response.status_code}: {_message(body)}"
+                result.refusal = _object(body)
                 return result
             total = int(response.headers["content-length"]) if "content-length" in response.headers else None
             out = open(partial, "wb") if partial else None
@@ -124,9 +126,17 @@ def _message(body: str) -> str:
         return body[:300]
 
 
+def _object(body: str) -> dict | None:
+    try:
+        found = json.loads(body)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
 @dataclass
 class Upload:
-    path: Path
+    path: Path | None = None  # None for a commit of a dry run (the server has the file)
     status: int | None = None
     bytes: int = 0
     seconds: float = 0.0
@@ -137,6 +147,11 @@ class Upload:
     @property
     def ok(self) -> bool:
         return self.error is None and self.job is not None and self.job.get("state") == "done"
+
+    @property
+    def refused(self) -> bool:
+        """The request was refused (or never answered) before any job existed: no job id to report on."""
+        return not self.ok and not (self.job or {}).get("id")
 
 
 async def upload(
@@ -191,6 +206,38 @@ async def upload(
             result.job = await _follow(client, location, response.json(), job_progress)
             if result.job["state"] != "done":
                 result.error = f"HTTP {result.job.get('status')}: {result.job.get('message')}"
+    except (httpx.HTTPError, OSError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        result.seconds = time.perf_counter() - start
+    return result
+
+
+async def commit(
+    client: httpx.AsyncClient,
+    base_url: str,
+    job_id: str,
+    *,
+    wait: bool = True,
+    job_progress: Callable[[dict], None] | None = None,
+) -> Upload:
+    """Import for real the file that dry run ``job_id`` checked (``POST /jobs/{id}/commit``: the server kept it, so
+    nothing is sent again). With ``wait``, follow the new job until it ends (polling it when ``job_progress``
+    wants to see its progress); without, return the job as it started."""
+    result = Upload()
+    start = time.perf_counter()
+    base = base_url.rstrip("/")
+    params = {"wait": "true"} if wait and job_progress is None else {}
+    try:
+        response = await client.post(f"{base}/jobs/{job_id}/commit", params=params)
+        result.status = response.status_code
+        result.job = _json(response)
+        if response.status_code == 202 and wait:
+            result.job = await _follow(client, f"{base}{response.headers['location']}", response.json(), job_progress)
+        if response.status_code not in (200, 202):
+            result.error = f"HTTP {response.status_code}: {_message(response.text)}"
+        elif result.job and result.job.get("state") == "failed":
+            result.error = f"HTTP {result.job.get('status')}: {result.job.get('message')}"
     except (httpx.HTTPError, OSError) as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     finally:

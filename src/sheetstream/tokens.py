@@ -14,13 +14,15 @@ from .store import Store, TokenRecord, open_store
 
 
 def start_token(settings: Settings, store: Store) -> tuple[Settings, str | None]:
-    """With auth on, no admin token configured, no proxy sign-on and no live token in the database: a fresh
-    admin token for this run (kept in memory only), the way Jupyter prints its URL. Returns the settings to
-    serve with and the token to print (None when nothing was made)."""
+    """With auth on, no admin token configured, no proxy sign-on and no live admin token in the database: a fresh
+    admin token for this run (kept in memory only: it ends when the server stops), the way Jupyter prints its
+    URL. Other tokens do not count: after handing a colleague a read-only token, the one who runs the server
+    still needs a way in. Returns the settings to serve with and the token to print (None when nothing was
+    made)."""
     access = settings.access
     if not access.auth or access.admin_token or access.user_header:
         return settings, None
-    if any(record.live for record in store.tokens.all()):
+    if any(record.live and record.parsed_grants.admin for record in store.tokens.all()):
         return settings, None
     token = new_token()
     return settings.with_(admin_token=token), token

@@ -70,6 +70,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     for routes in (meta, session, exports, imports, jobs):
         app.include_router(routes.router)
     app.mount("/assets", StaticFiles(directory=meta.PAGE / "assets"), name="assets")
+    app.mount("/docs/assets", StaticFiles(directory=meta.SWAGGER_UI), name="docs-assets")  # Swagger UI's own files
     if settings.access.cors_origins:  # scripts of those origins, with bearer tokens (never the cookie)
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.access.cors_origins), allow_credentials=False,
                            allow_methods=["GET", "PUT", "POST", "DELETE"],

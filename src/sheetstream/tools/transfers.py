@@ -1,9 +1,12 @@
-"""The CLI's transfer runs: N concurrent downloads with a progress bar each and a summary table."""
+"""The CLI's transfer runs: N concurrent downloads with a progress bar each and a summary table; an upload, and the
+commit of a checked one, with their outcome. A refused request (or a server out of reach) is one line on stderr
+that says what to do, and exit code 1; a command-line mistake (a file that is not there) exit code 2."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -12,7 +15,40 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
-from ..client import Transfer, client_for, download, download_problems, upload
+from ..client import TOKEN_VARIABLE, Transfer, Upload, client_for, commit, download, download_problems, upload
+
+#: Exit codes: the server refused or the work failed; the command line itself is wrong.
+FAILED, USAGE = 1, 2
+
+
+def columns() -> list:
+    return [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn()]
+
+
+def fail(message: str, code: int = FAILED) -> int:
+    """``message`` as one line on stderr (no traceback, no table); returns the exit code."""
+    print(f"sheetstream: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def explain(status: int | None, answer: dict | None, error: str | None, token: str | None, url: str) -> str:
+    """What a refused request means for the person at the command line: the server's message, and for 401 and 403
+    the way out (a token, a grant). 404's message already lists the tables the server serves."""
+    message = (answer or {}).get("message") or (error or "").split(": ", 1)[-1]
+    if status is None:
+        return f"cannot reach the server at {url} ({error}); is it running, and is --url right?"
+    if status < 400:  # answered, then it failed on this side (a file it cannot write, a read that timed out)
+        return error or f"HTTP {status}"
+    if status == 401 and not token:
+        return (f"HTTP 401: this server wants an API token: give it with --token sst_... or in {TOKEN_VARIABLE} "
+                "(whoever runs the server makes one: sheetstream token create NAME --grant TABLE:read)")
+    if status == 401:
+        return f"HTTP 401: {message} (the token given with --token or {TOKEN_VARIABLE})"
+    if status == 403:
+        permission, table = (answer or {}).get("permission"), (answer or {}).get("table")
+        need = f"a token with the grant {table}:{permission}" if permission and table else "an admin token"
+        return f"HTTP 403: {message}; this needs {need}"
+    return f"HTTP {status}: {message}"
 
 
 def export_url(base: str, table: str, columns: str | None = None, limit: int | None = None) -> str:
@@ -39,9 +75,8 @@ async def run_downloads(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     url = export_url(args.url, args.table, args.columns, args.limit)
     targets = destinations(args)
-    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn()]
     timeout = httpx.Timeout(30.0, read=300.0)
-    with Progress(*columns, console=console, disable=args.quiet) as progress:
+    with Progress(*columns(), console=console, disable=args.quiet) as progress:
         async with client_for(args.token, timeout=timeout, limits=httpx.Limits(max_connections=args.parallel)) as client:
 
             async def one(i: int, dest: Path | None) -> Transfer:
@@ -51,8 +86,13 @@ async def run_downloads(args: argparse.Namespace) -> int:
                 return result
 
             results = await asyncio.gather(*(one(i, d) for i, d in enumerate(targets, 1)))
+    if not any(r.ok for r in results):  # refused, or out of reach: say why once, not in a table's cells
+        reasons = dict.fromkeys(explain(r.status, r.refusal, r.error, args.token, args.url) for r in results)
+        for reason in reasons:
+            fail(reason)
+        return FAILED
     print_summary(console, results)
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if all(r.ok for r in results) else FAILED
 
 
 def print_summary(console: Console, results: list[Transfer]) -> None:
@@ -72,35 +112,68 @@ def print_summary(console: Console, results: list[Transfer]) -> None:
     Console().print(table)
 
 
+TIMEOUT = httpx.Timeout(30.0, read=600.0, write=600.0)
+
+
 async def run_upload(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
-    columns = [TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=console, disable=args.quiet) as progress:
+    if not args.file.is_file():
+        return fail(f"{args.file}: {'not a file' if args.file.exists() else 'no such file'}", USAGE)
+    with Progress(*columns(), console=Console(stderr=True), disable=args.quiet) as progress:
         sending = progress.add_task(f"sending {args.file.name}", total=args.file.stat().st_size)
-        importing = progress.add_task("import: waiting", total=None, visible=False)
-
-        def on_job(job: dict) -> None:
-            progress.update(importing, visible=True, description=f"import: {job['state']}, {job['rows_read']:,} rows read")
-
-        async with client_for(args.token, timeout=httpx.Timeout(30.0, read=600.0, write=600.0)) as client:
+        async with client_for(args.token, timeout=TIMEOUT) as client:
             result = await upload(client, args.url, args.table, args.file, mode=args.mode, dry_run=args.dry_run,
                                   sheet=args.sheet, extra_columns=args.extra_columns,
                                   progress=lambda done, total: progress.update(sending, completed=done),
-                                  job_progress=on_job)
+                                  job_progress=job_bar(progress))
             marked = await save_marked_up(client, args, result.job or {})
+    return report(args, result, marked, f"{result.bytes:,} bytes sent, ")
+
+
+async def run_commit(args: argparse.Namespace) -> int:
+    """``sheetstream commit JOB_ID``: the file a dry run checked, imported for real without sending it again."""
+    with Progress(*columns(), console=Console(stderr=True), disable=args.quiet or not args.wait) as progress:
+        async with client_for(args.token, timeout=TIMEOUT) as client:
+            result = await commit(client, args.url, args.job, wait=args.wait, job_progress=job_bar(progress))
+            marked = await save_marked_up(client, args, result.job or {}) if args.wait else None
+    if not args.wait and not result.refused:
+        job = result.job or {}
+        Console().print(f"job {job.get('id')} imports what job {args.job} checked ({job.get('mode')} into "
+                        f"{job.get('table')!r}): {job.get('state')}; its outcome: {args.url.rstrip('/')}"
+                        f"{job.get('location')} (or run this command with --wait)")
+        return 0
+    return report(args, result, marked, "")
+
+
+def job_bar(progress: Progress):
+    """A progress line for the job once the server has it: its state and the rows read so far."""
+    importing = progress.add_task("import: waiting", total=None, visible=False)
+
+    def on_job(job: dict) -> None:
+        progress.update(importing, visible=True, description=f"import: {job['state']}, {job['rows_read']:,} rows read")
+
+    return on_job
+
+
+def report(args: argparse.Namespace, result: Upload, marked: str | None, sent: str) -> int:
+    """An import's outcome: its message, warnings and preview when done; its problems when not; one line on stderr
+    when the request was refused before a job existed."""
+    if result.refused:
+        return fail(explain(result.status, result.job, result.error, args.token, args.url))
     out = Console()
     job = result.job or {}
     print_warnings(out, job)
     if result.ok:
-        out.print(f"[green]{job['message']}[/green] ({job['rows_read']:,} rows read, {result.bytes:,} bytes sent, "
-                  f"{result.seconds:.2f} s)")
+        out.print(f"[green]{job['message']}[/green] ({job['rows_read']:,} rows read, {sent}{result.seconds:.2f} s)")
         print_preview(out, job)
+        if job.get("dry_run"):
+            out.print(f"checked only, nothing written; to import this file as checked: sheetstream commit {job['id']} "
+                      "--wait")
     else:
         out.print(f"[red]import failed: {job.get('message') or result.error}[/red]")
         print_problems(out, job)
     if marked:
         out.print(marked)
-    return 0 if result.ok else 1
+    return 0 if result.ok else FAILED
 
 
 async def save_marked_up(client: httpx.AsyncClient, args: argparse.Namespace, job: dict) -> str | None:
