@@ -231,6 +231,7 @@ def test_single_sign_on_through_nginx_in_chromium(tmp_path: Path, live_server) -
                 alice.goto(proxy.url)
                 assert "Signed in as alice" in alice.get_by_test_id("signed-in").inner_text()
                 alice.set_input_files("#file", str(upload))
+                alice.get_by_label("Check only").uncheck()
                 alice.get_by_role("button", name="Import").click()
                 alice.get_by_test_id("success").wait_for(timeout=30_000)
                 assert alice.get_by_label("Replace").count() == 0
