@@ -19,6 +19,8 @@ from ..client import TOKEN_VARIABLE, Transfer, Upload, client_for, commit, downl
 
 #: Exit codes: the server refused or the work failed; the command line itself is wrong.
 FAILED, USAGE = 1, 2
+#: An upload's or a commit's: long reads and writes (a big file sent, a job that answers when it ends).
+TIMEOUT = httpx.Timeout(30.0, read=600.0, write=600.0)
 
 
 def columns() -> list:
@@ -112,9 +114,6 @@ def print_summary(console: Console, results: list[Transfer]) -> None:
     Console().print(table)
 
 
-TIMEOUT = httpx.Timeout(30.0, read=600.0, write=600.0)
-
-
 async def run_upload(args: argparse.Namespace) -> int:
     if not args.file.is_file():
         return fail(f"{args.file}: {'not a file' if args.file.exists() else 'no such file'}", USAGE)
@@ -139,7 +138,7 @@ async def run_commit(args: argparse.Namespace) -> int:
         job = result.job or {}
         Console().print(f"job {job.get('id')} imports what job {args.job} checked ({job.get('mode')} into "
                         f"{job.get('table')!r}): {job.get('state')}; its outcome: {args.url.rstrip('/')}"
-                        f"{job.get('location')} (or run this command with --wait)")
+                        f"{job.get('location')}")
         return 0
     return report(args, result, marked, "")
 
