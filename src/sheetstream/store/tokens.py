@@ -130,5 +130,5 @@ def _create_table(conn: psycopg.Connection) -> None:
         # One live token per name, enforced by the database (two instances creating the same name at once).
         conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS sheetstream_tokens_live_name ON sheetstream_tokens (name) "
                      "WHERE revoked_at IS NULL")
-    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject):
         pass  # another instance created it at the same moment

@@ -20,6 +20,7 @@ from ...pipeline.lifeline import Lifeline
 from ...pipeline.validate import EXTRA_COLUMNS
 from ...runtime import ProcessingQueue
 from ...store import MODES, Store
+from ...store.control import retried
 from ..deps import (
     BoardDep,
     Caller,
@@ -72,7 +73,8 @@ class Upload:
         await run_in_threadpool(self.store.columns, job.table)  # 404 now, before the body is read, if it is missing
         spool = self.admit(declared_size(self.request), prefix=f"upload-{job.id}-")  # named by its job: see lifecycle
         try:
-            await self.receive(spool, multipart)
+            with self.request.app.state.lifecycle.receiving(job.id):
+                await self.receive(spool, multipart)
         except BaseException:
             self.shares.give(self.caller)
             raise
@@ -167,8 +169,8 @@ class Upload:
                  "rows_written": job.rows_inserted if job.state == "done" and not job.dry_run else 0,
                  "outcome": "done" if job.state == "done" else job.error, "message": job.message, "job_id": job.id,
                  "client": self.request.app.state.gate.client_address(self.request)}
-        try:
-            await run_in_threadpool(self.store.audit.record, entry)
+        try:  # through a lost connection too (a restart of the database): repeated at worst, never lost
+            await run_in_threadpool(retried, lambda: self.store.audit.record(entry), f"the audit record of {job.id}")
         except Exception:
             log.exception("could not write the audit record of import %s: %s", job.id, entry)
 
@@ -238,8 +240,9 @@ async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Jo
     except BaseException as exc:  # the worker did not end it (killed, cancelled): settle it, let cancellation through
         # Settle, not save: the worker may have committed (its record then says so, and stands).
         try:
-            settled = await run_in_threadpool(board.settle, job.id, exc)
-        except Exception:  # the database is away: the record stays running, and a sweep settles it later
+            settled = await run_in_threadpool(board.settle, job.id, exc)  # tries again through a lost connection
+        except Exception:  # the database is away for longer: the record stays running; once no task of this
+            # instance runs it, its heartbeat stops and a sweep settles it (lifecycle)
             log.exception("job %s could not be settled", job.id)
             settled = None
         if settled is None:
