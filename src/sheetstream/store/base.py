@@ -133,6 +133,11 @@ class TokenTable(Protocol):
 
     def revoke(self, name: str) -> bool: ...
 
+    def end_session(self, session_id: str, until: float) -> None:
+        """Sign a session out: refused from now on, by every instance (kept until ``until``, its own expiry)."""
+
+    def session_ended(self, session_id: str) -> bool: ...
+
 
 class AuditTable(Protocol):
     """One record per import, outliving the job (``sheetstream_audit``)."""
