@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -82,7 +83,8 @@ class Upload:
 
     async def run_kept(self, preview: Job, wait: bool) -> JSONResponse:
         """Import for real the file ``preview`` (a dry run) checked and kept, without a second upload."""
-        spool = self.admit(preview.bytes_received)
+        kept = self.kept.get(preview)  # 410 before anything else when it is gone
+        spool = self.admit(preview.bytes_received, spare=kept)  # room, but never from that file
         try:
             await run_in_threadpool(self.kept.claim, preview, spool.path)
             self.received = (preview.bytes_received, None)
@@ -94,14 +96,14 @@ class Upload:
             raise
         return await self.start(spool, wait)
 
-    def admit(self, declared: int, prefix: str = "upload-") -> Spool:
+    def admit(self, declared: int, prefix: str = "upload-", spare: Path | None = None) -> Spool:
         """One of the caller's share, 429 at once when the queue is full, and a spool place. The place in the queue's
         waiting list is taken once the body is in (:meth:`start`): while it arrives, the upload holds only a spool
         place (bounded apart), so slow senders cannot fill the queue."""
         self.shares.take(self.caller, self.queue.retry_after())
         try:
             self.queue.admit("import")
-            return self.budget.open(declared, prefix=prefix)
+            return self.budget.open(declared, prefix=prefix, spare=spare)
         except BaseException:
             self.shares.give(self.caller)
             raise
@@ -237,6 +239,8 @@ async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Jo
     try:
         job = await queue.call("import", run_import_job, store, job, spool.path, ReadLimits(), kept.keep(job),
                                lifeline, queue.strategy.split, ticket=job.id)
+        if job.kept_until is not None:
+            kept.noted(job)  # counted in the spool's budget from now on, before its spool place is given back
     except BaseException as exc:  # the worker did not end it (killed, cancelled): settle it, let cancellation through
         # Settle, not save: the worker may have committed (its record then says so, and stands).
         try:
