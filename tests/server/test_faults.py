@@ -112,6 +112,34 @@ def test_a_worker_killed_mid_import_fails_the_job_with_503_and_writes_nothing(st
     assert list((tmp_path / "spool").iterdir()) == []
 
 
+def test_a_worker_killed_mid_import_leaves_the_import_on_the_other_worker_running(pg_url: str, pg_table: str,
+                                                                                   tmp_path: Path, live_server) -> None:
+    """Two imports on two workers, one worker killed: its import fails (worker_lost), the other ends done."""
+    store = open_store(pg_url)
+    tables = [pg_table, f"{pg_table}_2"]
+    for table in tables:
+        seed(store, 10, table)
+    body = b"".join(write_xlsx(demo_rows(200_000), [c.name for c in ORDERS]))
+    settings = make_settings(tables=tuple(tables), data_dir=tmp_path, strategy="process", workers=2)
+    try:
+        with live_server(create_app(settings, store)) as server:
+            locations = []
+            for table in tables:
+                job = httpx.put(f"{server.url}/imports/{table}", content=body, params={"mode": "replace"},
+                                headers={"Content-Type": XLSX}, timeout=60).json()
+                locations.append(f"{server.url}/jobs/{job['id']}")
+            assert wait_for(lambda: all(httpx.get(at).json()["rows_read"] > 0 for at in locations), 30)
+            kill_busiest_worker()
+            assert wait_for(lambda: all(httpx.get(at).json()["state"] in ("done", "failed") for at in locations), 60)
+            jobs = [httpx.get(at).json() for at in locations]
+        outcomes = sorted((job["state"], job["error"]) for job in jobs)
+        assert outcomes == [("done", None), ("failed", "worker_lost")], [(j["state"], j["message"]) for j in jobs]
+        counts = sorted(store.count(table) for table in tables)
+        assert counts == [10, 200_000]
+    finally:
+        store.drop_table(tables[1])
+
+
 def test_readyz_checks_the_database_and_the_workers_and_healthz_only_liveness(tmp_path: Path, live_server) -> None:
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 10)
