@@ -28,7 +28,7 @@ from ..errors import Cancelled, ClientGone, Conflict, OutOfMemory, ServerStopped
 from ..formats.xlsx import ReadLimits, XlsxError
 from ..store import JobTable, Store
 from ..store.base import unavailable
-from ..store.control import lost_connection, retried
+from ..store.control import RETRY_SECONDS, lost_connection, retried
 from ..store.jobs import superseded
 from .imports import Split, run_import
 from .lifeline import Lifeline
@@ -150,10 +150,10 @@ class JobBoard:
 
         return retried(save, f"the end of job {job.id}")
 
-    def settle(self, job_id: str, exc: BaseException) -> Job | None:
+    def settle(self, job_id: str, exc: BaseException, patience: float = RETRY_SECONDS) -> Job | None:
         """End a job whose worker stopped, or must stop, as failed by ``exc``, unless it has ended or
         committed (then its record stands). Returns the job as recorded then. Tries again through a lost
-        connection, as :meth:`end` does."""
+        connection for up to ``patience`` seconds, as :meth:`end` does."""
         self.forget(job_id)
 
         def settle() -> Job | None:
@@ -164,7 +164,7 @@ class JobBoard:
             data = self.table.settle(job_id, job.to_json())
             return Job.from_json(data) if data else None
 
-        return retried(settle, f"settling job {job_id}")
+        return retried(settle, f"settling job {job_id}", patience)
 
     def heartbeat(self, live: Collection[str]) -> None:
         """Mark as seen the jobs ``live`` (those with a task still running here); the others age into orphans."""

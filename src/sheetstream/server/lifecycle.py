@@ -87,7 +87,8 @@ class Lifecycle:
         late = [(job_id, task) for job_id, task in running if not task.done()]
         for job_id, _ in late:
             try:
-                job = await asyncio.to_thread(self.board.settle, job_id, ServerStopped(STOPPED))
+                # Briefly through a lost connection: the stop must not wait long (the next sweep settles it).
+                job = await asyncio.to_thread(self.board.settle, job_id, ServerStopped(STOPPED), UNWIND_SECONDS)
             except Exception:  # its worker is killed below all the same; the next instance settles the record
                 log.exception("job %s could not be settled at the drain deadline", job_id)
                 continue
