@@ -168,7 +168,7 @@ class JobBoard:
 
     def heartbeat(self, live: Collection[str]) -> None:
         """Mark as seen the jobs ``live`` (those with a task still running here); the others age into orphans."""
-        if self.instance:
+        if self.instance and live:
             self.table.heartbeat(self.instance, live)
 
     def reap(self, timeout: float) -> list[Job]:
