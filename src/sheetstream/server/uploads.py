@@ -59,8 +59,11 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 class Kept(Protocol):
     """The kept uploads as the budget sees them (:class:`~.kept.KeptUploads`): counted, and made room from."""
 
-    files: int
-    bytes: int
+    @property
+    def files(self) -> int: ...
+
+    @property
+    def bytes(self) -> int: ...
 
     def holding(self, path: Path | None) -> tuple[int, int]: ...
 
@@ -96,9 +99,13 @@ class SpoolBudget:
                     self.bytes + self.kept.bytes - moving_bytes + size - self.max_bytes)
 
         over_files, over_bytes = over()
-        if (over_files > 0 or over_bytes > 0) and self.kept is not None:
-            self.kept.evict(over_files, over_bytes, spare)
-            over_files, over_bytes = over()
+        if over_files <= 0 and over_bytes <= 0:
+            return True
+        fits_without_kept = self.files + files <= self.max_files and self.bytes + size <= self.max_bytes
+        if self.kept is None or not fits_without_kept:  # uploads alone fill it: removing kept files would not help
+            return False
+        self.kept.evict(over_files, over_bytes, spare)
+        over_files, over_bytes = over()
         return over_files <= 0 and over_bytes <= 0
 
     def open(self, declared: int = 0, prefix: str = "upload-", spare: Path | None = None) -> Spool:
