@@ -14,7 +14,7 @@ import psutil
 from sheetstream.config import ExportOptions
 from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.pipeline.exports import export_workbook
-from sheetstream.pipeline.jobs import STOPPED, Job, JobBoard, run_import_job
+from sheetstream.pipeline.jobs import STOPPED, UNRECORDED, Job, JobBoard, run_import_job
 from sheetstream.pipeline.lifeline import Lifeline
 from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
@@ -118,3 +118,19 @@ def test_a_job_settled_elsewhere_rolls_its_import_back(tmp_path: Path) -> None:
     done = run_import_job(store, job, workbook(tmp_path / "in.xlsx", list(demo_rows(5))))
     assert (done.state, done.message) == ("failed", STOPPED)  # the record that stands
     assert store.count("orders") == 2
+
+
+def test_the_sweep_settles_this_instances_own_jobs_once_no_task_runs_them(tmp_path: Path) -> None:
+    """The heartbeat names the jobs with a live task; a job of this instance whose task ended without recording its
+    end (the database was away) ages like a dead instance's, and the sweep says why it failed."""
+    store = SqliteStore(tmp_path / "db.sqlite")
+    board = JobBoard(store.jobs, instance="me")
+    running, lost = Job(table="orders"), Job(table="orders")
+    for job in (running, lost):
+        board.save(job, force=True)
+    time.sleep(0.2)
+    board.heartbeat([running.id])
+    reaped = board.reap(timeout=0.1)
+    assert [(j.id, j.state, j.error, j.message) for j in reaped] == [(lost.id, "failed", "database_unavailable",
+                                                                     UNRECORDED)]
+    assert board.load(running.id).state == "receiving"

@@ -150,23 +150,30 @@ def sleep_then_pid(seconds: float) -> int:
     return os.getpid()
 
 
-def test_a_dead_worker_fails_its_tasks_and_the_pool_is_replaced_once() -> None:
+def test_a_dead_worker_fails_only_its_own_task_and_is_replaced_once() -> None:
+    """Two tasks on two workers, one worker killed: its task fails with WorkerLost, the other task finishes on
+    its own worker (which is not stopped), the dead one's lane is replaced, and the next task runs."""
     async def go():
         queue = await started("process", workers=2)
         strategy = queue.strategy
         try:
-            first_pool = strategy.pool
-            running = [asyncio.create_task(queue.call("import", sleep_then_pid, 5)) for _ in range(2)]
+            lanes = list(strategy.lanes)
+            running = [asyncio.create_task(queue.call("import", sleep_then_pid, 3)) for _ in range(2)]
             while len(pool_workers()) < 2 or sum(queue.active.values()) < 2:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.3)
-            pool_workers()[0].kill()  # concurrent.futures then stops the other worker too: both tasks fail
+            victim = pool_workers()[0]
+            victim.kill()
             outcomes = await asyncio.gather(*running, return_exceptions=True)
             after = await queue.call("import", add, 1, 2)
-            return outcomes, strategy.restarts, strategy.pool is not first_pool, after[0], dict(queue.active)
+            replaced = [a is not b for a, b in zip(lanes, strategy.lanes)]
+            return outcomes, victim.pid, strategy.restarts, replaced, after[0], dict(queue.active)
         finally:
             await queue.stop()
 
-    outcomes, restarts, replaced, after, active = run(asyncio.wait_for(go(), 30))
-    assert all(isinstance(o, WorkerLost) and "nothing it did was kept" in o.message for o in outcomes), outcomes
-    assert restarts == 1 and replaced and after == 3 and active == {"import": 0}
+    outcomes, victim, restarts, replaced, after, active = run(asyncio.wait_for(go(), 30))
+    lost = [o for o in outcomes if isinstance(o, WorkerLost)]
+    finished = [o for o in outcomes if isinstance(o, int)]
+    assert len(lost) == 1 and "nothing it did was kept" in lost[0].message, outcomes
+    assert len(finished) == 1 and finished[0] != victim, outcomes
+    assert restarts == 1 and sorted(replaced) == [False, True] and after == 3 and active == {"import": 0}

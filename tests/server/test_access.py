@@ -18,6 +18,7 @@ from sheetstream.access import Grants
 from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.server import create_app
 from sheetstream.server.routes import exports, imports, jobs, meta, session
+from sheetstream.store import open_store
 from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
 
@@ -196,6 +197,35 @@ def test_a_session_cookie_needs_the_csrf_header_and_this_origin(served) -> None:
     assert httpx.get(f"{server.url}/tables", cookies=jar).status_code == 401
     tampered = {"sheetstream_session": jar["sheetstream_session"][:-2] + "xx"}
     assert httpx.get(f"{server.url}/tables", cookies=tampered).status_code == 401
+
+
+def test_signing_out_ends_the_session_on_every_instance(store_url: str, tmp_path: Path, live_server) -> None:
+    """``DELETE /session`` revokes the session on the server, where tokens live: the cookie captured before it is
+    refused afterwards, by this instance and by another sharing the database, while other sessions of the same
+    token go on."""
+    store = open_store(store_url)
+    name = f"out_{uuid.uuid4().hex[:8]}"
+    token = add_token(store, name, "admin")
+    settings = make_settings(auth=True, tables=(), session_secret="shared by both instances", data_dir=tmp_path)
+    with live_server(create_app(settings, store)) as one, live_server(create_app(settings, store)) as two:
+        def sign_in() -> tuple[dict[str, str], str]:
+            answer = httpx.post(f"{one.url}/session", json={"token": token})
+            assert answer.status_code == 200, answer.text
+            return {"sheetstream_session": answer.cookies["sheetstream_session"]}, answer.json()["csrf"]
+
+        jar, csrf = sign_in()
+        other, _ = sign_in()
+        for server in (one, two):
+            assert httpx.get(f"{server.url}/session", cookies=jar).status_code == 200
+        host = one.url.removeprefix("http://")
+        out = httpx.delete(f"{one.url}/session", cookies=jar,
+                           headers={"Origin": f"http://{host}", "X-Sheetstream-CSRF": csrf})
+        assert out.status_code == 200, out.text
+        for server in (one, two):
+            refused = httpx.get(f"{server.url}/session", cookies=jar)
+            assert refused.status_code == 401 and "signed out" in refused.json()["message"], refused.text
+            assert httpx.get(f"{server.url}/session", cookies=other).status_code == 200
+    store.tokens.revoke(name)
 
 
 def test_security_headers_everywhere_and_no_cors_unless_configured(served, tmp_path: Path, live_server) -> None:

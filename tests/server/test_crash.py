@@ -22,7 +22,7 @@ from sheetstream.store import Store, open_store
 from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.tools.harness import ServerProcess
 
-from ..helpers import XLSX, rows_of
+from ..helpers import XLSX, OwnedPostgres, rows_of
 
 # About 3 s of import into PostgreSQL here: long enough to be caught in the middle and to run past a 0.5 s drain
 # (150,000 rows were once all written within that drain, once imports read cells in C).
@@ -162,6 +162,38 @@ def test_sigterm_past_the_drain_deadline_rolls_back_and_fails_the_job(database, 
     assert (job.state, job.error, job.message) == ("failed", "server_stopped", STOPPED)
     assert rows_of(store, table) == before
     assert not list((tmp_path / "spool").glob("upload-*"))
+
+
+@pytest.mark.parametrize("down", [0, 3], ids=["restart", "down-3s"])
+def test_a_database_restart_mid_import_fails_the_job_and_keeps_its_audit_record(big_workbook: Path, tmp_path: Path,
+                                                                               leftovers, down: float) -> None:
+    """PostgreSQL restarted (``pg_ctl restart -m fast``) under an import, at once or after 3 s down (the job's last
+    saves and its audit record then meet no database, and must try again): the import loses its connection, and
+    the job still ends, failed with a message that says so, within a bound; its audit record is written."""
+    with OwnedPostgres() as pg:
+        store = open_store(pg.url)
+        seed(store, 10, "orders")
+        before = rows_of(store, "orders")
+        server = ServerProcess(pg.url, tables=["orders"], executor="process", workers=1, data_dir=tmp_path, env=FAST)
+        with server:
+            job_id, _ = start_import(server, "orders", big_workbook, leftovers)
+            pg.restart(down)
+
+            def ended() -> dict | None:
+                try:
+                    job = httpx.get(f"{server.url}/jobs/{job_id}", headers=server.headers, timeout=5).json()
+                except httpx.HTTPError:
+                    return None
+                return job if job.get("state") in ("done", "failed") else None
+
+            job = until(ended, 20, step=0.2)  # retried saves: about a second here; the sweep: 1.5 s after those
+            assert job, {k: v for k, v in httpx.get(f"{server.url}/jobs/{job_id}", headers=server.headers,
+                                                    timeout=5).json().items() if k in ("state", "message")}
+            assert (job["state"], job["error"], job["status"]) == ("failed", "database_unavailable", 503), job
+            assert "PostgreSQL" in job["message"] and "nothing was written" in job["message"], job
+            audited = until(lambda: [e for e in store.audit.recent(who=None) if e["job_id"] == job_id], 10, step=0.2)
+            assert audited and audited[0]["outcome"] == "database_unavailable", audited
+        assert rows_of(store, "orders") == before
 
 
 def test_sigterm_when_idle_leaves_no_process(tmp_path: Path, leftovers) -> None:

@@ -25,6 +25,8 @@ from sheetstream.tools.harness import ServerProcess
 
 from ..helpers import (
     XLSX,
+    add_token,
+    bearer,
     kill_busiest_worker,
     make_settings,
     make_xlsx,
@@ -108,6 +110,34 @@ def test_a_worker_killed_mid_import_fails_the_job_with_503_and_writes_nothing(st
     assert "nothing it did was kept" in failed["message"]
     assert unchanged
     assert list((tmp_path / "spool").iterdir()) == []
+
+
+def test_a_worker_killed_mid_import_leaves_the_import_on_the_other_worker_running(pg_url: str, pg_table: str,
+                                                                                   tmp_path: Path, live_server) -> None:
+    """Two imports on two workers, one worker killed: its import fails (worker_lost), the other ends done."""
+    store = open_store(pg_url)
+    tables = [pg_table, f"{pg_table}_2"]
+    for table in tables:
+        seed(store, 10, table)
+    body = b"".join(write_xlsx(demo_rows(200_000), [c.name for c in ORDERS]))
+    settings = make_settings(tables=tuple(tables), data_dir=tmp_path, strategy="process", workers=2)
+    try:
+        with live_server(create_app(settings, store)) as server:
+            locations = []
+            for table in tables:
+                job = httpx.put(f"{server.url}/imports/{table}", content=body, params={"mode": "replace"},
+                                headers={"Content-Type": XLSX}, timeout=60).json()
+                locations.append(f"{server.url}/jobs/{job['id']}")
+            assert wait_for(lambda: all(httpx.get(at).json()["rows_read"] > 0 for at in locations), 30)
+            kill_busiest_worker()
+            assert wait_for(lambda: all(httpx.get(at).json()["state"] in ("done", "failed") for at in locations), 60)
+            jobs = [httpx.get(at).json() for at in locations]
+        outcomes = sorted((job["state"], job["error"]) for job in jobs)
+        assert outcomes == [("done", None), ("failed", "worker_lost")], [(j["state"], j["message"]) for j in jobs]
+        counts = sorted(store.count(table) for table in tables)
+        assert counts == [10, 200_000]
+    finally:
+        store.drop_table(tables[1])
 
 
 def test_readyz_checks_the_database_and_the_workers_and_healthz_only_liveness(tmp_path: Path, live_server) -> None:
@@ -331,6 +361,46 @@ def test_a_burst_of_uploads_is_bounded_by_the_spool(tmp_path: Path, live_server)
     assert no_room.status_code == 429 and "too little room" in no_room.json()["message"]
     assert never.status_code == 507 and "larger than the room this server sets aside" in never.json()["message"]
     assert list((tmp_path / "spool").iterdir()) == []
+
+
+def test_kept_uploads_count_in_the_spool_and_make_room_for_other_users(tmp_path: Path, live_server) -> None:
+    """One user's dry runs keep their files (for commit) within a quarter of the spool, their oldest going first;
+    another user's upload that needs the room takes it from the oldest kept files instead of being refused; a
+    commit of a dry run whose file went answers 410."""
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 10)
+    greedy, other = add_token(store, "greedy", "orders:read,append"), add_token(store, "other", "orders:read,append")
+    small = b"".join(write_xlsx(((i + 1000, *r[1:]) for i, r in enumerate(demo_rows(500), 1)), [c.name for c in ORDERS]))
+    large = b"".join(write_xlsx(((i + 5000, *r[1:]) for i, r in enumerate(demo_rows(5000), 1)), [c.name for c in ORDERS]))
+    room = len(large) + len(small) * 3 // 2  # the large one fits beside one small kept file, not beside two
+    assert len(small) * 2 <= room // 4 < len(small) * 3  # so one identity keeps two small files, not three
+    settings = make_settings(auth=True, tables=("orders",), data_dir=tmp_path, max_spool_bytes=room)
+    kept = tmp_path / "spool" / "kept"
+
+    def dry_run(token: str, body: bytes) -> dict:
+        answer = httpx.put(f"{server.url}/imports/orders", content=body, params={"dry_run": "true", "wait": "true"},
+                           headers={**bearer(token), "Content-Type": XLSX}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def commit(job: dict, token: str = greedy) -> httpx.Response:
+        return httpx.post(f"{server.url}/jobs/{job['id']}/commit", params={"wait": "true"}, headers=bearer(token),
+                          timeout=60)
+
+    with live_server(create_app(settings, store)) as server:
+        runs = [dry_run(greedy, small) for _ in range(5)]
+        assert all(run["kept_until"] for run in runs)
+        on_disk = sorted(kept.iterdir())
+        assert len(on_disk) == 2 and sum(p.stat().st_size for p in on_disk) <= room // 4, on_disk
+        assert {p.name.split("-")[0] for p in on_disk} == {runs[3]["id"], runs[4]["id"]}  # the newest two
+        assert dry_run(other, large)["state"] == "done"  # room taken from the oldest kept file
+        assert sum(p.stat().st_size for p in kept.iterdir()) <= room
+        for evicted in (runs[0], runs[3]):
+            gone = commit(evicted)
+            assert gone.status_code == 410 and "no longer kept" in gone.json()["message"], gone.text
+        done = commit(runs[4])
+        assert done.status_code == 200 and done.json()["rows_inserted"] == 500, done.text
+    assert store.count("orders") == 510
 
 
 def test_a_full_disk_while_spooling_is_a_507_and_leaves_nothing(tmp_path: Path, live_server) -> None:

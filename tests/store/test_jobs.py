@@ -82,16 +82,20 @@ def test_a_job_ended_elsewhere_cannot_commit(store_url: str, table: str) -> None
     assert store.count(table) == 0 and store.jobs.load(job_id)["message"] == "stopped"
 
 
-def test_silent_instances_jobs_are_orphans(store_url: str) -> None:
+def test_jobs_not_seen_are_orphans_and_the_heartbeat_keeps_only_the_live_ones(store_url: str) -> None:
+    """A job is kept alive by its instance's heartbeat only while that instance names it (a live task runs it):
+    this instance's job whose task has ended is an orphan like a dead instance's."""
     jobs = open_store(store_url).jobs
-    mine, theirs, ended = new_id(), new_id(), new_id()
-    jobs.save(mine, record("inserting", instance="me"))
+    live, lost, theirs, ended = new_id(), new_id(), new_id(), new_id()
+    for job_id in (live, lost):
+        jobs.save(job_id, record("inserting", instance="me"))
     jobs.save(theirs, record("inserting", instance=f"gone-{theirs}"))
     jobs.save(ended, record("done", instance=f"gone-{theirs}"))
     time.sleep(0.3)
-    orphans = jobs.orphans("me", timeout=0.2)
-    assert theirs in orphans and mine not in orphans and ended not in orphans
-    jobs.heartbeat(f"gone-{theirs}")
-    assert theirs not in jobs.orphans("me", timeout=0.2)
-    for job_id in (mine, theirs):  # the test database is shared: leave no running job behind
+    jobs.heartbeat("me", [live])
+    orphans = jobs.orphans(timeout=0.2)
+    assert theirs in orphans and lost in orphans and live not in orphans and ended not in orphans
+    jobs.heartbeat(f"gone-{theirs}", [theirs])
+    assert theirs not in jobs.orphans(timeout=0.2)
+    for job_id in (live, lost, theirs):  # the test database is shared: leave no running job behind
         jobs.settle(job_id, record("failed", message="test over"))

@@ -19,13 +19,16 @@ import os
 import resource
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Cancelled, ClientGone, Conflict, OutOfMemory, ServerStopped, SheetstreamError
+from ..errors import Cancelled, ClientGone, Conflict, OutOfMemory, ServerStopped, SheetstreamError, StoreUnavailable
 from ..formats.xlsx import ReadLimits, XlsxError
 from ..store import JobTable, Store
+from ..store.base import unavailable
+from ..store.control import RETRY_SECONDS, lost_connection, retried
 from ..store.jobs import superseded
 from .imports import Split, run_import
 from .lifeline import Lifeline
@@ -37,6 +40,10 @@ STATES = ("receiving", "queued", "parsing", "inserting", "committing", "done", "
 ENDED = ("done", "failed")
 #: Why a job failed when its server stopped under it; true because of the rules in the module's docstring.
 STOPPED = "the server stopped while this job was running; nothing was written"
+#: Why a job failed when its own server lost track of it: its task ended while the database was away, and even the
+#: retried last save could not get through. True for the same reasons ("done" commits with the rows).
+UNRECORDED = ("the connection to the database was lost while this job ran, and its end could not be recorded; "
+              "nothing was written, try again")
 
 
 @dataclass
@@ -136,35 +143,50 @@ class JobBoard:
         return [Job.from_json(data) for data in self.table.recent(owner, limit)]
 
     def end(self, job: Job) -> Job:
-        """Save ``job``, ended; when its record had already ended elsewhere, that record (it is the truth)."""
-        try:
-            self.save(job, force=True)
-        except Conflict:
-            return self.load(job.id) or job
-        return job
-
-    def settle(self, job_id: str, exc: BaseException) -> Job | None:
-        """End a job whose worker stopped, or must stop, as failed by ``exc``, unless it has ended or
-        committed (then its record stands). Returns the job as recorded then."""
-        self.forget(job_id)
-        job = self.load(job_id)
-        if job is None or job.ended:
+        """Save ``job``, ended; when its record had already ended elsewhere, that record (it is the truth). Tries
+        again through a lost connection (:func:`~sheetstream.store.control.retried`): a job must not stay running
+        because the database restarted under it."""
+        def save() -> Job:
+            try:
+                self.save(job, force=True)
+            except Conflict:
+                return self.load(job.id) or job
             return job
-        fail(job, exc)
-        data = self.table.settle(job_id, job.to_json())
-        return Job.from_json(data) if data else None
 
-    def heartbeat(self) -> None:
-        if self.instance:
-            self.table.heartbeat(self.instance)
+        return retried(save, f"the end of job {job.id}")
+
+    def settle(self, job_id: str, exc: BaseException, patience: float = RETRY_SECONDS) -> Job | None:
+        """End a job whose worker stopped, or must stop, as failed by ``exc``, unless it has ended or
+        committed (then its record stands). Returns the job as recorded then. Tries again through a lost
+        connection for up to ``patience`` seconds, as :meth:`end` does."""
+        self.forget(job_id)
+
+        def settle() -> Job | None:
+            job = self.load(job_id)
+            if job is None or job.ended:
+                return job
+            fail(job, exc)
+            data = self.table.settle(job_id, job.to_json())
+            return Job.from_json(data) if data else None
+
+        return retried(settle, f"settling job {job_id}", patience)
+
+    def heartbeat(self, live: Collection[str]) -> None:
+        """Mark as seen the jobs ``live`` (those with a task still running here); the others age into orphans."""
+        if self.instance and live:
+            self.table.heartbeat(self.instance, live)
 
     def reap(self, timeout: float) -> list[Job]:
-        """Settle the jobs of instances whose heartbeat is older than ``timeout`` seconds: they are dead, and
-        so are their workers, which never commit after their server has gone."""
+        """Settle the jobs not seen for ``timeout`` seconds: those of dead instances (their workers never commit
+        after their server has gone), and this instance's own whose task has ended without recording it."""
         settled = []
-        for job_id in self.table.orphans(self.instance or "", timeout):
+        for job_id in self.table.orphans(timeout):
             try:
-                job = self.settle(job_id, ServerStopped(STOPPED))
+                job = self.load(job_id)
+                if job is None:
+                    continue
+                mine = self.instance is not None and job.instance == self.instance
+                job = self.settle(job_id, StoreUnavailable(UNRECORDED) if mine else ServerStopped(STOPPED))
             except Exception:  # one unreadable record must not keep the others unsettled
                 log.exception("job %s could not be settled", job_id)
                 continue
@@ -276,7 +298,14 @@ def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = Read
 
     def report(current: Job) -> None:
         check_server()
-        if board.save(current) and board.cancel_requested(current.id):
+        try:
+            cancelled = board.save(current) and board.cancel_requested(current.id)
+        except Exception as exc:
+            if not lost_connection(exc):
+                raise
+            # The import's own connection goes the same way: say what it means for the import.
+            raise unavailable(f"the database went away during the import ({str(exc).strip()})") from exc
+        if cancelled:
             raise Cancelled("the import was cancelled; its transaction was rolled back and nothing was written")
 
     def commit(conn: Any, count: int) -> None:

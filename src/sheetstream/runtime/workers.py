@@ -5,7 +5,7 @@
   die with the server (every worker holds its "alive" pipe open), so each worker also watches the server
   itself (:class:`~sheetstream.pipeline.lifeline.Lifeline`) from a thread and kills itself when it is gone.
   Once the workers are gone, the fork server sees its pipe close and exits too.
-- :func:`stop_pool` kills a pool's workers, then stops the fork server when no other pool still uses it.
+- :func:`stop_pools` kills the pools' workers, then stops the fork server when no other pool still uses it.
 - :func:`run_and_release` runs each task and then hands the freed heap back to the kernel (:func:`release_memory`),
   so that a worker rests near its size at start instead of at its peak.
 """
@@ -100,12 +100,15 @@ def _watch(lifeline: Lifeline) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def stop_pool(pool: ProcessPoolExecutor, retiring: Iterable[BaseProcess] = (), timeout: float = 5.0) -> None:
-    """Kill the pool's workers (whatever they were doing rolls back with their connections), wait for them,
+def stop_pools(pools: Iterable[ProcessPoolExecutor], retiring: Iterable[BaseProcess] = (),
+               timeout: float = 5.0) -> None:
+    """Kill the pools' workers (whatever they were doing rolls back with their connections), wait for them,
     and stop the fork server if nothing else uses it. ``retiring``: workers of pools shut down earlier that may
     not have exited yet (killed too; their pool's own thread waits for them)."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
+    processes = []
+    for pool in pools:
+        processes += list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
     for process in [*processes, *retiring]:
         if process.is_alive():
             process.kill()

@@ -63,9 +63,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.lag = lag
     app.state.metrics = metrics
     app.state.lifecycle = lifecycle
-    app.state.kept = KeptUploads(settings.spool_dir / "kept", settings.imports.keep_upload_seconds)
     limits = settings.imports
-    app.state.spool = SpoolBudget(settings.spool_dir, limits.max_spool_files, limits.max_spool_bytes)
+    app.state.kept = KeptUploads(settings.spool_dir / "kept", limits.keep_upload_seconds, limits.max_spool_files,
+                                 limits.max_spool_bytes)
+    app.state.spool = SpoolBudget(settings.spool_dir, limits.max_spool_files, limits.max_spool_bytes, app.state.kept)
     errors.install(app)
     for routes in (meta, session, exports, imports, jobs):
         app.include_router(routes.router)

@@ -3,7 +3,9 @@
 Credentials, in this order: ``Authorization: Bearer <token>`` (an API token, or this process's admin token),
 a user name set by a trusted reverse proxy (``--trust-user-header``, only from ``--trusted-proxies``), the
 page's session cookie (signed with itsdangerous; it names the token it was opened with, which is looked up on
-every request, so revoking the token ends its sessions). With auth off, everyone is the anonymous admin.
+every request, so revoking the token ends its sessions; signing out ends the one session, on the server: its id
+is recorded with the tokens, so every instance refuses the cookie). With auth off, everyone is the anonymous
+admin.
 
 A cookie, a proxy's sign-on and "no credential at all" are *ambient*: the browser sends them with requests
 that any page it visits can make. Multipart forms are CORS "simple" requests, and two ports of one host are
@@ -91,6 +93,8 @@ class Gate:
             raise Unauthenticated("the session has expired; " + SIGN_IN) from None
         except (BadSignature, ValueError, TypeError):
             raise Unauthenticated("the session cookie is not valid here; " + SIGN_IN) from None
+        if self.tokens.session_ended(session_id(nonce)):
+            raise Unauthenticated("this session was signed out; " + SIGN_IN)
         if token_id.startswith(_START):
             if not self.start_hash or token_id != _START + self.start_hash[:16]:
                 raise Unauthenticated("the server's start token has changed since this session began; " + SIGN_IN)
@@ -135,6 +139,13 @@ class Gate:
         nonce = secrets.token_urlsafe(16)
         session = Identity("session", token.name, token.grants, session=nonce)
         return self.signer.dumps([token.session, nonce]), session
+
+    def end_session(self, identity: Identity, cookie: str) -> None:
+        """Sign the session of ``identity`` (opened by ``cookie``) out, for every instance: recorded until the
+        cookie would have expired by itself."""
+        _, issued = self.signer.loads(cookie, max_age=SESSION_SECONDS, return_timestamp=True)
+        assert identity.session is not None
+        self.tokens.end_session(session_id(identity.session), issued.timestamp() + SESSION_SECONDS)
 
     def csrf_token(self, identity: Identity) -> str:
         """The value the page sends in ``X-Sheetstream-CSRF``: bound to this session (or proxy user) and to the
@@ -184,6 +195,11 @@ class Gate:
             if not given or not same_secret(given, self.csrf_token(identity)):
                 return f"a state-changing request with a cookie or a proxy's sign-on needs the {CSRF_HEADER} header"
         return None
+
+
+def session_id(nonce: str) -> str:
+    """What the server keeps of a signed-out session: a hash of its cookie's random part, not the part itself."""
+    return hashlib.sha256(b"sheetstream-session:" + nonce.encode()).hexdigest()
 
 
 def peer(request: HTTPConnection) -> str:

@@ -1,8 +1,11 @@
 """The server's own life, as its jobs see it: a heartbeat, the sweep after dead instances, and the drain.
 
-- **Heartbeat**: every ``heartbeat_seconds`` this instance marks its running jobs as seen. Any instance, at
-  start and at each beat, settles the jobs of instances not seen for ``heartbeat_timeout`` seconds as failed
-  with :data:`~sheetstream.pipeline.jobs.STOPPED`, and removes spool files that no running job owns.
+- **Heartbeat**: every ``heartbeat_seconds`` this instance marks as seen the jobs that still have a live task
+  here (an upload arriving, or a job handed to the queue), and only those. Any instance, at start and at each
+  beat, settles the jobs not seen for ``heartbeat_timeout`` seconds as failed: those of dead instances with
+  :data:`~sheetstream.pipeline.jobs.STOPPED`, and its own whose task ended without its end being recorded (the
+  database was away longer than the retries) with :data:`~sheetstream.pipeline.jobs.UNRECORDED`; and it removes
+  spool files that no running job owns.
 - **Drain** (SIGTERM, or any stop): admit nothing new (503 with ``Retry-After``), let running jobs go on until
   ``drain_seconds`` after the signal, then settle the rest as failed (their workers see it at their next
   report or at COMMIT, and roll back), and stop the workers, which kills any that are left.
@@ -16,6 +19,8 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import Settings
@@ -42,12 +47,26 @@ class Lifecycle:
         self.lifeline = Lifeline.of_this_process()
         self.started = time.time()
         self.jobs: dict[str, asyncio.Task] = {}  # import jobs handed to the queue, by id
+        self.arriving: set[str] = set()  # import jobs whose upload is still being received
         self.deadline: float | None = None  # time.monotonic() after which running work is stopped
         self._beat: asyncio.Task | None = None
 
     def track(self, job_id: str, task: asyncio.Task) -> None:
         self.jobs[job_id] = task
         task.add_done_callback(lambda _: self.jobs.pop(job_id, None))
+
+    @contextmanager
+    def receiving(self, job_id: str) -> Iterator[None]:
+        """While an upload's body arrives, its job is live (the heartbeat keeps it)."""
+        self.arriving.add(job_id)
+        try:
+            yield
+        finally:
+            self.arriving.discard(job_id)
+
+    def live(self) -> set[str]:
+        """The jobs with a task running here: the only ones the heartbeat marks as seen."""
+        return self.arriving | set(self.jobs)
 
     async def start(self) -> None:
         await self.sweep()
@@ -68,7 +87,8 @@ class Lifecycle:
         late = [(job_id, task) for job_id, task in running if not task.done()]
         for job_id, _ in late:
             try:
-                job = await asyncio.to_thread(self.board.settle, job_id, ServerStopped(STOPPED))
+                # Briefly through a lost connection: the stop must not wait long (the next sweep settles it).
+                job = await asyncio.to_thread(self.board.settle, job_id, ServerStopped(STOPPED), UNWIND_SECONDS)
             except Exception:  # its worker is killed below all the same; the next instance settles the record
                 log.exception("job %s could not be settled at the drain deadline", job_id)
                 continue
@@ -85,9 +105,10 @@ class Lifecycle:
     async def sweep(self) -> None:
         """Heartbeat, then settle dead instances' jobs and remove leftover spool files; never fails the server."""
         try:
-            await asyncio.to_thread(self.board.heartbeat)
+            await asyncio.to_thread(self.board.heartbeat, self.live())
             for job in await asyncio.to_thread(self.board.reap, self.options.heartbeat_timeout):
-                log.warning("job %s of a stopped instance (%s) settled: %s", job.id, job.instance, job.state)
+                log.warning("job %s, unseen for %s s (instance %s), settled: %s", job.id,
+                            self.options.heartbeat_timeout, job.instance, job.state)
             await asyncio.to_thread(remove_leftovers, self.spool_dir, self.board, self.started)
         except Exception:
             log.exception("the heartbeat could not be recorded; trying again in %s s", self.options.heartbeat_seconds)

@@ -3,8 +3,8 @@
 Chunks are gathered up to 1 MB and written from a worker thread, so the event loop never waits on the disk
 and memory holds at most one such buffer per upload. The size limit is enforced before reading when
 ``Content-Length`` is known, and as soon as it is passed otherwise; a failed upload leaves no file behind.
-The spool as a whole is bounded (:class:`SpoolBudget`: files and bytes, 429 past them), a full disk is a 507,
-and a client that sends nothing for ``idle`` seconds is dropped (408).
+The spool as a whole is bounded (:class:`SpoolBudget`: files and bytes, kept uploads included, 429 past them),
+a full disk is a 507, and a client that sends nothing for ``idle`` seconds is dropped (408).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Protocol
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -57,33 +58,71 @@ def check_declared_size(request: Request, limit: int) -> None:
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
-class SpoolBudget:
-    """The spool's bounds: at most ``max_files`` uploads on disk at once (arriving, or waiting for a worker) and
-    ``max_bytes`` in all. Uploads still arriving are counted here, not in the queue's waiting list, so a slow
-    sender holds a spool place, never a queue place."""
+class Kept(Protocol):
+    """The kept uploads as the budget sees them (:class:`~.kept.KeptUploads`): counted, and made room from."""
 
-    def __init__(self, folder: Path, max_files: int, max_bytes: int):
+    @property
+    def files(self) -> int: ...
+
+    @property
+    def bytes(self) -> int: ...
+
+    def holding(self, path: Path | None) -> tuple[int, int]: ...
+
+    def evict(self, files: int, size: int, spare: Path | None = None) -> None: ...
+
+
+class SpoolBudget:
+    """The spool's bounds: at most ``max_files`` files on disk at once and ``max_bytes`` in all, for uploads
+    (arriving, or waiting for a worker) and kept uploads (``kept``: dry runs' files) together. Uploads still
+    arriving are counted here, not in the queue's waiting list, so a slow sender holds a spool place, never a
+    queue place. An upload that needs room takes it from the oldest kept files first: kept files never refuse
+    an upload."""
+
+    def __init__(self, folder: Path, max_files: int, max_bytes: int, kept: Kept | None = None):
         self.folder, self.max_files, self.max_bytes = folder, max_files, max_bytes
-        self.files = 0
+        self.kept = kept
+        self.files = 0  # uploads' files and the bytes set aside for them (kept files not included)
         self.bytes = 0
 
     def busy(self, message: str) -> Busy:
         return Busy(f"the server is busy: {message}; try again shortly", retry_after=5, spool_files=self.files,
                     spool_bytes=self.bytes)
 
-    def open(self, declared: int = 0, prefix: str = "upload-") -> Spool:
+    def room(self, files: int, size: int, spare: Path | None = None) -> bool:
+        """Whether ``files`` more files and ``size`` more bytes fit, after removing kept files (oldest first) when
+        they are what is in the way. ``spare``: the kept file a commit is about to move into the spool, so it is
+        neither counted twice nor removed."""
+        def over() -> tuple[int, int]:
+            if self.kept is None:
+                return self.files + files - self.max_files, self.bytes + size - self.max_bytes
+            moving_files, moving_bytes = self.kept.holding(spare)
+            return (self.files + self.kept.files - moving_files + files - self.max_files,
+                    self.bytes + self.kept.bytes - moving_bytes + size - self.max_bytes)
+
+        over_files, over_bytes = over()
+        if over_files <= 0 and over_bytes <= 0:
+            return True
+        fits_without_kept = self.files + files <= self.max_files and self.bytes + size <= self.max_bytes
+        if self.kept is None or not fits_without_kept:  # uploads alone fill it: removing kept files would not help
+            return False
+        self.kept.evict(over_files, over_bytes, spare)
+        over_files, over_bytes = over()
+        return over_files <= 0 and over_bytes <= 0
+
+    def open(self, declared: int = 0, prefix: str = "upload-", spare: Path | None = None) -> Spool:
         """A new spool file with ``declared`` bytes set aside (429 at once when the bounds do not allow it)."""
-        if self.files >= self.max_files:
-            raise self.busy(f"{self.files} uploads are already being received or waiting, the most it holds")
         if declared > self.max_bytes:
             raise StorageFull(f"the upload ({declared / 2**20:,.1f} MB) is larger than the room this server sets aside "
                               f"for uploads ({self.max_bytes / 2**20:,.1f} MB, SHEETSTREAM_MAX_SPOOL_MB)",
                               limit_bytes=self.max_bytes)
-        if self.bytes + declared > self.max_bytes:
+        if not self.room(1, 0, spare):
+            raise self.busy(f"{self.files} uploads are already being received or waiting, the most it holds")
+        if not self.room(1, declared, spare):
             raise self.busy("the uploads it holds leave too little room for this one")
         spool = Spool(self, prefix)
         self.files += 1
-        spool.reserve(declared)
+        spool.reserve(declared, spare)
         return spool
 
 
@@ -107,10 +146,10 @@ class Spool:
         self.digest = hashlib.sha256()  # computed as the body arrives, for the audit trail
         self.declared: tuple[str, str] = ("", "")  # a form's file name and content type, for telling its format
 
-    def reserve(self, total: int) -> None:
+    def reserve(self, total: int, spare: Path | None = None) -> None:
         extra = total - self.reserved
         if extra > 0:
-            if self.budget.bytes + extra > self.budget.max_bytes:
+            if not self.budget.room(0, extra, spare):
                 raise self.budget.busy("the uploads it holds have filled the room set aside for them")
             self.budget.bytes += extra
             self.reserved = total

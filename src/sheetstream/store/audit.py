@@ -57,5 +57,5 @@ def _create_table(conn: psycopg.Connection) -> None:
     try:
         conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_audit (seq bigserial PRIMARY KEY, "
                      "at timestamptz NOT NULL, who text NOT NULL, data jsonb NOT NULL)")
-    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject):
         pass  # another instance created it at the same moment

@@ -9,7 +9,7 @@ their own connections.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ContextManager, Protocol
 
@@ -105,11 +105,12 @@ class JobTable(Protocol):
     def recent(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
         """The newest jobs first: ``owner``'s, or everyone's when ``owner`` is None."""
 
-    def heartbeat(self, instance: str) -> None:
-        """Mark the running jobs of ``instance`` as seen now."""
+    def heartbeat(self, instance: str, job_ids: Collection[str]) -> None:
+        """Mark the running jobs ``job_ids`` of ``instance`` as seen now: those that still have a live task there."""
 
-    def orphans(self, instance: str, timeout: float) -> list[str]:
-        """Running jobs of other instances not seen for ``timeout`` seconds: their instance is gone."""
+    def orphans(self, timeout: float) -> list[str]:
+        """Running jobs not seen for ``timeout`` seconds, of any instance: their instance is gone, or no longer
+        runs them (their task ended and its last save was lost)."""
 
     def commit_with(self, conn: Any, job_id: str, data: dict[str, Any]) -> None:
         """In an import's transaction (``conn``, before COMMIT): record ``data`` (the job, done) so that it
@@ -131,6 +132,11 @@ class TokenTable(Protocol):
     def all(self) -> list[TokenRecord]: ...
 
     def revoke(self, name: str) -> bool: ...
+
+    def end_session(self, session_id: str, until: float) -> None:
+        """Sign a session out: refused from now on, by every instance (kept until ``until``, its own expiry)."""
+
+    def session_ended(self, session_id: str) -> bool: ...
 
 
 class AuditTable(Protocol):

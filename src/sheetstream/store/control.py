@@ -1,15 +1,58 @@
-"""What the control tables (jobs, tokens, audit) share: one statement at a time, the table made when missing.
+"""What the control tables (jobs, tokens, audit) share: one statement at a time, the table made when missing, and
+:func:`retried` for the writes that must outlive a lost connection.
 
-Each table's module says its schema; these two functions are the plumbing around it, once per database kind.
+Each table's module says its schema; these functions are the plumbing around it, once per database kind.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
+
+from ..errors import StoreUnavailable
+
+log = logging.getLogger("sheetstream.store")
+
+T = TypeVar("T")
+
+#: How long a write that must not be lost (a job's ending, an audit record) tries again through a lost connection:
+#: a restart of PostgreSQL takes about a second here; past this the caller's own fallback takes over (the sweep).
+RETRY_SECONDS = 20.0
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database could not be reached or cut the connection (worth trying again on a new
+    one), rather than that it refused the statement: SQLSTATE classes 08 (connection) and 57P (shutdown,
+    starting up), or none at all (a socket closed under psycopg). A lock timeout (55P03) is not one."""
+    if isinstance(exc, StoreUnavailable):
+        return True
+    if isinstance(exc, psycopg.OperationalError):
+        state = exc.sqlstate or ""
+        return not state or state.startswith(("08", "57P"))
+    return False
+
+
+def retried(call: Callable[[], T], what: str, seconds: float = RETRY_SECONDS) -> T:
+    """``call()``, on a new connection each time, again after a lost connection, pausing 0.1 s, 0.2 s ... up to 2 s
+    between tries, for at most ``seconds``; then the last error. ``call`` must be safe to repeat."""
+    deadline = time.monotonic() + seconds
+    pause = 0.1
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not lost_connection(exc) or time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s: the database connection was lost (%s); trying again in %.1f s", what,
+                        str(exc).strip() or type(exc).__name__, pause)
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
 
 
 def run_sqlite(path: Path, schema: str, statement: str, args: tuple) -> list[tuple]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +93,14 @@ class SqliteJobs:
                          "ORDER BY json_extract(data, '$.created_at') DESC LIMIT ?", (owner, owner, limit))
         return [json.loads(r[0]) for r in rows]
 
-    def heartbeat(self, instance: str) -> None:
-        self._run(f"UPDATE sheetstream_jobs SET seen_at = ? WHERE instance = ? "
-                  f"AND json_extract(data, '$.state') NOT IN {ENDED_SQL}", (time.time(), instance))
+    def heartbeat(self, instance: str, job_ids: Collection[str]) -> None:
+        self._run(f"UPDATE sheetstream_jobs SET seen_at = ? WHERE instance = ? AND id IN (SELECT value FROM "
+                  f"json_each(?)) AND json_extract(data, '$.state') NOT IN {ENDED_SQL}",
+                  (time.time(), instance, json.dumps(list(job_ids))))
 
-    def orphans(self, instance: str, timeout: float) -> list[str]:
+    def orphans(self, timeout: float) -> list[str]:
         rows = self._run(f"SELECT id FROM sheetstream_jobs WHERE json_extract(data, '$.state') NOT IN {ENDED_SQL} "
-                         "AND coalesce(instance, '') <> ? AND seen_at < ?", (instance, time.time() - timeout))
+                         "AND seen_at < ?", (time.time() - timeout,))
         return [r[0] for r in rows]
 
     def commit_with(self, conn: sqlite3.Connection, job_id: str, data: dict[str, Any]) -> None:
@@ -190,15 +191,14 @@ class PostgresJobs:
                          "ORDER BY (data->>'created_at')::float8 DESC LIMIT %s", (owner, owner, limit))
         return [r[0] for r in rows]
 
-    def heartbeat(self, instance: str) -> None:
-        self._run(f"UPDATE sheetstream_jobs SET seen_at = now() WHERE instance = %s "
-                  f"AND data->>'state' NOT IN {ENDED_SQL}", (instance,))
+    def heartbeat(self, instance: str, job_ids: Collection[str]) -> None:
+        self._run(f"UPDATE sheetstream_jobs SET seen_at = now() WHERE instance = %s AND id = ANY(%s) "
+                  f"AND data->>'state' NOT IN {ENDED_SQL}", (instance, list(job_ids)))
 
-    def orphans(self, instance: str, timeout: float) -> list[str]:
+    def orphans(self, timeout: float) -> list[str]:
         # The database's clock on both sides of the comparison: instances on other hosts may disagree on time.
         rows = self._run(f"SELECT id FROM sheetstream_jobs WHERE data->>'state' NOT IN {ENDED_SQL} "
-                         "AND coalesce(instance, '') <> %s AND seen_at < now() - make_interval(secs => %s)",
-                         (instance, timeout))
+                         "AND seen_at < now() - make_interval(secs => %s)", (timeout,))
         return [r[0] for r in rows]
 
     def commit_with(self, conn: psycopg.Connection, job_id: str, data: dict[str, Any]) -> None:
@@ -227,7 +227,7 @@ def _create_table(conn: psycopg.Connection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_jobs (id text PRIMARY KEY, data jsonb NOT NULL, "
                      "cancel boolean NOT NULL DEFAULT false, updated_at timestamptz NOT NULL DEFAULT now(), "
                      "instance text, seen_at timestamptz NOT NULL DEFAULT now())")
-    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject):
         pass  # another instance created it at the same moment
     conn.execute("ALTER TABLE sheetstream_jobs ADD COLUMN IF NOT EXISTS cancel boolean NOT NULL DEFAULT false, "
                  "ADD COLUMN IF NOT EXISTS instance text, "

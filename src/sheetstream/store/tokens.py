@@ -1,6 +1,9 @@
 """API tokens (``sheetstream_tokens``): a name, the token's SHA-256 (never the token), grants, an optional expiry,
 and when it was revoked. Kept beside the job records (for SQLite in the same sibling file, so that looking a
 token up never waits behind an import holding the database's one writer).
+
+Beside them, the sessions that were signed out (``sheetstream_ended_sessions``): a session's id (a hash of its
+cookie's random part) until the cookie would have expired anyway, so that every instance refuses the cookie.
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ _SQLITE_SCHEMA = ("CREATE TABLE IF NOT EXISTS sheetstream_tokens (id TEXT PRIMAR
                   "revoked_at REAL)")
 
 
+_SQLITE_ENDED = ("CREATE TABLE IF NOT EXISTS sheetstream_ended_sessions (id TEXT PRIMARY KEY, "
+                 "until REAL NOT NULL)")
+
+
 class SqliteTokens:
     def __init__(self, path: Path):
         self.path = path
@@ -90,6 +97,15 @@ class SqliteTokens:
     def revoke(self, name: str) -> bool:
         return bool(self._run("UPDATE sheetstream_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL "
                               "RETURNING id", (time.time(), name)))
+
+    def end_session(self, session_id: str, until: float) -> None:
+        run_sqlite(self.path, _SQLITE_ENDED, "DELETE FROM sheetstream_ended_sessions WHERE until < ?", (time.time(),))
+        run_sqlite(self.path, _SQLITE_ENDED, "INSERT OR REPLACE INTO sheetstream_ended_sessions VALUES (?, ?)",
+                   (session_id, until))
+
+    def session_ended(self, session_id: str) -> bool:
+        return bool(run_sqlite(self.path, _SQLITE_ENDED, "SELECT 1 FROM sheetstream_ended_sessions WHERE id = ?",
+                               (session_id,)))
 
 
 class PostgresTokens:
@@ -121,6 +137,17 @@ class PostgresTokens:
         return bool(self._run("UPDATE sheetstream_tokens SET revoked_at = %s WHERE name = %s AND revoked_at IS NULL "
                               "RETURNING id", (time.time(), name)))
 
+    def end_session(self, session_id: str, until: float) -> None:
+        self._ended("DELETE FROM sheetstream_ended_sessions WHERE until < %s", (time.time(),))
+        self._ended("INSERT INTO sheetstream_ended_sessions VALUES (%s, %s) ON CONFLICT (id) DO NOTHING",
+                    (session_id, until))
+
+    def session_ended(self, session_id: str) -> bool:
+        return bool(self._ended("SELECT 1 FROM sheetstream_ended_sessions WHERE id = %s", (session_id,)))
+
+    def _ended(self, statement: str, args: tuple) -> list[tuple]:
+        return run_postgres(self.connect, _create_ended_table, statement, args)
+
 
 def _create_table(conn: psycopg.Connection) -> None:
     try:
@@ -130,5 +157,13 @@ def _create_table(conn: psycopg.Connection) -> None:
         # One live token per name, enforced by the database (two instances creating the same name at once).
         conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS sheetstream_tokens_live_name ON sheetstream_tokens (name) "
                      "WHERE revoked_at IS NULL")
-    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject):
+        pass  # another instance created it at the same moment
+
+
+def _create_ended_table(conn: psycopg.Connection) -> None:
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_ended_sessions (id text PRIMARY KEY, "
+                     "until double precision NOT NULL)")
+    except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject):
         pass  # another instance created it at the same moment

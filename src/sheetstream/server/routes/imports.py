@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -21,6 +22,7 @@ from ...pipeline.lifeline import Lifeline
 from ...pipeline.validate import EXTRA_COLUMNS
 from ...runtime import ProcessingQueue
 from ...store import MODES, Store
+from ...store.control import retried
 from ..deps import (
     BoardDep,
     Caller,
@@ -80,7 +82,8 @@ class Upload:
         await run_in_threadpool(self.store.columns, job.table)  # 404 now, before the body is read, if it is missing
         spool = self.admit(declared_size(self.request), prefix=f"upload-{job.id}-")  # named by its job: see lifecycle
         try:
-            await self.receive(spool, multipart)
+            with self.request.app.state.lifecycle.receiving(job.id):
+                await self.receive(spool, multipart)
         except BaseException:
             self.shares.give(self.caller)
             raise
@@ -88,7 +91,8 @@ class Upload:
 
     async def run_kept(self, preview: Job, wait: bool) -> JSONResponse:
         """Import for real the file ``preview`` (a dry run) checked and kept, without a second upload."""
-        spool = self.admit(preview.bytes_received)
+        kept = self.kept.get(preview)  # 410 before anything else when it is gone
+        spool = self.admit(preview.bytes_received, spare=kept)  # room, but never from that file
         try:
             await run_in_threadpool(self.kept.claim, preview, spool.path)
             self.received = (preview.bytes_received, None)
@@ -100,14 +104,14 @@ class Upload:
             raise
         return await self.start(spool, wait)
 
-    def admit(self, declared: int, prefix: str = "upload-") -> Spool:
+    def admit(self, declared: int, prefix: str = "upload-", spare: Path | None = None) -> Spool:
         """One of the caller's share, 429 at once when the queue is full, and a spool place. The place in the queue's
         waiting list is taken once the body is in (:meth:`start`): while it arrives, the upload holds only a spool
         place (bounded apart), so slow senders cannot fill the queue."""
         self.shares.take(self.caller, self.queue.retry_after())
         try:
             self.queue.admit("import")
-            return self.budget.open(declared, prefix=prefix)
+            return self.budget.open(declared, prefix=prefix, spare=spare)
         except BaseException:
             self.shares.give(self.caller)
             raise
@@ -184,8 +188,8 @@ class Upload:
                  "rows_written": job.rows_inserted if job.state == "done" and not job.dry_run else 0,
                  "outcome": "done" if job.state == "done" else job.error, "message": job.message, "job_id": job.id,
                  "client": self.request.app.state.gate.client_address(self.request)}
-        try:
-            await run_in_threadpool(self.store.audit.record, entry)
+        try:  # through a lost connection too (a restart of the database): repeated at worst, never lost
+            await run_in_threadpool(retried, lambda: self.store.audit.record(entry), f"the audit record of {job.id}")
         except Exception:
             log.exception("could not write the audit record of import %s: %s", job.id, entry)
 
@@ -256,11 +260,14 @@ async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Jo
     try:
         job = await queue.call("import", run_import_job, store, job, spool.path, ReadLimits(), kept.keep(job),
                                lifeline, queue.strategy.split, ticket=job.id)
+        if job.kept_until is not None:
+            kept.noted(job)  # counted in the spool's budget from now on, before its spool place is given back
     except BaseException as exc:  # the worker did not end it (killed, cancelled): settle it, let cancellation through
         # Settle, not save: the worker may have committed (its record then says so, and stands).
         try:
-            settled = await run_in_threadpool(board.settle, job.id, exc)
-        except Exception:  # the database is away: the record stays running, and a sweep settles it later
+            settled = await run_in_threadpool(board.settle, job.id, exc)  # tries again through a lost connection
+        except Exception:  # the database is away for longer: the record stays running; once no task of this
+            # instance runs it, its heartbeat stops and a sweep settles it (lifecycle)
             log.exception("job %s could not be settled", job.id)
             settled = None
         if settled is None:

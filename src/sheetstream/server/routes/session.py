@@ -1,6 +1,6 @@
 """``/session``: the page's sign-in. ``POST`` exchanges a token for a session cookie (HttpOnly, SameSite=Strict,
 Secure over HTTPS, signed), ``GET`` says who is signed in and gives the page its CSRF token, ``DELETE`` signs
-out."""
+out (the session ends on the server: its cookie no longer works anywhere)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,9 @@ async def sign_in(request: Request, body: SignIn, gate: GateDep, settings: Setti
 
 @router.delete("/session")
 async def sign_out(request: Request, caller: Caller, gate: GateDep) -> JSONResponse:
+    """End the session on the server (its cookie is refused from now on, by every instance), and drop the cookie."""
+    if caller.kind == "session":
+        await run_in_threadpool(gate.end_session, caller, request.cookies[SESSION_COOKIE])
     response = JSONResponse({"signed_out": caller.name})
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=gate.secure(request))
     return response
