@@ -4,6 +4,7 @@ never with another exception (500) and never by reading the whole of a bomb."""
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import re
 import zipfile
@@ -13,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sheetstream.formats.xlsx import BadWorkbook, ReadLimits, UnsafeXml, WorkbookTooLarge, write_xlsx
+from sheetstream.formats.xlsx import BadWorkbook, ReadLimits, UnsafeXml, WorkbookTooLarge, last_row, open_workbook, write_xlsx
+from sheetstream.formats.xlsx import reader
 from sheetstream.store.demo import ORDERS, demo_rows
 
 from ...helpers import build, measured, parts, patch_central_directory, read, read_all, sheet, styles
@@ -137,6 +139,57 @@ def test_unclosed_elements_take_linear_time(tmp_path: Path, unclosed: str | tupl
     result, elapsed, _ = measured(read_all, build(tmp_path / "unclosed.xlsx", parts(xml)))
     assert isinstance(result, (dict, BadWorkbook)), repr(result)
     assert elapsed < 5, f"{elapsed:.1f} s"
+
+
+def _read_every_way(path: Path, scanner: bool) -> str:
+    """Each block's last row (as a split import numbers them), then every row: what it ends with, as text."""
+    if not scanner:
+        reader._scan = reader._scan_rows = reader._shared_scan = None
+    try:
+        with open_workbook(path, NO_RATIO) as book:  # the upload holds a few such blocks under the ratio bound
+            previous = 0
+            for block in book.row_blocks():
+                previous = last_row(block, previous)
+        return f"{previous} {sum(map(len, read_all(path, NO_RATIO).values()))} rows"
+    except BadWorkbook as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _in_child(seconds: float, func, *args) -> str:
+    """``func(*args)`` in a forked process, killed after ``seconds``: a scan that never ends cannot hold the
+    tests (nor can the compiled scanner's loops, which no signal interrupts)."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=lambda: send.send(func(*args)), daemon=True)
+    child.start()
+    try:
+        if not receive.poll(seconds):
+            pytest.fail(f"still reading after {seconds} s")
+        return receive.recv()
+    finally:
+        child.kill()
+        child.join()
+
+
+@pytest.mark.parametrize("scanner", [True, False], ids=["compiled", "python"])
+@pytest.mark.parametrize("unit", ["<row", '<row r="2" ', '<row><c r="A1"', "<row>"])
+@pytest.mark.parametrize("end", ["", "><row/><row>"], ids=["unended", "ended-far-away"])
+def test_row_heads_without_an_end_take_linear_time(tmp_path: Path, unit: str, scanner: bool, end: str) -> None:
+    """Most of a 1 MB block of row heads that do not end (a 9 kB upload) made every search for a head's ">"
+    rescan the rest of the block: to the block's end in the Python pattern, to a ">" far away in the compiled
+    scanner's loop (245 s for 1 MB). Each head is now looked at once: a head cut by the next "<" is refused at
+    once, and closed ones are read in linear time."""
+    rows = 25_000  # a first block of rows (1.2 MB), so that the heads are in the second, read by the rows loop
+    prefix = sheet("".join(f'<row r="{r}"><c r="A{r}"><v>{r}</v></c></row>' for r in range(1, rows + 1)))
+    prefix = prefix[:prefix.index("</sheetData>")]
+    count = (2 * MB - len(prefix) - 100) // len(unit)  # the heads and their end in the second 1 MB block
+    assert count * len(unit) > 700_000
+    path = build(tmp_path / "heads.xlsx", parts(prefix + unit * count + end + "</sheetData></worksheet>"))
+    outcome = _in_child(5, _read_every_way, path, scanner)
+    if unit.startswith("<row>"):  # closed heads: rows without a value (the cells do not end), numbered on
+        assert outcome == f"{rows + count + end.count('<row')} {rows} rows", outcome
+    else:
+        assert outcome.startswith("BadCell:") and "does not end" in outcome and f"row {rows}" in outcome, outcome
 
 
 def test_unclosed_shared_strings_take_linear_time(tmp_path: Path) -> None:

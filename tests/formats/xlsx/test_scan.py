@@ -255,7 +255,8 @@ def test_plain_shared_strings_are_read_by_the_scanner():
 # Whole blocks: the rows in C (``rows``) against the Python loop, numbering included.
 _heads = st.sampled_from(['<row r="{n}">', "<row>", '<row r="{n}" spans="1:3">', "<row spans='1:2'  r = '{n}' >",
                           '<row r="{n}"/>', "<row/>", '<row r="0">', '<row r="1048577">', '<row r=" {n}">',
-                          '<row r="x">', '<row\tr="{n}">', "<row r={n}>", '<row customHeight="1" r="{n}">'])
+                          '<row r="x">', '<row\tr="{n}">', "<row r={n}>", '<row customHeight="1" r="{n}">',
+                          '<row r="{n}"', "<row", "<row/"])  # heads cut by the next "<": refused by both
 
 
 @st.composite

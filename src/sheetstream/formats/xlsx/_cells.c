@@ -474,6 +474,17 @@ static const char *rfind(const char *p, const char *end, const char *lit, Py_ssi
     return NULL;
 }
 
+/* The ">" that ends a tag whose name ends before ``p``; NULL where a "<" (or ``end``) comes first. */
+static const char *head_end_of(const char *p, const char *end) {
+    for (; p < end; p++) {
+        if (*p == '>')
+            return p;
+        if (*p == '<')
+            return NULL;
+    }
+    return NULL;
+}
+
 /* A row head's number as reader._block_rows reads it: its r="digits", else the row after ``previous``; 0 where
  * the Python loop must read the head (r written another way, a number it must refuse). */
 static long row_number_of(const char *head, const char *end, long previous) {
@@ -528,13 +539,17 @@ static PyObject *rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             piece = next;
             continue;
         }
-        /* Empty rows (<row .../>) before this one count too, as reader._numbered counts them. */
-        long number = previous;
-        for (const char *x = find(piece, start, "<row", 4); x != NULL && number != 0; x = find(x + 4, start, "<row", 4)) {
-            const char *empty_end = x + 4 < start && !is_word(x[4]) ? memchr(x, '>', start - x) : NULL;
+        /* Empty rows (<row .../>) before this one count too, as reader._numbered counts them. Each head ends at
+         * its ">", never past the next "<": a run of "<row" without ">" is left to the Python loop (which refuses
+         * it) after one look at each, instead of a search to the end of the block from each (quadratic). */
+        long number = previous; /* 0 before a sheet's first row: "left to Python" is said by ``ok`` */
+        int ok = 1;
+        for (const char *x = find(piece, start, "<row", 4); x != NULL && ok; x = find(x + 4, start, "<row", 4)) {
+            const char *empty_end = x + 4 < start && !is_word(x[4]) ? head_end_of(x + 4, start) : NULL;
             number = empty_end ? row_number_of(x, empty_end, number) : 0;
+            ok = number != 0;
         }
-        const char *head_end = number ? memchr(start, '>', stop - start) : NULL;
+        const char *head_end = ok ? head_end_of(start + 4, stop) : NULL;
         number = head_end ? row_number_of(start, head_end, number) : 0;
         if (number == 0)
             break; /* a head the Python loop reads (and may refuse): it goes on from this piece */

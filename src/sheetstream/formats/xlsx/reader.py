@@ -887,6 +887,11 @@ def _bad_row(head: bytes) -> BadCell:
                    row=number.decode("utf-8", "replace")[:30])
 
 
+def _unended_row(previous: int) -> BadCell:
+    return BadCell(f"the row after row {previous} has a tag that does not end (no \">\" before the next \"<\"): "
+                   "the sheet's XML is damaged", row=previous + 1)
+
+
 def _bad_cell(exc: Exception, col: int, row: int, raw: bytes) -> BadCell:
     ref = f"{column_letter(col)}{row}" if 0 <= col < MAX_SHEET_COLUMNS else None
     if isinstance(exc, _CellProblem):
@@ -902,7 +907,9 @@ def _bad_cell(exc: Exception, col: int, row: int, raw: bytes) -> BadCell:
 
 
 #: A row head that numbers itself, or an empty row: where counting ``<row`` tags does not give the last number.
-_NUMBERED_ROW = re.compile(rb"<row\b[^>]*?(?:\sr\s*=|/>)")
+#: Neither pattern here may pass a "<": a row head cannot hold one, and with ``[^>]`` a run of ``<row`` without ">"
+#: made each search rescan the rest of the block (a 1 MB block of them took 245 s).
+_NUMBERED_ROW = re.compile(rb"<row\b[^<>]*?(?:\sr\s*=|/>)")
 
 
 def last_row(block: bytes, previous: int) -> int:
@@ -925,13 +932,16 @@ def last_row(block: bytes, previous: int) -> int:
         return previous
 
 
-_ROW_HEAD = re.compile(rb"<row\b[^>]*>")
+#: A row head, up to its ">" (group 1) or to the "<" that shows it does not end (no group 1): refused.
+_ROW_HEAD = re.compile(rb"<row\b[^<>]*(>)?")
 
 
 def _numbered(xml: bytes, previous: int) -> int:
     """The number of the last of the row heads in ``xml``, each numbered by its ``r`` or as the one before + 1."""
     for found in _ROW_HEAD.finditer(xml):
         head = found.group()
+        if found.group(1) is None:
+            raise _unended_row(previous)
         at = head.find(b' r="')
         try:
             previous = int(head[at + 4:head.index(b'"', at + 4)]) if at >= 0 else _row_number(head, previous)
@@ -962,6 +972,8 @@ def _block_rows(book: Workbook, block: bytes, row_number: int) -> Generator[tupl
         if piece.find(b"<row", 0, start) >= 0:  # empty rows (<row .../>) before this one: they count too
             row_number = _numbered(piece[:start], row_number)
         head_end = piece.find(b">", start)
+        if head_end < 0 or piece.find(b"<", start + 1, head_end) >= 0:
+            raise _unended_row(row_number)
         head = piece[start:head_end]
         at = head.find(b' r="')
         try:
