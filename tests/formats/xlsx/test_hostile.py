@@ -14,8 +14,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sheetstream.formats.xlsx import BadWorkbook, ReadLimits, UnsafeXml, WorkbookTooLarge, last_row, open_workbook, write_xlsx
-from sheetstream.formats.xlsx import reader
+from sheetstream.formats.xlsx import (
+    BadWorkbook,
+    ReadLimits,
+    UnsafeXml,
+    WorkbookTooLarge,
+    last_row,
+    open_workbook,
+    reader,
+    write_xlsx,
+)
 from sheetstream.store.demo import ORDERS, demo_rows
 
 from ...helpers import build, measured, parts, patch_central_directory, read, read_all, sheet, styles
