@@ -17,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import Invalid, RowRefused
+from ..config import ImportLimits
+from ..errors import Invalid, RowRefused, TooMuchCpu
 from ..formats.xlsx import ReadLimits, Workbook, last_row, open_workbook
 from ..formats.xlsx.cells import column_letter
 from ..store import OnCommit, Store
@@ -37,15 +39,18 @@ Split = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
 def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadLimits = ReadLimits(),
-               on_commit: OnCommit | None = None, split: Split | None = None) -> Job:
+               on_commit: OnCommit | None = None, split: Split | None = None,
+               cpu_seconds: float = ImportLimits.import_cpu_seconds) -> Job:
     """Import ``path`` into ``job.table`` as ``job`` describes; ``report(job)`` is called as it progresses,
     ``on_commit(conn, count)`` inside the transaction right before COMMIT. ``split``: a ``map`` that runs part of
     the blocks in another process (:func:`sheetstream.runtime.forked.forked_map`), used where the store can take
-    rows encoded elsewhere."""
+    rows encoded elsewhere. Past ``cpu_seconds`` of this thread's CPU time, :class:`TooMuchCpu`."""
+    started = time.thread_time()
     columns = store.columns(job.table)
     job.state = "parsing"
     report(job)
     with open_workbook(path, limits) as book:
+        book.on_progress = functools.partial(_progress, job, report, started, cpu_seconds)
         sheet = job.sheet or (book.sheet_names[0] if book.sheet_names else "")
         blocks = book.row_blocks(job.sheet)
         header, first_rows, previous = _header(book, blocks)
@@ -90,6 +95,19 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
         finally:
             job.rows_read = counters["rows_read"]
     return job
+
+
+def _progress(job: Job, report: Report, started: float, cpu_seconds: float, inflated: int) -> None:
+    """Called by the reader about every megabyte of XML, rows or none (a sheet of empty rows, a flood of
+    shared strings): the CPU bound is checked, and ``report`` (which saves progress and stops a cancelled job)
+    runs although no row has come."""
+    used = time.thread_time() - started
+    if used > cpu_seconds:
+        raise TooMuchCpu(f"the import needed more than {cpu_seconds:,.0f} s of CPU time, the most one import may "
+                         f"use (SHEETSTREAM_IMPORT_CPU_SECONDS), after reading {inflated / 2**20:,.0f} MB of the "
+                         "workbook's XML; nothing was written: split the workbook into smaller ones",
+                         cpu_seconds=round(used, 1), limit_seconds=cpu_seconds)
+    report(job)
 
 
 def _header(book: Workbook, blocks: Iterator[bytes]) -> tuple[tuple[int, list[Any]] | None, list, int]:

@@ -31,7 +31,7 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -122,6 +122,10 @@ class Workbook:
     # What the hot loop learns once and reuses from block to block: column letters -> index, whole-day serials.
     letters: dict[bytes, int] = field(default_factory=dict, repr=False)
     days: dict[bytes, datetime] = field(default_factory=dict, repr=False)
+    #: Called with the bytes of XML inflated so far (all parts) after each block of a worksheet or of the shared
+    #: strings is inflated (about every megabyte), whether or not the block holds a row: a caller reports
+    #: progress there, and may raise to stop reading (a cancel, a time bound).
+    on_progress: Callable[[int], None] | None = field(default=None, repr=False)
 
     @property
     def sheet_names(self) -> list[str]:
@@ -631,6 +635,8 @@ def _blocks(book: Workbook, part: str, start: bytes, end: bytes | None, what: st
     prefixed: bool | None = None
     try:
         for chunk in chunks:
+            if book.on_progress is not None:
+                book.on_progress(book.package.inflated)  # type: ignore[union-attr]
             if prefixed is None:
                 _check_encoding(part, chunk)
             last = chunk.rfind(b"<")
