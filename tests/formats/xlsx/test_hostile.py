@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import re
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from sheetstream.formats.xlsx import (
 )
 from sheetstream.store.demo import ORDERS, demo_rows
 
-from ...helpers import build, measured, parts, patch_central_directory, read, read_all, sheet, styles
+from ...helpers import MAIN, build, measured, parts, patch_central_directory, read, read_all, sheet, styles
 
 MB = 1 << 20
 NO_RATIO = ReadLimits(max_ratio=1e12)  # to show that a bound holds without the zip bomb check
@@ -224,6 +225,47 @@ def test_the_shared_strings_count_has_an_absolute_cap(tmp_path: Path) -> None:
                                               shared=f'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">{sst}</sst>'))
     assert read(path) == [(1, ["text number 0"])]
     refused(path, WorkbookTooLarge, "1,000", limits=ReadLimits(max_shared_strings=1_000))
+
+
+def test_many_short_shared_strings_are_held_compactly(tmp_path: Path) -> None:
+    """500,000 distinct texts of 4 bytes (5,000,000 took 467 MB as a Python string each; these, some 35 MB): held
+    as one buffer of their UTF-8 and an end offset each, they take a fraction of that, and the last reads back."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    count = 500_000
+
+    def text(i: int) -> str:
+        return digits[i // 238_328] + digits[i // 3_844 % 62] + digits[i // 62 % 62] + digits[i % 62]
+
+    sst = f'<sst xmlns="{MAIN}">' + "".join(f"<si><t>{text(i)}</t></si>" for i in range(count)) + "</sst>"
+    path = build(tmp_path / "sst.xlsx", parts(sheet(f'<row r="1"><c r="A1" t="s"><v>{count - 1}</v></c></row>'),
+                                              shared=sst))
+    result, elapsed, peak = measured(read_all, path)
+    assert result == {"Data": [(1, [text(count - 1)])]}, result
+    assert peak < 24 * MB, f"{peak / MB:.0f} MB"
+
+
+def test_a_flood_of_sheets_is_refused_as_it_is_parsed(tmp_path: Path) -> None:
+    """200,000 sheets listed in a workbook part of a few MB (560,000 took 490 MB as elements): refused at the
+    4,097th, with the part parsed as it streams and nothing but each sheet's name and id kept."""
+    contents = parts(sheet('<row r="1"><c r="A1"><v>1</v></c></row>'))
+    listed = "".join(f'<sheet name="s{i}" sheetId="{i + 2}" r:id="rX{i}"/>' for i in range(200_000))
+    contents["xl/workbook.xml"] = contents["xl/workbook.xml"].replace("</sheets>", listed + "</sheets>")
+    refused(build(tmp_path / "sheets.xlsx", contents), WorkbookTooLarge, "over 4,096 sheets", limits=NO_RATIO,
+            seconds=5, extra_mb=16)
+
+
+def test_cell_formats_past_excels_64000_are_refused(tmp_path: Path) -> None:
+    """Excel's own limit: 64,000 cell formats. 600,000 (a 12 MB styles part, 600 MB as elements) are refused as
+    the part is parsed; 64,000 are read, the date ones still telling dates."""
+    contents = parts(sheet('<row r="1"><c r="A1" s="63999"><v>45000</v></c></row>'), style=styles("yyyy-mm-dd"))
+    styles_xml = contents["xl/styles.xml"]
+    at_limit = styles_xml.replace("</cellXfs>", '<xf numFmtId="0"/>' * (64_000 - 3) + '<xf numFmtId="14"/></cellXfs>')
+    assert at_limit.count("<xf ") - styles_xml.count("<xf ") == 63_998 and styles_xml.count("<cellXfs")
+    path = build(tmp_path / "limit.xlsx", dict(contents, **{"xl/styles.xml": at_limit}))
+    assert read(path, limits=NO_RATIO) == [(1, [datetime(2023, 3, 15)])]
+    flood = styles_xml.replace("</cellXfs>", '<xf numFmtId="14"/>' * 600_000 + "</cellXfs>")
+    refused(build(tmp_path / "xfs.xlsx", dict(contents, **{"xl/styles.xml": flood})), WorkbookTooLarge,
+            "over 64,000 cell formats", limits=NO_RATIO, seconds=10, extra_mb=16)
 
 
 # --- sizes from the bytes actually inflated, not from the zip's headers ---------------------------------------------

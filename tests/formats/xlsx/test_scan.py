@@ -305,3 +305,20 @@ def test_usual_rows_are_read_by_the_scanner(monkeypatch: pytest.MonkeyPatch):
              b'<row r="7"/><row r="9"><c r="B9" t="inlineStr"><is><t>x</t></is></c></row>')
     found, last, rest = reader_module._scan_rows(block, 1, reader_module._scan_context(_book()), None)
     assert (found, last, rest) == ([(2, [1]), (3, [2]), (9, [None, "x"])], 9, len(block))
+
+
+@needs_scanner
+def test_shared_strings_read_the_same_from_the_compact_table(monkeypatch: pytest.MonkeyPatch):
+    """The table is one UTF-8 buffer with an end offset per text, and the scanner keeps short texts it read in a
+    cache of 4,096 slots: texts that share a slot, long ones, empty ones and lone surrogates (from ``_xD800_``)
+    read back as they went in, in C and in Python."""
+    texts = ["", "a", "é" * 40, "x" * 100, "\ud800 lone", "日本"] + [f"text {i}" for i in range(5_000)]
+    order = [(i * 7_919) % len(texts) for i in range(3 * len(texts))]  # each slot visited by several texts
+    block = b"".join(b'<row><c t="s"><v>%d</v></c></row>' % i for i in order)
+
+    def read():
+        book = Workbook(zip=None, sheets=[], _shared=list(texts))  # type: ignore[arg-type]
+        return [values for _, values in reader_module._block_rows(book, block, 0)]
+
+    compiled, python = _compiled_and_python(read, monkeypatch, "_scan_rows", "_scan")
+    assert compiled == python == [[texts[i]] for i in order]

@@ -7,7 +7,9 @@
  *
  *   piece  the row's XML (bytes), its cells starting at ``start`` (just past the row head)
  *   book   what the workbook tells about its cells (reader._scan_context), a tuple:
- *          strings    the shared strings table (list of str)
+ *          strings    the shared strings table (reader.SharedStrings) as (data, ends), two memoryviews: the
+ *                     UTF-8 of every text in one buffer, and the offset where each ends (unsigned 32-bit);
+ *                     then a cache of short texts read (a list) and the index in each of its slots (int64)
  *          styles     one byte per style index: 0 a plain number, 1 a date, 2 a time of day or a duration
  *          epoch      the ordinal of day 0 (datetime.toordinal)
  *          date1904   whether serials count from 1904 (else 1900, with Excel's phantom 1900-02-29)
@@ -37,6 +39,7 @@
 #include <Python.h>
 #include <datetime.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #define MAX_COLUMNS 16384
@@ -197,7 +200,13 @@ static PyObject *number_of(const char *p, Py_ssize_t n) {
 }
 
 struct book {
-    PyObject *strings, *date_cell, *decode;
+    const char *data;        /* the shared strings' UTF-8 */
+    const uint32_t *ends;    /* where each ends in data */
+    Py_ssize_t n_strings;
+    PyObject *cache;         /* list: a short text read lately in each slot */
+    int64_t *cached;         /* the index of the text in each slot, -1 for none */
+    Py_ssize_t n_cache;
+    PyObject *date_cell, *decode;
     const unsigned char *styles;
     Py_ssize_t n_styles;
     long long epoch;
@@ -206,13 +215,35 @@ struct book {
 
 /* The book tuple (reader._scan_context) -> struct book; -1 with TypeError when it is not one. */
 static int book_of(PyObject *tuple, struct book *book) {
-    if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) != 6 || !PyList_Check(PyTuple_GET_ITEM(tuple, 0)) ||
+    PyObject *strings = PyTuple_Check(tuple) && PyTuple_GET_SIZE(tuple) == 6 ? PyTuple_GET_ITEM(tuple, 0) : NULL;
+    if (strings == NULL || !PyTuple_Check(strings) || PyTuple_GET_SIZE(strings) != 4 ||
+        !PyMemoryView_Check(PyTuple_GET_ITEM(strings, 0)) || !PyMemoryView_Check(PyTuple_GET_ITEM(strings, 1)) ||
+        !PyList_Check(PyTuple_GET_ITEM(strings, 2)) || !PyMemoryView_Check(PyTuple_GET_ITEM(strings, 3)) ||
         !PyBytes_Check(PyTuple_GET_ITEM(tuple, 1)) || !PyLong_Check(PyTuple_GET_ITEM(tuple, 2))) {
-        PyErr_SetString(PyExc_TypeError, "book = (strings: list, styles: bytes, epoch: int, date1904: bool, "
-                                         "date_cell, decode)");
+        PyErr_SetString(PyExc_TypeError, "book = ((data, ends, cache: list, cached), styles: bytes, epoch: int, "
+                                         "date1904: bool, date_cell, decode)");
         return -1;
     }
-    book->strings = PyTuple_GET_ITEM(tuple, 0);
+    Py_buffer *data = PyMemoryView_GET_BUFFER(PyTuple_GET_ITEM(strings, 0));
+    Py_buffer *ends = PyMemoryView_GET_BUFFER(PyTuple_GET_ITEM(strings, 1));
+    Py_buffer *cached = PyMemoryView_GET_BUFFER(PyTuple_GET_ITEM(strings, 3));
+    book->cache = PyTuple_GET_ITEM(strings, 2);
+    book->n_cache = PyList_GET_SIZE(book->cache);
+    if (ends->itemsize != 4 || cached->itemsize != 8 || cached->readonly || cached->len / 8 != book->n_cache ||
+        book->n_cache == 0 || (book->n_cache & (book->n_cache - 1)) != 0 || !PyBuffer_IsContiguous(data, 'C') ||
+        !PyBuffer_IsContiguous(ends, 'C') || !PyBuffer_IsContiguous(cached, 'C')) {
+        PyErr_SetString(PyExc_TypeError, "shared strings = (data, uint32 ends, cache: list of 2**n slots, int64 "
+                                         "index of each slot)");
+        return -1;
+    }
+    book->cached = cached->buf;
+    book->data = data->buf;
+    book->ends = ends->buf;
+    book->n_strings = ends->len / 4;
+    if (book->n_strings > 0 && book->ends[book->n_strings - 1] > (uint64_t)data->len) {
+        PyErr_SetString(PyExc_ValueError, "the shared strings' ends point past their data");
+        return -1;
+    }
     book->styles = (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(tuple, 1));
     book->n_styles = PyBytes_GET_SIZE(PyTuple_GET_ITEM(tuple, 1));
     book->epoch = PyLong_AsLongLong(PyTuple_GET_ITEM(tuple, 2));
@@ -227,7 +258,7 @@ static int book_of(PyObject *tuple, struct book *book) {
 /* The cells in [p, end) -> the row's values by column; Py_None where the Python loop must read the row;
  * NULL on a failure of its own. */
 static PyObject *cells(const char *p, const char *end, const struct book *book) {
-    PyObject *strings = book->strings, *date_cell = book->date_cell, *decode = book->decode;
+    PyObject *date_cell = book->date_cell, *decode = book->decode;
     const unsigned char *styles = book->styles;
     Py_ssize_t n_styles = book->n_styles;
     long long epoch = book->epoch;
@@ -400,10 +431,25 @@ static PyObject *cells(const char *p, const char *end, const struct book *book) 
                     goto python;
                 index = index * 10 + (v[j] - '0');
             }
-            if (index >= PyList_GET_SIZE(strings))
+            if (index >= book->n_strings)
                 goto python;
-            value = PyList_GET_ITEM(strings, index);
-            Py_INCREF(value);
+            Py_ssize_t slot = index & (book->n_cache - 1);
+            if (book->cached[slot] == index) {
+                value = PyList_GET_ITEM(book->cache, slot);
+                Py_INCREF(value);
+            } else {
+                uint32_t from = index ? book->ends[index - 1] : 0, to = book->ends[index];
+                if (to < from)
+                    goto python;
+                value = PyUnicode_DecodeUTF8(book->data + from, to - from, "surrogatepass");
+                if (value == NULL)
+                    goto fail;
+                if (to - from <= 64) { /* a short text: kept for the next cell that shows it */
+                    Py_INCREF(value);
+                    PyList_SetItem(book->cache, slot, value); /* steals the new reference */
+                    book->cached[slot] = index;
+                }
+            }
         } else if (kind == K_B) {
             const char *a = v, *b = v + v_len; /* bytes.strip(): ASCII whitespace */
             while (a < b && (is_space(*a) || *a == '\v' || *a == '\f'))

@@ -26,18 +26,19 @@ is a :class:`BadWorkbook` naming the cell (A1) or the part and the problem.
 from __future__ import annotations
 
 import functools
+import itertools
 import posixpath
 import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Generator, Iterable, Iterator
+from array import array
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote
-from xml.etree import ElementTree
 from xml.parsers import expat
 
 from .cells import (
@@ -115,7 +116,7 @@ class Workbook:
     date_styles: frozenset[int] = frozenset()  # styles that show dates, times or durations
     shared_strings_path: str | None = None
     limits: ReadLimits = field(default_factory=ReadLimits)
-    _shared: list[str] | None = None
+    _shared: SharedStrings | None = None
     clock_styles: dict[int, str] = field(default_factory=dict)  # of those, the ones showing a "time" or "duration"
     other_sheets: dict[str, str] = field(default_factory=dict)  # chart, macro and dialog sheets: name -> kind
     package: _Package | None = None
@@ -140,9 +141,11 @@ class Workbook:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def shared_strings(self) -> list[str]:
+    def shared_strings(self) -> SharedStrings:
         if self._shared is None:
-            self._shared = _read_shared_strings(self) if self.shared_strings_path else []
+            self._shared = _read_shared_strings(self) if self.shared_strings_path else SharedStrings()
+        elif not isinstance(self._shared, SharedStrings):  # a list, given when the book is made by hand
+            self._shared = SharedStrings.of(self._shared)
         return self._shared
 
     def rows(self, sheet: str | None = None) -> Iterator[tuple[int, list[Any]]]:
@@ -208,21 +211,21 @@ def open_workbook(path: str | Path, limits: ReadLimits = ReadLimits()) -> Workbo
         if not package.find(target):
             _refuse_other_zips(package)
             raise NotAWorkbook("the file is a ZIP archive but not an .xlsx workbook (it has no workbook part)")
-        book = _parse_small(package, target)
-        ns = _ns(book)
+        book = _parse_small(package, target, {
+            "sheets/sheet": (MAX_SHEETS, "the workbook has over {most:,} sheets, more than this server reads in one "
+                             "workbook: split it into workbooks of fewer sheets", _sheet_entry),
+            "workbookPr": (16, "part {part} has over {most} workbookPr elements", lambda a: a.get("date1904", "")),
+        })
         rels = {rid: (kind, part)
                 for kind, part, rid in _relationships(package, _rels_path(target), posixpath.dirname(target))}
         sheets, others = [], {}
-        for sheet in book.iterfind(f"{_q(ns, 'sheets')}/{_q(ns, 'sheet')}"):
-            # r:id, in the transitional or the strict relationships namespace
-            rid = next((value for key, value in sheet.attrib.items() if key.endswith("}id")), None)
+        for name, rid in book["sheets/sheet"]:
             kind, part = rels.get(rid or "", ("", ""))
             if kind.endswith("/worksheet") and package.find(part):
-                sheets.append((sheet.get("name", ""), part))
+                sheets.append((name, part))
             elif kind.rsplit("/", 1)[-1] in _SHEET_KINDS:
-                others[sheet.get("name", "")] = kind.rsplit("/", 1)[-1]
-        pr = book.find(_q(ns, "workbookPr"))
-        date1904 = pr is not None and pr.get("date1904", "false").lower() in ("1", "true")
+                others[name] = kind.rsplit("/", 1)[-1]
+        date1904 = any(value.lower() in ("1", "true") for value in book["workbookPr"][:1])
         styles = next((part for kind, part in rels.values() if kind.endswith("/styles")), None)
         shared = next((part for kind, part in rels.values() if kind.endswith("/sharedStrings")), None)
         date_styles, clock_styles = (_number_styles(package, styles) if styles and package.find(styles)
@@ -454,47 +457,74 @@ def _refuse_dtd(part: str, head: bytes) -> None:
         raise UnsafeXml(f"part {part} declares a DTD; workbooks never need one, and DTDs enable entity attacks")
 
 
-def _parse_small(package: _Package, part: str) -> ElementTree.Element:
-    """A small part as an element tree, parsed by expat with any DTD refused, in whatever encoding the part is."""
+#: What one element kept from a small part becomes (a few strings), by the path of names from the root below it
+#: (``sheets/sheet``; ``*``: any child of the root), with the most that may be kept and what is said past it.
+Wanted = dict[str, tuple[int, str, Callable[[dict[str, str]], Any]]]
+
+#: Bounds on what a workbook lists, enforced as its small parts are parsed: a part of 32 MB could otherwise list
+#: 560,000 sheets or 600,000 cell formats, half a gigabyte as elements. Excel allows 64,000 cell formats; it has no
+#: fixed sheet limit, but 4,096 sheets is far past any workbook made by hand or by a program (and past what a
+#: person picks from); a workbook's relationships are one per sheet and a few more.
+MAX_SHEETS = 4_096
+MAX_CELL_FORMATS = 64_000
+MAX_RELATIONSHIPS = 4 * MAX_SHEETS + 1_024
+
+
+def _parse_small(package: _Package, part: str, wanted: Wanted) -> dict[str, list[Any]]:
+    """What ``wanted`` keeps of a small part's elements, by path: the part is parsed by expat as it is inflated
+    (any DTD refused, in whatever encoding the part is), and nothing else of it is kept, so that memory follows
+    what is kept, never the part's size. Paths are of names in the root's namespace (as Excel writes them)."""
     info = package.find(part)
     limit = package.limits.max_small_part
     if info is None:
         raise BadWorkbook(f"part {part} is missing")
     if info.file_size > limit:
         raise WorkbookTooLarge(f"part {part} is {info.file_size:,} bytes, over the limit for it")
-    blocks = []
-    for block in package.stream(info):
-        blocks.append(block)
-    data = b"".join(blocks)
+    found: dict[str, list[Any]] = {path: [] for path in wanted}
+    deepest = max(path.count("/") + 1 for path in wanted)
+    names: list[str] = []  # the open elements' names below the root, as deep as a path goes
+    depth = 0
+    prefix = ""  # the root's namespace, as expat writes it ("uri}"), or ""
 
     def refuse(*_: object) -> None:
         raise UnsafeXml(f"part {part} declares a DTD; workbooks never need one, and DTDs enable entity attacks")
 
-    builder = ElementTree.TreeBuilder()
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        nonlocal depth, prefix
+        depth += 1
+        if depth == 1:
+            prefix = tag[:tag.rfind("}") + 1]
+            return
+        if depth - 1 > deepest:
+            return
+        local = tag[len(prefix):]
+        names.append(local if tag.startswith(prefix) and "}" not in local else "")  # "": in another namespace
+        path = "*" if depth == 2 and "*" in wanted else "/".join(names)
+        if path in wanted:
+            most, problem, keep = wanted[path]
+            kept = found[path]
+            if len(kept) >= most:
+                raise WorkbookTooLarge(problem.format(most=most, part=part), limit=most)
+            kept.append(keep(attrs))
+
+    def end(tag: str) -> None:
+        nonlocal depth
+        if 1 < depth <= deepest + 1:
+            names.pop()
+        depth -= 1
+
     parser = expat.ParserCreate(namespace_separator="}")
     parser.StartDoctypeDeclHandler = refuse
     parser.EntityDeclHandler = refuse
-    parser.StartElementHandler = lambda tag, attrs: builder.start(_qname(tag), {_qname(k): v for k, v in attrs.items()})
-    parser.EndElementHandler = lambda tag: builder.end(_qname(tag))
-    parser.CharacterDataHandler = builder.data
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
     try:
-        parser.Parse(data, True)
-        return builder.close()
-    except (expat.ExpatError, LookupError, ValueError, AssertionError) as exc:  # an unknown encoding; a tree left open
+        for block in package.stream(info):
+            parser.Parse(block, False)
+        parser.Parse(b"", True)
+    except (expat.ExpatError, LookupError, ValueError) as exc:  # an unknown encoding, among others
         raise BadWorkbook(f"part {part} is not well-formed XML: {exc}") from exc
-
-
-def _qname(name: str) -> str:
-    """expat's ``uri}local`` as ElementTree's ``{uri}local``."""
-    return "{" + name if "}" in name else name
-
-
-def _ns(element: ElementTree.Element) -> str:
-    return element.tag[1:].split("}")[0] if element.tag.startswith("{") else ""
-
-
-def _q(ns: str, local: str) -> str:
-    return f"{{{ns}}}{local}" if ns else local
+    return found
 
 
 def _rels_path(part: str) -> str:
@@ -506,13 +536,24 @@ def _relationships(package: _Package, rels: str, base: str) -> list[tuple[str, s
     if not package.find(rels):
         return []
     found = []
-    for rel in _parse_small(package, rels):
-        if rel.get("TargetMode", "").lower() == "external":
+    listed = _parse_small(package, rels, {"*": (MAX_RELATIONSHIPS, "part {part} lists over {most:,} relationships, more "
+                                                "than a workbook of 4,096 sheets needs", _relationship)})
+    for mode, target, kind, rid in listed["*"]:
+        if mode.lower() == "external":
             continue
-        target = rel.get("Target", "").replace("\\", "/")
+        target = target.replace("\\", "/")
         resolved = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(base, target))
-        found.append((rel.get("Type", ""), resolved, rel.get("Id", "")))
+        found.append((kind, resolved, rid))
     return found
+
+
+def _relationship(attrs: dict[str, str]) -> tuple[str, str, str, str]:
+    return attrs.get("TargetMode", ""), attrs.get("Target", ""), attrs.get("Type", ""), attrs.get("Id", "")
+
+
+def _sheet_entry(attrs: dict[str, str]) -> tuple[str, str | None]:
+    """A ``<sheet>``'s name and relationship id (``r:id``, in the transitional or the strict namespace)."""
+    return attrs.get("name", ""), next((value for key, value in attrs.items() if key.endswith("}id")), None)
 
 
 # Built-in number formats that show dates or times (ECMA-376 18.8.30, and the CJK ones Excel uses).
@@ -556,13 +597,15 @@ def _format_id(text: str | None) -> int:
 
 def _number_styles(package: _Package, part: str) -> tuple[frozenset[int], dict[int, str]]:
     """The cell styles that show dates, times or durations; and of those, the times and durations by kind."""
-    root = _parse_small(package, part)
-    ns = _ns(root)
-    custom = {_format_id(f.get("numFmtId")): f.get("formatCode", "")
-              for f in root.iterfind(f"{_q(ns, 'numFmts')}/{_q(ns, 'numFmt')}")}
+    found = _parse_small(package, part, {
+        "numFmts/numFmt": (MAX_CELL_FORMATS, "the workbook has over {most:,} number formats, more than Excel allows",
+                           lambda a: (_format_id(a.get("numFmtId")), a.get("formatCode", ""))),
+        "cellXfs/xf": (MAX_CELL_FORMATS, "the workbook has over {most:,} cell formats, more than Excel allows "
+                       "(64,000): refused", lambda a: _format_id(a.get("numFmtId"))),
+    })
+    custom = dict(found["numFmts/numFmt"])
     dates, clocks = set(), {}
-    for index, xf in enumerate(root.iterfind(f"{_q(ns, 'cellXfs')}/{_q(ns, 'xf')}")):
-        fmt = _format_id(xf.get("numFmtId"))
+    for index, fmt in enumerate(found["cellXfs/xf"]):
         kind = format_kind(custom[fmt]) if fmt in custom else ("date" if fmt in _BUILTIN_DATES else None)
         kind = _BUILTIN_CLOCKS.get(fmt, kind) if fmt not in custom else kind
         if kind:
@@ -745,26 +788,72 @@ _SHARED_MIN_BYTES = 12
 _SI = re.compile(rb"<si\b[^<>]*?(?:/>|>((?:[^<]++|<(?!si[\s>/]))*?)</si>)")
 
 
-def _read_shared_strings(book: Workbook) -> list[str]:
-    strings: list[str] = []
-    chars = seen = 0
+class SharedStrings(Sequence[str]):
+    """The shared strings table, held compactly: the UTF-8 of every text in one buffer, and where each ends
+    (4 bytes a string), rather than a Python string each (some 60 bytes more a string: 5,000,000 texts of 4
+    bytes took 467 MB). A text is decoded when a cell asks for it (the compiled scanner does that itself)."""
+
+    #: Recently read short texts, by index modulo this (the compiled scanner's, not Python's): repeated texts
+    #: (a category, a name) are then one string object each, as in a list, for at most a few hundred kB.
+    CACHED = 4096
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.ends = array("I")  # the buffer stays under 4 GB: max_shared_chars is 100 million by default
+        self.cache: list[str | None] = [None] * self.CACHED
+        self.cached = array("q", [-1]) * self.CACHED  # the index of the text in each slot of the cache
+
+    @classmethod
+    def of(cls, texts: Iterable[str]) -> SharedStrings:
+        table = cls()
+        table.extend(list(texts))
+        return table
+
+    def extend(self, texts: list[str]) -> None:
+        try:
+            encoded = list(map(str.encode, texts))  # a loop in C: a third of the time of a comprehension
+        except UnicodeEncodeError:  # a lone surrogate, from an escape such as _xD800_
+            encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
+        ends = itertools.accumulate(map(len, encoded), initial=len(self.data))
+        next(ends)  # the start of the first: the end of the last one there
+        self.ends.extend(ends)
+        self.data += b"".join(encoded)
+        if len(self.data) >= 1 << 32:
+            raise WorkbookTooLarge("the shared strings table holds over 4 GB of text")
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        end = self.ends[index]
+        start = self.ends[index - 1] if index > 0 else 0
+        return self.data[start:end].decode("utf-8", "surrogatepass")
+
+    def nbytes(self) -> int:
+        return len(self.data) + self.ends.itemsize * len(self.ends)
+
+
+def _read_shared_strings(book: Workbook) -> SharedStrings:
+    strings = SharedStrings()
+    count = chars = seen = 0
     limits = book.limits
     for block in _blocks(book, book.shared_strings_path or "", b"<si", None, "shared string"):
         seen += len(block)
-        texts = _shared_texts(block, len(strings))
+        texts = _shared_texts(block, count)
         chars += sum(map(len, texts))
         if chars > limits.max_shared_chars:
             raise WorkbookTooLarge(
                 f"the shared strings table holds over {limits.max_shared_chars:,} characters, more than this "
                 "server keeps in memory; save the sheet with fewer distinct texts or split it"
             )
-        strings += texts
-        if len(strings) > limits.max_shared_strings or len(strings) > seen // _SHARED_MIN_BYTES + 10_000:
+        count += len(texts)
+        if count > limits.max_shared_strings or count > seen // _SHARED_MIN_BYTES + 10_000:
             raise WorkbookTooLarge(
-                f"the shared strings table holds over {min(len(strings), limits.max_shared_strings):,} strings"
-                + (f" in {seen:,} bytes, more than real workbooks ever do" if len(strings) <= limits.max_shared_strings
+                f"the shared strings table holds over {min(count, limits.max_shared_strings):,} strings"
+                + (f" in {seen:,} bytes, more than real workbooks ever do" if count <= limits.max_shared_strings
                    else ", more than this server keeps in memory; save the sheet with fewer distinct texts or split it")
             )
+        strings.extend(texts)
     return strings
 
 
@@ -1007,7 +1096,10 @@ def _scan_context(book: Workbook) -> tuple:
     for style in book.date_styles:
         kinds[style] = 2 if style in book.clock_styles else 1
     epoch = (EPOCH_1904 if book.date1904 else EPOCH_1900).toordinal()
-    return (book.shared_strings(), bytes(kinds), epoch, book.date1904, functools.partial(_date_cell, book), _decode)
+    strings = book.shared_strings()
+    return ((memoryview(strings.data), memoryview(strings.ends), strings.cache, memoryview(strings.cached)),
+            bytes(kinds), epoch, book.date1904,
+            functools.partial(_date_cell, book), _decode)
 
 
 def _date_cell(book: Workbook, v: bytes, style: int) -> Any:
