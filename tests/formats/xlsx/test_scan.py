@@ -32,7 +32,7 @@ def _book(date1904: bool = False) -> Workbook:
 
 
 refs = st.one_of(st.just(""), st.sampled_from(["A", "B", "C", "K", "Z", "AA", "XFD", "XFE", "ZZZ", "AAAA", "a", "5"]))
-styles = st.one_of(st.just(""), st.sampled_from(["0", "1", "2", "3", "4", "5", "77", "x", "0002", "2", "3"]))
+styles = st.one_of(st.just(""), st.sampled_from(["0", "1", "2", "3", "4", "5", "77", "x", "0002", "2", "3", 'empty']))
 kinds = st.one_of(st.just(""), st.sampled_from(["s", "n", "b", "str", "inlineStr", "e", "d", "foo"]))
 NUMBERS = ["0", "7", "45000", "45000.5", "59.5", "60", "-1", "1e3", "-2.5E-3", "1e400", "3000000",
                      "0123", "1234567890123456789012", "inf", "nan", " 5", "1_0", "+5", "1.", ".5", "", "x",
@@ -45,6 +45,7 @@ numbers = st.one_of(
 texts = st.one_of(
     st.sampled_from(["plain", "", "food &amp; drink", "&lt;b&gt; &quot;q&quot; &apos;a&apos;", "&#65;&#x42;",
                      "&bogus;", "a & b", "_x0041_", "bell_x0007_", "Ελληνικά 日本語", "  padded  ", "tab\there",
+                     "&#32;refs&#10;", " ", "\n\t", "&#x20;", "_x0020_ a ", " &amp; ", "\u00a0nbsp\u00a0",
                      "a" * 40_000, "é" * 17_000]),
     st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="<&\r"), max_size=20),
 ).map(lambda t: t.encode())
@@ -77,7 +78,7 @@ def cells(draw) -> bytes:
     if ref:
         attrs.append(f'r="{ref}{draw(st.sampled_from(["", "1", "17", "x"]))}"')
     if style:
-        attrs.append(f's="{style}"')
+        attrs.append('s=""' if style == "empty" else f's="{style}"')  # s="": no style
     if kind:
         attrs.append(f't="{kind}"')
     if draw(st.booleans()):

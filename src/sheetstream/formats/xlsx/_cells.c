@@ -126,6 +126,20 @@ static PyObject *text_or_decode(const char *p, Py_ssize_t n, PyObject *decode) {
     return s;
 }
 
+/* The text of a <t> without xml:space="preserve", as reader._decode(raw, trim=True) reads it: XML whitespace
+ * trimmed from both edges (before any _xHHHH_ escape is undone). Trimming the bytes first is the same, unless a
+ * character reference (which may be whitespace to trim) is there: then NULL (no exception), for the Python code. */
+static PyObject *trimmed_text_or_decode(const char *p, Py_ssize_t n, PyObject *decode) {
+    const char *a = p, *b = p + n;
+    while (a < b && is_space(*a))
+        a++;
+    while (b > a && is_space(b[-1]))
+        b--;
+    if (find(a, b, "&#", 2) != NULL)
+        return NULL;
+    return text_or_decode(a, b - a, decode);
+}
+
 /* A number's text as a double, where it is one float() reads the same way; 0 where it is not. */
 static int double_of(const char *p, Py_ssize_t n, double *out) {
     char buf[64];
@@ -332,8 +346,10 @@ static PyObject *cells(const char *p, const char *end, const struct book *book) 
                     goto python;
                 ref = index - 1;
             } else if (*name == 's') {
-                if (seen_s++ || value_len == 0 || value_len > 9)
+                if (seen_s++ || value_len > 9)
                     goto python;
+                if (value_len == 0)
+                    continue; /* s="": no style */
                 style = 0;
                 for (Py_ssize_t j = 0; j < value_len; j++) {
                     if (value[j] < '0' || value[j] > '9')
@@ -357,6 +373,7 @@ static PyObject *cells(const char *p, const char *end, const struct book *book) 
         /* Content: nothing, a plain <v>, or a plain inline <is><t>. */
         const char *v = NULL, *text = NULL;
         Py_ssize_t v_len = 0, text_len = 0;
+        int trim = 0; /* an inline <t> without xml:space="preserve" */
         if (!closed) {
             if (starts(p, end, "</c>", 4)) {
                 p += 4;
@@ -369,12 +386,14 @@ static PyObject *cells(const char *p, const char *end, const struct book *book) 
                 p = lt + 8;
             } else if (starts(p, end, "<is><t", 6) && kind == K_INLINE) {
                 p += 6;
-                if (starts(p, end, " xml:space=\"preserve\">", 22))
+                if (starts(p, end, " xml:space=\"preserve\">", 22)) {
                     p += 22;
-                else if (starts(p, end, ">", 1))
+                } else if (starts(p, end, ">", 1)) {
                     p += 1;
-                else
+                    trim = 1;
+                } else {
                     goto python;
+                }
                 text = p;
                 const char *lt = memchr(text, '<', end - text);
                 if (lt == NULL || !starts(lt, end, "</t></is></c>", 13))
@@ -389,7 +408,10 @@ static PyObject *cells(const char *p, const char *end, const struct book *book) 
         if (kind == K_INLINE) {
             if (v_len > 0)
                 goto python; /* an inline string with a <v>: read as text by the Python loop */
-            value = text ? text_or_decode(text, text_len, decode) : PyUnicode_FromStringAndSize("", 0);
+            if (text == NULL)
+                value = PyUnicode_FromStringAndSize("", 0);
+            else
+                value = (trim ? trimmed_text_or_decode : text_or_decode)(text, text_len, decode);
             if (value == NULL)
                 goto python_or_fail;
         } else if (v_len == 0) {
@@ -661,14 +683,15 @@ static PyObject *shared(PyObject *module, PyObject *const *args, Py_ssize_t narg
             if (e == NULL || find(c, e, "<si", 3) != NULL)
                 goto python;
             const char *t = NULL;
+            int trim = 0; /* a <t> without xml:space="preserve": its edges' whitespace is trimmed */
             if (starts(c, e, "<t>", 3))
-                t = c + 3;
+                t = c + 3, trim = 1;
             else if (starts(c, e, "<t xml:space=\"preserve\">", 24))
                 t = c + 24;
             const char *lt = t ? memchr(t, '<', e - t) : NULL;
             item = NULL;
             if (lt != NULL && lt == e - 4 && starts(lt, e, "</t>", 4)) {
-                item = text_or_decode(t, lt - t, decode);
+                item = (trim ? trimmed_text_or_decode : text_or_decode)(t, lt - t, decode);
                 if (item == NULL && PyErr_Occurred()) {
                     Py_DECREF(out);
                     return NULL;

@@ -739,7 +739,10 @@ _CELL = re.compile(
 _ATTR = re.compile(rb"""\s([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _PREFIX = re.compile(rb"<(/?)[A-Za-z_][\w.-]*:(?!space)")
 _VALUE = re.compile(rb"<v(?:\s[^<>]*)?>([^<]*)</v>")
-_TEXT = re.compile(rb"<t(?:\s[^<>]*?)?(?:/>|>([^<]*)</t>)")
+_TEXT = re.compile(rb"<t(\s[^<>]*?)?(?:/>|>([^<]*)</t>)")
+_PRESERVE = re.compile(rb"""\sxml:space\s*=\s*["']preserve["']""")
+#: XML's whitespace (2.3): what is trimmed from the edges of a <t> without xml:space="preserve".
+_XML_SPACE = " \t\n\r"
 _PHONETIC = re.compile(rb"<rPh\b(?:[^<]++|<(?!rPh\b))*?</rPh>")
 _ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|lt|gt|amp|quot|apos);")
 _ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
@@ -752,7 +755,10 @@ def _entity(m: re.Match[str]) -> str:
     return _ENTITIES[name]
 
 
-def _decode(raw: bytes) -> str:
+def _decode(raw: bytes, trim: bool = False, check: bool = True) -> str:
+    """XML text -> str: entities and character references decoded, then (``trim``) XML whitespace taken from
+    both edges, then Excel's ``_xHHHH_`` escapes undone (so an escaped space stays), then (``check``) Excel's
+    32,767 characters checked."""
     try:
         text = raw.decode("utf-8")
         if "&" in text:
@@ -761,15 +767,28 @@ def _decode(raw: bytes) -> str:
         raise _CellProblem("its text is not valid UTF-8") from None
     except (ValueError, OverflowError):
         raise _CellProblem("its text holds a character reference to no character (&#...;)") from None
+    if trim:
+        text = text.strip(_XML_SPACE)
     if "_x" in text:
         text = unescape_text(text)
-    if len(text) > MAX_CELL_CHARS // 2 and excel_length(text) > MAX_CELL_CHARS:
-        raise _CellProblem(f"its text is {excel_length(text):,} characters long, over Excel's limit of 32,767")
+    if check:
+        _check_length(text)
     return text
 
 
+def _check_length(text: str) -> None:
+    if len(text) > MAX_CELL_CHARS // 2 and excel_length(text) > MAX_CELL_CHARS:
+        raise _CellProblem(f"its text is {excel_length(text):,} characters long, over Excel's limit of 32,767")
+
+
 def _rich_text(content: bytes) -> str:
-    """The text of an ``<is>`` or ``<si>``: the ``<t>`` runs, without phonetic (``<rPh>``) runs."""
+    """The text of an ``<is>`` or ``<si>``: its ``<t>`` runs joined, without phonetic (``<rPh>``) runs.
+
+    Whitespace is trimmed run by run, as Excel and calamine read it: each ``<t>`` without ``xml:space="preserve"``
+    loses the XML whitespace (space, tab, line ends; written as characters or as character references such as
+    ``&#32;``) at both of its edges, so ``<r><t>Regular </t></r><r><t>Bold</t></r>`` reads ``RegularBold`` and a
+    text of whitespace only reads empty. Other spaces (no-break, ideographic) and escaped ones (``_x0020_``) stay.
+    """
     if b"<rPh" in content:
         content = _PHONETIC.sub(b"", content)
     if b"<![CDATA[" in content:
@@ -777,7 +796,13 @@ def _rich_text(content: bytes) -> str:
             raise _CellProblem("its text has a CDATA section that does not end")
         content = re.sub(rb"<!\[CDATA\[(.*?)\]\]>", lambda m: m.group(1).replace(b"&", b"&amp;").replace(b"<", b"&lt;"),
                          content, flags=re.S)
-    return _decode(b"".join(_TEXT.findall(content)))
+    runs = _TEXT.findall(content)
+    if len(runs) == 1:
+        attributes, raw = runs[0]
+        return _decode(raw, trim=not _PRESERVE.search(attributes))
+    text = "".join(_decode(raw, trim=not _PRESERVE.search(attributes), check=False) for attributes, raw in runs)
+    _check_length(text)
+    return text
 
 
 #: Bytes of XML that a shared string takes at least (``<si><t>a</t></si>`` is 17; empty ones are rare, as the table
@@ -948,11 +973,8 @@ def _complex_cell(book: Workbook, kind: bytes, content: bytes, style: bytes) -> 
 
 
 def _attributes(rest: bytes) -> dict[bytes, bytes]:
-    """A cell's attributes in any order, with either quote; the style must be a number."""
-    attrs = {name: double or single for name, double, single in _ATTR.findall(rest)}
-    if not attrs.get(b"s", b"0").isdigit():
-        raise _CellProblem(f"its style {attrs[b's'].decode('utf-8', 'replace')[:20]!r} is not a number")
-    return attrs
+    """A cell's attributes in any order, with either quote; an empty one (``s=""``) is as if it were not there."""
+    return {name: double or single for name, double, single in _ATTR.findall(rest) if double or single}
 
 
 def _column(letters: bytes, row: int) -> int:
@@ -1128,6 +1150,9 @@ def _row_values(book: Workbook, piece: bytes, head_end: int, row_number: int) ->
                 letters = letters or attrs.get(b"r", b"").rstrip(b"0123456789")
                 style = style or attrs.get(b"s", b"")
                 kind = kind or attrs.get(b"t", b"")
+                odd_style = style and not style.isdigit()
+            else:
+                odd_style = False
             if letters:
                 col = columns.get(letters)
                 if col is None:
@@ -1137,6 +1162,8 @@ def _row_values(book: Workbook, piece: bytes, head_end: int, row_number: int) ->
                 if col >= MAX_SHEET_COLUMNS:
                     raise BadCell(f"row {row_number} has a cell past the last column Excel allows (XFD, "
                                   "column 16,384)", row=row_number)
+            if odd_style:  # said once the cell's column is known, so that the problem names the cell
+                raise _CellProblem(f"its style {style.decode('utf-8', 'replace')[:20]!r} is not a number")
             if other:
                 value = _complex_cell(book, kind, other, style or style2)
                 if value is None:
@@ -1151,7 +1178,8 @@ def _row_values(book: Workbook, piece: bytes, head_end: int, row_number: int) ->
                 else:
                     value = _typed(book, kind, v, style or style2)
             elif kind == b"inlineStr":
-                value = _decode(text) if b"&" in text or b"_x" in text or len(text) > 32_767 else text.decode()
+                value = (_decode(text, trim=True) if b"&" in text or b"_x" in text or len(text) > 32_767
+                         else text.decode().strip(_XML_SPACE))  # a <t> without xml:space: trimmed
             else:
                 continue  # an empty cell (style only)
             if col == len(values):
