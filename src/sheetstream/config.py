@@ -60,6 +60,10 @@ class ImportLimits:
     #: The spool holds at most this many uploads (arriving or waiting for a worker) and bytes; past it, 429.
     max_spool_files: int = 32
     max_spool_bytes: int = 4 << 30
+    #: CPU time one import may use (seconds: its reading, checking and writing, on its worker), checked about
+    #: every megabyte of XML read: past it the import fails (422) and its transaction rolls back. An import of
+    #: 1,000,000 rows takes about 6 CPU-seconds (docs/performance.md): the bound is for files built to be slow.
+    import_cpu_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -313,6 +317,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_UPLOAD_IDLE_SECONDS": ("upload_idle_seconds", _seconds),
     "SHEETSTREAM_MAX_SPOOL_FILES": ("max_spool_files", _whole),
     "SHEETSTREAM_MAX_SPOOL_MB": ("max_spool_bytes", _megabytes),
+    "SHEETSTREAM_IMPORT_CPU_SECONDS": ("import_cpu_seconds", _seconds),
     "SHEETSTREAM_EXPORT_STALL_SECONDS": ("export_stall_seconds", _seconds),
     "SHEETSTREAM_EXPORT_MAX_SECONDS": ("export_max_seconds", _seconds),
     "SHEETSTREAM_WORKER_MEMORY_MB": ("worker_memory_bytes", _megabytes_or_none),

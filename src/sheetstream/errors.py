@@ -127,6 +127,11 @@ class OutOfMemory(SheetstreamError, code="out_of_memory"):
                    "workbooks, or ask for a higher SHEETSTREAM_WORKER_MEMORY_MB", limit_bytes=limit)
 
 
+class TooMuchCpu(SheetstreamError, code="cpu_limit"):
+    """The import needed more CPU time than one import may use (``SHEETSTREAM_IMPORT_CPU_SECONDS``); nothing was
+    written. The same file would fail again."""
+
+
 class NotReady(SheetstreamError, code="not_ready"):
     """This instance cannot take work now (its database or its workers fail their check); ``checks`` says which."""
 

@@ -40,13 +40,6 @@ DELIBERATE: dict[str, tuple[str, set[str]]] = {
 
 #: file -> the known reader gap that makes it differ (remove the entry when the reader is fixed)
 EXPECTED_GAPS: dict[str, str] = {
-    # Whitespace at the edges of a <t> without xml:space="preserve": Excel (by public reports) and calamine
-    # trim it, we keep it. Here LibreOffice wrote a rich inline string as <r><t>Regular </t></r><r><rPr><b/>
-    # </rPr><t>Bold</t></r>: calamine reads 'RegularBold', we read 'Regular Bold'. If the reader keeps such
-    # whitespace on purpose, move this entry to DELIBERATE with the category RUN_SPACE.
-    "xlsx2csv/formatted_inline_string.xlsx": "xml:space: whitespace at the edge of a <t> without xml:space kept",
-    # The same in shared strings: 'IP20 ' (a trailing space, no xml:space) reads 'IP20' in calamine.
-    "xlrd/err_cell_empty.xlsx": "xml:space: trailing whitespace of a shared string without xml:space kept",
 }
 
 

@@ -12,12 +12,16 @@ import openpyxl
 import psycopg
 import pytest
 
+from sheetstream.errors import Cancelled, TooMuchCpu
 from sheetstream.formats.xlsx import write_xlsx
+from sheetstream.pipeline.imports import run_import
 from sheetstream.pipeline.jobs import Job, run_import_job
+from sheetstream.server.errors import status_of
 from sheetstream.store import open_store
 from sheetstream.store.demo import ORDERS, demo_rows, seed
+from sheetstream.store.sqlite import SqliteStore
 
-from ..helpers import rows_of
+from ..helpers import build, parts, rows_of, sheet
 
 HEADER = [c.name for c in ORDERS]
 
@@ -208,3 +212,40 @@ def test_memory_stays_flat_for_a_large_preview(tmp_path: Path) -> None:
           "for 100,000")
     assert peaks[100_000] < 1.5 * peaks[10_000] + (2 << 20)
     assert peaks[100_000] < 30 << 20
+
+
+def _header_then_empty_rows(path: Path, rows: int) -> Path:
+    """The header, then ``rows`` rows without a value (a formatted, empty range): megabytes that give no row."""
+    header = "".join(f'<c r="{chr(65 + i)}1" t="inlineStr"><is><t>{name}</t></is></c>' for i, name in enumerate(HEADER))
+    empty = "".join(f'<row r="{r}" ht="20" customHeight="1"/>' for r in range(2, rows + 2))
+    return build(path, parts(sheet(f'<row r="1">{header}</row>{empty}')))
+
+
+def test_a_sheet_that_gives_no_row_is_still_reported_and_can_be_cancelled(tmp_path: Path) -> None:
+    """Progress is reported (and a cancel request seen) about every megabyte read, not only every 5,000 rows:
+    4 MB of rows without a value give no row to count, and were read to the end before a cancel could stop them."""
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 0)
+    reports: list[str] = []
+
+    def report(job: Job) -> None:
+        reports.append(job.state)
+        if len(reports) == 5:
+            raise Cancelled("the import was cancelled")
+
+    with pytest.raises(Cancelled):
+        run_import(store, Job(table="orders"), _header_then_empty_rows(tmp_path / "empty.xlsx", 100_000), report)
+    assert reports == ["parsing", "parsing", "inserting", "inserting", "inserting"]
+    assert store.count("orders") == 0
+
+
+def test_an_import_past_its_cpu_bound_fails_with_a_clear_error(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 0)
+    path = workbook(tmp_path / "in.xlsx", demo_rows(100))
+    with pytest.raises(TooMuchCpu) as caught:
+        run_import(store, Job(table="orders"), path, lambda job: None, cpu_seconds=1e-6)
+    assert "SHEETSTREAM_IMPORT_CPU_SECONDS" in caught.value.message and "nothing was written" in caught.value.message
+    assert status_of(caught.value) == 422 and caught.value.code == "cpu_limit"
+    assert store.count("orders") == 0
+    assert run_import(store, Job(table="orders"), path, lambda job: None).rows_inserted == 100  # under the default

@@ -19,13 +19,15 @@ import functools
 import itertools
 import re
 import sys
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import formats
-from ..errors import Invalid, RowRefused
+from ..config import ImportLimits
+from ..errors import Invalid, RowRefused, TooMuchCpu
 from ..formats.xlsx import ReadLimits, Workbook, last_row
 from ..formats.xlsx.cells import column_letter
 from ..store import OnCommit, Store
@@ -42,20 +44,25 @@ Split = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadLimits = ReadLimits(),
                on_commit: OnCommit | None = None, split: Split | None = None,
-               sink: Callable[[str, str, str, str], None] | None = None) -> Job:
+               sink: Callable[[str, str, str, str], None] | None = None,
+               cpu_seconds: float = ImportLimits.import_cpu_seconds) -> Job:
     """Import ``path`` into ``job.table`` as ``job`` describes; ``report(job)`` is called as it progresses,
     ``on_commit(conn, count)`` inside the transaction right before COMMIT. ``split``: a ``map`` that runs part of
     the blocks in another process (:func:`sheetstream.runtime.forked.forked_map`), used where the store can take
-    rows encoded elsewhere. ``sink`` receives every problem (see :class:`~.validate.Problems`).
+    rows encoded elsewhere. ``sink`` receives every problem (see :class:`~.validate.Problems`). Past
+    ``cpu_seconds`` of this thread's CPU time, :class:`TooMuchCpu`.
 
     The chosen sheet (the first by default) is read with the sheets that continue it, as an export past
     1,048,576 rows writes them (``orders (2)``, ``orders (3)``, each with the same header); every other sheet
     is left out with a warning that names it."""
+    started = time.thread_time()
     columns = store.columns(job.table)
     job.state = "parsing"
     report(job)
     fmt = formats.get(job.format)
     with fmt.open(path, reading_options(job.to_json()), limits) as book:
+        if hasattr(book, "on_progress"):
+            book.on_progress = functools.partial(_progress, job, report, started, cpu_seconds)
         sheet = job.sheet or (book.sheet_names[0] if book.sheet_names else "")
         header, first_rows, blocks, previous = _start(book, job.sheet)
         if header is None:
@@ -196,6 +203,19 @@ def continuations(names: list[str], first: str) -> list[str]:
             return found_names
         found_names.append(by_number[number])
     return found_names
+
+
+def _progress(job: Job, report: Report, started: float, cpu_seconds: float, inflated: int) -> None:
+    """Called by the reader about every megabyte of XML, rows or none (a sheet of empty rows, a flood of
+    shared strings): the CPU bound is checked, and ``report`` (which saves progress and stops a cancelled job)
+    runs although no row has come."""
+    used = time.thread_time() - started
+    if used > cpu_seconds:
+        raise TooMuchCpu(f"the import needed more than {cpu_seconds:,.0f} s of CPU time, the most one import may "
+                         f"use (SHEETSTREAM_IMPORT_CPU_SECONDS), after reading {inflated / 2**20:,.0f} MB of the "
+                         "workbook's XML; nothing was written: split the workbook into smaller ones",
+                         cpu_seconds=round(used, 1), limit_seconds=cpu_seconds)
+    report(job)
 
 
 def _header(book: Workbook, blocks: Iterator[bytes]) -> tuple[tuple[int, list[Any]] | None, list, int]:

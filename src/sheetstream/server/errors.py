@@ -28,6 +28,7 @@ from ..errors import (
     StorageFull,
     StoreUnavailable,
     TimedOut,
+    TooMuchCpu,
     Unauthenticated,
     UnsupportedMediaType,
     WorkerLost,
@@ -52,6 +53,7 @@ STATUS: dict[type[Exception], int] = {
     Invalid: 422,
     XlsxError: 422,
     OutOfMemory: 422,  # the same file fails again: retrying will not help
+    TooMuchCpu: 422,  # likewise
     Busy: 429,
     ClientGone: 499,  # as nginx logs it: the client closed the request, nobody reads the answer
     ConfigError: 500,

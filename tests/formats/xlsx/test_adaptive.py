@@ -21,13 +21,18 @@ CHUNK = 16_384  # small chunks: many yields, hence many measurements, in a small
 
 
 def export(compress, pause=lambda index: 0.0) -> bytes:
-    """The workbook as a consumer that waits ``pause(index)`` seconds after each chunk would read it."""
+    """The workbook as a consumer that waits ``pause(index)`` seconds after each chunk would read it, and at least
+    three times as long as the writer took for the chunk when the pause is not zero (so that the consumer is the
+    bottleneck on a busy machine too, where the writer's wall time per chunk grows)."""
     out = io.BytesIO()
+    asked = time.perf_counter()
     for index, chunk in enumerate(write_xlsx(demo_rows(ROWS), HEADER, sheet_name="orders", compress=compress,
                                              chunk_size=CHUNK, modified_at=WHEN)):
+        busy = time.perf_counter() - asked
         out.write(chunk)
         if seconds := pause(index):
-            time.sleep(seconds)
+            time.sleep(max(seconds, 3 * busy))
+        asked = time.perf_counter()
     return out.getvalue()
 
 

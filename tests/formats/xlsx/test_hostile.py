@@ -4,19 +4,30 @@ never with another exception (500) and never by reading the whole of a bomb."""
 from __future__ import annotations
 
 import io
+import multiprocessing
 import os
 import re
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sheetstream.formats.xlsx import BadWorkbook, ReadLimits, UnsafeXml, WorkbookTooLarge, write_xlsx
+from sheetstream.formats.xlsx import (
+    BadWorkbook,
+    ReadLimits,
+    UnsafeXml,
+    WorkbookTooLarge,
+    last_row,
+    open_workbook,
+    reader,
+    write_xlsx,
+)
 from sheetstream.store.demo import ORDERS, demo_rows
 
-from ...helpers import build, measured, parts, patch_central_directory, read, read_all, sheet, styles
+from ...helpers import MAIN, build, measured, parts, patch_central_directory, read, read_all, sheet, styles
 
 MB = 1 << 20
 NO_RATIO = ReadLimits(max_ratio=1e12)  # to show that a bound holds without the zip bomb check
@@ -139,6 +150,57 @@ def test_unclosed_elements_take_linear_time(tmp_path: Path, unclosed: str | tupl
     assert elapsed < 5, f"{elapsed:.1f} s"
 
 
+def _read_every_way(path: Path, scanner: bool) -> str:
+    """Each block's last row (as a split import numbers them), then every row: what it ends with, as text."""
+    if not scanner:
+        reader._scan = reader._scan_rows = reader._shared_scan = None
+    try:
+        with open_workbook(path, NO_RATIO) as book:  # the upload holds a few such blocks under the ratio bound
+            previous = 0
+            for block in book.row_blocks():
+                previous = last_row(block, previous)
+        return f"{previous} {sum(map(len, read_all(path, NO_RATIO).values()))} rows"
+    except BadWorkbook as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _in_child(seconds: float, func, *args) -> str:
+    """``func(*args)`` in a forked process, killed after ``seconds``: a scan that never ends cannot hold the
+    tests (nor can the compiled scanner's loops, which no signal interrupts)."""
+    context = multiprocessing.get_context("fork")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=lambda: send.send(func(*args)), daemon=True)
+    child.start()
+    try:
+        if not receive.poll(seconds):
+            pytest.fail(f"still reading after {seconds} s")
+        return receive.recv()
+    finally:
+        child.kill()
+        child.join()
+
+
+@pytest.mark.parametrize("scanner", [True, False], ids=["compiled", "python"])
+@pytest.mark.parametrize("unit", ["<row", '<row r="2" ', '<row><c r="A1"', "<row>"])
+@pytest.mark.parametrize("end", ["", "><row/><row>"], ids=["unended", "ended-far-away"])
+def test_row_heads_without_an_end_take_linear_time(tmp_path: Path, unit: str, scanner: bool, end: str) -> None:
+    """Most of a 1 MB block of row heads that do not end (a 9 kB upload) made every search for a head's ">"
+    rescan the rest of the block: to the block's end in the Python pattern, to a ">" far away in the compiled
+    scanner's loop (245 s for 1 MB). Each head is now looked at once: a head cut by the next "<" is refused at
+    once, and closed ones are read in linear time."""
+    rows = 25_000  # a first block of rows (1.2 MB), so that the heads are in the second, read by the rows loop
+    prefix = sheet("".join(f'<row r="{r}"><c r="A{r}"><v>{r}</v></c></row>' for r in range(1, rows + 1)))
+    prefix = prefix[:prefix.index("</sheetData>")]
+    count = (2 * MB - len(prefix) - 100) // len(unit)  # the heads and their end in the second 1 MB block
+    assert count * len(unit) > 700_000
+    path = build(tmp_path / "heads.xlsx", parts(prefix + unit * count + end + "</sheetData></worksheet>"))
+    outcome = _in_child(5, _read_every_way, path, scanner)
+    if unit.startswith("<row>"):  # closed heads: rows without a value (the cells do not end), numbered on
+        assert outcome == f"{rows + count + end.count('<row')} {rows} rows", outcome
+    else:
+        assert outcome.startswith("BadCell:") and "does not end" in outcome and f"row {rows}" in outcome, outcome
+
+
 def test_unclosed_shared_strings_take_linear_time(tmp_path: Path) -> None:
     sst = '<sst xmlns="x">' + "<si><t>x</t>" * 50_000 + "<si><t>last</t></si></sst>"
     path = build(tmp_path / "sst.xlsx", parts(sheet('<row r="1"><c r="A1" t="s"><v>0</v></c></row>'), shared=sst))
@@ -163,6 +225,56 @@ def test_the_shared_strings_count_has_an_absolute_cap(tmp_path: Path) -> None:
                                               shared=f'<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">{sst}</sst>'))
     assert read(path) == [(1, ["text number 0"])]
     refused(path, WorkbookTooLarge, "1,000", limits=ReadLimits(max_shared_strings=1_000))
+
+
+def test_many_short_shared_strings_are_held_compactly(tmp_path: Path) -> None:
+    """500,000 distinct texts of 4 bytes (5,000,000 took 467 MB as a Python string each; these, some 35 MB): held
+    as one buffer of their UTF-8 and an end offset each, they take a fraction of that, and the last reads back."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    count = 500_000
+
+    def text(i: int) -> str:
+        return digits[i // 238_328] + digits[i // 3_844 % 62] + digits[i // 62 % 62] + digits[i % 62]
+
+    sst = f'<sst xmlns="{MAIN}">' + "".join(f"<si><t>{text(i)}</t></si>" for i in range(count)) + "</sst>"
+    path = build(tmp_path / "sst.xlsx", parts(sheet(f'<row r="1"><c r="A1" t="s"><v>{count - 1}</v></c></row>'),
+                                              shared=sst))
+    result, elapsed, peak = measured(read_all, path)
+    assert result == {"Data": [(1, [text(count - 1)])]}, result
+    assert peak < 24 * MB, f"{peak / MB:.0f} MB"
+
+
+def test_a_flood_of_sheets_is_refused_as_it_is_parsed(tmp_path: Path) -> None:
+    """200,000 sheets listed in a workbook part of a few MB (560,000 took 490 MB as elements): refused at the
+    4,097th, with the part parsed as it streams and nothing but each sheet's name and id kept."""
+    contents = parts(sheet('<row r="1"><c r="A1"><v>1</v></c></row>'))
+    listed = "".join(f'<sheet name="s{i}" sheetId="{i + 2}" r:id="rX{i}"/>' for i in range(200_000))
+    contents["xl/workbook.xml"] = contents["xl/workbook.xml"].replace("</sheets>", listed + "</sheets>")
+    refused(build(tmp_path / "sheets.xlsx", contents), WorkbookTooLarge, "over 4,096 sheets", limits=NO_RATIO,
+            seconds=5, extra_mb=16)
+
+
+def test_cell_formats_past_excels_64000_are_refused(tmp_path: Path) -> None:
+    """Excel's own limit: 64,000 cell formats. 600,000 (a 12 MB styles part, 600 MB as elements) are refused as
+    the part is parsed; 64,000 are read, the date ones still telling dates."""
+    contents = parts(sheet('<row r="1"><c r="A1" s="63999"><v>45000</v></c></row>'), style=styles("yyyy-mm-dd"))
+    styles_xml = contents["xl/styles.xml"]
+    at_limit = styles_xml.replace("</cellXfs>", '<xf numFmtId="0"/>' * (64_000 - 3) + '<xf numFmtId="14"/></cellXfs>')
+    assert at_limit.count("<xf ") - styles_xml.count("<xf ") == 63_998 and styles_xml.count("<cellXfs")
+    path = build(tmp_path / "limit.xlsx", dict(contents, **{"xl/styles.xml": at_limit}))
+    assert read(path, limits=NO_RATIO) == [(1, [datetime(2023, 3, 15)])]
+    flood = styles_xml.replace("</cellXfs>", '<xf numFmtId="14"/>' * 600_000 + "</cellXfs>")
+    refused(build(tmp_path / "xfs.xlsx", dict(contents, **{"xl/styles.xml": flood})), WorkbookTooLarge,
+            "over 64,000 cell formats", limits=NO_RATIO, seconds=10, extra_mb=16)
+
+
+def test_a_zip_of_too_many_parts_is_refused_before_its_directory_is_read(tmp_path: Path) -> None:
+    """Parts listed in a directory of over 2 MB (200,000 empty parts, an 18 MB upload, took 117 MB as zipfile's
+    entries): refused from the directory's size that the zip's end record declares, before zipfile reads it."""
+    contents = parts(sheet('<row r="1"><c r="A1"><v>1</v></c></row>'))
+    contents.update((f"x/{i:0200}", b"") for i in range(10_000))  # long names: fewer parts to write here
+    refused(build(tmp_path / "parts.xlsx", contents, zipfile.ZIP_STORED), WorkbookTooLarge, "ZIP directory",
+            seconds=2, extra_mb=4)
 
 
 # --- sizes from the bytes actually inflated, not from the zip's headers ---------------------------------------------

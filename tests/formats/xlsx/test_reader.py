@@ -23,6 +23,7 @@ from sheetstream.formats.xlsx import (
     open_workbook,
     write_xlsx,
 )
+from sheetstream.formats.xlsx import reader as reader_module
 from sheetstream.formats.xlsx.reader import is_date_format
 from sheetstream.store.demo import ORDERS, demo_rows
 
@@ -163,6 +164,61 @@ def test_attributes_in_any_order(tmp_path: Path) -> None:
                      '<row r="1"><c t="inlineStr" r="B1"><is><t>b</t></is></c><c r="C1" t="n" s="1"><v>45293</v></c>'
                      '<c s="1" r="D1"><v>45294</v></c></row>', styles=DATE_STYLES)
     assert read(path) == [(1, [None, "b", datetime(2024, 1, 2), datetime(2024, 1, 3)])]
+
+
+#: (a <t> as written in an <si> or an <is>, its text as Excel and calamine read it)
+EDGE_WHITESPACE = [
+    ("<t> a b </t>", "a b"),
+    ("<t>\ta\r\n</t>", "a"),
+    ("<t>&#32;a&#10;&#x9;</t>", "a"),  # written as character references: trimmed too
+    ("<t>   </t>", ""),
+    ("<t>&#x0A;&#x0A;</t>", ""),
+    ('<t xml:space="preserve"> a </t>', " a "),
+    ("<t xml:space='preserve'>\tb\n</t>", "\tb\n"),
+    ("<t>\u00a0a\u3000</t>", "\u00a0a\u3000"),  # not XML whitespace
+    ("<t>a_x0020_</t>", "a "),  # an escaped space is a character of the text
+    ("<t> &amp; </t>", "&"),
+    ("<r><t>Regular </t></r><r><rPr><b/></rPr><t>Bold</t></r>", "RegularBold"),  # run by run
+    ('<r><t xml:space="preserve">Regular </t></r><r><t>Bold</t></r>', "Regular Bold"),
+    ("<r><t> x </t></r><r><t> y </t></r>", "xy"),
+    ("<t> kana </t><rPh sb=\"0\" eb=\"1\"><t>カ</t></rPh>", "kana"),
+]
+
+
+@pytest.mark.parametrize("scanner", [True, False], ids=["compiled", "python"])
+def test_whitespace_at_the_edges_of_a_text_without_xml_space_is_trimmed(tmp_path: Path, scanner: bool,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shared, inline and rich text alike, as Excel and calamine read them (the corpus's LibreOffice and xlrd
+    files): each <t> without xml:space="preserve" loses the XML whitespace at its edges."""
+    if not scanner:
+        for name in ("_scan", "_scan_rows", "_shared_scan"):
+            monkeypatch.setattr(reader_module, name, None)
+    shared = "".join(f"<si>{written}</si>" for written, _ in EDGE_WHITESPACE)
+    cells = [f'<c t="s"><v>{i}</v></c>' for i in range(len(EDGE_WHITESPACE))]
+    inline = [f'<c t="inlineStr"><is>{written}</is></c>' for written, _ in EDGE_WHITESPACE]
+    path = make_xlsx(tmp_path / "spaces.xlsx", f'<row r="1">{"".join(cells)}</row><row r="2">{"".join(inline)}</row>',
+                     shared_xml=f"<sst {NS}>{shared}</sst>")
+    expected = [text for _, text in EDGE_WHITESPACE]
+    assert read(path) == [(1, expected), (2, expected)]
+
+
+def test_an_empty_attribute_of_a_cell_is_as_if_it_were_not_there(tmp_path: Path) -> None:
+    """``s=""`` is no style (it refused the whole workbook), ``t=""`` no type."""
+    path = make_xlsx(tmp_path / "empty.xlsx", '<row r="1"><c r="A1" s=""><v>45293</v></c><c r="B1" s="" t=""><v>7</v></c>'
+                     '<c r="C1" t="" s="1"><v>45293</v></c><c s=\'\' r="D1" t="inlineStr"><is><t>d</t></is></c></row>',
+                     styles=DATE_STYLES)
+    assert read(path) == [(1, [45293, 7, datetime(2024, 1, 2), "d"])]
+
+
+@pytest.mark.parametrize("row, cell", [
+    ('<row r="3"><c r="C3" s="x"><v>1</v></c></row>', "C3"),
+    ('<row r="2"><c r="A2"><v>1</v></c><c s="-1"><v>2</v></c></row>', "B2"),  # after a cell, without a reference
+    ('<row r="1"><c s="1.5"><v>2</v></c></row>', "A1"),
+])
+def test_a_style_that_is_not_a_number_is_refused_at_its_cell(tmp_path: Path, row: str, cell: str) -> None:
+    with pytest.raises(BadWorkbook) as caught:
+        read(make_xlsx(tmp_path / "style.xlsx", row))
+    assert f"cell {cell}: its style" in str(caught.value) and caught.value.detail["cell"] == cell
 
 
 @pytest.mark.parametrize("code,is_date", [

@@ -32,7 +32,7 @@ def _book(date1904: bool = False) -> Workbook:
 
 
 refs = st.one_of(st.just(""), st.sampled_from(["A", "B", "C", "K", "Z", "AA", "XFD", "XFE", "ZZZ", "AAAA", "a", "5"]))
-styles = st.one_of(st.just(""), st.sampled_from(["0", "1", "2", "3", "4", "5", "77", "x", "0002", "2", "3"]))
+styles = st.one_of(st.just(""), st.sampled_from(["0", "1", "2", "3", "4", "5", "77", "x", "0002", "2", "3", 'empty']))
 kinds = st.one_of(st.just(""), st.sampled_from(["s", "n", "b", "str", "inlineStr", "e", "d", "foo"]))
 NUMBERS = ["0", "7", "45000", "45000.5", "59.5", "60", "-1", "1e3", "-2.5E-3", "1e400", "3000000",
                      "0123", "1234567890123456789012", "inf", "nan", " 5", "1_0", "+5", "1.", ".5", "", "x",
@@ -45,6 +45,7 @@ numbers = st.one_of(
 texts = st.one_of(
     st.sampled_from(["plain", "", "food &amp; drink", "&lt;b&gt; &quot;q&quot; &apos;a&apos;", "&#65;&#x42;",
                      "&bogus;", "a & b", "_x0041_", "bell_x0007_", "Ελληνικά 日本語", "  padded  ", "tab\there",
+                     "&#32;refs&#10;", " ", "\n\t", "&#x20;", "_x0020_ a ", " &amp; ", "\u00a0nbsp\u00a0",
                      "a" * 40_000, "é" * 17_000]),
     st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="<&\r"), max_size=20),
 ).map(lambda t: t.encode())
@@ -77,7 +78,7 @@ def cells(draw) -> bytes:
     if ref:
         attrs.append(f'r="{ref}{draw(st.sampled_from(["", "1", "17", "x"]))}"')
     if style:
-        attrs.append(f's="{style}"')
+        attrs.append('s=""' if style == "empty" else f's="{style}"')  # s="": no style
     if kind:
         attrs.append(f't="{kind}"')
     if draw(st.booleans()):
@@ -255,7 +256,8 @@ def test_plain_shared_strings_are_read_by_the_scanner():
 # Whole blocks: the rows in C (``rows``) against the Python loop, numbering included.
 _heads = st.sampled_from(['<row r="{n}">', "<row>", '<row r="{n}" spans="1:3">', "<row spans='1:2'  r = '{n}' >",
                           '<row r="{n}"/>', "<row/>", '<row r="0">', '<row r="1048577">', '<row r=" {n}">',
-                          '<row r="x">', '<row\tr="{n}">', "<row r={n}>", '<row customHeight="1" r="{n}">'])
+                          '<row r="x">', '<row\tr="{n}">', "<row r={n}>", '<row customHeight="1" r="{n}">',
+                          '<row r="{n}"', "<row", "<row/"])  # heads cut by the next "<": refused by both
 
 
 @st.composite
@@ -304,3 +306,20 @@ def test_usual_rows_are_read_by_the_scanner(monkeypatch: pytest.MonkeyPatch):
              b'<row r="7"/><row r="9"><c r="B9" t="inlineStr"><is><t>x</t></is></c></row>')
     found, last, rest = reader_module._scan_rows(block, 1, reader_module._scan_context(_book()), None)
     assert (found, last, rest) == ([(2, [1]), (3, [2]), (9, [None, "x"])], 9, len(block))
+
+
+@needs_scanner
+def test_shared_strings_read_the_same_from_the_compact_table(monkeypatch: pytest.MonkeyPatch):
+    """The table is one UTF-8 buffer with an end offset per text, and the scanner keeps short texts it read in a
+    cache of 4,096 slots: texts that share a slot, long ones, empty ones and lone surrogates (from ``_xD800_``)
+    read back as they went in, in C and in Python."""
+    texts = ["", "a", "é" * 40, "x" * 100, "\ud800 lone", "日本"] + [f"text {i}" for i in range(5_000)]
+    order = [(i * 7_919) % len(texts) for i in range(3 * len(texts))]  # each slot visited by several texts
+    block = b"".join(b'<row><c t="s"><v>%d</v></c></row>' % i for i in order)
+
+    def read():
+        book = Workbook(zip=None, sheets=[], _shared=list(texts))  # type: ignore[arg-type]
+        return [values for _, values in reader_module._block_rows(book, block, 0)]
+
+    compiled, python = _compiled_and_python(read, monkeypatch, "_scan_rows", "_scan")
+    assert compiled == python == [[texts[i]] for i in order]

@@ -7,7 +7,9 @@
  *
  *   piece  the row's XML (bytes), its cells starting at ``start`` (just past the row head)
  *   book   what the workbook tells about its cells (reader._scan_context), a tuple:
- *          strings    the shared strings table (list of str)
+ *          strings    the shared strings table (reader.SharedStrings) as (data, ends), two memoryviews: the
+ *                     UTF-8 of every text in one buffer, and the offset where each ends (unsigned 32-bit);
+ *                     then a cache of short texts read (a list) and the index in each of its slots (int64)
  *          styles     one byte per style index: 0 a plain number, 1 a date, 2 a time of day or a duration
  *          epoch      the ordinal of day 0 (datetime.toordinal)
  *          date1904   whether serials count from 1904 (else 1900, with Excel's phantom 1900-02-29)
@@ -37,6 +39,7 @@
 #include <Python.h>
 #include <datetime.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #define MAX_COLUMNS 16384
@@ -123,6 +126,20 @@ static PyObject *text_or_decode(const char *p, Py_ssize_t n, PyObject *decode) {
     return s;
 }
 
+/* The text of a <t> without xml:space="preserve", as reader._decode(raw, trim=True) reads it: XML whitespace
+ * trimmed from both edges (before any _xHHHH_ escape is undone). Trimming the bytes first is the same, unless a
+ * character reference (which may be whitespace to trim) is there: then NULL (no exception), for the Python code. */
+static PyObject *trimmed_text_or_decode(const char *p, Py_ssize_t n, PyObject *decode) {
+    const char *a = p, *b = p + n;
+    while (a < b && is_space(*a))
+        a++;
+    while (b > a && is_space(b[-1]))
+        b--;
+    if (find(a, b, "&#", 2) != NULL)
+        return NULL;
+    return text_or_decode(a, b - a, decode);
+}
+
 /* A number's text as a double, where it is one float() reads the same way; 0 where it is not. */
 static int double_of(const char *p, Py_ssize_t n, double *out) {
     char buf[64];
@@ -197,7 +214,13 @@ static PyObject *number_of(const char *p, Py_ssize_t n) {
 }
 
 struct book {
-    PyObject *strings, *date_cell, *decode;
+    const char *data;        /* the shared strings' UTF-8 */
+    const uint32_t *ends;    /* where each ends in data */
+    Py_ssize_t n_strings;
+    PyObject *cache;         /* list: a short text read lately in each slot */
+    int64_t *cached;         /* the index of the text in each slot, -1 for none */
+    Py_ssize_t n_cache;
+    PyObject *date_cell, *decode;
     const unsigned char *styles;
     Py_ssize_t n_styles;
     long long epoch;
@@ -206,13 +229,35 @@ struct book {
 
 /* The book tuple (reader._scan_context) -> struct book; -1 with TypeError when it is not one. */
 static int book_of(PyObject *tuple, struct book *book) {
-    if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) != 6 || !PyList_Check(PyTuple_GET_ITEM(tuple, 0)) ||
+    PyObject *strings = PyTuple_Check(tuple) && PyTuple_GET_SIZE(tuple) == 6 ? PyTuple_GET_ITEM(tuple, 0) : NULL;
+    if (strings == NULL || !PyTuple_Check(strings) || PyTuple_GET_SIZE(strings) != 4 ||
+        !PyMemoryView_Check(PyTuple_GET_ITEM(strings, 0)) || !PyMemoryView_Check(PyTuple_GET_ITEM(strings, 1)) ||
+        !PyList_Check(PyTuple_GET_ITEM(strings, 2)) || !PyMemoryView_Check(PyTuple_GET_ITEM(strings, 3)) ||
         !PyBytes_Check(PyTuple_GET_ITEM(tuple, 1)) || !PyLong_Check(PyTuple_GET_ITEM(tuple, 2))) {
-        PyErr_SetString(PyExc_TypeError, "book = (strings: list, styles: bytes, epoch: int, date1904: bool, "
-                                         "date_cell, decode)");
+        PyErr_SetString(PyExc_TypeError, "book = ((data, ends, cache: list, cached), styles: bytes, epoch: int, "
+                                         "date1904: bool, date_cell, decode)");
         return -1;
     }
-    book->strings = PyTuple_GET_ITEM(tuple, 0);
+    Py_buffer *data = PyMemoryView_GET_BUFFER(PyTuple_GET_ITEM(strings, 0));
+    Py_buffer *ends = PyMemoryView_GET_BUFFER(PyTuple_GET_ITEM(strings, 1));
+    Py_buffer *cached = PyMemoryView_GET_BUFFER(PyTuple_GET_ITEM(strings, 3));
+    book->cache = PyTuple_GET_ITEM(strings, 2);
+    book->n_cache = PyList_GET_SIZE(book->cache);
+    if (ends->itemsize != 4 || cached->itemsize != 8 || cached->readonly || cached->len / 8 != book->n_cache ||
+        book->n_cache == 0 || (book->n_cache & (book->n_cache - 1)) != 0 || !PyBuffer_IsContiguous(data, 'C') ||
+        !PyBuffer_IsContiguous(ends, 'C') || !PyBuffer_IsContiguous(cached, 'C')) {
+        PyErr_SetString(PyExc_TypeError, "shared strings = (data, uint32 ends, cache: list of 2**n slots, int64 "
+                                         "index of each slot)");
+        return -1;
+    }
+    book->cached = cached->buf;
+    book->data = data->buf;
+    book->ends = ends->buf;
+    book->n_strings = ends->len / 4;
+    if (book->n_strings > 0 && book->ends[book->n_strings - 1] > (uint64_t)data->len) {
+        PyErr_SetString(PyExc_ValueError, "the shared strings' ends point past their data");
+        return -1;
+    }
     book->styles = (const unsigned char *)PyBytes_AS_STRING(PyTuple_GET_ITEM(tuple, 1));
     book->n_styles = PyBytes_GET_SIZE(PyTuple_GET_ITEM(tuple, 1));
     book->epoch = PyLong_AsLongLong(PyTuple_GET_ITEM(tuple, 2));
@@ -227,7 +272,7 @@ static int book_of(PyObject *tuple, struct book *book) {
 /* The cells in [p, end) -> the row's values by column; Py_None where the Python loop must read the row;
  * NULL on a failure of its own. */
 static PyObject *cells(const char *p, const char *end, const struct book *book) {
-    PyObject *strings = book->strings, *date_cell = book->date_cell, *decode = book->decode;
+    PyObject *date_cell = book->date_cell, *decode = book->decode;
     const unsigned char *styles = book->styles;
     Py_ssize_t n_styles = book->n_styles;
     long long epoch = book->epoch;
@@ -301,8 +346,10 @@ static PyObject *cells(const char *p, const char *end, const struct book *book) 
                     goto python;
                 ref = index - 1;
             } else if (*name == 's') {
-                if (seen_s++ || value_len == 0 || value_len > 9)
+                if (seen_s++ || value_len > 9)
                     goto python;
+                if (value_len == 0)
+                    continue; /* s="": no style */
                 style = 0;
                 for (Py_ssize_t j = 0; j < value_len; j++) {
                     if (value[j] < '0' || value[j] > '9')
@@ -326,6 +373,7 @@ static PyObject *cells(const char *p, const char *end, const struct book *book) 
         /* Content: nothing, a plain <v>, or a plain inline <is><t>. */
         const char *v = NULL, *text = NULL;
         Py_ssize_t v_len = 0, text_len = 0;
+        int trim = 0; /* an inline <t> without xml:space="preserve" */
         if (!closed) {
             if (starts(p, end, "</c>", 4)) {
                 p += 4;
@@ -338,12 +386,14 @@ static PyObject *cells(const char *p, const char *end, const struct book *book) 
                 p = lt + 8;
             } else if (starts(p, end, "<is><t", 6) && kind == K_INLINE) {
                 p += 6;
-                if (starts(p, end, " xml:space=\"preserve\">", 22))
+                if (starts(p, end, " xml:space=\"preserve\">", 22)) {
                     p += 22;
-                else if (starts(p, end, ">", 1))
+                } else if (starts(p, end, ">", 1)) {
                     p += 1;
-                else
+                    trim = 1;
+                } else {
                     goto python;
+                }
                 text = p;
                 const char *lt = memchr(text, '<', end - text);
                 if (lt == NULL || !starts(lt, end, "</t></is></c>", 13))
@@ -358,7 +408,10 @@ static PyObject *cells(const char *p, const char *end, const struct book *book) 
         if (kind == K_INLINE) {
             if (v_len > 0)
                 goto python; /* an inline string with a <v>: read as text by the Python loop */
-            value = text ? text_or_decode(text, text_len, decode) : PyUnicode_FromStringAndSize("", 0);
+            if (text == NULL)
+                value = PyUnicode_FromStringAndSize("", 0);
+            else
+                value = (trim ? trimmed_text_or_decode : text_or_decode)(text, text_len, decode);
             if (value == NULL)
                 goto python_or_fail;
         } else if (v_len == 0) {
@@ -400,10 +453,25 @@ static PyObject *cells(const char *p, const char *end, const struct book *book) 
                     goto python;
                 index = index * 10 + (v[j] - '0');
             }
-            if (index >= PyList_GET_SIZE(strings))
+            if (index >= book->n_strings)
                 goto python;
-            value = PyList_GET_ITEM(strings, index);
-            Py_INCREF(value);
+            Py_ssize_t slot = index & (book->n_cache - 1);
+            if (book->cached[slot] == index) {
+                value = PyList_GET_ITEM(book->cache, slot);
+                Py_INCREF(value);
+            } else {
+                uint32_t from = index ? book->ends[index - 1] : 0, to = book->ends[index];
+                if (to < from)
+                    goto python;
+                value = PyUnicode_DecodeUTF8(book->data + from, to - from, "surrogatepass");
+                if (value == NULL)
+                    goto fail;
+                if (to - from <= 64) { /* a short text: kept for the next cell that shows it */
+                    Py_INCREF(value);
+                    PyList_SetItem(book->cache, slot, value); /* steals the new reference */
+                    book->cached[slot] = index;
+                }
+            }
         } else if (kind == K_B) {
             const char *a = v, *b = v + v_len; /* bytes.strip(): ASCII whitespace */
             while (a < b && (is_space(*a) || *a == '\v' || *a == '\f'))
@@ -474,6 +542,17 @@ static const char *rfind(const char *p, const char *end, const char *lit, Py_ssi
     return NULL;
 }
 
+/* The ">" that ends a tag whose name ends before ``p``; NULL where a "<" (or ``end``) comes first. */
+static const char *head_end_of(const char *p, const char *end) {
+    for (; p < end; p++) {
+        if (*p == '>')
+            return p;
+        if (*p == '<')
+            return NULL;
+    }
+    return NULL;
+}
+
 /* A row head's number as reader._block_rows reads it: its r="digits", else the row after ``previous``; 0 where
  * the Python loop must read the head (r written another way, a number it must refuse). */
 static long row_number_of(const char *head, const char *end, long previous) {
@@ -528,13 +607,17 @@ static PyObject *rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             piece = next;
             continue;
         }
-        /* Empty rows (<row .../>) before this one count too, as reader._numbered counts them. */
-        long number = previous;
-        for (const char *x = find(piece, start, "<row", 4); x != NULL && number != 0; x = find(x + 4, start, "<row", 4)) {
-            const char *empty_end = x + 4 < start && !is_word(x[4]) ? memchr(x, '>', start - x) : NULL;
+        /* Empty rows (<row .../>) before this one count too, as reader._numbered counts them. Each head ends at
+         * its ">", never past the next "<": a run of "<row" without ">" is left to the Python loop (which refuses
+         * it) after one look at each, instead of a search to the end of the block from each (quadratic). */
+        long number = previous; /* 0 before a sheet's first row: "left to Python" is said by ``ok`` */
+        int ok = 1;
+        for (const char *x = find(piece, start, "<row", 4); x != NULL && ok; x = find(x + 4, start, "<row", 4)) {
+            const char *empty_end = x + 4 < start && !is_word(x[4]) ? head_end_of(x + 4, start) : NULL;
             number = empty_end ? row_number_of(x, empty_end, number) : 0;
+            ok = number != 0;
         }
-        const char *head_end = number ? memchr(start, '>', stop - start) : NULL;
+        const char *head_end = ok ? head_end_of(start + 4, stop) : NULL;
         number = head_end ? row_number_of(start, head_end, number) : 0;
         if (number == 0)
             break; /* a head the Python loop reads (and may refuse): it goes on from this piece */
@@ -600,14 +683,15 @@ static PyObject *shared(PyObject *module, PyObject *const *args, Py_ssize_t narg
             if (e == NULL || find(c, e, "<si", 3) != NULL)
                 goto python;
             const char *t = NULL;
+            int trim = 0; /* a <t> without xml:space="preserve": its edges' whitespace is trimmed */
             if (starts(c, e, "<t>", 3))
-                t = c + 3;
+                t = c + 3, trim = 1;
             else if (starts(c, e, "<t xml:space=\"preserve\">", 24))
                 t = c + 24;
             const char *lt = t ? memchr(t, '<', e - t) : NULL;
             item = NULL;
             if (lt != NULL && lt == e - 4 && starts(lt, e, "</t>", 4)) {
-                item = text_or_decode(t, lt - t, decode);
+                item = (trim ? trimmed_text_or_decode : text_or_decode)(t, lt - t, decode);
                 if (item == NULL && PyErr_Occurred()) {
                     Py_DECREF(out);
                     return NULL;

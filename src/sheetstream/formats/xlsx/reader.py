@@ -26,18 +26,19 @@ is a :class:`BadWorkbook` naming the cell (A1) or the part and the problem.
 from __future__ import annotations
 
 import functools
+import itertools
 import posixpath
 import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Generator, Iterable, Iterator
+from array import array
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote
-from xml.etree import ElementTree
 from xml.parsers import expat
 
 from .cells import (
@@ -115,13 +116,17 @@ class Workbook:
     date_styles: frozenset[int] = frozenset()  # styles that show dates, times or durations
     shared_strings_path: str | None = None
     limits: ReadLimits = field(default_factory=ReadLimits)
-    _shared: list[str] | None = None
+    _shared: SharedStrings | None = None
     clock_styles: dict[int, str] = field(default_factory=dict)  # of those, the ones showing a "time" or "duration"
     other_sheets: dict[str, str] = field(default_factory=dict)  # chart, macro and dialog sheets: name -> kind
     package: _Package | None = None
     # What the hot loop learns once and reuses from block to block: column letters -> index, whole-day serials.
     letters: dict[bytes, int] = field(default_factory=dict, repr=False)
     days: dict[bytes, datetime] = field(default_factory=dict, repr=False)
+    #: Called with the bytes of XML inflated so far (all parts) after each block of a worksheet or of the shared
+    #: strings is inflated (about every megabyte), whether or not the block holds a row: a caller reports
+    #: progress there, and may raise to stop reading (a cancel, a time bound).
+    on_progress: Callable[[int], None] | None = field(default=None, repr=False)
 
     @property
     def sheet_names(self) -> list[str]:
@@ -136,9 +141,11 @@ class Workbook:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def shared_strings(self) -> list[str]:
+    def shared_strings(self) -> SharedStrings:
         if self._shared is None:
-            self._shared = _read_shared_strings(self) if self.shared_strings_path else []
+            self._shared = _read_shared_strings(self) if self.shared_strings_path else SharedStrings()
+        elif not isinstance(self._shared, SharedStrings):  # a list, given when the book is made by hand
+            self._shared = SharedStrings.of(self._shared)
         return self._shared
 
     def rows(self, sheet: str | None = None) -> Iterator[tuple[int, list[Any]]]:
@@ -186,6 +193,7 @@ def open_workbook(path: str | Path, limits: ReadLimits = ReadLimits()) -> Workbo
     with open(path, "rb") as f:
         if f.read(len(_CFB_MAGIC)) == _CFB_MAGIC:  # an .xls or an encrypted workbook, even one holding a ZIP inside
             _refuse_other_files(path)
+        _check_directory(f)
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, ValueError, EOFError, struct.error, NotImplementedError) as exc:  # a zip version
@@ -204,21 +212,21 @@ def open_workbook(path: str | Path, limits: ReadLimits = ReadLimits()) -> Workbo
         if not package.find(target):
             _refuse_other_zips(package)
             raise NotAWorkbook("the file is a ZIP archive but not an .xlsx workbook (it has no workbook part)")
-        book = _parse_small(package, target)
-        ns = _ns(book)
+        book = _parse_small(package, target, {
+            "sheets/sheet": (MAX_SHEETS, "the workbook has over {most:,} sheets, more than this server reads in one "
+                             "workbook: split it into workbooks of fewer sheets", _sheet_entry),
+            "workbookPr": (16, "part {part} has over {most} workbookPr elements", lambda a: a.get("date1904", "")),
+        })
         rels = {rid: (kind, part)
                 for kind, part, rid in _relationships(package, _rels_path(target), posixpath.dirname(target))}
         sheets, others = [], {}
-        for sheet in book.iterfind(f"{_q(ns, 'sheets')}/{_q(ns, 'sheet')}"):
-            # r:id, in the transitional or the strict relationships namespace
-            rid = next((value for key, value in sheet.attrib.items() if key.endswith("}id")), None)
+        for name, rid in book["sheets/sheet"]:
             kind, part = rels.get(rid or "", ("", ""))
             if kind.endswith("/worksheet") and package.find(part):
-                sheets.append((sheet.get("name", ""), part))
+                sheets.append((name, part))
             elif kind.rsplit("/", 1)[-1] in _SHEET_KINDS:
-                others[sheet.get("name", "")] = kind.rsplit("/", 1)[-1]
-        pr = book.find(_q(ns, "workbookPr"))
-        date1904 = pr is not None and pr.get("date1904", "false").lower() in ("1", "true")
+                others[name] = kind.rsplit("/", 1)[-1]
+        date1904 = any(value.lower() in ("1", "true") for value in book["workbookPr"][:1])
         styles = next((part for kind, part in rels.values() if kind.endswith("/styles")), None)
         shared = next((part for kind, part in rels.values() if kind.endswith("/sharedStrings")), None)
         date_styles, clock_styles = (_number_styles(package, styles) if styles and package.find(styles)
@@ -240,6 +248,26 @@ def open_workbook(path: str | Path, limits: ReadLimits = ReadLimits()) -> Workbo
     except BaseException:
         archive.close()
         raise
+
+
+#: The zip's central directory, read whole by ``zipfile`` (an object of some 600 bytes a part): 2 MB holds at
+#: most 45,000 parts, some 26,000 as workbooks name them, where a workbook of 4,096 sheets needs under 10,000.
+#: Without it, an upload of 18 MB holding 200,000 empty parts took 117 MB before anything else was looked at.
+MAX_DIRECTORY_BYTES = 2 << 20
+
+
+def _check_directory(f: BinaryIO) -> None:
+    """Refuse a zip whose central directory (its list of parts) is too large to read, before ``zipfile`` reads
+    it: its size is taken from the end record as ``zipfile`` will take it (its ``_EndRecData``, zip64 too)."""
+    try:
+        end = zipfile._EndRecData(f)  # type: ignore[attr-defined]  # stdlib since 2.6; absent: zipfile decides
+    except (AttributeError, OSError, struct.error, ValueError):
+        return
+    if end and end[zipfile._ECD_SIZE] > MAX_DIRECTORY_BYTES:  # type: ignore[attr-defined]
+        size = end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+        raise WorkbookTooLarge(f"the file's ZIP directory is {size / 2**20:,.1f} MB (it may list up to "
+                               f"{size // 46:,} parts), more than a workbook needs (limit "
+                               f"{MAX_DIRECTORY_BYTES / 2**20:,.0f} MB): refused", limit=MAX_DIRECTORY_BYTES)
 
 
 def _check_sizes(archive: zipfile.ZipFile, limits: ReadLimits) -> None:
@@ -450,47 +478,74 @@ def _refuse_dtd(part: str, head: bytes) -> None:
         raise UnsafeXml(f"part {part} declares a DTD; workbooks never need one, and DTDs enable entity attacks")
 
 
-def _parse_small(package: _Package, part: str) -> ElementTree.Element:
-    """A small part as an element tree, parsed by expat with any DTD refused, in whatever encoding the part is."""
+#: What one element kept from a small part becomes (a few strings), by the path of names from the root below it
+#: (``sheets/sheet``; ``*``: any child of the root), with the most that may be kept and what is said past it.
+Wanted = dict[str, tuple[int, str, Callable[[dict[str, str]], Any]]]
+
+#: Bounds on what a workbook lists, enforced as its small parts are parsed: a part of 32 MB could otherwise list
+#: 560,000 sheets or 600,000 cell formats, half a gigabyte as elements. Excel allows 64,000 cell formats; it has no
+#: fixed sheet limit, but 4,096 sheets is far past any workbook made by hand or by a program (and past what a
+#: person picks from); a workbook's relationships are one per sheet and a few more.
+MAX_SHEETS = 4_096
+MAX_CELL_FORMATS = 64_000
+MAX_RELATIONSHIPS = 4 * MAX_SHEETS + 1_024
+
+
+def _parse_small(package: _Package, part: str, wanted: Wanted) -> dict[str, list[Any]]:
+    """What ``wanted`` keeps of a small part's elements, by path: the part is parsed by expat as it is inflated
+    (any DTD refused, in whatever encoding the part is), and nothing else of it is kept, so that memory follows
+    what is kept, never the part's size. Paths are of names in the root's namespace (as Excel writes them)."""
     info = package.find(part)
     limit = package.limits.max_small_part
     if info is None:
         raise BadWorkbook(f"part {part} is missing")
     if info.file_size > limit:
         raise WorkbookTooLarge(f"part {part} is {info.file_size:,} bytes, over the limit for it")
-    blocks = []
-    for block in package.stream(info):
-        blocks.append(block)
-    data = b"".join(blocks)
+    found: dict[str, list[Any]] = {path: [] for path in wanted}
+    deepest = max(path.count("/") + 1 for path in wanted)
+    names: list[str] = []  # the open elements' names below the root, as deep as a path goes
+    depth = 0
+    prefix = ""  # the root's namespace, as expat writes it ("uri}"), or ""
 
     def refuse(*_: object) -> None:
         raise UnsafeXml(f"part {part} declares a DTD; workbooks never need one, and DTDs enable entity attacks")
 
-    builder = ElementTree.TreeBuilder()
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        nonlocal depth, prefix
+        depth += 1
+        if depth == 1:
+            prefix = tag[:tag.rfind("}") + 1]
+            return
+        if depth - 1 > deepest:
+            return
+        local = tag[len(prefix):]
+        names.append(local if tag.startswith(prefix) and "}" not in local else "")  # "": in another namespace
+        path = "*" if depth == 2 and "*" in wanted else "/".join(names)
+        if path in wanted:
+            most, problem, keep = wanted[path]
+            kept = found[path]
+            if len(kept) >= most:
+                raise WorkbookTooLarge(problem.format(most=most, part=part), limit=most)
+            kept.append(keep(attrs))
+
+    def end(tag: str) -> None:
+        nonlocal depth
+        if 1 < depth <= deepest + 1:
+            names.pop()
+        depth -= 1
+
     parser = expat.ParserCreate(namespace_separator="}")
     parser.StartDoctypeDeclHandler = refuse
     parser.EntityDeclHandler = refuse
-    parser.StartElementHandler = lambda tag, attrs: builder.start(_qname(tag), {_qname(k): v for k, v in attrs.items()})
-    parser.EndElementHandler = lambda tag: builder.end(_qname(tag))
-    parser.CharacterDataHandler = builder.data
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
     try:
-        parser.Parse(data, True)
-        return builder.close()
-    except (expat.ExpatError, LookupError, ValueError, AssertionError) as exc:  # an unknown encoding; a tree left open
+        for block in package.stream(info):
+            parser.Parse(block, False)
+        parser.Parse(b"", True)
+    except (expat.ExpatError, LookupError, ValueError) as exc:  # an unknown encoding, among others
         raise BadWorkbook(f"part {part} is not well-formed XML: {exc}") from exc
-
-
-def _qname(name: str) -> str:
-    """expat's ``uri}local`` as ElementTree's ``{uri}local``."""
-    return "{" + name if "}" in name else name
-
-
-def _ns(element: ElementTree.Element) -> str:
-    return element.tag[1:].split("}")[0] if element.tag.startswith("{") else ""
-
-
-def _q(ns: str, local: str) -> str:
-    return f"{{{ns}}}{local}" if ns else local
+    return found
 
 
 def _rels_path(part: str) -> str:
@@ -502,13 +557,24 @@ def _relationships(package: _Package, rels: str, base: str) -> list[tuple[str, s
     if not package.find(rels):
         return []
     found = []
-    for rel in _parse_small(package, rels):
-        if rel.get("TargetMode", "").lower() == "external":
+    listed = _parse_small(package, rels, {"*": (MAX_RELATIONSHIPS, "part {part} lists over {most:,} relationships, more "
+                                                "than a workbook of 4,096 sheets needs", _relationship)})
+    for mode, target, kind, rid in listed["*"]:
+        if mode.lower() == "external":
             continue
-        target = rel.get("Target", "").replace("\\", "/")
+        target = target.replace("\\", "/")
         resolved = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(base, target))
-        found.append((rel.get("Type", ""), resolved, rel.get("Id", "")))
+        found.append((kind, resolved, rid))
     return found
+
+
+def _relationship(attrs: dict[str, str]) -> tuple[str, str, str, str]:
+    return attrs.get("TargetMode", ""), attrs.get("Target", ""), attrs.get("Type", ""), attrs.get("Id", "")
+
+
+def _sheet_entry(attrs: dict[str, str]) -> tuple[str, str | None]:
+    """A ``<sheet>``'s name and relationship id (``r:id``, in the transitional or the strict namespace)."""
+    return attrs.get("name", ""), next((value for key, value in attrs.items() if key.endswith("}id")), None)
 
 
 # Built-in number formats that show dates or times (ECMA-376 18.8.30, and the CJK ones Excel uses).
@@ -552,13 +618,15 @@ def _format_id(text: str | None) -> int:
 
 def _number_styles(package: _Package, part: str) -> tuple[frozenset[int], dict[int, str]]:
     """The cell styles that show dates, times or durations; and of those, the times and durations by kind."""
-    root = _parse_small(package, part)
-    ns = _ns(root)
-    custom = {_format_id(f.get("numFmtId")): f.get("formatCode", "")
-              for f in root.iterfind(f"{_q(ns, 'numFmts')}/{_q(ns, 'numFmt')}")}
+    found = _parse_small(package, part, {
+        "numFmts/numFmt": (MAX_CELL_FORMATS, "the workbook has over {most:,} number formats, more than Excel allows",
+                           lambda a: (_format_id(a.get("numFmtId")), a.get("formatCode", ""))),
+        "cellXfs/xf": (MAX_CELL_FORMATS, "the workbook has over {most:,} cell formats, more than Excel allows "
+                       "(64,000): refused", lambda a: _format_id(a.get("numFmtId"))),
+    })
+    custom = dict(found["numFmts/numFmt"])
     dates, clocks = set(), {}
-    for index, xf in enumerate(root.iterfind(f"{_q(ns, 'cellXfs')}/{_q(ns, 'xf')}")):
-        fmt = _format_id(xf.get("numFmtId"))
+    for index, fmt in enumerate(found["cellXfs/xf"]):
         kind = format_kind(custom[fmt]) if fmt in custom else ("date" if fmt in _BUILTIN_DATES else None)
         kind = _BUILTIN_CLOCKS.get(fmt, kind) if fmt not in custom else kind
         if kind:
@@ -631,6 +699,8 @@ def _blocks(book: Workbook, part: str, start: bytes, end: bytes | None, what: st
     prefixed: bool | None = None
     try:
         for chunk in chunks:
+            if book.on_progress is not None:
+                book.on_progress(book.package.inflated)  # type: ignore[union-attr]
             if prefixed is None:
                 _check_encoding(part, chunk)
             last = chunk.rfind(b"<")
@@ -690,7 +760,10 @@ _CELL = re.compile(
 _ATTR = re.compile(rb"""\s([\w:.-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 _PREFIX = re.compile(rb"<(/?)[A-Za-z_][\w.-]*:(?!space)")
 _VALUE = re.compile(rb"<v(?:\s[^<>]*)?>([^<]*)</v>")
-_TEXT = re.compile(rb"<t(?:\s[^<>]*?)?(?:/>|>([^<]*)</t>)")
+_TEXT = re.compile(rb"<t(\s[^<>]*?)?(?:/>|>([^<]*)</t>)")
+_PRESERVE = re.compile(rb"""\sxml:space\s*=\s*["']preserve["']""")
+#: XML's whitespace (2.3): what is trimmed from the edges of a <t> without xml:space="preserve".
+_XML_SPACE = " \t\n\r"
 _PHONETIC = re.compile(rb"<rPh\b(?:[^<]++|<(?!rPh\b))*?</rPh>")
 _ENTITY = re.compile(r"&(#x[0-9A-Fa-f]+|#[0-9]+|lt|gt|amp|quot|apos);")
 _ENTITIES = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
@@ -703,7 +776,10 @@ def _entity(m: re.Match[str]) -> str:
     return _ENTITIES[name]
 
 
-def _decode(raw: bytes) -> str:
+def _decode(raw: bytes, trim: bool = False, check: bool = True) -> str:
+    """XML text -> str: entities and character references decoded, then (``trim``) XML whitespace taken from
+    both edges, then Excel's ``_xHHHH_`` escapes undone (so an escaped space stays), then (``check``) Excel's
+    32,767 characters checked."""
     try:
         text = raw.decode("utf-8")
         if "&" in text:
@@ -712,15 +788,28 @@ def _decode(raw: bytes) -> str:
         raise _CellProblem("its text is not valid UTF-8") from None
     except (ValueError, OverflowError):
         raise _CellProblem("its text holds a character reference to no character (&#...;)") from None
+    if trim:
+        text = text.strip(_XML_SPACE)
     if "_x" in text:
         text = unescape_text(text)
-    if len(text) > MAX_CELL_CHARS // 2 and excel_length(text) > MAX_CELL_CHARS:
-        raise _CellProblem(f"its text is {excel_length(text):,} characters long, over Excel's limit of 32,767")
+    if check:
+        _check_length(text)
     return text
 
 
+def _check_length(text: str) -> None:
+    if len(text) > MAX_CELL_CHARS // 2 and excel_length(text) > MAX_CELL_CHARS:
+        raise _CellProblem(f"its text is {excel_length(text):,} characters long, over Excel's limit of 32,767")
+
+
 def _rich_text(content: bytes) -> str:
-    """The text of an ``<is>`` or ``<si>``: the ``<t>`` runs, without phonetic (``<rPh>``) runs."""
+    """The text of an ``<is>`` or ``<si>``: its ``<t>`` runs joined, without phonetic (``<rPh>``) runs.
+
+    Whitespace is trimmed run by run, as Excel and calamine read it: each ``<t>`` without ``xml:space="preserve"``
+    loses the XML whitespace (space, tab, line ends; written as characters or as character references such as
+    ``&#32;``) at both of its edges, so ``<r><t>Regular </t></r><r><t>Bold</t></r>`` reads ``RegularBold`` and a
+    text of whitespace only reads empty. Other spaces (no-break, ideographic) and escaped ones (``_x0020_``) stay.
+    """
     if b"<rPh" in content:
         content = _PHONETIC.sub(b"", content)
     if b"<![CDATA[" in content:
@@ -728,7 +817,13 @@ def _rich_text(content: bytes) -> str:
             raise _CellProblem("its text has a CDATA section that does not end")
         content = re.sub(rb"<!\[CDATA\[(.*?)\]\]>", lambda m: m.group(1).replace(b"&", b"&amp;").replace(b"<", b"&lt;"),
                          content, flags=re.S)
-    return _decode(b"".join(_TEXT.findall(content)))
+    runs = _TEXT.findall(content)
+    if len(runs) == 1:
+        attributes, raw = runs[0]
+        return _decode(raw, trim=not _PRESERVE.search(attributes))
+    text = "".join(_decode(raw, trim=not _PRESERVE.search(attributes), check=False) for attributes, raw in runs)
+    _check_length(text)
+    return text
 
 
 #: Bytes of XML that a shared string takes at least (``<si><t>a</t></si>`` is 17; empty ones are rare, as the table
@@ -739,26 +834,72 @@ _SHARED_MIN_BYTES = 12
 _SI = re.compile(rb"<si\b[^<>]*?(?:/>|>((?:[^<]++|<(?!si[\s>/]))*?)</si>)")
 
 
-def _read_shared_strings(book: Workbook) -> list[str]:
-    strings: list[str] = []
-    chars = seen = 0
+class SharedStrings(Sequence[str]):
+    """The shared strings table, held compactly: the UTF-8 of every text in one buffer, and where each ends
+    (4 bytes a string), rather than a Python string each (some 60 bytes more a string: 5,000,000 texts of 4
+    bytes took 467 MB). A text is decoded when a cell asks for it (the compiled scanner does that itself)."""
+
+    #: Recently read short texts, by index modulo this (the compiled scanner's, not Python's): repeated texts
+    #: (a category, a name) are then one string object each, as in a list, for at most a few hundred kB.
+    CACHED = 4096
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.ends = array("I")  # the buffer stays under 4 GB: max_shared_chars is 100 million by default
+        self.cache: list[str | None] = [None] * self.CACHED
+        self.cached = array("q", [-1]) * self.CACHED  # the index of the text in each slot of the cache
+
+    @classmethod
+    def of(cls, texts: Iterable[str]) -> SharedStrings:
+        table = cls()
+        table.extend(list(texts))
+        return table
+
+    def extend(self, texts: list[str]) -> None:
+        try:
+            encoded = list(map(str.encode, texts))  # a loop in C: a third of the time of a comprehension
+        except UnicodeEncodeError:  # a lone surrogate, from an escape such as _xD800_
+            encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
+        ends = itertools.accumulate(map(len, encoded), initial=len(self.data))
+        next(ends)  # the start of the first: the end of the last one there
+        self.ends.extend(ends)
+        self.data += b"".join(encoded)
+        if len(self.data) >= 1 << 32:
+            raise WorkbookTooLarge("the shared strings table holds over 4 GB of text")
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, index: int) -> str:  # type: ignore[override]
+        end = self.ends[index]
+        start = self.ends[index - 1] if index > 0 else 0
+        return self.data[start:end].decode("utf-8", "surrogatepass")
+
+    def nbytes(self) -> int:
+        return len(self.data) + self.ends.itemsize * len(self.ends)
+
+
+def _read_shared_strings(book: Workbook) -> SharedStrings:
+    strings = SharedStrings()
+    count = chars = seen = 0
     limits = book.limits
     for block in _blocks(book, book.shared_strings_path or "", b"<si", None, "shared string"):
         seen += len(block)
-        texts = _shared_texts(block, len(strings))
+        texts = _shared_texts(block, count)
         chars += sum(map(len, texts))
         if chars > limits.max_shared_chars:
             raise WorkbookTooLarge(
                 f"the shared strings table holds over {limits.max_shared_chars:,} characters, more than this "
                 "server keeps in memory; save the sheet with fewer distinct texts or split it"
             )
-        strings += texts
-        if len(strings) > limits.max_shared_strings or len(strings) > seen // _SHARED_MIN_BYTES + 10_000:
+        count += len(texts)
+        if count > limits.max_shared_strings or count > seen // _SHARED_MIN_BYTES + 10_000:
             raise WorkbookTooLarge(
-                f"the shared strings table holds over {min(len(strings), limits.max_shared_strings):,} strings"
-                + (f" in {seen:,} bytes, more than real workbooks ever do" if len(strings) <= limits.max_shared_strings
+                f"the shared strings table holds over {min(count, limits.max_shared_strings):,} strings"
+                + (f" in {seen:,} bytes, more than real workbooks ever do" if count <= limits.max_shared_strings
                    else ", more than this server keeps in memory; save the sheet with fewer distinct texts or split it")
             )
+        strings.extend(texts)
     return strings
 
 
@@ -853,11 +994,8 @@ def _complex_cell(book: Workbook, kind: bytes, content: bytes, style: bytes) -> 
 
 
 def _attributes(rest: bytes) -> dict[bytes, bytes]:
-    """A cell's attributes in any order, with either quote; the style must be a number."""
-    attrs = {name: double or single for name, double, single in _ATTR.findall(rest)}
-    if not attrs.get(b"s", b"0").isdigit():
-        raise _CellProblem(f"its style {attrs[b's'].decode('utf-8', 'replace')[:20]!r} is not a number")
-    return attrs
+    """A cell's attributes in any order, with either quote; an empty one (``s=""``) is as if it were not there."""
+    return {name: double or single for name, double, single in _ATTR.findall(rest) if double or single}
 
 
 def _column(letters: bytes, row: int) -> int:
@@ -887,6 +1025,11 @@ def _bad_row(head: bytes) -> BadCell:
                    row=number.decode("utf-8", "replace")[:30])
 
 
+def _unended_row(previous: int) -> BadCell:
+    return BadCell(f"the row after row {previous} has a tag that does not end (no \">\" before the next \"<\"): "
+                   "the sheet's XML is damaged", row=previous + 1)
+
+
 def _bad_cell(exc: Exception, col: int, row: int, raw: bytes) -> BadCell:
     ref = f"{column_letter(col)}{row}" if 0 <= col < MAX_SHEET_COLUMNS else None
     if isinstance(exc, _CellProblem):
@@ -902,7 +1045,9 @@ def _bad_cell(exc: Exception, col: int, row: int, raw: bytes) -> BadCell:
 
 
 #: A row head that numbers itself, or an empty row: where counting ``<row`` tags does not give the last number.
-_NUMBERED_ROW = re.compile(rb"<row\b[^>]*?(?:\sr\s*=|/>)")
+#: Neither pattern here may pass a "<": a row head cannot hold one, and with ``[^>]`` a run of ``<row`` without ">"
+#: made each search rescan the rest of the block (a 1 MB block of them took 245 s).
+_NUMBERED_ROW = re.compile(rb"<row\b[^<>]*?(?:\sr\s*=|/>)")
 
 
 def last_row(block: bytes, previous: int) -> int:
@@ -925,13 +1070,16 @@ def last_row(block: bytes, previous: int) -> int:
         return previous
 
 
-_ROW_HEAD = re.compile(rb"<row\b[^>]*>")
+#: A row head, up to its ">" (group 1) or to the "<" that shows it does not end (no group 1): refused.
+_ROW_HEAD = re.compile(rb"<row\b[^<>]*(>)?")
 
 
 def _numbered(xml: bytes, previous: int) -> int:
     """The number of the last of the row heads in ``xml``, each numbered by its ``r`` or as the one before + 1."""
     for found in _ROW_HEAD.finditer(xml):
         head = found.group()
+        if found.group(1) is None:
+            raise _unended_row(previous)
         at = head.find(b' r="')
         try:
             previous = int(head[at + 4:head.index(b'"', at + 4)]) if at >= 0 else _row_number(head, previous)
@@ -962,6 +1110,8 @@ def _block_rows(book: Workbook, block: bytes, row_number: int) -> Generator[tupl
         if piece.find(b"<row", 0, start) >= 0:  # empty rows (<row .../>) before this one: they count too
             row_number = _numbered(piece[:start], row_number)
         head_end = piece.find(b">", start)
+        if head_end < 0 or piece.find(b"<", start + 1, head_end) >= 0:
+            raise _unended_row(row_number)
         head = piece[start:head_end]
         at = head.find(b' r="')
         try:
@@ -989,7 +1139,10 @@ def _scan_context(book: Workbook) -> tuple:
     for style in book.date_styles:
         kinds[style] = 2 if style in book.clock_styles else 1
     epoch = (EPOCH_1904 if book.date1904 else EPOCH_1900).toordinal()
-    return (book.shared_strings(), bytes(kinds), epoch, book.date1904, functools.partial(_date_cell, book), _decode)
+    strings = book.shared_strings()
+    return ((memoryview(strings.data), memoryview(strings.ends), strings.cache, memoryview(strings.cached)),
+            bytes(kinds), epoch, book.date1904,
+            functools.partial(_date_cell, book), _decode)
 
 
 def _date_cell(book: Workbook, v: bytes, style: int) -> Any:
@@ -1018,6 +1171,9 @@ def _row_values(book: Workbook, piece: bytes, head_end: int, row_number: int) ->
                 letters = letters or attrs.get(b"r", b"").rstrip(b"0123456789")
                 style = style or attrs.get(b"s", b"")
                 kind = kind or attrs.get(b"t", b"")
+                odd_style = style and not style.isdigit()
+            else:
+                odd_style = False
             if letters:
                 col = columns.get(letters)
                 if col is None:
@@ -1027,6 +1183,8 @@ def _row_values(book: Workbook, piece: bytes, head_end: int, row_number: int) ->
                 if col >= MAX_SHEET_COLUMNS:
                     raise BadCell(f"row {row_number} has a cell past the last column Excel allows (XFD, "
                                   "column 16,384)", row=row_number)
+            if odd_style:  # said once the cell's column is known, so that the problem names the cell
+                raise _CellProblem(f"its style {style.decode('utf-8', 'replace')[:20]!r} is not a number")
             if other:
                 value = _complex_cell(book, kind, other, style or style2)
                 if value is None:
@@ -1041,7 +1199,8 @@ def _row_values(book: Workbook, piece: bytes, head_end: int, row_number: int) ->
                 else:
                     value = _typed(book, kind, v, style or style2)
             elif kind == b"inlineStr":
-                value = _decode(text) if b"&" in text or b"_x" in text or len(text) > 32_767 else text.decode()
+                value = (_decode(text, trim=True) if b"&" in text or b"_x" in text or len(text) > 32_767
+                         else text.decode().strip(_XML_SPACE))  # a <t> without xml:space: trimmed
             else:
                 continue  # an empty cell (style only)
             if col == len(values):
