@@ -319,6 +319,8 @@ def _run_server(app, host: str, port: int, drain_seconds: float, listening: Call
     once the app has started and the socket listens: a URL printed then answers at once."""
     import uvicorn
 
+    from .server.connections import raise_open_files, uvicorn_options
+
     class DrainingServer(uvicorn.Server):
         async def startup(self, sockets=None) -> None:
             await super().startup(sockets)
@@ -329,9 +331,9 @@ def _run_server(app, host: str, port: int, drain_seconds: float, listening: Call
             app.state.lifecycle.drain()
             super().handle_exit(sig, frame)
 
-    # proxy_headers off: which proxies to believe is the app's decision (--trusted-proxies)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
-                            timeout_graceful_shutdown=drain_seconds)  # type: ignore[arg-type]
+    raise_open_files()
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=drain_seconds,
+                            **uvicorn_options(app.state.settings))  # type: ignore[arg-type]
     DrainingServer(config).run()
 
 

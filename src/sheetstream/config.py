@@ -129,6 +129,16 @@ class LifecycleOptions:
 
 
 @dataclass(frozen=True)
+class ConnectionOptions:
+    #: A connection must send a whole request line and headers within this long (from its start, or from the end of
+    #: its previous response); one that sends nothing, or half a request, is closed. nginx's client_header_timeout.
+    header_seconds: float = 20.0
+    #: Open connections at most (fewer when the descriptor limit leaves less room: docs/operations.md); past it a
+    #: new connection gets a 503 at once, except a few kept for ``/healthz`` and ``/readyz``.
+    max_connections: int = 4096
+
+
+@dataclass(frozen=True)
 class Settings:
     #: ``postgresql://...`` or ``sqlite:///path``; default: ``<data_dir>/sheetstream.db``.
     database_url: str = ""
@@ -140,6 +150,7 @@ class Settings:
     queue: QueueOptions = field(default_factory=QueueOptions)
     access: AccessOptions = field(default_factory=AccessOptions)
     lifecycle: LifecycleOptions = field(default_factory=LifecycleOptions)
+    connections: ConnectionOptions = field(default_factory=ConnectionOptions)
 
     @property
     def spool_dir(self) -> Path:
@@ -175,7 +186,7 @@ class Settings:
 
 
 _GROUPS = (("export", ExportOptions), ("imports", ImportLimits), ("queue", QueueOptions), ("access", AccessOptions),
-           ("lifecycle", LifecycleOptions))
+           ("lifecycle", LifecycleOptions), ("connections", ConnectionOptions))
 _TOP = {f.name for f in fields(Settings)} - {group for group, _ in _GROUPS}
 _GROUP_OF = {f.name: group for group, cls in _GROUPS for f in fields(cls)}
 
@@ -317,6 +328,8 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_EXPORT_MAX_SECONDS": ("export_max_seconds", _seconds),
     "SHEETSTREAM_WORKER_MEMORY_MB": ("worker_memory_bytes", _megabytes_or_none),
     "SHEETSTREAM_SPLIT_IMPORTS": ("split_imports", _on_off),
+    "SHEETSTREAM_HEADER_SECONDS": ("header_seconds", _seconds),
+    "SHEETSTREAM_MAX_CONNECTIONS": ("max_connections", _whole),
 }
 
 
