@@ -23,6 +23,7 @@ from .lifecycle import Lifecycle, new_instance_id
 from .metrics import Metrics
 from .routes import exports, imports, jobs, meta, session
 from .shares import Shares
+from .streams import Downloads
 from .uploads import SpoolBudget
 
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.store = store
     app.state.gate = Gate(settings.access, store.tokens)
     app.state.shares = Shares(options.per_identity)
+    app.state.downloads = Downloads(queue, app.state.shares, metrics, settings.export)
     app.state.board = board
     app.state.queue = queue
     app.state.lag = lag
