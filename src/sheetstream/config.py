@@ -46,6 +46,10 @@ class ExportOptions:
     #: ``export_max_seconds`` (as nginx's one-hour send timeout in deploy/nginx.conf).
     export_stall_seconds: float = 60.0
     export_max_seconds: float = 3600.0
+    #: What one download's worker may write ahead of its client, in memory and then in a spool file, so that its
+    #: worker is freed when the workbook is complete (0: none; the worker waits for the client). All downloads
+    #: together spill at most a quarter of the spool's budget (docs/operations.md).
+    export_spill_bytes: int = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,14 @@ def _whole(text: str) -> int:
     return int(text)
 
 
+def _bytes(text: str) -> int:
+    """A whole number of bytes, or with a unit: ``64M``, ``1G`` (binary: MiB, GiB)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*", text)
+    if not match:
+        raise ValueError("is not a number of bytes (e.g. 268435456, 256M, 1G)")
+    return int(match[1]) << {"": 0, "k": 10, "m": 20, "g": 30}[match[2].lower()]
+
+
 def _megabytes(text: str) -> int:
     try:
         value = float(text)
@@ -328,6 +340,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_EXPORT_MAX_SECONDS": ("export_max_seconds", _seconds),
     "SHEETSTREAM_WORKER_MEMORY_MB": ("worker_memory_bytes", _megabytes_or_none),
     "SHEETSTREAM_SPLIT_IMPORTS": ("split_imports", _on_off),
+    "SHEETSTREAM_EXPORT_SPILL_BYTES": ("export_spill_bytes", _bytes),
     "SHEETSTREAM_HEADER_SECONDS": ("header_seconds", _seconds),
     "SHEETSTREAM_MAX_CONNECTIONS": ("max_connections", _whole),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -14,10 +15,11 @@ import psutil
 from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.server import create_app
 from sheetstream.store import Column
-from sheetstream.store.demo import seed
+from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
+from sheetstream.tools.harness import ServerProcess
 
-from ..helpers import XLSX, add_token, bearer, make_settings, wait_for
+from ..helpers import XLSX, add_token, bearer, make_settings, read_workbook, wait_for
 
 NOISE = [Column("n", "integer", nullable=False, primary_key=True), Column("blob", "text")]
 
@@ -117,3 +119,109 @@ def test_a_client_reading_steadily_is_not_cut_off_while_its_sends_wait(tmp_path:
             sock.close()
     assert received > 1_000_000, received
     assert alive, f"cut off after {received:,} bytes while reading steadily"
+
+
+SMALL = b"".join(write_xlsx(demo_rows(10), [c.name for c in ORDERS]))
+
+
+def spill_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("spool/spill-*"))
+
+
+def dripping_upload(url: str, body: bytes) -> socket.socket:
+    """A raw PUT that has sent one byte of ``body`` (the test drips the rest, or not)."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=20)
+    sock.sendall(f"PUT /imports/orders HTTP/1.1\r\nHost: x\r\nContent-Type: {XLSX}\r\n"
+                 f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:1])
+    return sock
+
+
+def test_never_reading_downloads_free_their_workers_and_others_get_through(tmp_path: Path, live_server) -> None:
+    """2 workers, 2 exports whose clients never read and 10 uploads dripping a byte a second, at the default stall
+    limit (60 s): a well-behaved export and a check-only import each answer within 10 s."""
+    store = noise_store(tmp_path / "db.sqlite")
+    settings = make_settings(tables=("noise", "orders"), data_dir=tmp_path, workers=2, max_waiting=8)
+    with live_server(create_app(settings, store)) as server:
+        status = lambda: httpx.get(f"{server.url}/status").json()  # noqa: E731
+        stuck = [never_reading(server.url, "/exports/noise.xlsx") for _ in range(2)]
+        drips = [dripping_upload(server.url, SMALL) for _ in range(10)]
+        stop = threading.Event()
+
+        def drip() -> None:
+            for i in range(1, len(SMALL)):
+                for sock in drips:
+                    sock.sendall(SMALL[i:i + 1])
+                if stop.wait(1):
+                    return
+
+        dripping = threading.Thread(target=drip)
+        dripping.start()
+        try:
+            started = time.monotonic()
+            export = httpx.get(f"{server.url}/exports/orders.xlsx", params={"limit": 10}, timeout=10)
+            checked = httpx.put(f"{server.url}/imports/orders", content=SMALL, timeout=10,
+                                params={"wait": "true", "dry_run": "true", "mode": "replace"},
+                                headers={"Content-Type": XLSX})
+            took = time.monotonic() - started
+            freed = wait_for(lambda: status()["active"].get("export") == 0, 10)  # both workbooks complete
+            held = status()["spill"]
+            files = spill_files(tmp_path)
+        finally:
+            stop.set()
+            dripping.join()
+            for sock in stuck + drips:
+                sock.close()
+        gone = wait_for(lambda: not spill_files(tmp_path) and status()["spill"]["held"] == 0, 5)
+    assert export.status_code == 200 and len(read_workbook(export.content)["orders"]) == 11
+    assert checked.status_code == 200 and checked.json()["state"] == "done", checked.text
+    assert took < 10, took
+    assert freed and held["held"] > 10 << 20 and len(files) == 2, (held, files)
+    assert gone
+
+
+def test_past_the_spill_bound_the_worker_waits_for_its_client(tmp_path: Path, live_server) -> None:
+    """The documented fall-back: a download past SHEETSTREAM_EXPORT_SPILL_BYTES holds its worker, as before."""
+    store = noise_store(tmp_path / "db.sqlite")
+    settings = make_settings(tables=("noise",), data_dir=tmp_path, workers=1, export_spill_bytes=2 << 20)
+    with live_server(create_app(settings, store)) as server:
+        status = lambda: httpx.get(f"{server.url}/status").json()  # noqa: E731
+        sock = never_reading(server.url, "/exports/noise.xlsx")
+        try:
+            assert wait_for(lambda: status()["spill"]["held"] >= 1 << 20, 10)
+            time.sleep(1.5)
+            seen = status()
+            sizes = [path.stat().st_size for path in spill_files(tmp_path)]
+        finally:
+            sock.close()
+        gone = wait_for(lambda: not spill_files(tmp_path) and status()["active"].get("export") == 0, 5)
+    assert seen["active"]["export"] == 1  # the worker waits: its spill is full
+    assert seen["spill"]["held"] <= (2 << 20) + (256 << 10) and all(size <= 2 << 20 for size in sizes), seen
+    assert gone
+
+
+def test_a_client_that_keeps_up_spills_nothing(tmp_path: Path, live_server) -> None:
+    store = noise_store(tmp_path / "db.sqlite")
+    settings = make_settings(tables=("noise",), data_dir=tmp_path, workers=1)
+    with live_server(create_app(settings, store)) as server:
+        export = httpx.get(f"{server.url}/exports/noise.xlsx", timeout=30)
+        spill = httpx.get(f"{server.url}/status").json()["spill"]
+    assert export.status_code == 200 and len(export.content) > 10 << 20
+    assert spill == {"held": 0, "spilled": 0}
+
+
+def test_a_killed_servers_spill_files_are_removed_at_the_next_start(tmp_path: Path) -> None:
+    noise_store(tmp_path / "db.sqlite")
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with ServerProcess(database, tables=["noise"], data_dir=tmp_path, workers=1) as server:
+        sock = never_reading(server.url, "/exports/noise.xlsx", server.headers)
+        try:
+            assert wait_for(lambda: sum(p.stat().st_size for p in spill_files(tmp_path)) > 1 << 20, 15)
+            server.process.kill()
+            server.process.wait(10)
+            left = spill_files(tmp_path)
+        finally:
+            sock.close()
+    with ServerProcess(database, tables=["noise"], data_dir=tmp_path, workers=1):
+        after = spill_files(tmp_path)
+    assert left and after == []

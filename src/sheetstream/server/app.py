@@ -23,6 +23,8 @@ from .lifecycle import Lifecycle, new_instance_id
 from .metrics import Metrics
 from .routes import exports, imports, jobs, meta, session
 from .shares import Shares
+from .spill import SpillBudget
+from .spill import remove_dead as remove_dead_spills
 from .streams import Downloads
 from .uploads import SpoolBudget
 
@@ -41,6 +43,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        remove_dead_spills(settings.spool_dir)  # a killed server's
         await queue.start()
         lag.start()
         await lifecycle.start()
@@ -59,7 +62,6 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.store = store
     app.state.gate = Gate(settings.access, store.tokens)
     app.state.shares = Shares(options.per_identity)
-    app.state.downloads = Downloads(queue, app.state.shares, metrics, settings.export)
     app.state.board = board
     app.state.queue = queue
     app.state.lag = lag
@@ -68,6 +70,9 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.kept = KeptUploads(settings.spool_dir / "kept", settings.imports.keep_upload_seconds)
     limits = settings.imports
     app.state.spool = SpoolBudget(settings.spool_dir, limits.max_spool_files, limits.max_spool_bytes)
+    spill = SpillBudget(app.state.spool, settings.export.export_spill_bytes, limits.max_spool_bytes // 4)
+    metrics.watch_spill(spill)
+    app.state.downloads = Downloads(queue, app.state.shares, metrics, settings.export, spill)
     errors.install(app)
     for routes in (meta, session, exports, imports, jobs):
         app.include_router(routes.router)

@@ -31,13 +31,15 @@ from ..runtime.strategies import Task
 from .connections import EXTENSION, Connection
 from .metrics import Metrics
 from .shares import Shares
+from .spill import SpillBudget, spilled
 
 log = logging.getLogger("sheetstream.exports")
 
 
 class Downloads:
-    def __init__(self, queue: ProcessingQueue, shares: Shares, metrics: Metrics, options: ExportOptions):
-        self.queue, self.shares, self.metrics, self.options = queue, shares, metrics, options
+    def __init__(self, queue: ProcessingQueue, shares: Shares, metrics: Metrics, options: ExportOptions,
+                 spill: SpillBudget):
+        self.queue, self.shares, self.metrics, self.options, self.spill = queue, shares, metrics, options, spill
 
     def open(self, caller: Identity, filename: str, fn: Task, *args: Any) -> StreamingResponse:
         """The workbook ``fn(*args)`` makes on a worker, streamed as ``filename``: 429 at once when the caller's
@@ -49,7 +51,8 @@ class Downloads:
         except BaseException:
             release()
             raise
-        return BoundedStream(counted(stream, self.metrics), release=release,
+        # The worker writes into the spill at its own pace: it is freed when the workbook is complete.
+        return BoundedStream(spilled(counted(stream, self.metrics), self.spill), release=release,
                              stall_seconds=self.options.export_stall_seconds,
                              max_seconds=self.options.export_max_seconds, media_type=MEDIA_TYPE,
                              headers={"Content-Disposition": content_disposition(filename), "Cache-Control": "no-store"})
