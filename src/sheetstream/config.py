@@ -61,6 +61,12 @@ class ImportLimits:
     keep_upload_seconds: int = 900
     #: An upload that sends nothing for this long is dropped (408) and its spool file removed.
     upload_idle_seconds: float = 30.0
+    #: After ``upload_grace_seconds``, an upload must average ``upload_min_rate`` bytes a second over the last
+    #: ``upload_grace_seconds`` (Apache mod_reqtimeout's MinRate); slower, it is dropped (408). 0: no minimum.
+    upload_min_rate: int = 1024
+    upload_grace_seconds: float = 20.0
+    #: Uploads one client address may send at once (429 past it), admins and --no-auth included.
+    uploads_per_address: int = 8
     #: The spool holds at most this many uploads (arriving or waiting for a worker) and bytes; past it, 429.
     max_spool_files: int = 32
     max_spool_bytes: int = 4 << 30
@@ -334,6 +340,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_HEARTBEAT_TIMEOUT": ("heartbeat_timeout", _seconds),
     "SHEETSTREAM_DRAIN_SECONDS": ("drain_seconds", _seconds),
     "SHEETSTREAM_UPLOAD_IDLE_SECONDS": ("upload_idle_seconds", _seconds),
+    "SHEETSTREAM_UPLOAD_MIN_RATE": ("upload_min_rate", _whole),
+    "SHEETSTREAM_UPLOAD_GRACE_SECONDS": ("upload_grace_seconds", _seconds),
+    "SHEETSTREAM_UPLOADS_PER_ADDRESS": ("uploads_per_address", _whole),
     "SHEETSTREAM_MAX_SPOOL_FILES": ("max_spool_files", _whole),
     "SHEETSTREAM_MAX_SPOOL_MB": ("max_spool_bytes", _megabytes),
     "SHEETSTREAM_EXPORT_STALL_SECONDS": ("export_stall_seconds", _seconds),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.server import create_app
@@ -128,11 +129,13 @@ def spill_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("spool/spill-*"))
 
 
-def dripping_upload(url: str, body: bytes) -> socket.socket:
-    """A raw PUT that has sent one byte of ``body`` (the test drips the rest, or not)."""
+def dripping_upload(url: str, body: bytes, source: str = "127.0.0.2", forwarded: str = "") -> socket.socket:
+    """A raw PUT from ``source`` (another loopback address than the well-behaved client's) that has sent one
+    byte of ``body`` (the test drips the rest, or not)."""
     host, port = url.removeprefix("http://").split(":")
-    sock = socket.create_connection((host, int(port)), timeout=20)
-    sock.sendall(f"PUT /imports/orders HTTP/1.1\r\nHost: x\r\nContent-Type: {XLSX}\r\n"
+    sock = socket.create_connection((host, int(port)), timeout=20, source_address=(source, 0))
+    head = f"X-Forwarded-For: {forwarded}\r\n" if forwarded else ""
+    sock.sendall(f"PUT /imports/orders HTTP/1.1\r\nHost: x\r\nContent-Type: {XLSX}\r\n{head}"
                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:1])
     return sock
 
@@ -145,7 +148,7 @@ def test_never_reading_downloads_free_their_workers_and_others_get_through(tmp_p
     with live_server(create_app(settings, store)) as server:
         status = lambda: httpx.get(f"{server.url}/status").json()  # noqa: E731
         stuck = [never_reading(server.url, "/exports/noise.xlsx") for _ in range(2)]
-        drips = [dripping_upload(server.url, SMALL) for _ in range(10)]
+        drips = [dripping_upload(server.url, SMALL, f"127.0.0.{2 + i % 2}") for i in range(10)]
         stop = threading.Event()
 
         def drip() -> None:
@@ -225,3 +228,77 @@ def test_a_killed_servers_spill_files_are_removed_at_the_next_start(tmp_path: Pa
     with ServerProcess(database, tables=["noise"], data_dir=tmp_path, workers=1):
         after = spill_files(tmp_path)
     assert left and after == []
+
+
+def test_a_dripping_upload_gets_408_after_the_grace_period_and_gives_back_its_place(tmp_path: Path,
+                                                                                    live_server) -> None:
+    """A byte every 0.3 s: never idle long enough to be dropped (30 s), but far under the minimum rate."""
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 10)
+    settings = make_settings(data_dir=tmp_path, upload_min_rate=100, upload_grace_seconds=2)
+    with live_server(create_app(settings, store)) as server:
+        sock = dripping_upload(server.url, SMALL)
+        started = time.monotonic()
+        answer = b""
+        try:
+            sock.settimeout(0.3)
+            for i in range(1, 40):  # at most 12 s
+                try:
+                    sock.sendall(SMALL[i:i + 1])
+                    answer += sock.recv(65536)
+                except TimeoutError:
+                    continue
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                if answer:
+                    break
+            took = time.monotonic() - started
+            sock.settimeout(5)
+            try:
+                while data := sock.recv(65536):  # the rest of the answer, then the server closes
+                    answer += data
+            except (TimeoutError, ConnectionResetError):
+                pass
+        finally:
+            sock.close()
+        spool = httpx.get(f"{server.url}/status").json()["spool"]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert 1.5 < took < 6, took
+    assert b"the upload is too slow" in body and b"SHEETSTREAM_UPLOAD_MIN_RATE" in body
+    assert spool == {"files": 0, "bytes": 0} and list((tmp_path / "spool").glob("upload-*")) == []
+
+
+@pytest.mark.parametrize("via", ["direct", "trusted proxy"])
+def test_uploads_in_flight_are_limited_per_client_address_even_without_auth(tmp_path: Path, live_server,
+                                                                           via: str) -> None:
+    """Auth off (every caller an admin, exempt from the fair share): the address's limit holds all the same.
+    A forwarded address counts only from a trusted proxy; from anyone else it is ignored."""
+    store = SqliteStore(tmp_path / "db.sqlite")
+    seed(store, 10)
+    proxy = via == "trusted proxy"
+    settings = make_settings(data_dir=tmp_path, uploads_per_address=2,
+                             trusted_proxies=("127.0.0.1",) if proxy else None)
+    with live_server(create_app(settings, store)) as server:
+        held = [dripping_upload(server.url, SMALL, "127.0.0.1", forwarded="10.0.0.1") for _ in range(2)]
+        try:
+            assert wait_for(lambda: httpx.get(f"{server.url}/status").json()["spool"]["files"] == 2)
+            # Another address in X-Forwarded-For: believed from a trusted proxy only.
+            third = httpx.put(f"{server.url}/imports/orders", content=SMALL, headers={
+                "Content-Type": XLSX, "X-Forwarded-For": "10.0.0.2"}, params={"mode": "replace", "wait": "true"})
+            same = httpx.put(f"{server.url}/imports/orders", content=SMALL, headers={
+                "Content-Type": XLSX, "X-Forwarded-For": "10.0.0.1"}, params={"mode": "replace"})
+            with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.3")) as other:
+                elsewhere = other.put(f"{server.url}/imports/orders", content=SMALL, headers={"Content-Type": XLSX},
+                                      params={"mode": "replace", "wait": "true"})
+        finally:
+            for sock in held:
+                sock.close()
+    assert same.status_code == 429 and same.json()["error"] == "busy", same.text
+    assert "already sending 2 uploads, the most one address may send at once" in same.json()["message"]
+    assert same.headers["retry-after"] == "5"
+    if proxy:
+        assert third.status_code == 200, third.text
+    else:
+        assert third.status_code == 429 and "127.0.0.1 is already sending" in third.json()["message"]
+    assert elsewhere.status_code == 200, elsewhere.text

@@ -26,7 +26,7 @@ from .shares import Shares
 from .spill import SpillBudget
 from .spill import remove_dead as remove_dead_spills
 from .streams import Downloads
-from .uploads import SpoolBudget
+from .uploads import Senders, SpoolBudget
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
@@ -70,6 +70,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.kept = KeptUploads(settings.spool_dir / "kept", settings.imports.keep_upload_seconds)
     limits = settings.imports
     app.state.spool = SpoolBudget(settings.spool_dir, limits.max_spool_files, limits.max_spool_bytes)
+    app.state.senders = Senders(limits.uploads_per_address)
     spill = SpillBudget(app.state.spool, settings.export.export_spill_bytes, limits.max_spool_bytes // 4)
     metrics.watch_spill(spill)
     app.state.downloads = Downloads(queue, app.state.shares, metrics, settings.export, spill)
