@@ -323,3 +323,36 @@ def test_uploads_in_flight_are_limited_per_client_address_even_without_auth(tmp_
     else:
         assert third.status_code == 429 and "127.0.0.1 is already sending" in third.json()["message"]
     assert elsewhere.status_code == 200, elsewhere.text
+
+
+def test_readers_at_20_kb_a_second_hold_no_worker(tmp_path: Path, live_server) -> None:
+    """4 clients reading steadily at 20 kB/s on 2 workers (each would hold its worker for minutes, and never be cut
+    off): their workbooks complete into their spills, and a fast client's export answers at once."""
+    store = noise_store(tmp_path / "db.sqlite")
+    settings = make_settings(tables=("noise", "orders"), data_dir=tmp_path, workers=2)
+    with live_server(create_app(settings, store)) as server:
+        status = lambda: httpx.get(f"{server.url}/status").json()  # noqa: E731
+        stop = threading.Event()
+        received = [0] * 4
+
+        def read(i: int) -> None:
+            with never_reading(server.url, "/exports/noise.xlsx", small=False) as sock:
+                while not stop.wait(0.1):
+                    received[i] += len(sock.recv(2000))
+
+        readers = [threading.Thread(target=read, args=(i,)) for i in range(4)]
+        for reader in readers:
+            reader.start()
+        try:
+            freed = wait_for(lambda: status()["active"].get("export") == 0 and status()["spill"]["held"] > 0, 15)
+            started = time.monotonic()
+            export = httpx.get(f"{server.url}/exports/orders.xlsx", params={"limit": 10}, timeout=10)
+            took = time.monotonic() - started
+        finally:
+            stop.set()
+            for reader in readers:
+                reader.join()
+        gone = wait_for(lambda: not spill_files(tmp_path) and status()["spill"]["held"] == 0, 5)
+    assert freed and min(received) > 0
+    assert export.status_code == 200 and len(read_workbook(export.content)["orders"]) == 11 and took < 10, took
+    assert gone
