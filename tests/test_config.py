@@ -33,6 +33,9 @@ def test_every_variable_is_read() -> None:
         "SHEETSTREAM_UPLOAD_IDLE_SECONDS": "2.5", "SHEETSTREAM_MAX_SPOOL_FILES": "5", "SHEETSTREAM_MAX_SPOOL_MB": "64",
         "SHEETSTREAM_EXPORT_STALL_SECONDS": "7", "SHEETSTREAM_EXPORT_MAX_SECONDS": "600",
         "SHEETSTREAM_WORKER_MEMORY_MB": "0", "SHEETSTREAM_SPLIT_IMPORTS": "on", "SHEETSTREAM_IMPORT_CPU_SECONDS": "90",
+        "SHEETSTREAM_HEADER_SECONDS": "4.5", "SHEETSTREAM_MAX_CONNECTIONS": "100",
+        "SHEETSTREAM_EXPORT_SPILL_BYTES": "64M", "SHEETSTREAM_UPLOAD_MIN_RATE": "0",
+        "SHEETSTREAM_UPLOAD_GRACE_SECONDS": "5", "SHEETSTREAM_UPLOADS_PER_ADDRESS": "3",
     })
     assert settings.database == "postgresql://u@h/db" and settings.data_dir == Path("/tmp/x")
     assert settings.tables == ("a", "b") and (settings.export.deflate, settings.export.deflate_level) == ("zlib", 6)
@@ -52,7 +55,11 @@ def test_every_variable_is_read() -> None:
     assert not settings.export.deflate_adaptive and from_env({}).export.deflate_adaptive
     assert settings.queue.split_imports is True and not from_env({}).queue.split_imports
     assert settings.imports.import_cpu_seconds == 90
-    assert len(ENVIRONMENT) == 31  # a new variable gets a line in this test
+    assert (settings.connections.header_seconds, settings.connections.max_connections) == (4.5, 100)
+    assert settings.export.export_spill_bytes == 64 << 20 and settings.imports.upload_min_rate == 0
+    assert (settings.imports.upload_grace_seconds, settings.imports.uploads_per_address) == (5, 3)
+    assert from_env({"SHEETSTREAM_EXPORT_SPILL_BYTES": "1000"}).export.export_spill_bytes == 1000
+    assert len(ENVIRONMENT) == 37  # a new variable gets a line in this test
 
 
 def test_secure_defaults() -> None:

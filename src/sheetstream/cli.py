@@ -217,6 +217,17 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     throttled.add_argument("--out", type=Path, default=Path("bench-results/throttled.json"))
     throttled.set_defaults(run=_lazy("bench.throttled", "run"))
 
+    slow = kinds.add_parser("slow-clients", help="worker-seconds per export and exports per minute for readers at "
+                            "given rates, spill on vs off; first byte and CPU per row of a lone fast export")
+    slow.add_argument("--rows", type=int, default=100_000, help="demo rows exported (default %(default)s)")
+    slow.add_argument("--readers", type=int, default=4, help="clients downloading at once (default %(default)s)")
+    slow.add_argument("--workers", type=int, default=2, help="the servers' workers (default %(default)s)")
+    slow.add_argument("--rates", type=float, nargs="+", default=[1.0, 10.0, 100.0],
+                      help="the readers' MB/s, beside unthrottled (default %(default)s)")
+    slow.add_argument("--repeats", type=int, default=1, help="runs of each rate and mode (default 1)")
+    slow.add_argument("--out", type=Path, default=Path("bench-results/slow-clients.json"))
+    slow.set_defaults(run=_lazy("bench.slow_clients", "run"))
+
     channel = kinds.add_parser("channel", help="cost of moving chunks from a worker to the event loop")
     channel.add_argument("--megabytes", type=int, default=512)
     channel.add_argument("--out", type=Path, default=Path("bench-results/channel.json"))
@@ -353,6 +364,8 @@ def _run_server(app, host: str, port: int, drain_seconds: float, listening: Call
     once the app has started and the socket listens: a URL printed then answers at once."""
     import uvicorn
 
+    from .server.connections import raise_open_files, uvicorn_options
+
     class DrainingServer(uvicorn.Server):
         async def startup(self, sockets=None) -> None:
             await super().startup(sockets)
@@ -363,9 +376,9 @@ def _run_server(app, host: str, port: int, drain_seconds: float, listening: Call
             app.state.lifecycle.drain()
             super().handle_exit(sig, frame)
 
-    # proxy_headers off: which proxies to believe is the app's decision (--trusted-proxies)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
-                            timeout_graceful_shutdown=drain_seconds)  # type: ignore[arg-type]
+    raise_open_files()
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=drain_seconds,
+                            **uvicorn_options(app.state.settings))  # type: ignore[arg-type]
     DrainingServer(config).run()
 
 

@@ -46,6 +46,10 @@ class ExportOptions:
     #: ``export_max_seconds`` (as nginx's one-hour send timeout in deploy/nginx.conf).
     export_stall_seconds: float = 60.0
     export_max_seconds: float = 3600.0
+    #: What one download's worker may write ahead of its client, in memory and then in a spool file, so that its
+    #: worker is freed when the workbook is complete (0: none; the worker waits for the client). All downloads
+    #: together spill at most a quarter of the spool's budget (docs/operations.md).
+    export_spill_bytes: int = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,12 @@ class ImportLimits:
     keep_upload_seconds: int = 900
     #: An upload that sends nothing for this long is dropped (408) and its spool file removed.
     upload_idle_seconds: float = 30.0
+    #: After ``upload_grace_seconds``, an upload must average ``upload_min_rate`` bytes a second over the last
+    #: ``upload_grace_seconds`` (Apache mod_reqtimeout's MinRate); slower, it is dropped (408). 0: no minimum.
+    upload_min_rate: int = 1024
+    upload_grace_seconds: float = 20.0
+    #: Uploads one client address may send at once (429 past it), admins and --no-auth included.
+    uploads_per_address: int = 8
     #: The spool holds at most this many uploads (arriving or waiting for a worker) and bytes; past it, 429.
     max_spool_files: int = 32
     max_spool_bytes: int = 4 << 30
@@ -133,6 +143,16 @@ class LifecycleOptions:
 
 
 @dataclass(frozen=True)
+class ConnectionOptions:
+    #: A connection must send a whole request line and headers within this long (from its start, or from the end of
+    #: its previous response); one that sends nothing, or half a request, is closed. nginx's client_header_timeout.
+    header_seconds: float = 20.0
+    #: Open connections at most (fewer when the descriptor limit leaves less room: docs/operations.md); past it a
+    #: new connection gets a 503 at once, except a few kept for ``/healthz`` and ``/readyz``.
+    max_connections: int = 4096
+
+
+@dataclass(frozen=True)
 class Settings:
     #: ``postgresql://...`` or ``sqlite:///path``; default: ``<data_dir>/sheetstream.db``.
     database_url: str = ""
@@ -144,6 +164,7 @@ class Settings:
     queue: QueueOptions = field(default_factory=QueueOptions)
     access: AccessOptions = field(default_factory=AccessOptions)
     lifecycle: LifecycleOptions = field(default_factory=LifecycleOptions)
+    connections: ConnectionOptions = field(default_factory=ConnectionOptions)
 
     @property
     def spool_dir(self) -> Path:
@@ -179,7 +200,7 @@ class Settings:
 
 
 _GROUPS = (("export", ExportOptions), ("imports", ImportLimits), ("queue", QueueOptions), ("access", AccessOptions),
-           ("lifecycle", LifecycleOptions))
+           ("lifecycle", LifecycleOptions), ("connections", ConnectionOptions))
 _TOP = {f.name for f in fields(Settings)} - {group for group, _ in _GROUPS}
 _GROUP_OF = {f.name: group for group, cls in _GROUPS for f in fields(cls)}
 
@@ -229,6 +250,14 @@ def _whole(text: str) -> int:
     if not text.strip().isdigit():
         raise ValueError("is not a whole number")
     return int(text)
+
+
+def _bytes(text: str) -> int:
+    """A whole number of bytes, or with a unit: ``64M``, ``1G`` (binary: MiB, GiB)."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*", text)
+    if not match:
+        raise ValueError("is not a number of bytes (e.g. 268435456, 256M, 1G)")
+    return int(match[1]) << {"": 0, "k": 10, "m": 20, "g": 30}[match[2].lower()]
 
 
 def _megabytes(text: str) -> int:
@@ -315,6 +344,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_HEARTBEAT_TIMEOUT": ("heartbeat_timeout", _seconds),
     "SHEETSTREAM_DRAIN_SECONDS": ("drain_seconds", _seconds),
     "SHEETSTREAM_UPLOAD_IDLE_SECONDS": ("upload_idle_seconds", _seconds),
+    "SHEETSTREAM_UPLOAD_MIN_RATE": ("upload_min_rate", _whole),
+    "SHEETSTREAM_UPLOAD_GRACE_SECONDS": ("upload_grace_seconds", _seconds),
+    "SHEETSTREAM_UPLOADS_PER_ADDRESS": ("uploads_per_address", _whole),
     "SHEETSTREAM_MAX_SPOOL_FILES": ("max_spool_files", _whole),
     "SHEETSTREAM_MAX_SPOOL_MB": ("max_spool_bytes", _megabytes),
     "SHEETSTREAM_IMPORT_CPU_SECONDS": ("import_cpu_seconds", _seconds),
@@ -322,6 +354,9 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_EXPORT_MAX_SECONDS": ("export_max_seconds", _seconds),
     "SHEETSTREAM_WORKER_MEMORY_MB": ("worker_memory_bytes", _megabytes_or_none),
     "SHEETSTREAM_SPLIT_IMPORTS": ("split_imports", _on_off),
+    "SHEETSTREAM_EXPORT_SPILL_BYTES": ("export_spill_bytes", _bytes),
+    "SHEETSTREAM_HEADER_SECONDS": ("header_seconds", _seconds),
+    "SHEETSTREAM_MAX_CONNECTIONS": ("max_connections", _whole),
 }
 
 

@@ -127,12 +127,15 @@ def noisy_rows(count: int) -> Iterator[tuple]:
         yield (i, os.urandom(600).hex())  # ~1.2 kB that deflate cannot shrink much
 
 
-def test_slow_client_slows_the_producer(tmp_path: Path, live_server) -> None:
-    """Back-pressure: while the client pauses, the producer stops well short of the end."""
-    total = 40_000  # about 27 MB compressed: more than the socket buffers and the bounded hand-off hold
+@pytest.mark.parametrize(("spill", "share"), [(0, 0.6), (2 << 20, 0.75)])
+def test_slow_client_slows_the_producer(tmp_path: Path, live_server, spill: int, share: float) -> None:
+    """Back-pressure past the spill's bound (none, or 2 MB ahead): while the client pauses, the producer stops well
+    short of the end."""
+    total = 40_000  # about 27 MB compressed: more than the socket buffers, the bounded hand-off and the spill hold
     columns = [Column("n", "integer"), Column("blob", "text")]
     store = InstrumentedStore(tmp_path / "x.db", noisy_rows(total), columns)
-    with live_server(create_app(make_settings(tables=("orders",)), store)) as server:
+    settings = make_settings(tables=("orders",), data_dir=tmp_path, export_spill_bytes=spill)
+    with live_server(create_app(settings, store)) as server:
         with httpx.stream("GET", f"{server.url}/exports/orders.xlsx", timeout=30) as response:
             chunks = response.iter_raw()
             received = len(next(chunks))
@@ -141,7 +144,7 @@ def test_slow_client_slows_the_producer(tmp_path: Path, live_server) -> None:
             time.sleep(0.5)
             assert store.produced == stalled_at, "the producer kept going while the client read nothing"
             received += sum(len(c) for c in chunks)
-    assert stalled_at < total * 0.6
+    assert stalled_at < total * share
     assert store.produced == total and received > 25_000_000
 
 

@@ -256,7 +256,7 @@ def whole_response(data: bytes) -> bool:
 def test_idle_sockets_do_not_lock_out_a_well_behaved_client(tmp_path: Path, live_server, strategy: str) -> None:
     store = noise_store(tmp_path / "db.sqlite")
     settings = make_settings(tables=("noise", "orders"), data_dir=tmp_path, workers=2, max_waiting=8,
-                             export_stall_seconds=2, strategy=strategy)
+                             export_stall_seconds=2, strategy=strategy, uploads_per_address=16)
     with live_server(create_app(settings, store)) as server:
         status = lambda: httpx.get(f"{server.url}/status").json()  # noqa: E731
         stuck = [open_export(server.url, "/exports/noise.xlsx") for _ in range(2)]
@@ -283,7 +283,8 @@ def test_idle_sockets_do_not_lock_out_a_well_behaved_client(tmp_path: Path, live
         finally:
             stop.set()
             dripping.join()
-        assert wait_for(lambda: status()["active"].get("export") == 0, 5)  # both stalled ones were cut off
+        assert wait_for(lambda: status()["active"].get("export") == 0, 5)  # both workbooks complete, or cut off
+        assert wait_for(lambda: status()["spill"]["held"] == 0, 5)  # both stalled ones were cut off: spills gone
         cut_off = [read_to_end(sock) for sock in stuck]
         for sock in stuck + drips:
             sock.close()
@@ -337,7 +338,7 @@ def test_a_burst_of_uploads_is_bounded_by_the_spool(tmp_path: Path, live_server)
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 10)
     settings = make_settings(data_dir=tmp_path, workers=1, max_waiting=8, max_spool_files=8,
-                             max_spool_bytes=len(SMALL) * 8 + 1000)
+                             max_spool_bytes=len(SMALL) * 8 + 1000, uploads_per_address=64)  # the spool's bound
     with live_server(create_app(settings, store)) as server:
         uploads = [open_upload(server.url, SMALL, 100) for _ in range(40)]
         answers = answers_within(uploads, seconds=10, expected=32)

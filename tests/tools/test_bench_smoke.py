@@ -121,3 +121,18 @@ def test_bench_throttled_tiny(tmp_path: Path) -> None:
     report = out.with_suffix(".md").read_text()
     _check_load(results, report)
     assert "| 50 MB/s | adaptive |" in report and "valid archive (status 200, zipfile testzip): yes" in report
+
+
+def test_bench_slow_clients_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "slow-clients.json"
+    assert main(["bench", "slow-clients", "--rows", "300", "--readers", "2", "--rates", "0.05", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    runs = results["runs"]
+    assert [(r["mode"], r["rate"]) for r in runs] == [("spill", None), ("no spill", None), ("spill", 50e3),
+                                                       ("no spill", 50e3)]
+    for r in runs:
+        assert r["completed"] == 2 and r["bytes"] > 2000 and r["worker_seconds_per_export"] >= 0, r
+    assert all(r["first_byte_ms"] > 0 and r["cpu_us_per_row"] > 0 for r in runs if r["rate"] is None)
+    report = out.with_suffix(".md").read_text()
+    _check_load(results, report)
+    assert "| 0.05 MB/s | no spill |" in report and "Downloads that did not complete: 0." in report

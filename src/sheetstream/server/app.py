@@ -23,7 +23,10 @@ from .lifecycle import Lifecycle, new_instance_id
 from .metrics import Metrics
 from .routes import exports, imports, jobs, meta, session
 from .shares import Shares
-from .uploads import SpoolBudget
+from .spill import SpillBudget
+from .spill import remove_dead as remove_dead_spills
+from .streams import Downloads
+from .uploads import Senders, SpoolBudget
 
 
 def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
@@ -40,6 +43,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        remove_dead_spills(settings.spool_dir)  # a killed server's
         await queue.start()
         lag.start()
         await lifecycle.start()
@@ -67,6 +71,10 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     app.state.kept = KeptUploads(settings.spool_dir / "kept", limits.keep_upload_seconds, limits.max_spool_files,
                                  limits.max_spool_bytes)
     app.state.spool = SpoolBudget(settings.spool_dir, limits.max_spool_files, limits.max_spool_bytes, app.state.kept)
+    app.state.senders = Senders(limits.uploads_per_address)
+    spill = SpillBudget(app.state.spool, settings.export.export_spill_bytes, limits.max_spool_bytes // 4)
+    metrics.watch_spill(spill)
+    app.state.downloads = Downloads(queue, app.state.shares, metrics, settings.export, spill)
     errors.install(app)
     for routes in (meta, session, exports, imports, jobs):
         app.include_router(routes.router)

@@ -21,6 +21,7 @@ from ..store import Column, Store
 from .auth import Gate
 from .metrics import Metrics
 from .shares import Shares
+from .streams import Downloads
 from .uploads import SpoolBudget
 
 
@@ -52,6 +53,10 @@ def get_shares(request: Request) -> Shares:
     return request.app.state.shares
 
 
+def get_downloads(request: Request) -> Downloads:
+    return request.app.state.downloads
+
+
 def get_spool(request: Request) -> SpoolBudget:
     return request.app.state.spool
 
@@ -63,6 +68,7 @@ BoardDep = Annotated[JobBoard, Depends(get_board)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 GateDep = Annotated[Gate, Depends(get_gate)]
 SharesDep = Annotated[Shares, Depends(get_shares)]
+DownloadsDep = Annotated[Downloads, Depends(get_downloads)]
 
 
 async def get_caller(request: Request) -> Identity:

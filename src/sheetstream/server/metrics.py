@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ..runtime import ProcessingQueue
@@ -28,8 +29,23 @@ class Metrics:
         self.rows_imported = Counter("sheetstream_rows_imported", "Rows committed by imports", registry=self.registry)
         self.registry.register(_Live(queue, lag))
 
+    def watch_spill(self, spill: Any) -> None:
+        """Report the spill's bytes (a :class:`~.spill.SpillBudget`)."""
+        self.registry.register(_Spill(spill))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Spill(Collector):
+    def __init__(self, spill: Any):
+        self.spill = spill
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield CounterMetricFamily("sheetstream_bytes_spilled", "Bytes of downloads written to spill files, their "
+                                  "clients slower than their workers", value=self.spill.spilled)
+        yield GaugeMetricFamily("sheetstream_spill_held_bytes", "Bytes of downloads held for their clients now",
+                                value=self.spill.held)
 
 
 class _Live(Collector):

@@ -4,6 +4,7 @@ client, or one leaked token, cannot fill the whole queue while the others get 42
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from ..access import Identity
 from ..errors import Busy
@@ -25,6 +26,19 @@ class Shares:
                        "caller may have at once, so that others find room; try again when one has ended",
                        retry_after=retry_after, per_identity=self.limit)
         self.held[identity.key] += 1
+
+    def hold(self, identity: Identity, retry_after: int = 1) -> Callable[[], None]:
+        """:meth:`take`, and what gives it back: a function that does so once, however often it is called."""
+        self.take(identity, retry_after)
+        given = False
+
+        def release() -> None:
+            nonlocal given
+            if not given:
+                given = True
+                self.give(identity)
+
+        return release
 
     def give(self, identity: Identity) -> None:
         if identity.admin or self.held[identity.key] <= 0:

@@ -4,7 +4,9 @@ Chunks are gathered up to 1 MB and written from a worker thread, so the event lo
 and memory holds at most one such buffer per upload. The size limit is enforced before reading when
 ``Content-Length`` is known, and as soon as it is passed otherwise; a failed upload leaves no file behind.
 The spool as a whole is bounded (:class:`SpoolBudget`: files and bytes, kept uploads included, 429 past them),
-a full disk is a 507, and a client that sends nothing for ``idle`` seconds is dropped (408).
+a full disk is a 507, a client that sends nothing for ``idle`` seconds, or less than a minimum rate
+(:class:`Pace`), is dropped (408), and one client address sends at most a few uploads at once (:class:`Senders`,
+429 past them).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import errno
 import hashlib
 import os
 import tempfile
+import time
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
@@ -204,23 +208,96 @@ def _storage_error(exc: OSError) -> Exception:
     return exc
 
 
-async def body_chunks(request: Request, idle: float) -> AsyncIterator[bytes]:
-    """The body's chunks as they arrive; 408 when none comes for ``idle`` seconds (a stalled client's spool place
-    is given back instead of held forever)."""
+class Pace:
+    """Apache ``mod_reqtimeout``'s ``MinRate``: after ``grace`` seconds, the bytes of the last ``grace`` seconds must
+    average ``min_rate`` a second (0: no minimum). A client dripping a byte now and then, never idle long enough
+    to be dropped, would otherwise hold its spool place for as long as it likes."""
+
+    def __init__(self, min_rate: float, grace: float):
+        self.min_rate, self.grace = min_rate, grace
+        self.started = time.monotonic()
+        self.received = 0
+        self.samples: deque[tuple[float, int]] = deque([(self.started, 0)])
+
+    def add(self, size: int) -> None:
+        self.received += size
+        now = time.monotonic()
+        self.samples.append((now, self.received))
+        while len(self.samples) > 1 and self.samples[1][0] <= now - self.grace:
+            self.samples.popleft()  # the first one left is the window's start
+
+    def check(self) -> None:
+        """408 when the upload has fallen under the minimum rate."""
+        now = time.monotonic()
+        if not self.min_rate or now - self.started < self.grace:
+            return
+        while len(self.samples) > 1 and self.samples[1][0] <= now - self.grace:
+            self.samples.popleft()
+        taken = self.received - self.samples[0][1]
+        if taken < self.min_rate * self.grace:
+            raise TimedOut(f"the upload is too slow: {taken / self.grace:,.0f} bytes a second over the last "
+                           f"{self.grace:g} s, under the {self.min_rate:,.0f} this server requires "
+                           "(SHEETSTREAM_UPLOAD_MIN_RATE); send the file again over a faster connection")
+
+
+async def body_chunks(request: Request, idle: float, pace: Pace | None = None) -> AsyncIterator[bytes]:
+    """The body's chunks as they arrive; 408 when none comes for ``idle`` seconds, or when they come slower than
+    ``pace`` allows (a stalled or dripping client's spool place is given back instead of held forever)."""
     chunks = request.stream()
+    pace = pace or Pace(0, idle)
     while True:
+        # The next chunk is awaited in a task of its own: cancelling the stream's own await would end it.
+        waiting = asyncio.ensure_future(anext(chunks))
+        last = time.monotonic()
         try:
-            async with asyncio.timeout(idle):
-                chunk = await anext(chunks)
+            while not waiting.done():
+                await asyncio.wait({waiting}, timeout=min(1.0, idle))
+                if not waiting.done():
+                    pace.check()
+                    if time.monotonic() - last >= idle:
+                        raise TimedOut(f"the upload stopped: nothing arrived for {idle:g} seconds; send the file "
+                                       "again")
+            chunk = waiting.result()
         except StopAsyncIteration:
             return
-        except TimeoutError:
-            raise TimedOut(f"the upload stopped: nothing arrived for {idle:g} seconds; send the file again") from None
+        finally:
+            if not waiting.done():
+                waiting.cancel()
+        pace.add(len(chunk))
+        pace.check()
         yield chunk
 
 
+class Senders:
+    """Uploads being received, per client address: at most ``limit`` from one address at once, whoever sends
+    them (admins and ``--no-auth`` included: the spool's places are for everyone)."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.held: Counter[str] = Counter()
+
+    def hold(self, address: str) -> Callable[[], None]:
+        """Count one more upload from ``address`` (429 at its limit); returns what gives it back, once."""
+        if self.held[address] >= self.limit:
+            raise Busy(f"{address} is already sending {self.held[address]} uploads, the most one address may send "
+                       "at once (SHEETSTREAM_UPLOADS_PER_ADDRESS); send this one when one of them has arrived",
+                       retry_after=5, per_address=self.limit)
+        self.held[address] += 1
+        given = False
+
+        def release() -> None:
+            nonlocal given
+            if not given:
+                given = True
+                self.held[address] -= 1
+                if not self.held[address]:
+                    del self.held[address]
+
+        return release
+
+
 async def receive_raw(request: Request, spool: Spool, limit: int, progress: Callable[[int], None],
-                      idle: float = 30.0) -> None:
+                      idle: float = 30.0, pace: Pace | None = None) -> None:
     """The whole body into ``spool``. Raises 415 for a content type that is no format's."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in ACCEPTED_TYPES:
@@ -228,7 +305,7 @@ async def receive_raw(request: Request, spool: Spool, limit: int, progress: Call
         raise UnsupportedMediaType(f"send the file itself as the body with the Content-Type of its format: {kinds} "
                                    f"(got {media}), or use POST with multipart/form-data")
     try:
-        async for chunk in body_chunks(request, idle):
+        async for chunk in body_chunks(request, idle, pace):
             if spool.size + len(chunk) > limit:
                 raise too_large(limit)
             await spool.write(chunk)
@@ -239,7 +316,7 @@ async def receive_raw(request: Request, spool: Spool, limit: int, progress: Call
 
 
 async def receive_multipart(request: Request, spool: Spool, limit: int, progress: Callable[[int], None],
-                            idle: float = 30.0, field_name: str = "file") -> dict[str, str]:
+                            idle: float = 30.0, field_name: str = "file", pace: Pace | None = None) -> dict[str, str]:
     """The ``file`` field of a form into ``spool``; returns the other (small) fields."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
@@ -249,7 +326,7 @@ async def receive_multipart(request: Request, spool: Spool, limit: int, progress
     parser = MultipartParser(params[b"boundary"], form.callbacks())
     received = 0
     try:
-        async for chunk in body_chunks(request, idle):
+        async for chunk in body_chunks(request, idle, pace):
             received += len(chunk)
             if received > limit:
                 raise too_large(limit)

@@ -20,6 +20,7 @@ import psutil
 import uvicorn
 
 from ..access import new_token
+from ..server.connections import uvicorn_options
 
 #: The PostgreSQL the tests and benchmarks use (trust authentication on loopback, database ``test``).
 POSTGRES_URL = os.environ.get("SHEETSTREAM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -95,7 +96,7 @@ class ServerProcess:
 
     def __init__(self, database_url: str, tables: list[str] | None = None, executor: str | None = None,
                  workers: int | None = None, start_method: str | None = None, data_dir: Path | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, open_files: int | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token = new_token()  # its admin token (SHEETSTREAM_ADMIN_TOKEN), for the tools' clients
@@ -107,17 +108,22 @@ class ServerProcess:
             if value:
                 self.command += [flag, str(value)]
         self.env = {**os.environ, **(env or {})}  # SHEETSTREAM_* settings that have no flag
+        self.open_files = open_files  # the soft RLIMIT_NOFILE it starts with (default: this process's)
         self.process: subprocess.Popen | None = None
 
     def __enter__(self) -> ServerProcess:
         env = {**self.env, "SHEETSTREAM_ADMIN_TOKEN": self.token}
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+                                        preexec_fn=self._limit if self.open_files else None)
         try:
             wait_until_up(self.url)
         except BaseException:
             self.process.kill()
             raise
         return self
+
+    def _limit(self) -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
     def __exit__(self, *exc: object) -> None:
         assert self.process is not None
@@ -151,8 +157,11 @@ class ThreadedServer:
     def __init__(self, app, host: str = "127.0.0.1"):
         self.sock = bound_socket(host)
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        # proxy_headers off, as `sheetstream serve` runs: the app decides itself which proxies it believes.
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", proxy_headers=False))
+        # Connections bounded as `sheetstream serve` bounds them (proxy_headers off: the app decides itself which
+        # proxies it believes); an app that is not sheetstream's gets uvicorn's own protocol.
+        settings = getattr(getattr(app, "state", None), "settings", None)
+        options = uvicorn_options(settings) if settings is not None else {"proxy_headers": False}
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **options))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> ThreadedServer:

@@ -40,7 +40,15 @@ from ..errors import job_json, job_status
 from ..kept import KeptDep, KeptUploads
 from ..metrics import Metrics
 from ..shares import Shares
-from ..uploads import Spool, SpoolBudget, check_declared_size, declared_size, receive_multipart, receive_raw
+from ..uploads import (
+    Pace,
+    Spool,
+    SpoolBudget,
+    check_declared_size,
+    declared_size,
+    receive_multipart,
+    receive_raw,
+)
 
 log = logging.getLogger("sheetstream.imports")
 
@@ -80,13 +88,18 @@ class Upload:
         job = self.job
         check_declared_size(self.request, self.limits.max_upload_bytes)
         await run_in_threadpool(self.store.columns, job.table)  # 404 now, before the body is read, if it is missing
-        spool = self.admit(declared_size(self.request), prefix=f"upload-{job.id}-")  # named by its job: see lifecycle
+        state = self.request.app.state
+        sending = state.senders.hold(state.gate.client_address(self.request))  # 429 past the address's uploads
         try:
-            with self.request.app.state.lifecycle.receiving(job.id):
-                await self.receive(spool, multipart)
-        except BaseException:
-            self.shares.give(self.caller)
-            raise
+            spool = self.admit(declared_size(self.request), prefix=f"upload-{job.id}-")  # named by its job: lifecycle
+            try:
+                with state.lifecycle.receiving(job.id):
+                    await self.receive(spool, multipart)
+            except BaseException:
+                self.shares.give(self.caller)
+                raise
+        finally:
+            sending()
         return await self.start(spool, wait)
 
     async def run_kept(self, preview: Job, wait: bool) -> JSONResponse:
@@ -137,14 +150,15 @@ class Upload:
     async def receive(self, spool: Spool, multipart: bool) -> None:
         """The body, into ``spool``; on any failure the file is gone and the job records why."""
         job, limit, idle = self.job, self.limits.max_upload_bytes, self.limits.upload_idle_seconds
+        pace = Pace(self.limits.upload_min_rate, self.limits.upload_grace_seconds)
         try:
             await run_in_threadpool(self.board.save, job, True)
             if multipart:
-                fields = await receive_multipart(self.request, spool, limit, self.progress, idle)
+                fields = await receive_multipart(self.request, spool, limit, self.progress, idle, pace=pace)
                 apply_form_fields(job, fields)
                 require(self.caller, job.table, job.mode)  # the form may have asked for another mode
             else:
-                await receive_raw(self.request, spool, limit, self.progress, idle)
+                await receive_raw(self.request, spool, limit, self.progress, idle, pace)
             if spool.size == 0:
                 raise BadRequest("the upload is empty: send the .xlsx or .csv file as the request body")
             await run_in_threadpool(self.tell_format, spool)

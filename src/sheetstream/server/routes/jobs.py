@@ -4,7 +4,6 @@ started it: to anyone else (but an admin) it does not exist."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -13,13 +12,12 @@ from starlette.concurrency import run_in_threadpool
 
 from ...access import Identity
 from ...errors import Conflict, NotFound
-from ...formats.xlsx import MEDIA_TYPE
 from ...pipeline.jobs import Job
 from ...pipeline.review import marked_workbook
-from ...runtime import TaskStream
 from ..deps import (
     BoardDep,
     Caller,
+    DownloadsDep,
     MetricsDep,
     QueueDep,
     SettingsDep,
@@ -31,8 +29,6 @@ from ..deps import (
 )
 from ..errors import job_json
 from ..kept import KeptDep
-from ..metrics import Metrics
-from .exports import content_disposition
 from .imports import Upload, Wait
 
 router = APIRouter()
@@ -93,8 +89,8 @@ async def commit_job(job_id: str, request: Request, caller: Caller, settings: Se
 
 
 @router.get("/jobs/{job_id}/problems.xlsx", response_class=StreamingResponse)
-async def problems_workbook(job_id: str, caller: Caller, settings: SettingsDep, board: BoardDep, queue: QueueDep,
-                            metrics: MetricsDep, kept: KeptDep) -> StreamingResponse:
+async def problems_workbook(job_id: str, caller: Caller, settings: SettingsDep, board: BoardDep, kept: KeptDep,
+                            downloads: DownloadsDep) -> StreamingResponse:
     """The uploaded workbook with each problem cell filled and commented, and a Problems sheet linking to each
     (also the warnings, in yellow): streamed while it is made, from the kept upload."""
     job = await _load(board, job_id, caller)
@@ -103,13 +99,5 @@ async def problems_workbook(job_id: str, caller: Caller, settings: SettingsDep, 
     if not (job.errors or job.warnings):
         raise NotFound(f"job {job_id} found no problem and no warning to mark")
     path = kept.get(job)
-    queue.admit("export")
-    stream = queue.stream("export", marked_workbook, str(path), job.to_json(), settings.export)
-    headers = {"Content-Disposition": content_disposition(f"{job.table}-problems.xlsx"), "Cache-Control": "no-store"}
-    return StreamingResponse(_counted(stream, metrics), media_type=MEDIA_TYPE, headers=headers)
-
-
-async def _counted(stream: TaskStream, metrics: Metrics) -> AsyncIterator[bytes]:
-    async for chunk in stream:
-        metrics.bytes_out.inc(len(chunk))
-        yield chunk
+    return downloads.open(caller, f"{job.table}-problems.xlsx", marked_workbook, str(path), job.to_json(),
+                          settings.export)

@@ -93,6 +93,7 @@ async def status(request: Request, queue: QueueDep, since_seconds: float | None 
         "queued": dict(queue.queued),
         "max_waiting": queue.max_waiting,
         "spool": {"files": request.app.state.spool.files, "bytes": request.app.state.spool.bytes},
+        "spill": {"held": request.app.state.downloads.spill.held, "spilled": request.app.state.downloads.spill.spilled},
         "lag": request.app.state.lag.summary(since),
     }
 

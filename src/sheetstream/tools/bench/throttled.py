@@ -44,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
         db = Path(tmp) / "orders.db"
         console.log(f"seeding {args.rows:,} demo rows ...")
         seed(SqliteStore(db), args.rows)
-        servers = {mode: ServerProcess(f"sqlite:///{db}", env={"SHEETSTREAM_DEFLATE_ADAPTIVE": value})
+        servers = {mode: ServerProcess(f"sqlite:///{db}", env={"SHEETSTREAM_DEFLATE_ADAPTIVE": value,
+                                                               # the adaptive level follows back-pressure, which
+                                                               # the spill takes away (docs/design.md)
+                                                               "SHEETSTREAM_EXPORT_SPILL_BYTES": "0"})
                    for mode, value in MODES.items()}
         try:
             for server in servers.values():
