@@ -143,7 +143,8 @@ def test_worker_process_waits_for_a_slow_client_and_stops_when_it_leaves(tmp_pat
     columns = [Column("n", "integer", nullable=False, primary_key=True), Column("blob", "text")]
     store.create_table("noise", columns)
     store.write_rows("noise", columns, ((i, os.urandom(600).hex()) for i in range(40_000)))  # ~30 MB exported
-    settings = make_settings(tables=("noise",), data_dir=tmp_path, strategy="process", workers=1)
+    # The spill off: with it, the worker would finish into the spool instead of waiting (tests/server/test_slow_clients.py).
+    settings = make_settings(tables=("noise",), data_dir=tmp_path, strategy="process", workers=1, export_spill_bytes=0)
     with live_server(create_app(settings, store)) as server:
         status = lambda: httpx.get(f"{server.url}/status").json()  # noqa: E731
         with httpx.stream("GET", f"{server.url}/exports/noise.xlsx", timeout=30) as response:
