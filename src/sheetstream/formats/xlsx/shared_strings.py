@@ -33,8 +33,9 @@ class SharedStrings(Sequence[str]):
     (4 bytes a string), rather than a Python string each (some 60 bytes more a string: 5,000,000 texts of 4
     bytes took 467 MB). A text is decoded when a cell asks for it (the compiled scanner does that itself)."""
 
-    #: Recently read short texts, by index modulo this (the compiled scanner's, not Python's): repeated texts
-    #: (a category, a name) are then one string object each, as in a list, for at most a few hundred kB.
+    #: The first texts of the table, short ones, once read (by the compiled scanner): a column of few values (a
+    #: category, a status) has them among the first, and they are then one string each, as in a list, for at
+    #: most a few hundred kB.
     CACHED = 4096
 
     def __init__(self) -> None:
