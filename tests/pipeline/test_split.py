@@ -9,8 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from sheetstream.formats.xlsx import reader as reader_module
-from sheetstream.formats.xlsx import write_xlsx
+from sheetstream.formats.xlsx import package, write_xlsx
 from sheetstream.pipeline.jobs import Job, run_import_job
 from sheetstream.runtime.forked import forked_map
 from sheetstream.store import open_store
@@ -23,7 +22,7 @@ HEADER = [c.name for c in ORDERS]
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader_module, "_BLOCK", 16 << 10)  # a few hundred rows per block: many blocks
+    monkeypatch.setattr(package, "_BLOCK", 16 << 10)  # a few hundred rows per block: many blocks
 
 
 def _workbook(path: Path, rows) -> Path:

@@ -9,8 +9,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from sheetstream.formats.xlsx import last_row, open_workbook, write_xlsx
-from sheetstream.formats.xlsx import reader as reader_module
+from sheetstream.formats.xlsx import last_row, open_workbook, package, write_xlsx
 
 from ...helpers import make_xlsx
 
@@ -57,7 +56,7 @@ def _by_blocks(path: Path) -> tuple[list, list[int]]:
 
 @pytest.fixture
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(reader_module, "_BLOCK", 4096)  # many blocks out of a small sheet
+    monkeypatch.setattr(package, "_BLOCK", 4096)  # many blocks out of a small sheet
 
 
 @pytest.mark.parametrize("gaps", [False, True])

@@ -22,9 +22,10 @@ from sheetstream.formats.xlsx import (
     WorkbookTooLarge,
     last_row,
     open_workbook,
-    reader,
+    shared_strings,
     write_xlsx,
 )
+from sheetstream.formats.xlsx import sheet as sheet_module
 from sheetstream.store.demo import ORDERS, demo_rows
 
 from ...helpers import MAIN, build, measured, parts, patch_central_directory, read, read_all, sheet, styles
@@ -153,7 +154,7 @@ def test_unclosed_elements_take_linear_time(tmp_path: Path, unclosed: str | tupl
 def _read_every_way(path: Path, scanner: bool) -> str:
     """Each block's last row (as a split import numbers them), then every row: what it ends with, as text."""
     if not scanner:
-        reader._scan = reader._scan_rows = reader._shared_scan = None
+        sheet_module._scan = sheet_module._scan_rows = shared_strings._shared_scan = None
     try:
         with open_workbook(path, NO_RATIO) as book:  # the upload holds a few such blocks under the ratio bound
             previous = 0

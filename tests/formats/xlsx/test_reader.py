@@ -21,9 +21,10 @@ from sheetstream.formats.xlsx import (
     UnsafeXml,
     WorkbookTooLarge,
     open_workbook,
+    shared_strings,
+    sheet,
     write_xlsx,
 )
-from sheetstream.formats.xlsx import reader as reader_module
 from sheetstream.formats.xlsx.reader import is_date_format
 from sheetstream.store.demo import ORDERS, demo_rows
 
@@ -191,8 +192,9 @@ def test_whitespace_at_the_edges_of_a_text_without_xml_space_is_trimmed(tmp_path
     """Shared, inline and rich text alike, as Excel and calamine read them (the corpus's LibreOffice and xlrd
     files): each <t> without xml:space="preserve" loses the XML whitespace at its edges."""
     if not scanner:
-        for name in ("_scan", "_scan_rows", "_shared_scan"):
-            monkeypatch.setattr(reader_module, name, None)
+        monkeypatch.setattr(sheet, "_scan", None)
+        monkeypatch.setattr(sheet, "_scan_rows", None)
+        monkeypatch.setattr(shared_strings, "_shared_scan", None)
     shared = "".join(f"<si>{written}</si>" for written, _ in EDGE_WHITESPACE)
     cells = [f'<c t="s"><v>{i}</v></c>' for i in range(len(EDGE_WHITESPACE))]
     inline = [f'<c t="inlineStr"><is>{written}</is></c>' for written, _ in EDGE_WHITESPACE]

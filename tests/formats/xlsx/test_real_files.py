@@ -12,8 +12,8 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from sheetstream.formats.xlsx import BadWorkbook, NotAWorkbook, open_workbook, reader, write_xlsx
-from sheetstream.formats.xlsx.reader import is_date_format
+from sheetstream.formats.xlsx import BadWorkbook, NotAWorkbook, PasswordProtected, open_workbook, package, write_xlsx
+from sheetstream.formats.xlsx.reader import format_kind, is_date_format
 
 from ...helpers import MAIN, REL, STRICT_MAIN, STRICT_REL, build, parts, read, read_all, sheet, styles
 
@@ -116,7 +116,7 @@ def test_time_and_duration_formats(tmp_path: Path) -> None:
     ("AM/PM", None), ("General", None),
 ])
 def test_format_kinds(code: str, kind: str | None) -> None:
-    assert reader.format_kind(code) == kind
+    assert format_kind(code) == kind
     assert is_date_format(code) is (kind is not None)
 
 
@@ -169,10 +169,10 @@ def test_password_protected_workbook(tmp_path: Path) -> None:
     path = tmp_path / "locked.xlsx"
     path.write_bytes(encrypted.getvalue())
     assert msoffcrypto.OfficeFile(open(path, "rb")).is_encrypted()
-    with pytest.raises(reader.PasswordProtected, match="password-protected: remove the password and upload it again"):
+    with pytest.raises(PasswordProtected, match="password-protected: remove the password and upload it again"):
         open_workbook(path)
     with open(path, "rb") as f:
-        assert "EncryptionInfo" in reader._cfb_streams(f)
+        assert "EncryptionInfo" in package._cfb_streams(f)
 
 
 @pytest.mark.libreoffice

@@ -14,15 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sheetstream.formats.xlsx import open_workbook, write_xlsx
-from sheetstream.formats.xlsx import reader as reader_module
+from sheetstream.formats.xlsx import shared_strings as shared_module
+from sheetstream.formats.xlsx import sheet as sheet_module
 from sheetstream.formats.xlsx.errors import XlsxError
 from sheetstream.formats.xlsx.reader import Workbook
+from sheetstream.formats.xlsx.tokens import _decode
 
-scan = reader_module._scan
+scan = sheet_module._scan
 needs_scanner = pytest.mark.skipif(scan is None, reason="the compiled cell scanner is not built (no C compiler?)")
 
 STRINGS = ["zero", "one", "two & more", ""]
-# Styles 2 and 3 show dates, 4 a time of day, 5 a duration (as reader._number_styles would find them).
+# Styles 2 and 3 show dates, 4 a time of day, 5 a duration (as styles._number_styles would find them).
 DATE_STYLES, CLOCK_STYLES = frozenset({2, 3, 4, 5}), {4: "time", 5: "duration"}
 
 
@@ -119,10 +121,10 @@ def _both(piece: bytes, date1904: bool = False):
     book = _book(date1904)
     head_end = piece.find(b">")
     try:
-        python = reader_module._row_values(book, piece, head_end, 5)
+        python = sheet_module._row_values(book, piece, head_end, 5)
     except XlsxError as exc:
         python = exc
-    compiled = scan(piece, head_end + 1, reader_module._scan_context(book))
+    compiled = scan(piece, head_end + 1, sheet_module._scan_context(book))
     return python, compiled
 
 
@@ -181,7 +183,7 @@ def test_the_usual_cells_are_read_by_the_scanner(piece: bytes, expected: list):
     b"<c><f>1+1</f><v>2</v></c>", b"<c r='A1'><v>1</v></c>",
 ])
 def test_cells_the_scanner_does_not_read_go_to_the_python_loop(cell: bytes):
-    assert scan(b"<row>" + cell, 5, reader_module._scan_context(_book())) is None
+    assert scan(b"<row>" + cell, 5, sheet_module._scan_context(_book())) is None
 
 
 def test_a_workbook_reads_the_same_with_and_without_the_scanner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -191,8 +193,8 @@ def test_a_workbook_reads_the_same_with_and_without_the_scanner(tmp_path: Path, 
     path.write_bytes(b"".join(write_xlsx(rows, ["id", "text", "number", "when", "flag", "sparse"])))
     with open_workbook(path) as book:
         compiled = list(book.rows())
-    monkeypatch.setattr(reader_module, "_scan", None)
-    monkeypatch.setattr(reader_module, "_scan_rows", None)
+    monkeypatch.setattr(sheet_module, "_scan", None)
+    monkeypatch.setattr(sheet_module, "_scan_rows", None)
     with open_workbook(path) as book:
         python = list(book.rows())
     assert [(n, _typed(v)) for n, v in compiled] == [(n, _typed(v)) for n, v in python]
@@ -222,14 +224,14 @@ def _compiled_and_python(read, monkeypatch: pytest.MonkeyPatch, *compiled: str):
     with_scanner = read()
     with monkeypatch.context() as patched:
         for name in compiled:
-            patched.setattr(reader_module, name, None)
+            patched.setattr(shared_module if name == "_shared_scan" else sheet_module, name, None)
         return with_scanner, read()
 
 
 def _texts_both_ways(block: bytes, monkeypatch: pytest.MonkeyPatch):
     def read():
         try:
-            return reader_module._shared_texts(block, 7)
+            return shared_module._shared_texts(block, 7)
         except XlsxError as exc:
             return f"{type(exc).__name__}: {exc}"
 
@@ -249,7 +251,7 @@ def test_the_scanner_reads_shared_strings_as_the_regex_does(block: bytes, monkey
 def test_plain_shared_strings_are_read_by_the_scanner():
     block = (b'<sst count="4"><si><t>plain</t></si><si><t xml:space="preserve"> a &amp; b </t></si><si/>'
              b"<si><t>bell_x0007_</t></si><si><r><t>rich</t></r></si>")
-    assert reader_module._shared_scan(block, reader_module._decode) == ["plain", " a & b ", "", "bell\x07",
+    assert shared_module._shared_scan(block, _decode) == ["plain", " a & b ", "", "bell\x07",
                                                                         b"<r><t>rich</t></r>"]
 
 
@@ -273,7 +275,7 @@ def blocks(draw) -> bytes:
 
 def _rows_both_ways(block: bytes, previous: int, monkeypatch: pytest.MonkeyPatch):
     def read():
-        rows = reader_module._block_rows(_book(), block, previous)
+        rows = sheet_module._block_rows(_book(), block, previous)
         found = []
         try:
             while True:
@@ -304,7 +306,7 @@ def test_the_scanner_reads_a_block_of_rows_as_the_python_loop_does(block: bytes,
 def test_usual_rows_are_read_by_the_scanner(monkeypatch: pytest.MonkeyPatch):
     block = (b'<row r="2" spans="1:2"><c r="A2"><v>1</v></c></row><row><c><v>2</v></c></row>'
              b'<row r="7"/><row r="9"><c r="B9" t="inlineStr"><is><t>x</t></is></c></row>')
-    found, last, rest = reader_module._scan_rows(block, 1, reader_module._scan_context(_book()), None)
+    found, last, rest = sheet_module._scan_rows(block, 1, sheet_module._scan_context(_book()), None)
     assert (found, last, rest) == ([(2, [1]), (3, [2]), (9, [None, "x"])], 9, len(block))
 
 
@@ -319,7 +321,7 @@ def test_shared_strings_read_the_same_from_the_compact_table(monkeypatch: pytest
 
     def read():
         book = Workbook(zip=None, sheets=[], _shared=list(texts))  # type: ignore[arg-type]
-        return [values for _, values in reader_module._block_rows(book, block, 0)]
+        return [values for _, values in sheet_module._block_rows(book, block, 0)]
 
     compiled, python = _compiled_and_python(read, monkeypatch, "_scan_rows", "_scan")
     assert compiled == python == [[texts[i]] for i in order]

@@ -9,7 +9,8 @@
  *   book   what the workbook tells about its cells (reader._scan_context), a tuple:
  *          strings    the shared strings table (reader.SharedStrings) as (data, ends), two memoryviews: the
  *                     UTF-8 of every text in one buffer, and the offset where each ends (unsigned 32-bit);
- *                     then a cache of short texts read (a list) and the index in each of its slots (int64)
+ *                     then a cache of the table's first short texts, as read (a list, a slot for each of the
+ *                     first texts), and the index of the text in each slot (int64, -1 for none yet)
  *          styles     one byte per style index: 0 a plain number, 1 a date, 2 a time of day or a duration
  *          epoch      the ordinal of day 0 (datetime.toordinal)
  *          date1904   whether serials count from 1904 (else 1900, with Excel's phantom 1900-02-29)
@@ -217,7 +218,7 @@ struct book {
     const char *data;        /* the shared strings' UTF-8 */
     const uint32_t *ends;    /* where each ends in data */
     Py_ssize_t n_strings;
-    PyObject *cache;         /* list: a short text read lately in each slot */
+    PyObject *cache;         /* list: the first texts of the table, as read (short ones only) */
     int64_t *cached;         /* the index of the text in each slot, -1 for none */
     Py_ssize_t n_cache;
     PyObject *date_cell, *decode;
@@ -244,10 +245,10 @@ static int book_of(PyObject *tuple, struct book *book) {
     book->cache = PyTuple_GET_ITEM(strings, 2);
     book->n_cache = PyList_GET_SIZE(book->cache);
     if (ends->itemsize != 4 || cached->itemsize != 8 || cached->readonly || cached->len / 8 != book->n_cache ||
-        book->n_cache == 0 || (book->n_cache & (book->n_cache - 1)) != 0 || !PyBuffer_IsContiguous(data, 'C') ||
+        !PyBuffer_IsContiguous(data, 'C') ||
         !PyBuffer_IsContiguous(ends, 'C') || !PyBuffer_IsContiguous(cached, 'C')) {
-        PyErr_SetString(PyExc_TypeError, "shared strings = (data, uint32 ends, cache: list of 2**n slots, int64 "
-                                         "index of each slot)");
+        PyErr_SetString(PyExc_TypeError, "shared strings = (data, uint32 ends, cache: list, int64 index of each "
+                                         "of its slots)");
         return -1;
     }
     book->cached = cached->buf;
@@ -455,8 +456,11 @@ static PyObject *cells(const char *p, const char *end, const struct book *book) 
             }
             if (index >= book->n_strings)
                 goto python;
-            Py_ssize_t slot = index & (book->n_cache - 1);
-            if (book->cached[slot] == index) {
+            /* The first texts of the table are cached, each in its slot for good: a table lists its texts in the
+             * order they first appear, so a column of few values (a category, a status) has them among the first,
+             * and a column of unique values (ids, e-mails) evicts nothing. */
+            Py_ssize_t slot = index;
+            if (index < book->n_cache && book->cached[slot] == index) {
                 value = PyList_GET_ITEM(book->cache, slot);
                 Py_INCREF(value);
             } else {
@@ -466,7 +470,7 @@ static PyObject *cells(const char *p, const char *end, const struct book *book) 
                 value = PyUnicode_DecodeUTF8(book->data + from, to - from, "surrogatepass");
                 if (value == NULL)
                     goto fail;
-                if (to - from <= 64) { /* a short text: kept for the next cell that shows it */
+                if (index < book->n_cache && to - from <= 64) { /* a short one: kept for the next cell showing it */
                     Py_INCREF(value);
                     PyList_SetItem(book->cache, slot, value); /* steals the new reference */
                     book->cached[slot] = index;
