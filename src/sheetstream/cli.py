@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import config
 from .access import parse_user_grants
-from .errors import ConfigError, Conflict
+from .errors import ConfigError, Conflict, StoreUnavailable
 from .store import MODES
 
 DEMO_ROWS = 200_000  # about 12 MB of xlsx: past the 10 MB the study asks for
@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except (ConfigError, Conflict) as exc:  # a setting it cannot use, a token name already taken
         parser.exit(2, f"sheetstream: {exc.message}\n")
+    except StoreUnavailable as exc:  # the database never answered (serve and seed wait for it first)
+        parser.exit(1, f"sheetstream: {exc.message}\n")
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
@@ -37,6 +39,10 @@ def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--demo-rows", type=int, default=DEMO_ROWS, help="rows seeded on first run (default %(default)s)")
     serve.add_argument("--no-seed", action="store_true", help="do not seed the demo table when it is missing")
+    _wait_option(serve)
+    serve.add_argument("--log-format", choices=config.LOG_FORMATS,
+                       help="log lines as JSON objects or as text (env SHEETSTREAM_LOG_FORMAT; default: text on a "
+                            "terminal, JSON otherwise)")
     serve.add_argument("--executor", choices=config.STRATEGIES,
                        help="how CPU work leaves the event loop (env SHEETSTREAM_EXECUTOR; default process)")
     serve.add_argument("--workers", type=int, help="workers of the processing queue (default: the number of cores)")
@@ -88,8 +94,11 @@ def _add_token(commands: argparse._SubParsersAction) -> None:
 def _add_seed(commands: argparse._SubParsersAction) -> None:
     seed = commands.add_parser("seed", help="(re)create a table with deterministic demo rows")
     _database_options(seed)
+    _wait_option(seed)
     seed.add_argument("--rows", type=int, required=True)
     seed.add_argument("--table", default="orders")
+    seed.add_argument("--if-empty", action="store_true",
+                      help="only when the table is missing or empty: rows already there are left as they are")
     seed.set_defaults(run=_seed)
 
 
@@ -252,6 +261,12 @@ def _database_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, help="where the default SQLite database lives (default ./data)")
 
 
+def _wait_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-wait", type=float, metavar="SECONDS",
+                        help="retry an unreachable database this long before giving up (env "
+                             "SHEETSTREAM_DATABASE_WAIT_SECONDS; default 60; 0: do not wait)")
+
+
 def _switch(args: argparse.Namespace, name: str) -> bool | None:
     """An ``on``/``off`` flag as a setting; None when not given (the environment's or the default stands)."""
     return {"on": True, "off": False}.get(getattr(args, name, None) or "")
@@ -276,6 +291,8 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         user_grants=parse_user_grants(";".join(args.user_grant)) if getattr(args, "user_grant", None) else None,
         public=_split(getattr(args, "public", None)),
         max_per_identity=getattr(args, "max_per_identity", None),
+        database_wait_seconds=getattr(args, "database_wait", None),
+        log_format=getattr(args, "log_format", None),
     )
 
 
@@ -285,7 +302,7 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 def _serve(args: argparse.Namespace) -> int:
     from .server import create_app
-    from .store import open_store, safe_url
+    from .store import open_store, safe_url, wait_for
     from .store.demo import seed
     from .tokens import start_token
 
@@ -294,7 +311,8 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.is_default_database:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.database)
-    if not args.no_seed and "orders" in settings.tables and "orders" not in store.tables():
+    found = wait_for(store, settings.database_wait_seconds, _say)
+    if not args.no_seed and "orders" in settings.tables and "orders" not in found:
         print(f"seeding the demo table 'orders' with {args.demo_rows:,} rows in {safe_url(store.url)} ...", flush=True)
         seed(store, args.demo_rows)
     settings, token = start_token(settings, store)
@@ -336,16 +354,24 @@ def _run_server(app, host: str, port: int, drain_seconds: float, listening: Call
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from .store import open_store, safe_url
+    from .store import open_store, safe_url, wait_for
     from .store.demo import seed
 
     settings = _settings(args)
     if settings.is_default_database:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.database)
+    found = wait_for(store, settings.database_wait_seconds, _say)
+    if args.if_empty and args.table in found and (rows := store.count(args.table)):
+        print(f"{args.table!r} already has {rows:,} rows in {safe_url(store.url)}: left as it is (--if-empty)")
+        return 0
     count = seed(store, args.rows, args.table)
     print(f"seeded {count:,} rows into {args.table!r} in {safe_url(store.url)}")
     return 0
+
+
+def _say(message: str) -> None:
+    print(f"sheetstream: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -27,9 +27,12 @@ START_METHODS = ("forkserver", "spawn", "fork")
 LONG_TEXT = ("truncate", "error")
 #: What may be made public (served without credentials) besides the page and /healthz.
 PUBLIC = ("metrics", "status", "docs")
+#: How the server writes its log lines (``--log-format``).
+LOG_FORMATS = ("text", "json")
 #: Hosts on which ``serve --no-auth`` is allowed: nobody else can reach the server.
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-__all__ = ["DEFLATERS", "LONG_TEXT", "LOOPBACK", "PUBLIC", "START_METHODS", "STRATEGIES", "Settings", "from_env"]
+__all__ = ["DEFLATERS", "LOG_FORMATS", "LONG_TEXT", "LOOPBACK", "PUBLIC", "START_METHODS", "STRATEGIES", "Settings",
+           "from_env"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,12 @@ class Settings:
     data_dir: Path = Path("data")
     #: The tables that may be exported and imported (an allow-list).
     tables: tuple[str, ...] = ("orders",)
+    #: ``serve`` and ``seed`` retry an unreachable database this long before they give up (a container stack
+    #: starts its database and its instances at once; podman-compose does not wait for healthchecks).
+    database_wait_seconds: float = 60.0
+    #: ``json`` (one object a line, for a log collector) or ``text`` (for a person); empty: text on a
+    #: terminal, JSON otherwise (:mod:`sheetstream.server.logs`).
+    log_format: str = ""
     export: ExportOptions = field(default_factory=ExportOptions)
     imports: ImportLimits = field(default_factory=ImportLimits)
     queue: QueueOptions = field(default_factory=QueueOptions)
@@ -186,6 +195,7 @@ def _check(settings: Settings) -> None:
         ("start_method", settings.queue.start_method, START_METHODS),
         ("deflate", settings.export.deflate, DEFLATERS),
         ("long_text", settings.export.long_text, LONG_TEXT),
+        ("log_format", settings.log_format or "text", LOG_FORMATS),
     ):
         if value not in allowed:
             raise ConfigError(f"{source}={value!r} is not one of {', '.join(allowed)}")
@@ -252,6 +262,11 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _seconds_or_zero(text: str) -> float:
+    """Seconds, where 0 means not at all."""
+    return 0.0 if text.strip() == "0" else _seconds(text)
+
+
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     if not names:
@@ -289,6 +304,8 @@ def _user_grants(text: str) -> Mapping[str, Grants]:
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_DATABASE_URL": ("database_url", str),
     "SHEETSTREAM_DATA_DIR": ("data_dir", Path),
+    "SHEETSTREAM_DATABASE_WAIT_SECONDS": ("database_wait_seconds", _seconds_or_zero),
+    "SHEETSTREAM_LOG_FORMAT": ("log_format", _one_of(LOG_FORMATS)),
     "SHEETSTREAM_TABLES": ("tables", _names),
     "SHEETSTREAM_DEFLATE": ("deflate", _one_of(DEFLATERS)),
     "SHEETSTREAM_DEFLATE_LEVEL": ("deflate_level", _whole),

@@ -9,6 +9,7 @@ their own connections.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ContextManager, Protocol
@@ -151,6 +152,26 @@ def open_store(url: str, **options: Any) -> Store:
     from .sqlite import SqliteStore
 
     return SqliteStore(url.removeprefix("sqlite:///"), **options)
+
+
+def wait_for(store: Store, seconds: float, say: Callable[[str], None] = print) -> list[str]:
+    """The store's tables once the database answers, retried for up to ``seconds`` (a stack's database may still be
+    starting): every 1, 2, 4 s ... (at most 5), saying once why it waits. The last
+    :class:`~sheetstream.errors.StoreUnavailable` when it never answers."""
+    deadline = time.monotonic() + seconds
+    pause, said = 1.0, False
+    while True:
+        try:
+            return store.tables()
+        except StoreUnavailable as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreUnavailable(f"{exc.message} (waited {seconds:g} s for the database)") from exc
+            if not said:
+                say(f"waiting up to {seconds:g} s for the database at {safe_url(store.url)}: {exc.message}")
+                said = True
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 5.0)
 
 
 def column_type(c: Column, names: dict[str, str]) -> str:
