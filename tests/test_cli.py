@@ -222,6 +222,7 @@ def test_the_startup_banner_hides_the_database_password(url: str, monkeypatch, c
     monkeypatch.setattr(uvicorn.Server, "startup", listening)
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, *args, **kwargs: asyncio.run(self.startup()))
     monkeypatch.setenv("SHEETSTREAM_ADMIN_TOKEN", "sst_x")  # no token lookup: that database does not exist
+    monkeypatch.setenv("SHEETSTREAM_DATABASE_WAIT_SECONDS", "0")  # nor a wait for it
     assert main(["serve", "--no-seed", "--database-url", url, "--port", "0"]) == 0
     out = capsys.readouterr().out
     assert "sheetstream serving postgresql://app" in out and "127.0.0.1:5432/test" in out

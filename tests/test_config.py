@@ -33,6 +33,7 @@ def test_every_variable_is_read() -> None:
         "SHEETSTREAM_UPLOAD_IDLE_SECONDS": "2.5", "SHEETSTREAM_MAX_SPOOL_FILES": "5", "SHEETSTREAM_MAX_SPOOL_MB": "64",
         "SHEETSTREAM_EXPORT_STALL_SECONDS": "7", "SHEETSTREAM_EXPORT_MAX_SECONDS": "600",
         "SHEETSTREAM_WORKER_MEMORY_MB": "0", "SHEETSTREAM_SPLIT_IMPORTS": "on",
+        "SHEETSTREAM_DATABASE_WAIT_SECONDS": "0", "SHEETSTREAM_LOG_FORMAT": "json",
     })
     assert settings.database == "postgresql://u@h/db" and settings.data_dir == Path("/tmp/x")
     assert settings.tables == ("a", "b") and (settings.export.deflate, settings.export.deflate_level) == ("zlib", 6)
@@ -51,7 +52,9 @@ def test_every_variable_is_read() -> None:
     assert (settings.export.export_stall_seconds, settings.export.export_max_seconds) == (7, 600)
     assert not settings.export.deflate_adaptive and from_env({}).export.deflate_adaptive
     assert settings.queue.split_imports is True and not from_env({}).queue.split_imports
-    assert len(ENVIRONMENT) == 30  # a new variable gets a line in this test
+    assert settings.database_wait_seconds == 0 and from_env({}).database_wait_seconds == 60
+    assert settings.log_format == "json" and from_env({}).log_format == ""
+    assert len(ENVIRONMENT) == 32  # a new variable gets a line in this test
 
 
 def test_secure_defaults() -> None:

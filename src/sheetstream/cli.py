@@ -302,17 +302,20 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 def _serve(args: argparse.Namespace) -> int:
     from .server import create_app
+    from .server.logs import configure
     from .store import open_store, safe_url, wait_for
     from .store.demo import seed
     from .tokens import start_token
 
     settings = _settings(args)
     config.check_listen(settings, args.host)
+    configure(settings.log_format)
     if settings.is_default_database:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.database)
-    found = wait_for(store, settings.database_wait_seconds, _say)
-    if not args.no_seed and "orders" in settings.tables and "orders" not in found:
+    # Wait for the database (0: start without it; /readyz says when it answers).
+    found = wait_for(store, settings.database_wait_seconds, _say) if settings.database_wait_seconds else None
+    if not args.no_seed and "orders" in settings.tables and "orders" not in (found or store.tables()):
         print(f"seeding the demo table 'orders' with {args.demo_rows:,} rows in {safe_url(store.url)} ...", flush=True)
         seed(store, args.demo_rows)
     settings, token = start_token(settings, store)
@@ -348,8 +351,9 @@ def _run_server(app, host: str, port: int, drain_seconds: float, listening: Call
             super().handle_exit(sig, frame)
 
     # proxy_headers off: which proxies to believe is the app's decision (--trusted-proxies)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False,
-                            timeout_graceful_shutdown=drain_seconds)  # type: ignore[arg-type]
+    # Logging as configured by serve (server/logs.py): uvicorn's own access lines are replaced by the app's.
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", proxy_headers=False, log_config=None,
+                            access_log=False, timeout_graceful_shutdown=drain_seconds)  # type: ignore[arg-type]
     DrainingServer(config).run()
 
 

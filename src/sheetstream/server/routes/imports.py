@@ -34,11 +34,10 @@ from ..deps import (
 )
 from ..errors import job_json, job_status
 from ..kept import KeptDep, KeptUploads
+from ..logs import job_event
 from ..metrics import Metrics
 from ..shares import Shares
 from ..uploads import Spool, SpoolBudget, check_declared_size, declared_size, receive_multipart, receive_raw
-
-log = logging.getLogger("sheetstream.imports")
 
 router = APIRouter()
 log = logging.getLogger("sheetstream.imports")
@@ -115,7 +114,8 @@ class Upload:
             self.shares.give(self.caller)
             raise
         self.queue.reserve("import", job.id)
-        task = asyncio.create_task(self.process(spool))
+        job_event(job, "queued")
+        task = asyncio.create_task(self.process(spool))  # it inherits the request's id, for its log lines
         self.request.app.state.lifecycle.track(job.id, task)
         if wait:
             done = await asyncio.shield(task)
@@ -142,6 +142,7 @@ class Upload:
             await self.saved()
             fail(job, exc)
             await run_in_threadpool(self.board.save, job, True)
+            job_event(job, "failed")
             await self.audit(job)
             raise
         await self.saved()
@@ -155,6 +156,7 @@ class Upload:
         """The job on a worker of the queue; returns it finished. The spool file goes in every outcome."""
         lifeline = self.request.app.state.lifecycle.lifeline
         job = await process(self.queue, self.store, self.board, self.job, spool, self.metrics, self.kept, lifeline)
+        job_event(job, job.state)
         self.shares.give(self.caller)
         await self.audit(job)
         return job
