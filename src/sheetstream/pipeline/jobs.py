@@ -127,8 +127,8 @@ class JobBoard:
         data = self.table.load(job_id)
         return Job.from_json(data) if data else None
 
-    def recent(self, owner: str | None, limit: int = 50) -> list[Job]:
-        return [Job.from_json(data) for data in self.table.recent(owner, limit)]
+    def recent(self, owner: str | None, limit: int = 50, offset: int = 0) -> list[Job]:
+        return [Job.from_json(data) for data in self.table.recent(owner, limit, offset)]
 
     def end(self, job: Job) -> Job:
         """Save ``job``, ended; when its record had already ended elsewhere, that record (it is the truth)."""

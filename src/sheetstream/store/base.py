@@ -103,8 +103,8 @@ class JobTable(Protocol):
     def mark_committed(self, job_id: str, committed_as: str) -> bool:
         """Record on an ended dry run the job that committed it (its record is otherwise final); once."""
 
-    def recent(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest jobs first: ``owner``'s, or everyone's when ``owner`` is None."""
+    def recent(self, owner: str | None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """The newest jobs first (past the ``offset`` newest): ``owner``'s, or everyone's when ``owner`` is None."""
 
     def heartbeat(self, instance: str) -> None:
         """Mark the running jobs of ``instance`` as seen now."""

@@ -32,7 +32,7 @@ from ..deps import (
     WritableTable,
     require,
 )
-from ..errors import job_json, job_status
+from ..errors import job_json, job_response, job_status
 from ..kept import KeptDep, KeptUploads
 from ..logs import job_event
 from ..metrics import Metrics
@@ -119,7 +119,7 @@ class Upload:
         self.request.app.state.lifecycle.track(job.id, task)
         if wait:
             done = await asyncio.shield(task)
-            return JSONResponse(job_json(done), status_code=job_status(done) or 500)
+            return job_response(done, job_status(done) or 500)
         return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
     async def receive(self, spool: Spool, multipart: bool) -> None:

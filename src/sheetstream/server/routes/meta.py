@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from ...errors import NotReady
 from ...store import Store
 from ..deps import Admin, Caller, MetricsDep, QueueDep, SettingsDep, StoreDep, admin_unless_public
+from ..openapi import document
 
 PAGE = Path(__file__).resolve().parents[2] / "web"
 #: How long each readiness check may take.
@@ -109,7 +110,7 @@ async def audit(caller: Admin, store: StoreDep, limit: Annotated[int, Query(ge=1
 
 @router.get("/openapi.json", include_in_schema=False, dependencies=[admin_unless_public("docs")])
 async def openapi(request: Request) -> JSONResponse:
-    return JSONResponse(request.app.openapi())
+    return JSONResponse(document(request.app))
 
 
 @router.get("/docs", include_in_schema=False, dependencies=[admin_unless_public("docs")])
