@@ -68,6 +68,7 @@ def test_the_document_says_how_to_sign_in_and_what_each_operation_answers(tmp_pa
     store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
     with live_server(create_app(make_settings(data_dir=tmp_path), store)) as server:
         doc = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+        assert httpx.get(f"{server.url}/status", timeout=10).json()["compiled_scanner"] is True  # built by setup
     schemes = doc["components"]["securitySchemes"]
     assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
     assert schemes["session"]["in"] == "cookie" and schemes["session"]["name"]

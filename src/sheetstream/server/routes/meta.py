@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import importlib
 import re
 import time
 from pathlib import Path
@@ -27,6 +28,16 @@ PAGE = Path(__file__).resolve().parents[2] / "web"
 READY_SECONDS = 3.0
 
 router = APIRouter()
+
+
+def compiled_scanner() -> bool:
+    """Whether imports read with the compiled scanner (``_cells.c``, built with the package where a C compiler
+    was found), or with the Python loop, about 4x slower."""
+    try:
+        importlib.import_module("sheetstream.formats.xlsx._cells")
+    except ImportError:
+        return False
+    return True
 
 
 @router.get("/healthz")
@@ -75,6 +86,7 @@ async def status(request: Request, queue: QueueDep, since_seconds: float | None 
         "queued": dict(queue.queued),
         "max_waiting": queue.max_waiting,
         "spool": {"files": request.app.state.spool.files, "bytes": request.app.state.spool.bytes},
+        "compiled_scanner": compiled_scanner(),
         "lag": request.app.state.lag.summary(since),
     }
 
