@@ -87,9 +87,14 @@ def base_image() -> str:
     return tag
 
 
+#: Where the host's pip files are mounted in the build (beside, not over, the image's own: its ca-certificates
+#: package rewrites /etc/ssl/certs/ca-certificates.crt, which a mount there would block).
+PIP_HOST = "/pip-host"
+
+
 def pip_build_options() -> list[str]:
-    """``--build-arg PIP_...`` for each setting of the host's pip, and read-only mounts of the local files and
-    folders they name (a CA bundle, find-links, file:// indexes, a constraints file)."""
+    """``--build-arg PIP_...`` for each setting of the host's pip, and read-only mounts (under :data:`PIP_HOST`)
+    of the local files and folders they name (a CA bundle, find-links, file:// indexes, a constraints file)."""
     listed = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
                             timeout=60).stdout
     settings: dict[str, str] = {}
@@ -99,13 +104,18 @@ def pip_build_options() -> list[str]:
             settings[match.group(1)] = match.group(2)
     options, mounts = [], set()
     for key, value in settings.items():
-        options += ["--build-arg", f"PIP_{key.upper().replace('-', '_')}={value}"]
+        words = []
         for word in value.split():
-            path = word.removeprefix("file://")
+            scheme = "file://" if word.startswith("file://") else ""
+            path = word.removeprefix(scheme)
             if path.startswith("/") and Path(path).exists():
-                mounts.add(path)
+                # an index's pages link to files beside it (../../files/...): its parent goes in too
+                mounts.add(str(Path(path).parent) if scheme else path)
+                word = f"{scheme}{PIP_HOST}{path}"
+            words.append(word)
+        options += ["--build-arg", f"PIP_{key.upper().replace('-', '_')}={' '.join(words)}"]
     for path in sorted(mounts):
-        options += ["--volume", f"{path}:{path}:ro"]
+        options += ["--volume", f"{path}:{PIP_HOST}{path}:ro"]
     return options
 
 
