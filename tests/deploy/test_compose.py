@@ -117,6 +117,16 @@ def test_the_compose_stack_serves_through_nginx(images, tmp_path: Path) -> None:
             job = imported.json()
             seen = {client.get(f"/jobs/{job['id']}").headers.get("x-request-id") for _ in range(4)}
             assert len(seen) == 4  # answered (round robin or least_conn) by instances sharing the job record
+            # A dry run on one instance, committed on the other: they share the data volume, so the kept upload
+            # is there for both.
+            app1, app2 = (f"http://127.0.0.1:{ports[name]}" for name in ("app1", "app2"))
+            dry = client.put(f"{app1}/imports/orders", params={"mode": "upsert", "dry_run": "true", "wait": "true"},
+                             content=export.content, headers={"Content-Type": XLSX})
+            assert dry.status_code == 200 and dry.json()["kept_until"], dry.text
+            committed = client.post(f"{app2}/jobs/{dry.json()['id']}/commit", params={"wait": "true"})
+            assert committed.status_code == 200, committed.text
+            assert committed.json()["preview_of"] == dry.json()["id"] and committed.json()["rows_inserted"] == 1000
+            assert dry.json()["instance"] != committed.json()["instance"]
             instances = {line for line in run("logs", "app1", "app2").stdout.splitlines() if '"event": "start"' in line}
             assert len(instances) >= 2  # both instances started and said which reader they use
 
@@ -124,6 +134,9 @@ def test_the_compose_stack_serves_through_nginx(images, tmp_path: Path) -> None:
         assert seeded_again.returncode == 0, seeded_again.stderr[-2000:]
         assert "left as it is" in seeded_again.stdout + seeded_again.stderr
     finally:
+        made = podman("ps", "-a", "-q", "--filter", f"label=io.podman.compose.project={project}").stdout.split()
+        if made:  # with their anonymous volumes, which down -v leaves
+            podman("rm", "-f", "-v", "-t", "5", *made, check=False)
         down = run("down", "-v", "-t", "5")
         assert down.returncode == 0, down.stderr[-2000:]
     leftover = podman("ps", "-a", "--filter", f"label=io.podman.compose.project={project}", "-q").stdout.strip()
