@@ -62,6 +62,10 @@ def test_one_request_id_from_the_request_line_to_the_jobs_lines(server: ServerPr
         assert line["request_id"] == "dry-run-42"
         assert line["table"] == "orders" and line["mode"] == "upsert" and line["dry_run"] is True
     assert done["rows_read"] == 20 and done["rows_written"] == 0 and done["outcome"] == "done"
+    started = wait_for_line(server, lambda line: line.get("event") == "job.started" and line.get("job_id") == job_id)
+    assert started["request_id"] == "dry-run-42"  # written by the worker process itself, in the same format
+    assert started["pid"] != request["pid"] == server.process.pid
+    assert sent.json()["request_id"] == "dry-run-42"  # the job's record keeps it too
 
     export = [line for line in lines(server) if line.get("event") == "request" and line.get("method") == "GET"
               and line.get("path") == "/exports/orders.xlsx"]

@@ -7,27 +7,27 @@
   headers (Authorization, cookies) never are.
 - :func:`job_event` logs a job's transition (queued, done, failed) with the id of the request that caused it:
   the id lives in a context variable, which the job's task inherits from the request's.
-- :func:`configure` sends sheetstream's and uvicorn's loggers to stderr in one format: ``json`` (one object a
-  line, for a collector) or ``text`` (for a person at a terminal; the default when stderr is one).
+- :func:`configure` (:mod:`sheetstream.runtime.logformat`) sends sheetstream's and uvicorn's loggers to stderr
+  in one format, in the server and its workers: ``json`` (one object a line, for a collector) or ``text`` (for a
+  person at a terminal; the default when stderr is one).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import sys
 import time
 import uuid
-from contextvars import ContextVar
-from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..pipeline.jobs import Job
+from ..runtime.logformat import REQUEST_ID, JsonFormatter, TextFormatter, configure, default_format
 
-REQUEST_ID: ContextVar[str | None] = ContextVar("sheetstream_request_id", default=None)
+__all__ = ["REQUEST_ID", "JsonFormatter", "RequestLog", "TextFormatter", "configure", "default_format", "job_event",
+           "loggable_query", "request_id_of"]
+
 HEADER = "X-Request-ID"
 #: A client's request id is kept when it is at most this long and made of these characters (no spaces, quotes
 #: or control characters that could forge a log line); otherwise a new one is made.
@@ -35,9 +35,6 @@ MAX_ID = 128
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]+$")
 #: Query parameters whose values are never logged.
 _SECRET = re.compile(r"token|pass|secret|session|csrf|key|auth|code|sig", re.IGNORECASE)
-#: Fields every line has; the rest of a record's ``extra`` follows them.
-_BASE = ("time", "level", "logger", "message")
-_RECORD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 requests_log = logging.getLogger("sheetstream.requests")
 jobs_log = logging.getLogger("sheetstream.jobs")
@@ -125,60 +122,3 @@ def job_event(job: Job, event: str) -> None:
     level = logging.WARNING if job.state == "failed" and job.error not in ("invalid", "cancelled") else logging.INFO
     ending = f": {job.message}" if job.ended and job.message else ""
     jobs_log.log(level, "job %s %s%s", job.id, event, ending, extra=fields)
-
-
-def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    extra = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES and not k.startswith("_")}
-    if "request_id" not in extra and (request_id := REQUEST_ID.get()):
-        extra["request_id"] = request_id
-    return extra
-
-
-def _time(record: logging.LogRecord) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time (UTC), level, logger, message, then the record's fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {"time": _time(record), "level": record.levelname.lower(), "logger": record.name,
-                "message": record.getMessage()}
-        line.update({k: v for k, v in _fields(record).items() if k not in _BASE and v is not None})
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=False)
-
-
-class TextFormatter(logging.Formatter):
-    """``time LEVEL logger: message key=value ...`` for a person."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={v}" for k, v in _fields(record).items()
-                          if v is not None and k not in ("event", "method", "path", "status"))
-        line = f"{_time(record)} {record.levelname:<7} {record.name}: {record.getMessage()}"
-        line += f"  {fields}" if fields else ""
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-
-def default_format(stream: Any = None) -> str:
-    """``text`` on a terminal, ``json`` otherwise (a container's log, a file, a pipe)."""
-    stream = stream or sys.stderr
-    return "text" if getattr(stream, "isatty", lambda: False)() else "json"
-
-
-def configure(log_format: str = "") -> str:
-    """Send sheetstream's and uvicorn's loggers to stderr in ``log_format`` (empty: :func:`default_format`);
-    returns the format used. uvicorn's own access log is left off: :class:`RequestLog` writes those lines."""
-    log_format = log_format or default_format()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
-    for name, level in (("sheetstream", logging.INFO), ("uvicorn", logging.WARNING), ("uvicorn.error", logging.INFO)):
-        logger = logging.getLogger(name)
-        logger.handlers = [handler] if name != "uvicorn.error" else []
-        logger.setLevel(level)
-        logger.propagate = name == "uvicorn.error"  # into "uvicorn"'s handler, once
-    logging.getLogger("uvicorn.access").disabled = True
-    return log_format

@@ -34,7 +34,7 @@ from ..deps import (
 )
 from ..errors import job_json, job_response, job_status
 from ..kept import KeptDep, KeptUploads
-from ..logs import job_event
+from ..logs import REQUEST_ID, job_event
 from ..metrics import Metrics
 from ..shares import Shares
 from ..uploads import Spool, SpoolBudget, check_declared_size, declared_size, receive_multipart, receive_raw
@@ -194,7 +194,8 @@ def upload_of(request: Request, table: WritableTable, caller: Caller, settings: 
               extra_columns: ExtraQuery = "ignore") -> Upload:
     if request.method == "PUT":  # a form's fields may still change the mode: checked once they are read
         require(caller, table, mode)
-    job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet, extra_columns=extra_columns, owner=caller.key)
+    job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet, extra_columns=extra_columns, owner=caller.key,
+              request_id=REQUEST_ID.get())
     return Upload(request, job, caller, store, queue, board, metrics, shares, kept, budget, settings.imports)
 
 

@@ -31,6 +31,7 @@ from ..deps import (
 )
 from ..errors import job_json
 from ..kept import KeptDep
+from ..logs import REQUEST_ID
 from ..metrics import Metrics
 from .exports import content_disposition
 from .imports import Upload, Wait
@@ -101,7 +102,8 @@ async def commit_job(job_id: str, request: Request, caller: Caller, settings: Se
         raise Conflict(f"job {job_id} was already committed as job {preview.committed_as}",
                        committed_as=preview.committed_as)
     job = Job(table=preview.table, mode=preview.mode, sheet=preview.sheet, extra_columns=preview.extra_columns,
-              preview_of=preview.id, bytes_received=preview.bytes_received, owner=caller.key)
+              preview_of=preview.id, bytes_received=preview.bytes_received, owner=caller.key,
+              request_id=REQUEST_ID.get())
     upload = Upload(request, job, caller, store, queue, board, metrics, shares, kept, budget, settings.imports)
     return await upload.run_kept(preview, wait)
 
