@@ -259,6 +259,9 @@ def _lazy_cli(module: str, function: str):
 
 
 def _database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="a TOML file of settings, named as the SHEETSTREAM_* variables without the prefix, in "
+                             "lower case (env SHEETSTREAM_CONFIG); the variables override it, the flags both")
     parser.add_argument("--database-url", help="postgresql://... or sqlite:///path (env SHEETSTREAM_DATABASE_URL; "
                                                "default: a SQLite file in the data directory)")
     parser.add_argument("--data-dir", type=Path, help="where the default SQLite database lives (default ./data)")
@@ -276,7 +279,7 @@ def _switch(args: argparse.Namespace, name: str) -> bool | None:
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
-    return config.from_env().with_(
+    return config.from_env(config_file=getattr(args, "config", None)).with_(
         database_url=getattr(args, "database_url", None),
         data_dir=getattr(args, "data_dir", None),
         deflate=getattr(args, "deflate", None),

@@ -337,16 +337,60 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
-def from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Defaults overridden by the ``SHEETSTREAM_*`` variables that are set and not empty."""
+#: The variable naming the configuration file (``serve --config`` too).
+CONFIG_VARIABLE = "SHEETSTREAM_CONFIG"
+
+
+def file_key(variable: str) -> str:
+    """A variable's key in the configuration file: ``SHEETSTREAM_MAX_UPLOAD_MB`` -> ``max_upload_mb``."""
+    return variable.removeprefix("SHEETSTREAM_").lower()
+
+
+def read_file(path: Path) -> dict[str, str]:
+    """A TOML configuration file as the variables it stands for (``workers = 4`` -> ``SHEETSTREAM_WORKERS="4"``):
+    the same names (in lower case, without the prefix), the same values, read by the same parsers. Lists
+    (``tables = ["a", "b"]``) and booleans (``split_imports = true``) are written as TOML's own."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the configuration file {path} is not TOML: {exc}") from None
+    known = {file_key(variable): variable for variable in ENVIRONMENT}
+    variables = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{path}: unknown setting {key!r}; the settings are: {', '.join(sorted(known))}")
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        elif isinstance(value, list):
+            value = ",".join(map(str, value))
+        elif isinstance(value, dict) and key == "user_grants":  # {alice = "orders:read,append"}
+            value = "; ".join(f"{user}={grants}" for user, grants in value.items())
+        elif not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{path}: {key} = {value!r} is not a string, a number, a boolean or a list")
+        variables[known[key]] = str(value)
+    return variables
+
+
+def from_env(environ: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:
+    """Defaults, overridden by the configuration file's settings (``config_file``, or the file named by
+    SHEETSTREAM_CONFIG), overridden by the ``SHEETSTREAM_*`` variables that are set and not empty. One table
+    (:data:`ENVIRONMENT`) reads both."""
     env = os.environ if environ is None else environ
+    path = config_file or (Path(env[CONFIG_VARIABLE]) if env.get(CONFIG_VARIABLE) else None)
+    sources: dict[str, tuple[str, str]] = {}  # variable -> (text, where it was read)
+    if path is not None:
+        sources.update({v: (text, f"{path}: {file_key(v)}") for v, text in read_file(path).items()})
+    sources.update({v: (env[v], v) for v in ENVIRONMENT if env.get(v)})
     changes: dict[str, Any] = {}
-    for variable, (name, parse) in ENVIRONMENT.items():
-        text = env.get(variable)
-        if not text:
-            continue
+    for variable, (text, where) in sources.items():
+        name, parse = ENVIRONMENT[variable]
         try:
             changes[name] = parse(text)
         except ValueError as exc:
-            raise ConfigError(f"{variable}={text!r} {exc}") from None
+            raise ConfigError(f"{where}={text!r} {exc}") from None
     return Settings().with_(**changes)
