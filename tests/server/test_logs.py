@@ -116,3 +116,5 @@ def test_text_format_for_a_terminal(tmp_path: Path) -> None:
         httpx.get(f"{server.url}/tables", headers={**bearer(server.token), "X-Request-ID": "text-1"}, timeout=10)
     line = next(line for line in server.log_text().splitlines() if "request_id=text-1" in line)
     assert " INFO    sheetstream.requests: GET /tables 200" in line and "identity=token:admin" in line
+    stop = [line for line in server.log_text().splitlines() if "sheetstream.lifecycle" in line]
+    assert "stopping: taking no new work; 0 running job(s)" in stop[0] and "stopped: 0 job(s)" in stop[-1]
