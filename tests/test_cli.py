@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -219,6 +220,12 @@ def test_the_startup_banner_hides_the_database_password(url: str, monkeypatch, c
     async def listening(self, sockets=None) -> None:  # the banner, not the serving
         self.started = True
 
+    # serve configures the process's logging: put it back afterwards (the variable, the loggers)
+    monkeypatch.setenv("SHEETSTREAM_LOG_FORMAT", "json")
+    for name in ("sheetstream", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        for attribute in ("handlers", "level", "propagate", "disabled"):
+            monkeypatch.setattr(logger, attribute, getattr(logger, attribute))
     monkeypatch.setattr(uvicorn.Server, "startup", listening)
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, *args, **kwargs: asyncio.run(self.startup()))
     monkeypatch.setenv("SHEETSTREAM_ADMIN_TOKEN", "sst_x")  # no token lookup: that database does not exist

@@ -65,16 +65,19 @@ def default_format(stream: Any = None) -> str:
 
 def configure(log_format: str = "") -> str:
     """Send sheetstream's and uvicorn's loggers to stderr in ``log_format`` (empty: :func:`default_format`);
-    returns the format used. uvicorn's own access log is left off: :class:`RequestLog` writes those lines."""
+    returns the format used. uvicorn's own access log is left off: :class:`sheetstream.server.logs.RequestLog`
+    writes those lines. Process-wide: for ``serve`` and its workers."""
     log_format = log_format or default_format()
     os.environ[FORMAT_VARIABLE] = log_format  # for the worker processes: configure_worker()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    # The root logger keeps no handler of ours (a library's lines are its own business); these loggers still
+    # propagate to it, where nothing is written unless something else listens there.
     for name, level in (("sheetstream", logging.INFO), ("uvicorn", logging.WARNING), ("uvicorn.error", logging.INFO)):
         logger = logging.getLogger(name)
-        logger.handlers = [handler] if name != "uvicorn.error" else []
+        logger.handlers = [handler] if name != "uvicorn.error" else []  # uvicorn.error: through "uvicorn"'s, once
         logger.setLevel(level)
-        logger.propagate = name == "uvicorn.error"  # into "uvicorn"'s handler, once
+        logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
     return log_format
 
