@@ -24,7 +24,7 @@ from ..helpers import missing
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF = Path(__file__).with_name("containers.conf")
-#: The image the tests build (a test-only name: removed by the test that made it... but the base image stays).
+#: The Debian base image, made once and kept (podman's store is the cache between runs).
 BASE = "localhost/sheetstream-base"
 
 

@@ -27,16 +27,16 @@ from .podman import ROOT, base_image, build_image, podman, podman_env, require_p
 SHIPPED = ROOT / "deploy" / "compose.yaml"
 IMAGES = Path(__file__).with_name("images")
 APP, DB, NGINX = "localhost/sheetstream:test", "localhost/sheetstream-postgres:test", "localhost/sheetstream-nginx:test"
-UP_SECONDS = 180
-SERVICES = ("db", "seed", "app1", "app2", "nginx")  # the shipped seed writes 200,000 rows before the instances are needed
+UP_SECONDS = 180  # the shipped seed writes 200,000 rows before the instances serve them
+SERVICES = ("db", "seed", "app1", "app2", "nginx")
 
 
 def compose_command() -> list[str]:
-    if shutil.which("podman-compose", path=str(Path(sys.executable).parent)) is None and not shutil.which(
-            "podman-compose"):
+    """podman-compose of this environment (the test extra), else the system's."""
+    found = shutil.which("podman-compose", path=str(Path(sys.executable).parent)) or shutil.which("podman-compose")
+    if not found:
         missing("podman-compose is not installed (the test extra has it)")
-    local = Path(sys.executable).with_name("podman-compose")
-    return [str(local) if local.exists() else "podman-compose"]
+    return [found]
 
 
 @pytest.fixture(scope="module")
