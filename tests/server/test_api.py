@@ -104,3 +104,16 @@ def test_jobs_are_paged_with_link_headers(api: httpx.Client) -> None:
         url = links.get("next")
     assert pages == 3 and seen == made[::-1]  # newest first, each once
     assert "link" not in api.get("/jobs", params={"limit": 5}).headers  # one page: no next, no prev
+
+
+def test_an_unexpected_error_is_a_problem_with_its_request_id(tmp_path: Path, live_server) -> None:
+    app = create_app(make_settings(data_dir=tmp_path), open_store(f"sqlite:///{tmp_path / 'db.sqlite'}"))
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/broken", broken)
+    with live_server(app) as server:
+        response = httpx.get(f"{server.url}/broken", headers={"X-Request-ID": "bug-1"}, timeout=10)
+    body = assert_problem(response, 500, "internal_error")
+    assert body["request_id"] == "bug-1" and "RuntimeError" in body["detail"] and "a bug" not in body["detail"]

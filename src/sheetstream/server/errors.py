@@ -183,5 +183,6 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
         log.error("internal error on %s %s", request.method, request.url.path, exc_info=error)
+        request_id = REQUEST_ID.get()
         return problem_response(500, SheetstreamError.code, f"internal error ({type(error).__name__}); it is logged",
-                                request.url.path)
+                                request.url.path, {"X-Request-ID": request_id} if request_id else None)

@@ -85,11 +85,13 @@ class RequestLog:
         try:
             await self.app(scope, receive, sending)
         except BaseException:
+            # The id stays set (each request runs in a task of its own): the 500 that Starlette's outermost
+            # error middleware sends after this carries it too (server/errors.py).
             seen["status"] = seen["status"] or 500
-            raise
-        finally:
             self._log(scope, seen, time.perf_counter() - started, request_id)
-            REQUEST_ID.reset(token)
+            raise
+        self._log(scope, seen, time.perf_counter() - started, request_id)
+        REQUEST_ID.reset(token)
 
     @staticmethod
     def _log(scope: Scope, seen: dict[str, int], seconds: float, request_id: str) -> None:
