@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import openpyxl
+import psycopg
 import pytest
 
 from sheetstream.cli import _settings, main
@@ -22,7 +24,7 @@ from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
 from sheetstream.tools.harness import free_port, wait_until_up
 
-from .helpers import add_token, make_settings
+from .helpers import add_token, make_settings, rows_of
 
 
 @pytest.fixture
@@ -333,9 +335,16 @@ def test_the_startup_banner_hides_the_database_password(url: str, monkeypatch, c
     async def listening(self, sockets=None) -> None:  # the banner, not the serving
         self.started = True
 
+    # serve configures the process's logging: put it back afterwards (the variable, the loggers)
+    monkeypatch.setenv("SHEETSTREAM_LOG_FORMAT", "json")
+    for name in ("sheetstream", "uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        for attribute in ("handlers", "level", "propagate", "disabled"):
+            monkeypatch.setattr(logger, attribute, getattr(logger, attribute))
     monkeypatch.setattr(uvicorn.Server, "startup", listening)
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, *args, **kwargs: asyncio.run(self.startup()))
     monkeypatch.setenv("SHEETSTREAM_ADMIN_TOKEN", "sst_x")  # no token lookup: that database does not exist
+    monkeypatch.setenv("SHEETSTREAM_DATABASE_WAIT_SECONDS", "0")  # nor a wait for it
     assert main(["serve", "--no-seed", "--database-url", url, "--port", "0"]) == 0
     out = capsys.readouterr().out
     assert "sheetstream serving postgresql://app" in out and "127.0.0.1:5432/test" in out
@@ -349,3 +358,34 @@ def test_on_off_flags_become_settings_and_absent_ones_leave_the_default(monkeypa
     assert given.queue.split_imports is True and given.export.deflate_adaptive is False
     absent = _settings(argparse.Namespace())
     assert absent.queue.split_imports is False and absent.export.deflate_adaptive is True
+
+
+def test_seed_if_empty_keeps_the_rows_already_there(pg_url: str, pg_table: str, capsys) -> None:
+    """What the compose stack runs at every start: the first run seeds, the next ones find rows and leave them."""
+    seed_it = ["seed", "--database-url", pg_url, "--table", pg_table, "--rows", "30", "--if-empty"]
+    assert main(seed_it) == 0
+    store = open_store(pg_url)
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # what an operator's real data would be
+        conn.execute(f'DELETE FROM "{pg_table}" WHERE id > 5')
+        conn.execute(f"""UPDATE "{pg_table}" SET customer = 'kept' WHERE id = 1""")
+    capsys.readouterr()
+    assert main(seed_it) == 0
+    assert "left as it is" in capsys.readouterr().out
+    rows = rows_of(store, pg_table)
+    assert len(rows) == 5 and rows[0][1] == "kept"
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # an empty table is seeded again
+        conn.execute(f'DELETE FROM "{pg_table}"')
+    assert main(seed_it) == 0
+    assert len(rows_of(store, pg_table)) == 30
+
+
+def test_seed_waits_for_the_database_and_says_why(tmp_path: Path) -> None:
+    """Nothing listens on the port: seed retries for --database-wait seconds, says what it waits for, then exits 1
+    with the reason (bounded: 2 s here)."""
+    url = f"postgresql://nobody:secret@127.0.0.1:{free_port()}/none"
+    done = subprocess.run([sys.executable, "-m", "sheetstream.cli", "seed", "--rows", "1", "--if-empty",
+                           "--database-url", url, "--database-wait", "2"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "waiting up to 2 s for the database at postgresql://nobody:***@" in done.stderr
+    assert "cannot connect to PostgreSQL" in done.stderr and "waited 2 s" in done.stderr
+    assert "secret" not in done.stderr and "Traceback" not in done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,7 @@ def test_every_variable_is_read() -> None:
         "SHEETSTREAM_HEADER_SECONDS": "4.5", "SHEETSTREAM_MAX_CONNECTIONS": "100",
         "SHEETSTREAM_EXPORT_SPILL_BYTES": "64M", "SHEETSTREAM_UPLOAD_MIN_RATE": "0",
         "SHEETSTREAM_UPLOAD_GRACE_SECONDS": "5", "SHEETSTREAM_UPLOADS_PER_ADDRESS": "3",
+        "SHEETSTREAM_DATABASE_WAIT_SECONDS": "0", "SHEETSTREAM_LOG_FORMAT": "json",
     })
     assert settings.database == "postgresql://u@h/db" and settings.data_dir == Path("/tmp/x")
     assert settings.tables == ("a", "b") and (settings.export.deflate, settings.export.deflate_level) == ("zlib", 6)
@@ -59,7 +61,9 @@ def test_every_variable_is_read() -> None:
     assert settings.export.export_spill_bytes == 64 << 20 and settings.imports.upload_min_rate == 0
     assert (settings.imports.upload_grace_seconds, settings.imports.uploads_per_address) == (5, 3)
     assert from_env({"SHEETSTREAM_EXPORT_SPILL_BYTES": "1000"}).export.export_spill_bytes == 1000
-    assert len(ENVIRONMENT) == 37  # a new variable gets a line in this test
+    assert settings.database_wait_seconds == 0 and from_env({}).database_wait_seconds == 60
+    assert settings.log_format == "json" and from_env({}).log_format == ""
+    assert len(ENVIRONMENT) == 39  # a new variable gets a line in this test
 
 
 def test_secure_defaults() -> None:
@@ -137,3 +141,44 @@ def test_the_command_line_names_a_bad_variable_and_exits_2(monkeypatch, capsys) 
     with pytest.raises(SystemExit) as exited:
         main(["seed", "--rows", "1", "--database-url", "sqlite:////nonexistent/x.db"])
     assert exited.value.code == 2 and "SHEETSTREAM_WORKERS='two' is not a whole number" in capsys.readouterr().err
+
+
+def test_a_toml_file_beside_the_variables(tmp_path: Path) -> None:
+    """The file's keys are the variables' names (lower case, no prefix), read by the same parsers; the variables
+    override it."""
+    path = tmp_path / "sheetstream.toml"
+    path.write_text('database_url = "postgresql://u@h/db"\nworkers = 3\nmax_upload_mb = 0.5\ntables = ["a", "b"]\n'
+                    'split_imports = true\ntrusted_proxies = ["10.0.0.0/8"]\nuser_grants = { alice = "orders:read" }\n'
+                    'log_format = "json"\ndrain_seconds = 3\n')
+    settings = from_env({}, config_file=path)
+    assert settings.database_url == "postgresql://u@h/db" and settings.queue.workers == 3
+    assert settings.imports.max_upload_bytes == 512 << 10 and settings.tables == ("a", "b")
+    assert settings.queue.split_imports is True and settings.access.trusted_proxies == ("10.0.0.0/8",)
+    assert settings.access.user_grants["alice"].on("orders") == ["read"] and settings.log_format == "json"
+    assert settings.lifecycle.drain_seconds == 3
+    overridden = from_env({"SHEETSTREAM_CONFIG": str(path), "SHEETSTREAM_WORKERS": "5"})
+    assert overridden.queue.workers == 5 and overridden.tables == ("a", "b")  # the variable wins, the rest stays
+
+
+@pytest.mark.parametrize("text,message", [
+    ("workers = 'x'", "sheetstream.toml: workers='x' is not a whole number"),
+    ("wrokers = 2", "unknown setting 'wrokers'; the settings are: "),
+    ("workers = ", "is not TOML"),
+    ("executor = 'fork'", "sheetstream.toml: executor='fork' is not one of inline, thread, process"),
+])
+def test_a_bad_file_setting_is_named_with_its_file(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "sheetstream.toml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        from_env({}, config_file=path)
+    with pytest.raises(ConfigError, match="cannot read the configuration file"):
+        from_env({"SHEETSTREAM_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_serve_and_seed_read_the_file(tmp_path: Path) -> None:
+    from sheetstream.cli import main
+    from sheetstream.store import open_store
+
+    (tmp_path / "sheetstream.toml").write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    assert main(["seed", "--rows", "3", "--config", str(tmp_path / "sheetstream.toml")]) == 0
+    assert open_store(f"sqlite:///{tmp_path / 'data' / 'sheetstream.db'}").count("orders") == 3

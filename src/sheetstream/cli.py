@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from . import config
 from .access import parse_user_grants
-from .errors import ConfigError, Conflict
+from .errors import ConfigError, Conflict, StoreUnavailable
 from .store import MODES
 
 DEMO_ROWS = 200_000  # about 12 MB of xlsx: past the 10 MB the study asks for
@@ -29,15 +30,23 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except (ConfigError, Conflict) as exc:  # a setting it cannot use, a token name already taken
         parser.exit(2, f"sheetstream: {exc.message}\n")
+    except StoreUnavailable as exc:  # the database never answered (serve and seed wait for it first)
+        parser.exit(1, f"sheetstream: {exc.message}\n")
 
 
 def _add_serve(commands: argparse._SubParsersAction) -> None:
     serve = commands.add_parser("serve", help="run the HTTP server (seeds the demo table on first run)")
     _database_options(serve)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default=os.environ.get("SHEETSTREAM_HOST") or "127.0.0.1",
+                       help="address to listen on (env SHEETSTREAM_HOST; default %(default)s)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("SHEETSTREAM_PORT") or 8000),
+                       help="port to listen on (env SHEETSTREAM_PORT; default %(default)s)")
     serve.add_argument("--demo-rows", type=int, default=DEMO_ROWS, help="rows seeded on first run (default %(default)s)")
     serve.add_argument("--no-seed", action="store_true", help="do not seed the demo table when it is missing")
+    _wait_option(serve)
+    serve.add_argument("--log-format", choices=config.LOG_FORMATS,
+                       help="log lines as JSON objects or as text (env SHEETSTREAM_LOG_FORMAT; default: text on a "
+                            "terminal, JSON otherwise)")
     serve.add_argument("--executor", choices=config.STRATEGIES,
                        help="how CPU work leaves the event loop (env SHEETSTREAM_EXECUTOR; default process)")
     serve.add_argument("--workers", type=int, help="workers of the processing queue (default: the number of cores)")
@@ -90,8 +99,11 @@ def _add_token(commands: argparse._SubParsersAction) -> None:
 def _add_seed(commands: argparse._SubParsersAction) -> None:
     seed = commands.add_parser("seed", help="(re)create a table with deterministic demo rows")
     _database_options(seed)
+    _wait_option(seed)
     seed.add_argument("--rows", type=int, required=True)
     seed.add_argument("--table", default="orders")
+    seed.add_argument("--if-empty", action="store_true",
+                      help="only when the table is missing or empty: rows already there are left as they are")
     seed.set_defaults(run=_seed)
 
 
@@ -288,9 +300,18 @@ def _lazy_cli(module: str, function: str):
 
 
 def _database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="a TOML file of settings, named as the SHEETSTREAM_* variables without the prefix, in "
+                             "lower case (env SHEETSTREAM_CONFIG); the variables override it, the flags both")
     parser.add_argument("--database-url", help="postgresql://... or sqlite:///path (env SHEETSTREAM_DATABASE_URL; "
                                                "default: a SQLite file in the data directory)")
     parser.add_argument("--data-dir", type=Path, help="where the default SQLite database lives (default ./data)")
+
+
+def _wait_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-wait", type=float, metavar="SECONDS",
+                        help="retry an unreachable database this long before giving up (env "
+                             "SHEETSTREAM_DATABASE_WAIT_SECONDS; default 60; 0: do not wait)")
 
 
 def _switch(args: argparse.Namespace, name: str) -> bool | None:
@@ -299,7 +320,7 @@ def _switch(args: argparse.Namespace, name: str) -> bool | None:
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
-    return config.from_env().with_(
+    return config.from_env(config_file=getattr(args, "config", None)).with_(
         database_url=getattr(args, "database_url", None),
         data_dir=getattr(args, "data_dir", None),
         deflate=getattr(args, "deflate", None),
@@ -317,6 +338,8 @@ def _settings(args: argparse.Namespace) -> config.Settings:
         user_grants=parse_user_grants(";".join(args.user_grant)) if getattr(args, "user_grant", None) else None,
         public=_split(getattr(args, "public", None)),
         max_per_identity=getattr(args, "max_per_identity", None),
+        database_wait_seconds=getattr(args, "database_wait", None),
+        log_format=getattr(args, "log_format", None),
     )
 
 
@@ -326,22 +349,33 @@ def _split(text: str | None) -> tuple[str, ...] | None:
 
 def _serve(args: argparse.Namespace) -> int:
     from .server import create_app
-    from .store import open_store, safe_url
+    from .server.logs import configure
+    from .server.routes.meta import compiled_scanner
+    from .store import open_store, safe_url, wait_for
     from .store.demo import seed
     from .tokens import start_token
 
     settings = _settings(args)
     config.check_listen(settings, args.host)
+    configure(settings.log_format)
     if settings.is_default_database:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.database)
-    if not args.no_seed and "orders" in settings.tables and "orders" not in store.tables():
+    # Wait for the database (0: start without it; /readyz says when it answers).
+    found = wait_for(store, settings.database_wait_seconds, _say) if settings.database_wait_seconds else None
+    if not args.no_seed and "orders" in settings.tables and "orders" not in (found or store.tables()):
         print(f"seeding the demo table 'orders' with {args.demo_rows:,} rows in {safe_url(store.url)} ...", flush=True)
         seed(store, args.demo_rows)
     settings, token = start_token(settings, store)
     app = create_app(settings, store)
     url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
-    banner = f"sheetstream serving {safe_url(store.url)} ({settings.queue.strategy} strategy)\n"
+    scanner = compiled_scanner()
+    logging.getLogger("sheetstream.server").log(
+        logging.INFO if scanner else logging.WARNING, "imports read with the %s",
+        "compiled scanner" if scanner else "Python loop: the compiled scanner was not built (no C compiler at "
+        "install?), imports are about 4x slower", extra={"event": "start", "compiled_scanner": scanner})
+    banner = (f"sheetstream serving {safe_url(store.url)} ({settings.queue.strategy} strategy, "
+              f"{'compiled scanner' if scanner else 'NO compiled scanner: imports about 4x slower'})\n")
     if not settings.access.auth:
         banner += f"  page:   {url}\n  authentication is OFF (--no-auth): anyone on this machine is an admin"
     elif token:
@@ -377,22 +411,32 @@ def _run_server(app, host: str, port: int, drain_seconds: float, listening: Call
             super().handle_exit(sig, frame)
 
     raise_open_files()
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=drain_seconds,
+    # Logging as configured by serve (server/logs.py): uvicorn's own access lines are replaced by the app's.
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None, access_log=False,
+                            timeout_graceful_shutdown=drain_seconds,
                             **uvicorn_options(app.state.settings))  # type: ignore[arg-type]
     DrainingServer(config).run()
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from .store import open_store, safe_url
+    from .store import open_store, safe_url, wait_for
     from .store.demo import seed
 
     settings = _settings(args)
     if settings.is_default_database:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(settings.database)
+    found = wait_for(store, settings.database_wait_seconds, _say)
+    if args.if_empty and args.table in found and (rows := store.count(args.table)):
+        print(f"{args.table!r} already has {rows:,} rows in {safe_url(store.url)}: left as it is (--if-empty)")
+        return 0
     count = seed(store, args.rows, args.table)
     print(f"seeded {count:,} rows into {args.table!r} in {safe_url(store.url)}")
     return 0
+
+
+def _say(message: str) -> None:
+    print(f"sheetstream: {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

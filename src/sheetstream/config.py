@@ -27,9 +27,12 @@ START_METHODS = ("forkserver", "spawn", "fork")
 LONG_TEXT = ("truncate", "error")
 #: What may be made public (served without credentials) besides the page and /healthz.
 PUBLIC = ("metrics", "status", "docs")
+#: How the server writes its log lines (``--log-format``).
+LOG_FORMATS = ("text", "json")
 #: Hosts on which ``serve --no-auth`` is allowed: nobody else can reach the server.
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-__all__ = ["DEFLATERS", "LONG_TEXT", "LOOPBACK", "PUBLIC", "START_METHODS", "STRATEGIES", "Settings", "from_env"]
+__all__ = ["DEFLATERS", "LOG_FORMATS", "LONG_TEXT", "LOOPBACK", "PUBLIC", "START_METHODS", "STRATEGIES", "Settings",
+           "from_env"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,12 @@ class Settings:
     data_dir: Path = Path("data")
     #: The tables that may be exported and imported (an allow-list).
     tables: tuple[str, ...] = ("orders",)
+    #: ``serve`` and ``seed`` retry an unreachable database this long before they give up (a container stack
+    #: starts its database and its instances at once; podman-compose does not wait for healthchecks).
+    database_wait_seconds: float = 60.0
+    #: ``json`` (one object a line, for a log collector) or ``text`` (for a person); empty: text on a
+    #: terminal, JSON otherwise (:mod:`sheetstream.server.logs`).
+    log_format: str = ""
     export: ExportOptions = field(default_factory=ExportOptions)
     imports: ImportLimits = field(default_factory=ImportLimits)
     queue: QueueOptions = field(default_factory=QueueOptions)
@@ -211,6 +220,7 @@ def _check(settings: Settings) -> None:
         ("start_method", settings.queue.start_method, START_METHODS),
         ("deflate", settings.export.deflate, DEFLATERS),
         ("long_text", settings.export.long_text, LONG_TEXT),
+        ("log_format", settings.log_format or "text", LOG_FORMATS),
     ):
         if value not in allowed:
             raise ConfigError(f"{source}={value!r} is not one of {', '.join(allowed)}")
@@ -285,6 +295,11 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _seconds_or_zero(text: str) -> float:
+    """Seconds, where 0 means not at all."""
+    return 0.0 if text.strip() == "0" else _seconds(text)
+
+
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(t.strip() for t in text.split(",") if t.strip())
     if not names:
@@ -322,6 +337,8 @@ def _user_grants(text: str) -> Mapping[str, Grants]:
 ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_DATABASE_URL": ("database_url", str),
     "SHEETSTREAM_DATA_DIR": ("data_dir", Path),
+    "SHEETSTREAM_DATABASE_WAIT_SECONDS": ("database_wait_seconds", _seconds_or_zero),
+    "SHEETSTREAM_LOG_FORMAT": ("log_format", _one_of(LOG_FORMATS)),
     "SHEETSTREAM_TABLES": ("tables", _names),
     "SHEETSTREAM_DEFLATE": ("deflate", _one_of(DEFLATERS)),
     "SHEETSTREAM_DEFLATE_LEVEL": ("deflate_level", _whole),
@@ -360,16 +377,60 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
-def from_env(environ: Mapping[str, str] | None = None) -> Settings:
-    """Defaults overridden by the ``SHEETSTREAM_*`` variables that are set and not empty."""
+#: The variable naming the configuration file (``serve --config`` too).
+CONFIG_VARIABLE = "SHEETSTREAM_CONFIG"
+
+
+def file_key(variable: str) -> str:
+    """A variable's key in the configuration file: ``SHEETSTREAM_MAX_UPLOAD_MB`` -> ``max_upload_mb``."""
+    return variable.removeprefix("SHEETSTREAM_").lower()
+
+
+def read_file(path: Path) -> dict[str, str]:
+    """A TOML configuration file as the variables it stands for (``workers = 4`` -> ``SHEETSTREAM_WORKERS="4"``):
+    the same names (in lower case, without the prefix), the same values, read by the same parsers. Lists
+    (``tables = ["a", "b"]``) and booleans (``split_imports = true``) are written as TOML's own."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the configuration file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"the configuration file {path} is not TOML: {exc}") from None
+    known = {file_key(variable): variable for variable in ENVIRONMENT}
+    variables = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{path}: unknown setting {key!r}; the settings are: {', '.join(sorted(known))}")
+        if isinstance(value, bool):
+            value = "on" if value else "off"
+        elif isinstance(value, list):
+            value = ",".join(map(str, value))
+        elif isinstance(value, dict) and key == "user_grants":  # {alice = "orders:read,append"}
+            value = "; ".join(f"{user}={grants}" for user, grants in value.items())
+        elif not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{path}: {key} = {value!r} is not a string, a number, a boolean or a list")
+        variables[known[key]] = str(value)
+    return variables
+
+
+def from_env(environ: Mapping[str, str] | None = None, config_file: Path | None = None) -> Settings:
+    """Defaults, overridden by the configuration file's settings (``config_file``, or the file named by
+    SHEETSTREAM_CONFIG), overridden by the ``SHEETSTREAM_*`` variables that are set and not empty. One table
+    (:data:`ENVIRONMENT`) reads both."""
     env = os.environ if environ is None else environ
+    path = config_file or (Path(env[CONFIG_VARIABLE]) if env.get(CONFIG_VARIABLE) else None)
+    sources: dict[str, tuple[str, str]] = {}  # variable -> (text, where it was read)
+    if path is not None:
+        sources.update({v: (text, f"{path}: {file_key(v)}") for v, text in read_file(path).items()})
+    sources.update({v: (env[v], v) for v in ENVIRONMENT if env.get(v)})
     changes: dict[str, Any] = {}
-    for variable, (name, parse) in ENVIRONMENT.items():
-        text = env.get(variable)
-        if not text:
-            continue
+    for variable, (text, where) in sources.items():
+        name, parse = ENVIRONMENT[variable]
         try:
             changes[name] = parse(text)
         except ValueError as exc:
-            raise ConfigError(f"{variable}={text!r} {exc}") from None
+            raise ConfigError(f"{where}={text!r} {exc}") from None
     return Settings().with_(**changes)

@@ -357,7 +357,7 @@ def test_a_burst_of_uploads_is_bounded_by_the_spool(tmp_path: Path, live_server)
     assert len(refused) == 32 and all(a == b"" for a in answers if a not in refused)
     assert held["files"] == 8 and files_held == 8
     head, _, body = refused[0].partition(b"\r\n\r\n")
-    assert b"retry-after: 5" in head.lower() and b"application/json" in head
+    assert b"retry-after: 5" in head.lower() and b"application/problem+json" in head
     assert json.loads(body)["error"] == "busy" and "uploads are already being received" in json.loads(body)["message"]
     assert no_room.status_code == 429 and "too little room" in no_room.json()["message"]
     assert never.status_code == 507 and "larger than the room this server sets aside" in never.json()["message"]

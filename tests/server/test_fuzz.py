@@ -1,5 +1,6 @@
 """The API fuzzed from its own OpenAPI description (schemathesis) against a real server on loopback: whatever a
-client sends, valid or not, no route answers 500 (nor cuts a response short). Bounded: a few examples per
+client sends, valid or not, no route answers 500 (nor cuts a response short), and every answer is one the
+document describes: its status, its content type, its body's schema (errors: RFC 9457 problems), its headers. Bounded: a few examples per
 operation and mode, each request 10 s at most, no shrinking (a failure is reported as found), no example
 database on disk.
 
@@ -22,11 +23,19 @@ from hypothesis import strategies as st  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.specs.openapi.checks import (  # noqa: E402
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from sheetstream.store import open_store  # noqa: E402
 from sheetstream.store.demo import seed  # noqa: E402
 from sheetstream.tools.harness import ServerProcess  # noqa: E402
 
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
+          response_headers_conformance]
 EXAMPLES = 25  # per operation and mode: 8 operations x 2 modes, well under a minute here
 
 
@@ -50,7 +59,7 @@ def answers_no_500(operation, mode: GenerationMode, base_url: str, pinned: dict[
     def check(case, pin: bool) -> None:
         if pin and case.path_parameters:
             case.path_parameters.update({k: v for k, v in pinned.items() if k in case.path_parameters})
-        case.call_and_validate(base_url=base_url, checks=[not_a_server_error], timeout=10, headers=headers)
+        case.call_and_validate(base_url=base_url, checks=CHECKS, timeout=10, headers=headers)
 
     try:
         check()

@@ -75,6 +75,7 @@ class Job:
     preview_of: str | None = None  # the dry run this job commits
     committed_as: str | None = None  # the job that committed this dry run
     instance: str | None = None  # the server instance that runs it (its heartbeat says whether it is alive)
+    request_id: str | None = None  # of the request that started it (X-Request-ID): in its log lines, wherever they run
 
     @property
     def ended(self) -> bool:
@@ -139,8 +140,8 @@ class JobBoard:
         data = self.table.load(job_id)
         return Job.from_json(data) if data else None
 
-    def recent(self, owner: str | None, limit: int = 50) -> list[Job]:
-        return [Job.from_json(data) for data in self.table.recent(owner, limit)]
+    def recent(self, owner: str | None, limit: int = 50, offset: int = 0) -> list[Job]:
+        return [Job.from_json(data) for data in self.table.recent(owner, limit, offset)]
 
     def end(self, job: Job) -> Job:
         """Save ``job``, ended; when its record had already ended elsewhere, that record (it is the truth). Tries
@@ -245,9 +246,15 @@ def fail(job: Job, exc: BaseException) -> None:
         job.error = ClientGone.code
         job.message = "the upload was cancelled before it ended; nothing was written"
     else:
-        log.exception("import %s failed", job.id, exc_info=exc)
+        log.exception("import %s failed", job.id, exc_info=exc, extra=_log_fields(job, "job.error"))
         job.error = "internal_error"
         job.message = f"internal error ({type(exc).__name__}); nothing was written"
+
+
+def _log_fields(job: Job, event: str) -> dict[str, Any]:
+    """A job's fields for a log line written where it runs (a worker process has no request of its own)."""
+    return {"event": event, "job_id": job.id, "table": job.table, "mode": job.mode, "dry_run": job.dry_run,
+            "request_id": job.request_id}
 
 
 def worth_keeping(job: Job) -> bool:
@@ -279,7 +286,7 @@ def keep_upload(job: Job, path: Path, keep: Keep) -> None:
         os.replace(path, keep.path)
         os.utime(keep.path)  # expiry counts from now
     except OSError as exc:
-        log.warning("could not keep the upload of job %s: %s", job.id, exc)
+        log.warning("could not keep the upload of job %s: %s", job.id, exc, extra=_log_fields(job, "job.keep"))
         return
     job.kept_until = time.time() + keep.seconds
 
@@ -315,6 +322,7 @@ def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = Read
         succeed(done)
         store.jobs.commit_with(conn, job.id, done.to_json())
 
+    log.info("job %s started on worker %s", job.id, os.getpid(), extra=_log_fields(job, "job.started"))
     marks = MarkFile(marks_path(path)) if keep and keep.seconds > 0 else None
     try:
         try:

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import psutil
 
 from ..pipeline.lifeline import Lifeline
+from .logformat import configure_worker
 
 T = TypeVar("T")
 
@@ -38,7 +39,9 @@ WATCH_EVERY = 0.2
 
 
 def start_worker(lifeline: Lifeline, memory_limit: int = 0) -> None:
-    """The pool's initializer, in each worker: die with the parent, and with the server; cap its memory."""
+    """The pool's initializer, in each worker: die with the parent, and with the server; cap its memory; log as
+    the server does."""
+    configure_worker()
     limit_memory(memory_limit)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(None, use_errno=True)

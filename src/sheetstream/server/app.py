@@ -20,6 +20,7 @@ from .headers import SecurityHeaders
 from .kept import KeptUploads
 from .lag import LagMonitor
 from .lifecycle import Lifecycle, new_instance_id
+from .logs import RequestLog
 from .metrics import Metrics
 from .routes import exports, imports, jobs, meta, session
 from .shares import Shares
@@ -86,4 +87,5 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
                            allow_headers=["Authorization", "Content-Type", CSRF_HEADER],
                            expose_headers=["Location", "Retry-After"])
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestLog)  # outermost of ours: it sees every answer, the request id reaches every route
     return app

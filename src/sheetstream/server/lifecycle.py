@@ -82,6 +82,9 @@ class Lifecycle:
         self.drain()
         assert self.deadline is not None
         running = list(self.jobs.items())
+        left = max(0.0, self.deadline - time.monotonic())
+        log.info("stopping: taking no new work; %d running job(s) have %.1f s to end", len(running), left,
+                 extra={"event": "stop", "running_jobs": len(running), "drain_seconds_left": round(left, 1)})
         if running:
             await asyncio.wait([task for _, task in running], timeout=max(0.0, self.deadline - time.monotonic()))
         late = [(job_id, task) for job_id, task in running if not task.done()]
@@ -101,6 +104,9 @@ class Lifecycle:
         for _, task in late:
             task.cancel()
         await asyncio.gather(*(task for _, task in late), return_exceptions=True)
+        log.info("stopped: %d job(s) ended in time, %d stopped at the drain deadline", len(running) - len(late),
+                 len(late), extra={"event": "stopped", "ended_jobs": len(running) - len(late),
+                                   "stopped_jobs": len(late)})
 
     async def sweep(self) -> None:
         """Heartbeat, then settle dead instances' jobs and remove leftover spool files; never fails the server."""

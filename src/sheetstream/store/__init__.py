@@ -11,8 +11,9 @@ from .base import (
     open_store,
     safe_url,
     select_columns,
+    wait_for,
 )
 from .tokens import TokenRecord
 
 __all__ = ["MODES", "AuditTable", "Column", "JobTable", "OnCommit", "Store", "TokenRecord", "TokenTable", "open_store",
-           "safe_url", "select_columns"]
+           "safe_url", "select_columns", "wait_for"]

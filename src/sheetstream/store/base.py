@@ -9,6 +9,7 @@ their own connections.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ContextManager, Protocol
@@ -102,8 +103,8 @@ class JobTable(Protocol):
     def mark_committed(self, job_id: str, committed_as: str) -> bool:
         """Record on an ended dry run the job that committed it (its record is otherwise final); once."""
 
-    def recent(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest jobs first: ``owner``'s, or everyone's when ``owner`` is None."""
+    def recent(self, owner: str | None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """The newest jobs first (past the ``offset`` newest): ``owner``'s, or everyone's when ``owner`` is None."""
 
     def heartbeat(self, instance: str, job_ids: Collection[str]) -> None:
         """Mark the running jobs ``job_ids`` of ``instance`` as seen now: those that still have a live task there."""
@@ -157,6 +158,26 @@ def open_store(url: str, **options: Any) -> Store:
     from .sqlite import SqliteStore
 
     return SqliteStore(url.removeprefix("sqlite:///"), **options)
+
+
+def wait_for(store: Store, seconds: float, say: Callable[[str], None] = print) -> list[str]:
+    """The store's tables once the database answers, retried for up to ``seconds`` (a stack's database may still be
+    starting): every 1, 2, 4 s ... (at most 5), saying once why it waits. The last
+    :class:`~sheetstream.errors.StoreUnavailable` when it never answers."""
+    deadline = time.monotonic() + seconds
+    pause, said = 1.0, False
+    while True:
+        try:
+            return store.tables()
+        except StoreUnavailable as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreUnavailable(f"{exc.message} (waited {seconds:g} s for the database)") from exc
+            if not said:
+                say(f"waiting up to {seconds:g} s for the database at {safe_url(store.url)}: {exc.message}")
+                said = True
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 5.0)
 
 
 def column_type(c: Column, names: dict[str, str]) -> str:

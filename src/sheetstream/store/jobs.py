@@ -88,9 +88,10 @@ class SqliteJobs:
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self._run("SELECT 1 FROM sheetstream_jobs WHERE id = ? AND cancel = 1", (job_id,)))
 
-    def recent(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
+    def recent(self, owner: str | None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         rows = self._run("SELECT data FROM sheetstream_jobs WHERE ? IS NULL OR json_extract(data, '$.owner') = ? "
-                         "ORDER BY json_extract(data, '$.created_at') DESC LIMIT ?", (owner, owner, limit))
+                         "ORDER BY json_extract(data, '$.created_at') DESC, id DESC LIMIT ? OFFSET ?",
+                         (owner, owner, limit, offset))
         return [json.loads(r[0]) for r in rows]
 
     def heartbeat(self, instance: str, job_ids: Collection[str]) -> None:
@@ -186,9 +187,10 @@ class PostgresJobs:
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self._run("SELECT 1 FROM sheetstream_jobs WHERE id = %s AND cancel", (job_id,)))
 
-    def recent(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
+    def recent(self, owner: str | None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         rows = self._run("SELECT data FROM sheetstream_jobs WHERE %s::text IS NULL OR data->>'owner' = %s "
-                         "ORDER BY (data->>'created_at')::float8 DESC LIMIT %s", (owner, owner, limit))
+                         "ORDER BY (data->>'created_at')::float8 DESC, id DESC LIMIT %s OFFSET %s",
+                         (owner, owner, limit, offset))
         return [r[0] for r in rows]
 
     def heartbeat(self, instance: str, job_ids: Collection[str]) -> None:

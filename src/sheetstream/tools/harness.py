@@ -10,6 +10,7 @@ import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from importlib.metadata import PackageNotFoundError, version
@@ -110,10 +111,12 @@ class ServerProcess:
         self.env = {**os.environ, **(env or {})}  # SHEETSTREAM_* settings that have no flag
         self.open_files = open_files  # the soft RLIMIT_NOFILE it starts with (default: this process's)
         self.process: subprocess.Popen | None = None
+        # Its log (a line per request) goes to a file: a pipe nobody reads would fill and stop the server.
+        self.log = tempfile.TemporaryFile()
 
     def __enter__(self) -> ServerProcess:
         env = {**self.env, "SHEETSTREAM_ADMIN_TOKEN": self.token}
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=self.log, env=env,
                                         preexec_fn=self._limit if self.open_files else None)
         try:
             wait_until_up(self.url)
@@ -132,6 +135,11 @@ class ServerProcess:
             self.process.wait(15)
         except subprocess.TimeoutExpired:
             self.process.kill()
+
+    def log_text(self) -> str:
+        """What the server has written to stderr so far (its log lines)."""
+        self.log.seek(0)
+        return self.log.read().decode("utf-8", "replace")
 
 
 def run_case(module: str, *args: str, timeout: float = 1800) -> dict:

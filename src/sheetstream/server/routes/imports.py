@@ -36,8 +36,9 @@ from ..deps import (
     default_mode,
     require,
 )
-from ..errors import job_json, job_status
+from ..errors import job_json, job_response, job_status
 from ..kept import KeptDep, KeptUploads
+from ..logs import REQUEST_ID, job_event
 from ..metrics import Metrics
 from ..shares import Shares
 from ..uploads import (
@@ -49,8 +50,6 @@ from ..uploads import (
     receive_multipart,
     receive_raw,
 )
-
-log = logging.getLogger("sheetstream.imports")
 
 router = APIRouter()
 log = logging.getLogger("sheetstream.imports")
@@ -140,11 +139,12 @@ class Upload:
             self.shares.give(self.caller)
             raise
         self.queue.reserve("import", job.id)
-        task = asyncio.create_task(self.process(spool))
+        job_event(job, "queued")
+        task = asyncio.create_task(self.process(spool))  # it inherits the request's id, for its log lines
         self.request.app.state.lifecycle.track(job.id, task)
         if wait:
             done = await asyncio.shield(task)
-            return JSONResponse(job_json(done), status_code=job_status(done) or 500)
+            return job_response(done, job_status(done) or 500)
         return JSONResponse(job_json(job), status_code=202, headers={"Location": f"/jobs/{job.id}"})
 
     async def receive(self, spool: Spool, multipart: bool) -> None:
@@ -169,6 +169,7 @@ class Upload:
             await self.saved()
             fail(job, exc)
             await run_in_threadpool(self.board.save, job, True)
+            job_event(job, "failed")
             await self.audit(job)
             raise
         await self.saved()
@@ -190,6 +191,7 @@ class Upload:
         """The job on a worker of the queue; returns it finished. The spool file goes in every outcome."""
         lifeline = self.request.app.state.lifecycle.lifeline
         job = await process(self.queue, self.store, self.board, self.job, spool, self.metrics, self.kept, lifeline)
+        job_event(job, job.state)
         self.shares.give(self.caller)
         await self.audit(job)
         return job
@@ -231,7 +233,7 @@ def upload_of(request: Request, table: WritableTable, caller: Caller, settings: 
         require(caller, table, mode)
     options = {k: v for k, v in (("encoding", encoding), ("delimiter", delimiter)) if v}
     job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet, extra_columns=extra_columns, owner=caller.key,
-              options=options)
+              options=options, request_id=REQUEST_ID.get())
     return Upload(request, job, caller, store, queue, board, metrics, shares, kept, budget, settings.imports)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ...access import Identity
@@ -29,6 +29,7 @@ from ..deps import (
 )
 from ..errors import job_json
 from ..kept import KeptDep
+from ..logs import REQUEST_ID
 from .imports import Upload, Wait
 
 router = APIRouter()
@@ -42,13 +43,27 @@ async def _load(board: BoardDep, job_id: str, caller: Identity) -> Job:
 
 
 @router.get("/jobs")
-async def list_jobs(caller: Caller, board: BoardDep, queue: QueueDep,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+async def list_jobs(request: Request, response: Response, caller: Caller, board: BoardDep, queue: QueueDep,
+                    limit: Annotated[int, Query(ge=1, le=500, description="jobs in this page")] = 50,
+                    offset: Annotated[int, Query(ge=0, description="jobs skipped, newest first")] = 0,
                     all: Annotated[bool, Query(description="admins: everyone's jobs")] = False) -> list[dict]:
-    """The caller's recent jobs, newest first (an admin's ``?all=true``: everyone's)."""
+    """The caller's recent jobs, newest first (an admin's ``?all=true``: everyone's), a page at a time: the
+    ``Link`` header has the ``next`` page while there is one, and the ``prev`` page past the first."""
     owner = None if all and caller.admin else caller.key
-    jobs = await run_in_threadpool(board.recent, owner, limit)
-    return [job_json(job, queue_position=queue.position(job.id)) for job in jobs]
+    jobs = await run_in_threadpool(board.recent, owner, limit + 1, offset)  # one more: is there a next page?
+    links = []
+    if len(jobs) > limit:
+        links.append(f'<{_page(request, limit, offset + limit)}>; rel="next"')
+    if offset:
+        links.append(f'<{_page(request, limit, max(0, offset - limit))}>; rel="prev"')
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    return [job_json(job, queue_position=queue.position(job.id)) for job in jobs[:limit]]
+
+
+def _page(request: Request, limit: int, offset: int) -> str:
+    """This listing's URL (path and query, relative to the server) with another ``limit`` and ``offset``."""
+    return str(request.url.include_query_params(limit=limit, offset=offset)).removeprefix(str(request.base_url)[:-1])
 
 
 @router.get("/jobs/{job_id}")
@@ -83,7 +98,8 @@ async def commit_job(job_id: str, request: Request, caller: Caller, settings: Se
         raise Conflict(f"job {job_id} was already committed as job {preview.committed_as}",
                        committed_as=preview.committed_as)
     job = Job(table=preview.table, mode=preview.mode, sheet=preview.sheet, extra_columns=preview.extra_columns,
-              preview_of=preview.id, bytes_received=preview.bytes_received, owner=caller.key)
+              preview_of=preview.id, bytes_received=preview.bytes_received, owner=caller.key,
+              request_id=REQUEST_ID.get())
     upload = Upload(request, job, caller, store, queue, board, metrics, shares, kept, budget, settings.imports)
     return await upload.run_kept(preview, wait)
 
