@@ -122,8 +122,10 @@ class CsvBook:
                 if any(fields):
                     if state.flags:
                         yield number, self._values(fields, state.flags, number)
-                    else:
+                    elif "" in fields:  # a scan in C: most records have no empty field and are yielded as they are
                         yield number, [field or None for field in fields]
+                    else:
+                        yield number, fields
                 state.record, state.size, state.flags = number + 1, 0, 0
         except csv.Error as error:
             raise CsvError(_at(number + 1, reader.line_num, _parse_error(str(error), self.delimiter)),

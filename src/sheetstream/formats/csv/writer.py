@@ -95,10 +95,11 @@ def _encoded(lines: list[str]) -> bytes:
     return text.encode("utf-8", "sheetstream.csv.replace")
 
 
-def _replace(error: UnicodeError) -> tuple[str, int]:
+def _replace(error: UnicodeError) -> tuple[bytes, int]:
     if not isinstance(error, UnicodeEncodeError):
         raise error
-    return "\ufffd" * (error.end - error.start), error.end
+    # As bytes: the UTF-8 encoder takes only ASCII replacements as str.
+    return "\ufffd".encode() * (error.end - error.start), error.end
 
 
 codecs.register_error("sheetstream.csv.replace", _replace)
