@@ -49,7 +49,8 @@ def from_bom(head: bytes) -> tuple[str | None, int]:
 
 
 def choose(head: bytes, given: str | None) -> tuple[str, int]:
-    """(the encoding to read with, as :attr:`CsvBook.encoding` shows it; the bytes of the byte order mark to skip)."""
+    """(the encoding to read with, as :attr:`CsvBook.encoding` shows it; the bytes of the byte order mark to skip).
+    Decode what follows the mark with :func:`codec`."""
     if head.startswith((_ZIP, _OLE)):
         raise NotCsv("this is not a CSV file but a ZIP archive or an Office document (an .xlsx or .xls workbook?); "
                      "upload it as a workbook, or save it as CSV first", line=1)
@@ -57,7 +58,9 @@ def choose(head: bytes, given: str | None) -> tuple[str, int]:
     if found == "utf-32":
         raise NotCsv("the file is in UTF-32, which is not read; save it as UTF-8 (\"CSV UTF-8\")", line=1)
     if given is None:
-        if found is None and b"\x00" in head:
+        # UTF-16 text is half NUL bytes, binaries are full of them: refused as a whole. A stray NUL in a text
+        # file is refused by the reader at its line.
+        if found is None and head.count(b"\x00") > len(head) // 10:
             raise NotCsv("the file holds NUL bytes: it is a binary file, or UTF-16 without a byte order mark; "
                          "save it as UTF-8 (\"CSV UTF-8\") text", line=1)
         return found or UTF8, skip
@@ -80,6 +83,13 @@ def choose(head: bytes, given: str | None) -> tuple[str, int]:
         raise NotCsv("encoding=utf-16 was given but the file has no UTF-16 byte order mark; save it as UTF-8",
                      line=1)
     return name, 0
+
+
+def codec(encoding: str, head: bytes) -> str:
+    """The codec that decodes the bytes after the byte order mark (``utf-16`` wants the mark; they have none)."""
+    if encoding == "utf-16":
+        return "utf-16-le" if head.startswith(codecs.BOM_UTF16_LE) else "utf-16-be"
+    return "utf-8" if encoding == "utf-8-sig" else encoding
 
 
 def as_utf8(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:

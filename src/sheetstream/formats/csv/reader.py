@@ -56,20 +56,17 @@ def open_csv(path: str | Path, *, encoding: str | None = None, delimiter: str | 
             raise CsvTooLarge(f"the file is {size:,} bytes, over the limit of {limits.max_bytes:,}", bytes=size)
         head = file.read(dialect.SAMPLE_BYTES)
         name, skip = encodings.choose(head, encoding)
-        sample = _decoded(head[skip:], name)
+        decoder = encodings.codec(name, head)
+        sample = codecs.getincrementaldecoder(decoder)(encodings.ESCAPE).decode(head[skip:])
         if delimiter is None:
             delimiter = dialect.sniff(sample, complete=len(head) < dialect.SAMPLE_BYTES)
         # Lines end with LF or CRLF; a file whose first part has CRs and no LF ends its lines with CR alone
         # (the "CSV (Macintosh)" of old Excel versions).
         newline = b"\r" if "\r" in sample and "\n" not in sample else b"\n"
-        return CsvBook(file, skip, name, delimiter, newline, sheet_name, limits)
+        return CsvBook(file, skip, name, decoder, delimiter, newline, sheet_name, limits)
     except BaseException:
         file.close()
         raise
-
-
-def _decoded(head: bytes, name: str) -> str:
-    return codecs.getincrementaldecoder(name)(encodings.ESCAPE).decode(head)
 
 
 class CsvBook:
@@ -79,9 +76,9 @@ class CsvBook:
     #: row has no width of its own, a CSV record does).
     exact_width = True
 
-    def __init__(self, file: IO[bytes], skip: int, encoding: str, delimiter: str, newline: bytes, sheet_name: str,
-                 limits: CsvLimits):
-        self._file, self._skip, self._newline, self.limits = file, skip, newline, limits
+    def __init__(self, file: IO[bytes], skip: int, encoding: str, decoder: str, delimiter: str, newline: bytes,
+                 sheet_name: str, limits: CsvLimits):
+        self._file, self._skip, self._decoder, self._newline, self.limits = file, skip, decoder, newline, limits
         self.encoding, self.delimiter = encoding, delimiter
         self.sheet_names = [sheet_name]
         # The parser's own bound on a field (131,072 characters by default, process-wide) is raised to ours,
@@ -186,9 +183,9 @@ class CsvBook:
 
     def _utf8_chunks(self) -> Iterator[bytes]:
         chunks = self._chunks()
-        if self.encoding in ("utf-8", "utf-8-sig"):
+        if self._decoder == "utf-8":
             return chunks
-        return encodings.as_utf8(chunks, self.encoding)
+        return encodings.as_utf8(chunks, self._decoder)
 
     def _chunks(self) -> Iterator[bytes]:
         self._file.seek(self._skip)
