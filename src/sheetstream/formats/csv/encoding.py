@@ -60,7 +60,8 @@ def choose(head: bytes, given: str | None) -> tuple[str, int]:
     if given is None:
         # UTF-16 text is half NUL bytes, binaries are full of them: refused as a whole. A stray NUL in a text
         # file is refused by the reader at its line.
-        if found is None and head.count(b"\x00") > len(head) // 10:
+        if found is None and b"\x00" in head and (head.count(b"\x00") > len(head) // 10
+                                                 or not _printable(head.decode("latin-1"))):
             raise NotCsv("the file holds NUL bytes: it is a binary file, or UTF-16 without a byte order mark; "
                          "save it as UTF-8 (\"CSV UTF-8\") text", line=1)
         return found or UTF8, skip
@@ -140,11 +141,16 @@ def looks_like_text(head: bytes) -> bool:
         body = head[skip:]
         text = body[: len(body) // 2 * 2].decode("utf-16-le" if head.startswith(codecs.BOM_UTF16_LE) else "utf-16-be",
                                                  "replace")
-        return len(_CONTROL.findall(text)) <= len(text) // 20
+        return _printable(text)
     if b"\x00" in head:
         return False
     try:
         text = codecs.getincrementaldecoder(UTF8)().decode(head[skip:])
     except UnicodeDecodeError:
         text = head.decode("latin-1")
-    return len(_CONTROL.findall(text)) <= len(text) // 20
+    return _printable(text)
+
+
+def _printable(text: str) -> bool:
+    """At most 5% control characters (other than tab, CR, LF), and one more (a short text with a stray one)."""
+    return len(_CONTROL.findall(text)) <= len(text) // 20 + 1
