@@ -205,6 +205,15 @@ def test_the_book_is_one_sheet_that_reads_again(tmp_path: Path) -> None:
     with book(tmp_path, b"a\r\n1\r\n", sheet_name="orders") as opened:
         assert opened.sheet_names == ["orders"] and opened.exact_width is True
         assert list(opened.rows("orders")) == list(opened.rows()) == [(1, ["a"]), (2, ["1"])]
+
+
+def test_two_readings_at_once_each_read_the_whole_file(tmp_path: Path) -> None:
+    data = b"n\r\n" + b"".join(b"%d\r\n" % i for i in range(50_000))  # several chunks
+    with book(tmp_path, data) as opened:
+        first, second = opened.rows(), opened.rows()
+        head = [next(first) for _ in range(30_000)]
+        assert list(second) == head + list(first)
+        assert len(head) == 30_000 and head[-1] == (30_000, ["29998"])
         with pytest.raises(CsvError, match="no sheet 'other'"):
             opened.rows("other")
 

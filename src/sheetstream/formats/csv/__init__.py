@@ -6,7 +6,7 @@ default) and its inverse on reading in :mod:`.injection`; how the encoding and t
 :mod:`.encoding` and :mod:`.dialect`. Every error raised on purpose is a :class:`CsvError`.
 """
 
-from .encoding import looks_like_text as looks_like_csv
+from .encoding import looks_like_csv
 from .errors import CsvError, CsvTooLarge, NotCsv
 from .reader import CsvBook, CsvLimits, open_csv
 from .writer import write_csv

@@ -128,7 +128,7 @@ def _letters(column: int) -> str:
     return letters
 
 
-def looks_like_text(head: bytes) -> bool:
+def looks_like_csv(head: bytes) -> bool:
     """Whether the first bytes of a file look like text: UTF-16 with a byte order mark, or no NUL byte and UTF-8
     (a sequence cut at the end is fine) or at least 95% printable bytes. Empty is not text (there is nothing to
     read). Used to tell CSV from workbooks and other binaries."""

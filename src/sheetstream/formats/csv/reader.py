@@ -188,12 +188,12 @@ class CsvBook:
         return encodings.as_utf8(chunks, self._decoder)
 
     def _chunks(self) -> Iterator[bytes]:
-        self._file.seek(self._skip)
-        total, limit = self._skip, self.limits.max_bytes
-        while chunk := self._file.read(_CHUNK):
-            total += len(chunk)
-            if limit is not None and total > limit:
-                raise CsvTooLarge(f"the file is over the limit of {limit:,} bytes", bytes=total)
+        # pread, not seek and read: each rows() reads from its own offset, so two may run side by side.
+        fd, offset, limit = self._file.fileno(), self._skip, self.limits.max_bytes
+        while chunk := os.pread(fd, _CHUNK, offset):
+            offset += len(chunk)
+            if limit is not None and offset > limit:
+                raise CsvTooLarge(f"the file is over the limit of {limit:,} bytes", bytes=offset)
             yield chunk
 
 
