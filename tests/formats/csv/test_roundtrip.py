@@ -36,7 +36,7 @@ def expected(value: Any) -> str | None:
     return str(value)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(width=st.integers(1, 6), data=st.data(), delimiter=st.sampled_from([",", ";", "\t"]), bom=st.booleans())
 def test_rows_read_back_as_written(width: int, data: st.DataObject, delimiter: str, bom: bool) -> None:
     header = data.draw(st.lists(TEXT.filter(bool), min_size=width, max_size=width), label="header")
@@ -53,7 +53,7 @@ def test_rows_read_back_as_written(width: int, data: st.DataObject, delimiter: s
     assert read == wanted
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(rows=st.lists(st.lists(st.one_of(st.integers(), TEXT), min_size=3, max_size=3), min_size=3, max_size=10))
 def test_the_delimiter_of_our_own_files_is_sniffed(rows: list) -> None:
     """Files this writer wrote, with a header of plain names, sniff to the delimiter they were written with."""
