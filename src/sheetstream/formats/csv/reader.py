@@ -6,9 +6,12 @@ rest of the file) is refused at its line once it passes the bound, holding no mo
 Each line is decoded on its own: a line with bytes its encoding cannot decode keeps them escaped, and the fields
 that hold them become :class:`~sheetstream.formats.values.Unreadable` values (the rest of the record reads).
 
+Lines end at CRLF, LF or a lone CR (old Mac files), as the stdlib reads a file opened with ``newline=""``.
 Records are numbered as a spreadsheet numbers rows: the first record (the header) is 1, and a newline inside a
 quoted field does not start a new one. Errors name that number as ``line``, and the line of the file too
-where newlines inside quotes make the two differ.
+where newlines inside quotes make the two differ. Quoting is RFC 4180's, strictly: a quoted field that goes on
+after its closing quote (``"a"b``), or is never closed, is refused at its line (the stdlib's ``strict=True``);
+a quote inside an unquoted field (``5" tall``) is data, as in Excel.
 """
 
 from __future__ import annotations
