@@ -250,3 +250,18 @@ def test_many_blocks_read_like_the_stdlib(tmp_path: Path) -> None:
         rows = read(tmp_path, text)
         assert len(text) > 4 * 65_536 and len(rows) == 2_501
         assert rows == expected
+
+
+def test_bytes_a_named_encoding_cannot_decode(tmp_path: Path) -> None:
+    """cp1252 leaves five bytes undefined (0x81, 0x8D, 0x8F, 0x90, 0x9D): such a field is Unreadable too."""
+    (_, header), (_, values) = read(tmp_path, b"a,b\r\ncaf\xe9,x\x81y\r\n", encoding="cp1252")
+    assert header == ["a", "b"] and values[0] == "café" and isinstance(values[1], Unreadable)
+    assert values[1].message == "line 2, column 2 (B2): bytes that are not valid cp1252 (81); the file is damaged " \
+                                "or in another encoding"
+
+
+def test_neutralised_headers_and_values_read_back(tmp_path: Path) -> None:
+    from sheetstream.formats.csv import write_csv
+
+    data = b"".join(write_csv([("=1+1", "-x", "@y", "'=z", 5)], ["=id", "+name", "a", "b", "c"]))
+    assert read(tmp_path, data) == [(1, ["=id", "+name", "a", "b", "c"]), (2, ["=1+1", "-x", "@y", "'=z", "5"])]
