@@ -99,7 +99,8 @@ def test_upload_shows_warnings_the_preview_and_saves_the_marked_up_workbook(serv
     assert "warning: Sheet1!L1: column 'helper' is not in the table and was ignored" in out
     assert "preview: 2 inserted, 500 updated, 0 unchanged" in out and "Renamed" in out
     marked = tmp_path / "marked.xlsx"
-    assert main(["upload", str(changed), "--url", served.url, "--problems-xlsx", str(marked), "--quiet"]) == 1
+    assert main(["upload", str(changed), "--url", served.url, "--mode", "append", "--problems-xlsx", str(marked),
+                 "--quiet"]) == 1
     out = capsys.readouterr().out.replace("\n", "")  # the console wraps long lines
     assert "already exists" in out and "mode upsert" in out and str(marked) in out
     book = openpyxl.load_workbook(marked)

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import config
 from .access import parse_user_grants
 from .errors import ConfigError, Conflict, StoreUnavailable
+from .formats import FORMATS
 from .store import MODES
 
 DEMO_ROWS = 200_000  # about 12 MB of xlsx: past the 10 MB the study asks for
@@ -112,6 +113,7 @@ def _add_transfers(commands: argparse._SubParsersAction) -> None:
     download.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL (default %(default)s)")
     _token_option(download)
     download.add_argument("--table", default="orders")
+    download.add_argument("--format", choices=sorted(FORMATS), default="xlsx", help="file format (default %(default)s)")
     download.add_argument("--columns", help="comma-separated columns")
     download.add_argument("--limit", type=int)
     download.add_argument("--parallel", type=int, default=1, metavar="N", help="N downloads at once")
@@ -120,12 +122,14 @@ def _add_transfers(commands: argparse._SubParsersAction) -> None:
     download.add_argument("--quiet", action="store_true", help="no progress bars")
     download.set_defaults(run=_lazy("transfers", "run_downloads", run_async=True))
 
-    upload = commands.add_parser("upload", help="import an .xlsx into a table, streamed, with progress")
+    upload = commands.add_parser("upload", help="import an .xlsx or .csv into a table, streamed, with progress")
     upload.add_argument("file", type=Path)
     upload.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL (default %(default)s)")
     _token_option(upload)
     upload.add_argument("--table", default="orders")
-    upload.add_argument("--mode", choices=MODES, default="append")
+    upload.add_argument("--mode", choices=MODES, help="append: add rows; upsert: update the rows whose key exists and "
+                        "add the others; replace: the whole table (default: the server's, upsert where the table has "
+                        "a primary key and the token may upsert, else append)")
     upload.add_argument("--dry-run", action="store_true", help="validate only; nothing is written")
     upload.add_argument("--sheet", help="sheet to import (default: the first)")
     upload.add_argument("--extra-columns", choices=("ignore", "error"), default="ignore",

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from .formats.xlsx import MEDIA_TYPE
+from . import formats
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total if known)
 #: Where the command line finds its token when ``--token`` is not given.
@@ -160,7 +160,7 @@ async def upload(
     table: str,
     path: Path,
     *,
-    mode: str = "append",
+    mode: str | None = None,
     dry_run: bool = False,
     sheet: str | None = None,
     extra_columns: str = "ignore",
@@ -187,11 +187,12 @@ async def upload(
                     progress(result.bytes, size)
                 yield chunk
 
-    params = {"mode": mode, "dry_run": str(dry_run).lower(), "extra_columns": extra_columns,
+    params = {**({"mode": mode} if mode else {}), "dry_run": str(dry_run).lower(), "extra_columns": extra_columns,
               **({"sheet": sheet} if sheet else {})}
     if job_progress is None:
         params["wait"] = "true"
-    headers = {"Content-Type": MEDIA_TYPE, "Content-Length": str(size)}
+    fmt = formats.by_extension(str(path))  # the server tells the format from the bytes; the type must agree
+    headers = {"Content-Type": fmt.media_type if fmt else "application/octet-stream", "Content-Length": str(size)}
     try:
         response = await _send(client, f"{base_url.rstrip('/')}/imports/{table}", params, body, headers, retries,
                                result)

@@ -196,7 +196,9 @@ def test_header_case_and_order_do_not_matter_and_missing_nullable_columns_are_nu
 
 @pytest.mark.parametrize("body,status,code,text", [
     (b"", 400, "bad_request", "the upload is empty"),
-    (b"id,customer\n1,x\n", 422, "not_xlsx", "not an .xlsx workbook"),
+    # Text sent as a workbook: the bytes say CSV, the type says xlsx; refused, naming both.
+    (b"id,customer\n1,x\n", 415, "unsupported_format", "the file is CSV text but was sent as application/vnd"),
+    (b"\x00\x01\x02binary" * 20, 422, "not_xlsx", "not an .xlsx workbook"),
 ])
 def test_empty_and_non_xlsx_bodies(target, live_server, body: bytes, status: int, code: str, text: str) -> None:
     store, table, settings = target

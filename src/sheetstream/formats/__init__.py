@@ -3,6 +3,7 @@
 :mod:`.registry` names them; one module (or package) per format.
 """
 
-from .registry import FORMATS, XLSX, Format, UnknownFormat, by_extension, by_media_type, detect, get
+from .registry import CSV, FORMATS, XLSX, Format, FormatError, UnknownFormat, by_extension, by_media_type, detect, get
 
-__all__ = ["FORMATS", "XLSX", "Format", "UnknownFormat", "by_extension", "by_media_type", "detect", "get"]
+__all__ = ["CSV", "FORMATS", "XLSX", "Format", "FormatError", "UnknownFormat", "by_extension", "by_media_type", "detect",
+           "get"]

@@ -9,12 +9,16 @@ message instead of read as the wrong thing.
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import xlsx
+from . import csv, xlsx
 from .xlsx.errors import NotAWorkbook, XlsxError
+
+#: Every error a format raises on purpose (each format's root), for callers that catch any of them.
+FormatError = (XlsxError, csv.CsvError)
 
 #: Media types any format may be sent as (a client that does not say).
 UNDECLARED = ("", "application/octet-stream")
@@ -43,6 +47,7 @@ class Format:
     export_options: Callable[[Any, Mapping[str, str]], dict[str, Any]]
     import_options: Callable[[Mapping[str, str]], dict[str, Any]] = lambda query: {}
     media_types: tuple[str, ...] = field(default=())  # other names clients use for it
+    described: str = ""  # what it is, for a person: "an .xlsx workbook"
 
     @property
     def extension(self) -> str:
@@ -61,10 +66,68 @@ def _xlsx_export(settings: Any, query: Mapping[str, str]) -> dict[str, Any]:
 XLSX = Format(
     name="xlsx", extensions=("xlsx",), media_type=xlsx.MEDIA_TYPE, write=xlsx.write_xlsx,
     open=lambda path, options, limits: xlsx.open_workbook(path, limits),
-    sniff=lambda head: head.startswith(b"PK\x03\x04"), export_options=_xlsx_export,
+    sniff=lambda head: head.startswith(b"PK\x03\x04"), export_options=_xlsx_export, described="an .xlsx workbook",
 )
 
-FORMATS: dict[str, Format] = {f.name: f for f in (XLSX,)}
+#: The delimiters a CSV may have, as they are named in a query (a tab is hard to type in one).
+DELIMITERS = {",": ",", ";": ";", "tab": "\t", "\t": "\t", "|": "|"}
+_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def _flag(query: Mapping[str, str], name: str, default: bool) -> bool:
+    value = query.get(name)
+    if value is None:
+        return default
+    if value.lower() in _YES:
+        return True
+    if value.lower() in _NO:
+        return False
+    raise ValueError(f"{name} must be true or false (got {value!r})")
+
+
+def _delimiter(query: Mapping[str, str], name: str = "delimiter") -> str | None:
+    value = query.get(name)
+    if value is None or value == "":
+        return None
+    if value not in DELIMITERS:
+        raise ValueError(f"{name} must be one of , ; | or tab (got {value!r})")
+    return DELIMITERS[value]
+
+
+def _csv_export(settings: Any, query: Mapping[str, str]) -> dict[str, Any]:
+    """``delimiter`` (``,`` ``;`` ``tab``), ``bom=true`` (Excel on Windows reads UTF-8 only with one),
+    ``formulas=keep`` (for machine consumers: texts starting with = + - @ are not neutralised)."""
+    formulas = query.get("formulas", "neutralise")
+    if formulas not in ("neutralise", "keep"):
+        raise ValueError(f"formulas must be neutralise or keep (got {formulas!r})")
+    return {"delimiter": _delimiter(query) or ",", "bom": _flag(query, "bom", False), "neutralise": formulas != "keep"}
+
+
+def _csv_import(query: Mapping[str, str]) -> dict[str, Any]:
+    """``delimiter`` (else told from the first lines), ``encoding`` (else UTF-8, or UTF-16 by its BOM)."""
+    found: dict[str, Any] = {}
+    if delimiter := _delimiter(query):
+        found["delimiter"] = delimiter
+    if encoding := query.get("encoding"):
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {encoding!r}; for legacy single-byte files use cp1252") from None
+        found["encoding"] = encoding
+    return found
+
+
+CSV = Format(
+    name="csv", extensions=tuple(e.lstrip(".") for e in csv.EXTENSIONS), media_type=csv.MEDIA_TYPE,
+    write=lambda rows, header, sheet_name=None, **options: csv.write_csv(rows, header, **options),
+    open=lambda path, options, limits: csv.open_csv(path, encoding=options.get("encoding"),
+                                                    delimiter=options.get("delimiter"),
+                                                    sheet_name=options.get("sheet_name") or "Sheet1"),
+    sniff=csv.looks_like_csv, export_options=_csv_export, import_options=_csv_import,
+    media_types=("application/csv", "text/plain", "text/tab-separated-values"), described="CSV text",
+)
+
+FORMATS: dict[str, Format] = {f.name: f for f in (XLSX, CSV)}
 
 
 def get(name: str) -> Format:
@@ -99,15 +162,11 @@ def detect(head: bytes, filename: str | None = None, media_type: str | None = No
         return declared or XLSX
     if declared is not None and declared is not found:
         said = f"named {filename!r}" if by_extension(filename) else f"sent as {media_type}"
-        raise UnknownFormat(f"the file is {_article(found)} file but was {said}: send it with the name or type of "
-                            f"{_article(found)} file, or send the {declared.name} file you meant",
-                            found=found.name, declared=declared.name)
+        raise UnknownFormat(f"the file is {found.described} but was {said} ({declared.described}): send it as "
+                            f"{found.media_type} (or named .{found.extension}), or send the {declared.name} file you "
+                            "meant", found=found.name, declared=declared.name)
     return found
 
 
-def _article(fmt: Format) -> str:
-    return f"an {fmt.name}" if fmt.name[0] in "aeioux" else f"a {fmt.name}"
-
-
-__all__ = ["FORMATS", "Format", "NotAWorkbook", "UnknownFormat", "XLSX", "by_extension", "by_media_type", "detect",
+__all__ = ["CSV", "FORMATS", "Format", "FormatError", "NotAWorkbook", "UnknownFormat", "XLSX", "by_extension", "by_media_type", "detect",
            "get"]

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Cancelled, ClientGone, Conflict, OutOfMemory, ServerStopped, SheetstreamError, StoreUnavailable
-from ..formats.xlsx import ReadLimits, XlsxError
+from ..formats import FormatError
+from ..formats.xlsx import ReadLimits
 from ..store import JobTable, Store
 from ..store.base import unavailable
 from ..store.control import RETRY_SECONDS, lost_connection, retried
@@ -237,7 +238,7 @@ def fail(job: Job, exc: BaseException) -> None:
     if isinstance(exc, MemoryError):  # under the worker's address-space cap (runtime.workers.limit_memory)
         cap = resource.getrlimit(resource.RLIMIT_AS)[0]
         exc = OutOfMemory.worker_limit(0 if cap == resource.RLIM_INFINITY else cap)
-    if isinstance(exc, (SheetstreamError, XlsxError)):
+    if isinstance(exc, (SheetstreamError, *FormatError)):
         job.message, job.error = exc.message, exc.code
         job.errors = exc.detail.get("errors", [])
         job.error_total = exc.detail.get("error_total", len(job.errors))

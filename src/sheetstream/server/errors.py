@@ -37,6 +37,7 @@ from ..errors import (
     WorkerLost,
 )
 from ..formats import UnknownFormat
+from ..formats.csv import CsvError, CsvTooLarge
 from ..formats.xlsx import XlsxError
 from ..pipeline.jobs import Job
 from .logs import REQUEST_ID
@@ -58,6 +59,8 @@ STATUS: dict[type[Exception], int] = {
     UnknownFormat: 415,
     Invalid: 422,
     XlsxError: 422,
+    CsvError: 422,
+    CsvTooLarge: 413,
     OutOfMemory: 422,  # the same file fails again: retrying will not help
     TooMuchCpu: 422,  # likewise
     Busy: 429,
@@ -163,6 +166,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(SheetstreamError)
     @app.exception_handler(XlsxError)
+    @app.exception_handler(CsvError)
     async def known(request: Request, error: SheetstreamError | XlsxError) -> JSONResponse:
         return error_response(error, request.url.path)
 

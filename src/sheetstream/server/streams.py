@@ -41,7 +41,8 @@ class Downloads:
                  spill: SpillBudget):
         self.queue, self.shares, self.metrics, self.options, self.spill = queue, shares, metrics, options, spill
 
-    def open(self, caller: Identity, filename: str, fn: Task, *args: Any) -> StreamingResponse:
+    def open(self, caller: Identity, filename: str, fn: Task, *args: Any, media_type: str = MEDIA_TYPE
+             ) -> StreamingResponse:
         """The workbook ``fn(*args)`` makes on a worker, streamed as ``filename``: 429 at once when the caller's
         share or the queue is full."""
         release = self.shares.hold(caller, self.queue.retry_after())
@@ -54,7 +55,7 @@ class Downloads:
         # The worker writes into the spill at its own pace: it is freed when the workbook is complete.
         return BoundedStream(spilled(counted(stream, self.metrics), self.spill), release=release,
                              stall_seconds=self.options.export_stall_seconds,
-                             max_seconds=self.options.export_max_seconds, media_type=MEDIA_TYPE,
+                             max_seconds=self.options.export_max_seconds, media_type=media_type,
                              headers={"Content-Disposition": content_disposition(filename), "Cache-Control": "no-store"})
 
 

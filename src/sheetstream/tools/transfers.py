@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 from rich.table import Table
 
+from .. import formats
 from ..client import TOKEN_VARIABLE, Transfer, Upload, client_for, commit, download, download_problems, upload
 
 #: Exit codes: the server refused or the work failed; the command line itself is wrong.
@@ -53,29 +54,34 @@ def explain(status: int | None, answer: dict | None, error: str | None, token: s
     return f"HTTP {status}: {message}"
 
 
-def export_url(base: str, table: str, columns: str | None = None, limit: int | None = None) -> str:
+def export_url(base: str, table: str, columns: str | None = None, limit: int | None = None,
+               extension: str = "xlsx") -> str:
     query = urlencode({k: v for k, v in {"columns": columns, "limit": limit}.items() if v is not None})
-    return f"{base.rstrip('/')}/exports/{table}.xlsx" + (f"?{query}" if query else "")
+    return f"{base.rstrip('/')}/exports/{table}.{extension}" + (f"?{query}" if query else "")
+
+
+def _extension(args: argparse.Namespace) -> str:
+    return formats.get(getattr(args, "format", None) or "xlsx").extension
 
 
 def destinations(args: argparse.Namespace) -> list[Path | None]:
     if args.to_dir:
         args.to_dir.mkdir(parents=True, exist_ok=True)
         if args.parallel == 1:
-            return [args.to_dir / f"{args.table}.xlsx"]
-        return [args.to_dir / f"{args.table}-{i}.xlsx" for i in range(1, args.parallel + 1)]
+            return [args.to_dir / f"{args.table}.{_extension(args)}"]
+        return [args.to_dir / f"{args.table}-{i}.{_extension(args)}" for i in range(1, args.parallel + 1)]
     if args.output:
         if args.parallel > 1:
             raise SystemExit("--output names one file; use --to-dir with --parallel")
         return [args.output]
     if args.parallel == 1:
-        return [Path(f"{args.table}.xlsx")]
+        return [Path(f"{args.table}.{_extension(args)}")]
     return [None] * args.parallel  # parallel runs without --to-dir measure only
 
 
 async def run_downloads(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
-    url = export_url(args.url, args.table, args.columns, args.limit)
+    url = export_url(args.url, args.table, args.columns, args.limit, _extension(args))
     targets = destinations(args)
     timeout = httpx.Timeout(30.0, read=300.0)
     with Progress(*columns(), console=console, disable=args.quiet) as progress:

@@ -1,14 +1,18 @@
-"""``GET /exports/{table}.xlsx``: the table streamed as a workbook while it is being generated."""
+"""``GET /exports/{table}.xlsx`` (and ``.csv``, one route per registered format): the table streamed while the
+file is being generated."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from ...pipeline.exports import export_workbook
+from ... import formats
+from ...errors import BadRequest
+from ...pipeline.exports import check_options, export_workbook
 from ...store import select_columns
 from ..deps import Caller, DownloadsDep, ReadableTable, SettingsDep, StoreDep
 
@@ -18,17 +22,38 @@ router = APIRouter()
 MAX_LIMIT = 2**63 - 1
 
 
-@router.get("/exports/{table}.xlsx", response_class=StreamingResponse)
-async def export_table(
-    table: ReadableTable,
-    caller: Caller,
-    settings: SettingsDep,
-    store: StoreDep,
-    downloads: DownloadsDep,
-    columns: Annotated[str | None, Query(description="Comma-separated column names, in the order wanted")] = None,
-    limit: Annotated[int | None, Query(ge=0, le=MAX_LIMIT, description="At most this many rows")] = None,
-) -> StreamingResponse:
-    catalog = await run_in_threadpool(store.columns, table)
-    wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
-    chosen = select_columns(catalog, wanted)
-    return downloads.open(caller, f"{table}.xlsx", export_workbook, store, table, chosen, limit, settings.export)
+def export_route(fmt: formats.Format) -> Callable[..., Awaitable[StreamingResponse]]:
+    async def export_table(
+        table: ReadableTable,
+        caller: Caller,
+        settings: SettingsDep,
+        store: StoreDep,
+        downloads: DownloadsDep,
+        columns: Annotated[str | None, Query(description="Comma-separated column names, in the order wanted")] = None,
+        limit: Annotated[int | None, Query(ge=0, le=MAX_LIMIT, description="At most this many rows")] = None,
+        delimiter: Annotated[str | None, Query(max_length=5, description="CSV: , ; | or tab (default ,)")] = None,
+        bom: Annotated[bool | None, Query(description="CSV: start with a UTF-8 byte order mark (Excel on Windows "
+                                          "needs one to read UTF-8)")] = None,
+        formulas: Annotated[str | None, Query(description="CSV: neutralise (default: texts that start with = + - @ "
+                                              "get a leading ', against formula injection) or keep")] = None,
+    ) -> StreamingResponse:
+        catalog = await run_in_threadpool(store.columns, table)
+        wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+        chosen = select_columns(catalog, wanted)
+        query = {k: v for k, v in (("delimiter", delimiter), ("bom", None if bom is None else str(bom).lower()),
+                                   ("formulas", formulas)) if v is not None}
+        try:
+            check_options(fmt.name, settings.export, query)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return downloads.open(caller, f"{table}.{fmt.extension}", export_workbook, store, table, chosen, limit,
+                              settings.export, fmt.name, query, media_type=fmt.media_type)
+
+    export_table.__name__ = f"export_{fmt.name}"
+    export_table.__doc__ = f"The table streamed as {fmt.extension.upper()} while it is generated."
+    return export_table
+
+
+for _format in formats.FORMATS.values():
+    router.add_api_route(f"/exports/{{table}}.{_format.extension}", export_route(_format), methods=["GET"],
+                         response_class=StreamingResponse, name=f"export_{_format.name}")

@@ -67,7 +67,7 @@ ExtraQuery = Annotated[ExtraColumns, Query(description="header columns the table
 EncodingQuery = Annotated[str | None, Query(max_length=40, description="CSV: the file's encoding when it is not "
                                             "UTF-8 or UTF-16 with a BOM (cp1252 for legacy single-byte files)")]
 DelimiterQuery = Annotated[str | None, Query(max_length=5, description="CSV: the delimiter, when it should not "
-                                             "be told from the first lines (one of , ; tab |)")]
+                                             "be told from the first lines (one of , ; | tab)")]
 
 
 class Upload:
@@ -231,7 +231,11 @@ def upload_of(request: Request, table: WritableTable, caller: Caller, settings: 
     mode = mode or default_mode(caller, table, store.columns(table))  # a sync dependency: in the thread pool
     if request.method == "PUT":  # a form's fields may still change the mode: checked once they are read
         require(caller, table, mode)
-    options = {k: v for k, v in (("encoding", encoding), ("delimiter", delimiter)) if v}
+    try:  # the reading options of any format that has them (CSV); checked before the body is read
+        options = {k: v for f in formats.FORMATS.values()
+                   for k, v in f.import_options({"encoding": encoding or "", "delimiter": delimiter or ""}).items()}
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
     job = Job(table=table, mode=mode, dry_run=dry_run, sheet=sheet, extra_columns=extra_columns, owner=caller.key,
               options=options, request_id=REQUEST_ID.get())
     return Upload(request, job, caller, store, queue, board, metrics, shares, kept, budget, settings.imports)
