@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..errors import Invalid
+from ..formats.values import Unreadable
 from ..formats.xlsx import CellError
 from ..formats.xlsx.cells import column_letter
 from ..store import Column
@@ -412,6 +413,10 @@ def convert_rows(rows, plan: Plan, sheet: str, problems: Problems, counters: dic
                 continue
             if type(v) is CellError:
                 problems.add(sheet, f"{letter}{row_number}", name, str(v), f"holds the error {v}; enter a value")
+                ok = False
+                continue
+            if type(v) is Unreadable:  # bytes the file's encoding cannot decode: the reader says which, and how
+                problems.add(sheet, f"{letter}{row_number}", name, None, v.message)
                 ok = False
                 continue
             try:
