@@ -307,3 +307,35 @@ def test_without_authentication_the_page_still_works(tmp_path: Path, live_server
             page.get_by_text("20 rows written to 'orders' (update existing rows and add new ones)").wait_for(timeout=30_000)
     finally:
         context.close()
+
+
+def test_csv_both_ways_on_the_page(site, page, tmp_path: Path) -> None:
+    """Download the CSV through its plain link, upload a CSV with problems, read the grouped review and take the
+    marked-up copy back as a workbook."""
+    with page.expect_download() as pending:
+        page.get_by_role("link", name="orders.csv").click()
+    exported = tmp_path / "orders.csv"
+    pending.value.save_as(exported)
+    assert pending.value.suggested_filename == "orders.csv"
+    lines = exported.read_bytes().decode().split("\r\n")
+    assert lines[0] == ",".join(c.name for c in ORDERS) and len(lines) == 2_002
+    for n in (2, 4, 6):  # D3, D5, D7: words for amounts
+        fields = lines[n].split(",")
+        fields[3] = "lots"
+        lines[n] = ",".join(fields)
+    edited = tmp_path / "edited.csv"
+    edited.write_bytes("\r\n".join(lines).encode())
+    page.set_input_files("#file", str(edited))
+    page.get_by_role("button", name="Check", exact=True).click()
+    groups = page.get_by_test_id("problem-groups")
+    groups.wait_for(timeout=30_000)
+    assert groups.inner_text().startswith("3 cells in column amount do not fit it, e.g. 'lots' is not a number (D3)")
+    shot(page, "csv-problems")
+    with page.expect_download() as pending:
+        page.get_by_test_id("marked-up").click()
+    marked = tmp_path / "marked.xlsx"
+    pending.value.save_as(marked)
+    sheet = openpyxl.load_workbook(marked)["orders"]
+    assert [sheet[f"D{n}"].fill.fgColor.rgb for n in (3, 5, 7)] == ["FFFFC7CE"] * 3
+    assert sheet["D3"].value == "lots" and sheet["A2"].value == "1"
+    assert site.store.count("orders") == 2_000

@@ -62,9 +62,15 @@ function Downloads({ tables, error }) {
             <li key={table.name}>
               {/* A plain link: the browser streams the file to disk with its own progress (the cookie signs it). */}
               {allows(table, "read") ? (
-                <a className="button" href={table.export} download={`${table.name}.xlsx`}>
-                  {table.name}.xlsx
-                </a>
+                <>
+                  <a className="button" href={table.export} download={`${table.name}.xlsx`}>
+                    {table.name}.xlsx
+                  </a>
+                  <a className="button secondary" href={`/exports/${encodeURIComponent(table.name)}.csv`}
+                     download={`${table.name}.csv`}>
+                    {table.name}.csv
+                  </a>
+                </>
               ) : (
                 <span>{table.name}</span>
               )}
@@ -187,12 +193,12 @@ function Upload({ tables, onImported, onJob }) {
             choose(e.dataTransfer.files);
           }}
         >
-          <span>{file ? `${file.name} (${formatBytes(file.size)})` : "Drop an .xlsx file here, or choose one"}</span>
+          <span>{file ? `${file.name} (${formatBytes(file.size)})` : "Drop an .xlsx or .csv file here, or choose one"}</span>
           <input
             id="file"
             ref={input}
             type="file"
-            accept=".xlsx,application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            accept=".xlsx,.csv,.tsv,application/vnd.openxmlformats-officedocument.spreadsheetml.sheet,text/csv"
             onChange={(e) => choose(e.target.files)}
           />
         </label>

@@ -43,7 +43,10 @@ export function uploadFile({ table, file, mode, dryRun, onProgress }) {
     const query = new URLSearchParams({ dry_run: String(dryRun) });
     if (mode) query.set("mode", mode);
     xhr.open("PUT", `/imports/${encodeURIComponent(table)}?${query}`);
-    xhr.setRequestHeader("Content-Type", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+    // The server tells the format from the bytes; the type only has to agree (a .csv is text/csv).
+    xhr.setRequestHeader("Content-Type", /\.(csv|tsv|txt)$/i.test(file.name) ? "text/csv"
+      : /\.xlsx$/i.test(file.name) ? "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+      : "application/octet-stream");
     if (csrf) xhr.setRequestHeader(CSRF_HEADER, csrf);
     xhr.upload.onprogress = (event) => onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
     xhr.onload = () => {
