@@ -26,7 +26,6 @@ import time as clock
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from ..errors import BadRequest, NotFound, RowRefused
