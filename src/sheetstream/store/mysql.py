@@ -137,8 +137,8 @@ class MysqlStore:
                 if done:
                     cursor.close()
                     conn.rollback()
-                # else: an export abandoned half-way; closing the connection (on leaving) drops its unread rows,
-                # where closing the cursor would first read them all from the server.
+                # else: an export abandoned half-way; closing the connection (on leaving) drops its unread rows at
+                # once, where closing the cursor would first read them all (0.94 s for 200,000 rows, measured).
 
     def create_table(self, table: str, columns: Sequence[Column], replace: bool = False) -> None:
         body = [f"{quote(c.name)} {_ddl(c)}" for c in columns]
@@ -148,9 +148,12 @@ class MysqlStore:
         with self.connect(autocommit=True) as conn:
             if replace:
                 conn.execute(f"DROP TABLE IF EXISTS {quote(table)}")
-            # utf8mb4_bin: text is equal only when identical, as on SQLite and PostgreSQL.
+            # Binary and NO PAD: text is equal only when identical ("a", "A" and "a " are three keys), as on SQLite
+            # and PostgreSQL; MariaDB and MySQL 8 name that collation differently.
+            mariadb = "mariadb" in conn.execute("SELECT version()").fetchone()[0].lower()
+            collation = "utf8mb4_nopad_bin" if mariadb else "utf8mb4_0900_bin"
             conn.execute(f"CREATE TABLE IF NOT EXISTS {quote(table)} ({', '.join(body)}) "
-                         "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+                         f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={collation}")
 
     def drop_table(self, table: str) -> None:
         with self.connect(autocommit=True) as conn:
@@ -434,9 +437,10 @@ def _load_inserts(conn: Connection, staging: str, columns: Sequence[Column],
     and its row is then found by inserting the batch's rows one at a time (the error path only)."""
     names = ", ".join([*(quote(c.name) for c in columns), ROW])
     statement = f"INSERT INTO {quote(staging)} ({names}) VALUES ({', '.join('?' * (len(columns) + 1))})"
+    integers = [j for j, c in enumerate(columns) if c.kind == "integer"]
     count = 0
     for chunk in _chunks(rows, INSERT_ROWS):
-        values = [(*row, number) for number, row in chunk]
+        values = _wide_as_text([[*row, number] for number, row in chunk], integers)
         try:
             conn.raw.cursor().executemany(statement, values)
         except Exception as exc:
@@ -452,6 +456,18 @@ def _load_inserts(conn: Connection, staging: str, columns: Sequence[Column],
             raise
         count += len(chunk)
     return count
+
+
+def _wide_as_text(values: list[list[Any]], integers: list[int]) -> list[list[Any]]:
+    """A batch with its integers past 64 signed bits as text, which the server checks against the column (unsigned
+    bigint takes up to 2**64 - 1): the driver's binary protocol fails on them (and was seen to store 2**64 - 1 for
+    2**64). The whole column of the batch then, as a bulk INSERT takes one type per column."""
+    for j in integers:
+        if any(not -2**63 <= v < 2**63 for row in values if (v := row[j]) is not None):
+            for row in values:
+                if row[j] is not None:
+                    row[j] = str(row[j])
+    return values
 
 
 @contextmanager
