@@ -152,3 +152,15 @@ def test_both_ways_in_write_the_same_rows(mysql_url: str, table: str, load: str)
     store = MysqlStore(mysql_url, load=load)
     seed(store, 2_500, table)
     assert list(store.read_rows(table, ORDERS)) == [tuple(r) for r in demo_rows(2_500)]
+
+
+def test_invalid_json_is_refused_at_its_row(mysql_url: str, table: str) -> None:
+    store = MysqlStore(mysql_url)
+    run(store, f'CREATE TABLE "{table}" (id int PRIMARY KEY, doc json)')
+    columns = store.columns(table)
+    rows = [(2 + i, (i, '{"n": %d}' % i)) for i in range(50)]
+    rows[40] = (42, (40, "{not json"))
+    with pytest.raises(RowRefused) as refused, store.staging(table, columns) as staged:
+        staged.load(iter(rows))
+        staged.apply()
+    assert refused.value.detail["row"] == 42 and store.count(table) == 0
