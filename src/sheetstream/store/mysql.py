@@ -385,12 +385,16 @@ def _load_encoded(conn: Connection, staging: str, columns: Sequence[Column], chu
     try:
         fd = _writer(pipe, loader)
         if fd is not None:
-            with os.fdopen(fd, "wb") as out:
-                try:
-                    for data in chunks:
-                        out.write(data)
-                except BrokenPipeError:
-                    pass  # the server stopped reading: its error says why
+            _WRITING.add(fd)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    try:
+                        for data in chunks:
+                            out.write(data)
+                    except BrokenPipeError:
+                        pass  # the server stopped reading: its error says why
+            finally:
+                _WRITING.discard(fd)
     finally:
         loader.join()
         shutil.rmtree(folder, ignore_errors=True)
@@ -398,6 +402,24 @@ def _load_encoded(conn: Connection, staging: str, columns: Sequence[Column], chu
         raise failed[0]
     if conn.raw.warnings:
         _refuse_on_warning(conn)
+
+
+#: Write ends of the pipes being loaded. A process forked meanwhile (``chunks`` may come from a forked helper:
+#: :func:`sheetstream.runtime.forked.forked_map`) closes its copies at once: while any process holds a write end,
+#: the pipe never ends, and LOAD DATA waits for ever (seen: an import read in two processes hung).
+_WRITING: set[int] = set()
+
+
+def _close_inherited() -> None:
+    for fd in _WRITING:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _WRITING.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited)
 
 
 def _writer(pipe: str, loader: threading.Thread) -> int | None:
