@@ -182,9 +182,9 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
 
     imports = kinds.add_parser("import", help="whole import vs calamine, pandas, polars and openpyxl; parsers")
     imports.add_argument("--rows", type=int, nargs="+", default=[200_000])
-    imports.add_argument("--databases", default="sqlite,postgres")
-    imports.add_argument("--peers", default="calamine-copy,pandas-copy,polars-adbc,openpyxl-executemany",
-                         help="comma-separated peers, or none (default %(default)s)")
+    imports.add_argument("--databases", default="sqlite,postgres", help="of sqlite, postgres, mysql (default %(default)s)")
+    imports.add_argument("--peers", default="calamine-copy,pandas-copy,polars-adbc,openpyxl-executemany,pandas-to_sql,"
+                         "csv-load-data", help="comma-separated peers, or none (default %(default)s)")
     imports.add_argument("--repeats", type=int, default=5,
                          help="interleaved repeats of each size's cases; ratios are taken pair by pair (default 5)")
     imports.add_argument("--openpyxl-max", type=int, default=200_000,
