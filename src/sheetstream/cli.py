@@ -169,8 +169,9 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                         help="comma-separated peers (also pyexcelerate), or none (default %(default)s)")
     export.add_argument("--repeats", type=int, default=5,
                         help="interleaved repeats of each size's writers; ratios are taken pair by pair (default 5)")
-    export.add_argument("--source", choices=["postgres", "demo"], default="postgres",
-                        help="rows read from PostgreSQL through a server-side cursor (default), or generated")
+    export.add_argument("--source", choices=["postgres", "mysql", "demo"], default="postgres",
+                        help="rows read from PostgreSQL through a server-side cursor (default), from MySQL/MariaDB "
+                             "(also serves the HTTP runs from it), or generated")
     export.add_argument("--deflate-choices", choices=["all", "default"], default="all",
                         help="every deflate library and level, or only the default (isal level 1)")
     export.add_argument("--no-postgres-read", dest="postgres_read", action="store_false",
