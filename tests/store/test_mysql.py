@@ -164,3 +164,10 @@ def test_invalid_json_is_refused_at_its_row(mysql_url: str, table: str) -> None:
         staged.load(iter(rows))
         staged.apply()
     assert refused.value.detail["row"] == 42 and store.count(table) == 0
+
+
+def test_rows_stream_in_the_order_of_a_composite_primary_key(mysql_url: str, table: str) -> None:
+    store = MysqlStore(mysql_url)
+    run(store, f'CREATE TABLE "{table}" (a int, b int, PRIMARY KEY (b, a))')
+    run(store, f'INSERT INTO "{table}" VALUES (1, 2), (2, 1), (3, 1)')
+    assert list(store.read_rows(table, store.columns(table))) == [(2, 1), (3, 1), (1, 2)]

@@ -58,7 +58,7 @@ FROM information_schema.COLUMNS
 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?
 ORDER BY ORDINAL_POSITION
 """
-_PRIMARY = ("SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
+_PRIMARY = ("SELECT COLUMN_NAME, SEQ_IN_INDEX FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() "
             "AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY'")
 
 
@@ -71,11 +71,12 @@ class Raw:
     column_type: str  # COLUMN_TYPE: int(10) unsigned, enum('a','b'), ...
     charset: str | None
     collation: str | None
+    key: int | None = None  # its place in the primary key (InnoDB stores the rows in that order)
 
     @property
     def writable(self) -> bool:
-        return self.data_type not in _BINARY and self.data_type != "bit" and self.data_type in (
-            _INTEGERS | _TEXTS | _KINDS.keys())
+        """Not binary data (``bit``, ``binary``, ``varbinary``, blobs, spatial types): those are exported only."""
+        return self.data_type in _INTEGERS | _TEXTS | _KINDS.keys()
 
     def definition(self) -> str:
         """The column in a staging table: the same type, NULL allowed (a cell with a problem is staged as NULL)."""
@@ -112,7 +113,8 @@ class MysqlStore:
             # A snapshot, read-only: InnoDB serves the rows as of now from its undo log, taking no row locks.
             conn.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             catalog = {r.column.name: r for r in _catalog(conn, table)}
-            keys = [quote(name) for name, r in catalog.items() if r.column.primary_key]
+            # In the primary key's order: InnoDB keeps the rows in it, so they stream without a sort.
+            keys = [quote(r.column.name) for r in sorted(catalog.values(), key=lambda r: r.key or 0) if r.key]
             query = f"SELECT {', '.join(quote(c.name) for c in columns)} FROM {quote(table)}"
             if keys:
                 query += f" ORDER BY {', '.join(keys)}"
@@ -217,12 +219,12 @@ def _catalog(conn: Connection, table: str) -> list[Raw]:
     rows = conn.execute(_CATALOG, (table,)).fetchall()
     if not rows:
         raise NotFound(f"there is no table {table!r}")
-    keys = {r[0] for r in conn.execute(_PRIMARY, (table,)).fetchall()}
-    return [_raw(*row, row[0] in keys) for row in rows]
+    keys = dict(conn.execute(_PRIMARY, (table,)).fetchall())
+    return [_raw(*row, keys.get(row[0])) for row in rows]
 
 
 def _raw(name: str, data_type: str, column_type: str, nullable: str, precision: int | None, scale: int | None,
-         length: int | None, charset: str | None, collation: str | None, primary: bool) -> Raw:
+         length: int | None, charset: str | None, collation: str | None, key: int | None) -> Raw:
     data_type, column_type = data_type.lower(), column_type.lower()
     if data_type == "tinyint" and column_type.startswith("tinyint(1)"):
         kind = "boolean"  # what MySQL calls BOOLEAN
@@ -234,12 +236,12 @@ def _raw(name: str, data_type: str, column_type: str, nullable: str, precision: 
         name=name,
         kind=kind,
         nullable=nullable == "YES",
-        primary_key=bool(primary),
+        primary_key=key is not None,
         precision=int(precision) if kind == "numeric" and precision is not None else None,
         scale=int(scale) if kind == "numeric" and scale is not None else None,
         length=int(length) if data_type in ("char", "varchar") and length is not None else None,
     )
-    return Raw(column, data_type, column_type, charset, collation)
+    return Raw(column, data_type, column_type, charset, collation, key)
 
 
 def _check_writable(conn: Connection, table: str, raws: Sequence[Raw]) -> None:
