@@ -33,6 +33,12 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def on_conflict(keys: list[str], others: list[str]) -> str:
+    """SQLite's and PostgreSQL's upsert clause."""
+    action = "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in others) if others else "NOTHING"
+    return f" ON CONFLICT ({', '.join(keys)}) DO {action}"
+
+
 @dataclass
 class Dialect:
     """What differs between the databases: ``create`` makes the staging table like the table's columns, ``load``
@@ -56,9 +62,8 @@ class Dialect:
     #: Null-safe equality of two expressions, as a template with ``{a}`` and ``{b}``.
     same: str = "{a} IS NOT DISTINCT FROM {b}"
     #: The clause that makes an INSERT update rows whose key exists: ``upsert(keys, other columns)``, quoted.
-    upsert: Callable[[list[str], list[str]], str] = lambda keys, others: f" ON CONFLICT ({', '.join(keys)}) DO " + (
-        "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in others) if others else "NOTHING")
-    #: ``repeats(conn, staging, keys)``: whether a key repeats (NULL keys aside); None: try a unique index.
+    upsert: Callable[[list[str], list[str]], str] = on_conflict
+    #: ``repeats(conn, staging, keys)``: False when no key repeats, so no search is made; None: try a unique index.
     repeats: Callable[[Any, str, str], bool] | None = None
 
 
