@@ -272,8 +272,10 @@ def markdown(results: dict) -> str:
              "Versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in results["versions"].items()), ""]
     lines += machine_load.markdown(results.get("load", {}))
     source = results.get("source", "demo")
-    fed = (f"read from PostgreSQL table `{source.partition(':')[2]}` through a server-side cursor" if source != "demo"
-           else "generated in the writer's process (deterministic demo rows)")
+    kind, _, table = source.partition(":")
+    fed = {"postgres": f"read from PostgreSQL table `{table}` through a server-side cursor",
+           "mysql": f"read from MySQL/MariaDB table `{table}` through an unbuffered cursor"}.get(
+        kind, "generated in the writer's process (deterministic demo rows)")
     lines += ["## Writers (same rows, each run in its own process)", "",
               f"Rows {fed}. The writers of a size ran interleaved, {n} time(s) each: figures are medians with the "
               "(min-max) range; a speed-up is the baseline's time divided by the writer's in the same repeat, then "
