@@ -1,4 +1,4 @@
-"""Shared fixtures: real PostgreSQL, real LibreOffice, a real uvicorn server on a loopback port."""
+"""Shared fixtures: real PostgreSQL and MariaDB, real LibreOffice, a real uvicorn server on a loopback port."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import openpyxl
 import psycopg
 import pytest
 
-from sheetstream.tools.harness import POSTGRES_URL, ThreadedServer, postgres_problem
+from sheetstream.store import open_store
+from sheetstream.tools.harness import MYSQL_URL, POSTGRES_URL, ThreadedServer, mysql_problem, postgres_problem
 
 from .helpers import CHROMIUM_ARGS, chromium_executable, missing
 
@@ -35,12 +36,27 @@ def pg_table(pg_url: str) -> Iterator[str]:
         conn.execute(f'DROP TABLE IF EXISTS "{name}"')
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(scope="session")
+def mysql_url() -> str:
+    problem = mysql_problem(MYSQL_URL)
+    if problem:
+        missing(problem)
+    return MYSQL_URL
+
+
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"
-    url = request.getfixturevalue("pg_url")
-    return url
+    return request.getfixturevalue("pg_url" if request.param == "postgres" else "mysql_url")
+
+
+@pytest.fixture
+def db_table(store_url: str) -> Iterator[str]:
+    """A unique table name in the test database of ``store_url`` (shared by several runs), dropped afterwards."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    yield name
+    open_store(store_url).drop_table(name)
 
 
 class LibreOffice:

@@ -210,9 +210,10 @@ def test_roundtrip_command_sqlite(capsys) -> None:
     assert capsys.readouterr().out.count("identical") == 3
 
 
-@pytest.mark.postgres
-def test_roundtrip_command_postgres(pg_url: str, capsys) -> None:
-    assert main(["roundtrip", "--users", "5", "--rows", "400", "--table", "rt_orders", "--database-url", pg_url]) == 0
+@pytest.mark.parametrize("database", ["pg_url", "mysql_url"])
+def test_roundtrip_command_on_a_database_server(database: str, request: pytest.FixtureRequest, capsys) -> None:
+    url = request.getfixturevalue(database)
+    assert main(["roundtrip", "--users", "5", "--rows", "400", "--table", "rt_orders", "--database-url", url]) == 0
     assert capsys.readouterr().out.count("identical") == 5
 
 

@@ -199,8 +199,9 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
                         help="comma-separated peers (also pyexcelerate), or none (default %(default)s)")
     export.add_argument("--repeats", type=int, default=5,
                         help="interleaved repeats of each size's writers; ratios are taken pair by pair (default 5)")
-    export.add_argument("--source", choices=["postgres", "demo"], default="postgres",
-                        help="rows read from PostgreSQL through a server-side cursor (default), or generated")
+    export.add_argument("--source", choices=["postgres", "mysql", "demo"], default="postgres",
+                        help="rows read from PostgreSQL through a server-side cursor (default), from MySQL/MariaDB "
+                             "(also serves the HTTP runs from it), or generated")
     export.add_argument("--deflate-choices", choices=["all", "default"], default="all",
                         help="every deflate library and level, or only the default (isal level 1)")
     export.add_argument("--no-postgres-read", dest="postgres_read", action="store_false",
@@ -212,9 +213,9 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
 
     imports = kinds.add_parser("import", help="whole import vs calamine, pandas, polars and openpyxl; parsers")
     imports.add_argument("--rows", type=int, nargs="+", default=[200_000])
-    imports.add_argument("--databases", default="sqlite,postgres")
-    imports.add_argument("--peers", default="calamine-copy,pandas-copy,polars-adbc,openpyxl-executemany",
-                         help="comma-separated peers, or none (default %(default)s)")
+    imports.add_argument("--databases", default="sqlite,postgres", help="of sqlite, postgres, mysql (default %(default)s)")
+    imports.add_argument("--peers", default="calamine-copy,pandas-copy,polars-adbc,openpyxl-executemany,pandas-to_sql,"
+                         "csv-load-data", help="comma-separated peers, or none (default %(default)s)")
     imports.add_argument("--repeats", type=int, default=5,
                          help="interleaved repeats of each size's cases; ratios are taken pair by pair (default 5)")
     imports.add_argument("--openpyxl-max", type=int, default=200_000,

@@ -1,5 +1,5 @@
-"""Crash safety with real processes: the server killed (SIGKILL) or stopped (SIGTERM) during an import, on SQLite
-and PostgreSQL. The table is never changed by an import whose server is gone, no process of ours outlives the
+"""Crash safety with real processes: the server killed (SIGKILL) or stopped (SIGTERM) during an import, on SQLite,
+PostgreSQL and MariaDB. The table is never changed by an import whose server is gone, no process of ours outlives the
 server, and the job's record says what happened: failed, "nothing was written"."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.pipeline.jobs import STOPPED, JobBoard
 from sheetstream.store import Store, open_store
 from sheetstream.store.demo import ORDERS, demo_rows, seed
+from sheetstream.store.mysql_connect import connect as mysql_connect
 from sheetstream.tools.harness import ServerProcess
 
 from ..helpers import XLSX, OwnedPostgres, rows_of
@@ -39,20 +40,28 @@ def big_workbook(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def database(store_url: str) -> Iterator[tuple[str, str, Store]]:
-    """A table of 10 rows, on SQLite, and on PostgreSQL in a schema of its own: these servers settle jobs of
-    instances silent for 1.5 s, which must not touch the jobs of other servers sharing the test database."""
+    """A table of 10 rows, on SQLite, on PostgreSQL in a schema of its own, and on MySQL in a database of its own:
+    these servers settle jobs of instances silent for 1.5 s, which must not touch the jobs of other servers sharing
+    the test database."""
     url = store_url
-    if not store_url.startswith("sqlite"):
-        schema = f"crash_{uuid.uuid4().hex[:10]}"
+    schema = f"crash_{uuid.uuid4().hex[:10]}"
+    if store_url.startswith("postgres"):
         with psycopg.connect(store_url, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{schema}"')
         url = f"{store_url}?options=-csearch_path%3D{schema}"
+    elif store_url.startswith("mysql"):
+        with mysql_connect(store_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{schema}"')
+        url = f"{store_url.rsplit('/', 1)[0]}/{schema}"
     store = open_store(url)
     seed(store, 10, "orders")
     yield url, "orders", store
-    if url != store_url:
+    if store_url.startswith("postgres"):
         with psycopg.connect(store_url, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    elif store_url.startswith("mysql"):
+        with mysql_connect(store_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{schema}"')
 
 
 def until(predicate, seconds: float, step: float = 0.05):

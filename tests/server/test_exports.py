@@ -29,7 +29,7 @@ from ..helpers import (
 def demo_store(store_url: str, request: pytest.FixtureRequest):
     """The demo table (300 rows) in SQLite and in PostgreSQL, under a unique name."""
     store = open_store(store_url)
-    table = "orders" if store_url.startswith("sqlite") else request.getfixturevalue("pg_table")
+    table = "orders" if store_url.startswith("sqlite") else request.getfixturevalue("db_table")
     seed(store, 300, table)
     return store, table
 

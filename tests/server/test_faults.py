@@ -91,7 +91,7 @@ def test_a_worker_killed_mid_export_aborts_that_download_and_the_next_one_works(
 def test_a_worker_killed_mid_import_fails_the_job_with_503_and_writes_nothing(store_url: str, request, tmp_path: Path,
                                                                              live_server) -> None:
     store = open_store(store_url)
-    table = "orders" if store_url.startswith("sqlite") else request.getfixturevalue("pg_table")
+    table = "orders" if store_url.startswith("sqlite") else request.getfixturevalue("db_table")
     seed(store, 10, table)
     # Enough rows that the import is still running when its first progress is seen (about 1.5 s of work).
     body = b"".join(write_xlsx(demo_rows(200_000), [c.name for c in ORDERS]))

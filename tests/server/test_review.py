@@ -26,7 +26,7 @@ HEADER = [c.name for c in ORDERS]
 def target(store_url: str, request: pytest.FixtureRequest, tmp_path: Path):
     """(store, table, settings) with the demo table (10 rows) in SQLite or PostgreSQL."""
     store = open_store(store_url)
-    table = "orders" if store_url.startswith("sqlite") else request.getfixturevalue("pg_table")
+    table = "orders" if store_url.startswith("sqlite") else request.getfixturevalue("db_table")
     seed(store, 10, table)
     return store, table, make_settings(tables=(table,), data_dir=tmp_path / "data")
 

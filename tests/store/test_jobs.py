@@ -1,4 +1,4 @@
-"""Job records on both databases: an ended record is final, "done" commits with the rows (or, on SQLite, leaves
+"""Job records on every database: an ended record is final, "done" commits with the rows (or, on SQLite, leaves
 a marker that settles it), a job ended elsewhere cannot commit, and silent instances' jobs are found."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sheetstream.store.demo import ORDERS, demo_rows, seed
 
 @pytest.fixture
 def table(store_url: str, request: pytest.FixtureRequest) -> str:
-    return "orders" if store_url.startswith("sqlite") else request.getfixturevalue("pg_table")
+    return "orders" if store_url.startswith("sqlite") else request.getfixturevalue("db_table")
 
 
 def record(state: str, **extra) -> dict:
@@ -51,9 +51,9 @@ def test_done_commits_with_the_rows(store_url: str, table: str) -> None:
     store.jobs.save(job_id, record("inserting"))
     import_with_job(store, table, job_id)
     assert store.count(table) == 3
-    # PostgreSQL: done in the same transaction. SQLite: committing until the worker saves done, and a worker that
+    # PostgreSQL and MySQL: done in the same transaction. SQLite: committing until the worker saves done, and a worker that
     # died in between is settled by the marker its transaction left in the data file.
-    expected = "done" if store_url.startswith("postgres") else "committing"
+    expected = "committing" if store_url.startswith("sqlite") else "done"
     assert store.jobs.load(job_id)["state"] == expected
     settled = store.jobs.settle(job_id, record("failed", message="stopped"))
     assert (settled["state"], settled["rows_inserted"]) == ("done", 3)

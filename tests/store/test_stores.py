@@ -1,4 +1,4 @@
-"""Both stores: catalog, typed rows in batches, identifiers that are never pasted into SQL."""
+"""Every store: catalog, typed rows in batches, identifiers that are never pasted into SQL."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sheetstream.store.demo import ORDERS, demo_rows, seed
 
 @pytest.fixture
 def table(store_url: str, request: pytest.FixtureRequest) -> str:
-    return "orders" if store_url.startswith("sqlite") else request.getfixturevalue("pg_table")
+    return "orders" if store_url.startswith("sqlite") else request.getfixturevalue("db_table")
 
 
 def test_catalog_describes_the_demo_table(store_url: str, table: str) -> None:
@@ -59,19 +59,14 @@ def test_unknown_table_and_column(store_url: str, table: str) -> None:
 
 def test_odd_identifiers_are_quoted(store_url: str, request: pytest.FixtureRequest) -> None:
     store = open_store(store_url)
-    name = 'we"ird ta;ble' if store_url.startswith("sqlite") else request.getfixturevalue("pg_table") + ' "x"'
+    name = 'we"ird ta;ble' if store_url.startswith("sqlite") else request.getfixturevalue("db_table") + ' "x"'
     columns = [Column('i"d', "integer", nullable=False, primary_key=True), Column("sel ect", "text")]
     try:
         store.create_table(name, columns)
         store.write_rows(name, columns, [(2, "b"), (1, "a")])
         assert list(store.read_rows(name, store.columns(name))) == [(1, "a"), (2, "b")]
     finally:
-        if not store_url.startswith("sqlite"):
-            import psycopg
-            from psycopg import sql
-
-            with psycopg.connect(store_url, autocommit=True) as conn:
-                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+        store.drop_table(name)
 
 
 def test_insert_is_all_or_nothing(store_url: str, table: str) -> None:

@@ -136,3 +136,26 @@ def test_bench_slow_clients_tiny(tmp_path: Path) -> None:
     report = out.with_suffix(".md").read_text()
     _check_load(results, report)
     assert "| 0.05 MB/s | no spill |" in report and "Downloads that did not complete: 0." in report
+
+
+def test_bench_import_and_export_on_mysql_tiny(tmp_path: Path, mysql_url: str) -> None:
+    """MariaDB with its peers: LOAD DATA of a CSV (the floor) and, when SQLAlchemy is installed, pandas ``to_sql``
+    and ``read_sql``; the HTTP export served from MariaDB."""
+    peers = ["csv-load-data", *(["pandas-to_sql"] if installed("sqlalchemy") else [])]
+    out = tmp_path / "import.json"
+    assert main(["bench", "import", "--rows", "300", "--databases", "mysql", "--repeats", "1", "--openpyxl-max", "0",
+                 "--peers", ",".join(peers), "--out", str(out)]) == 0
+    runs = json.loads(out.read_text())["import"]
+    assert {r["case"] for r in runs} == {"sheetstream", *peers}
+    assert all("error" not in r and r["rows_done"] == 300 and r["database"] == "mysql" for r in runs), runs
+    out = tmp_path / "export.json"
+    readers = ["pandas-read_sql"] if installed("sqlalchemy") else []
+    assert main(["bench", "export", "--rows", "300", "--repeats", "1", "--source", "mysql", "--deflate-choices",
+                 "default", "--http-rows", "300", "--no-postgres-read", "--peers", ",".join(readers) or "none",
+                 "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["source"].startswith("mysql:") and {w["writer"] for w in results["writers"]} >= {"source", *readers}
+    assert all(w["rows"] == 300 and "error" not in w for w in results["writers"]), results["writers"]
+    [http] = results["http"]
+    assert (http["database"], http["status"]) == ("mysql", 200) and http["first_byte_ms"] > 0
+    assert "HTTP export from MySQL/MariaDB" in out.with_suffix(".md").read_text()

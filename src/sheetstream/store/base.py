@@ -1,4 +1,4 @@
-"""One small store interface over SQLite (the embedded default) and PostgreSQL.
+"""One small store interface over SQLite (the embedded default), PostgreSQL and MySQL/MariaDB.
 
 A store is synchronous and meant to be used from a worker thread; every call opens what it needs and
 closes it again, and row streams are generators that read in batches, never the whole table. A store is a
@@ -37,7 +37,7 @@ class Column:
 
 class Store(Protocol):
     """Tables (read, write, describe) in one database. Implementations: :class:`~.sqlite.SqliteStore`,
-    :class:`~.postgres.PostgresStore`. Picklable: it holds a URL and options, never an open connection."""
+    :class:`~.postgres.PostgresStore`, :class:`~.mysql.MysqlStore`. Picklable: it holds a URL and options, never an open connection."""
 
     url: str
 
@@ -149,12 +149,17 @@ class AuditTable(Protocol):
 
 
 def open_store(url: str, **options: Any) -> Store:
-    """``postgresql://...`` opens PostgreSQL; ``sqlite:///relative.db``, ``sqlite:////abs.db`` or a path, SQLite.
+    """``postgresql://...`` opens PostgreSQL; ``mysql://...`` or ``mariadb://...``, MySQL or MariaDB;
+    ``sqlite:///relative.db``, ``sqlite:////abs.db`` or a path, SQLite.
     ``options`` go to the store's constructor (such as PostgreSQL's ``read="copy"``)."""
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore
 
         return PostgresStore(url, **options)
+    if url.startswith(("mysql://", "mariadb://")):
+        from .mysql import MysqlStore
+
+        return MysqlStore(url, **options)
     from .sqlite import SqliteStore
 
     return SqliteStore(url.removeprefix("sqlite:///"), **options)

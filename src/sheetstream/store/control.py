@@ -11,11 +11,12 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 
 from ..errors import StoreUnavailable
+from .mysql_connect import NO_SUCH_TABLE
 
 log = logging.getLogger("sheetstream.store")
 
@@ -78,3 +79,18 @@ def run_postgres(connect: Callable[..., psycopg.Connection], create: Callable[[p
             create(conn)
             cursor = conn.execute(statement, args)
         return cursor.fetchall() if cursor.description else []
+
+
+def run_mysql(connect: Callable[..., Any], create: Callable[[Any], None], statement: str,
+              args: tuple) -> tuple[list[tuple], int]:
+    """``statement`` in autocommit on MySQL: its rows and its row count (MySQL has no UPDATE ... RETURNING; the
+    count is of rows matched, changed or not). When the table is missing, ``create(conn)`` makes it first."""
+    with connect(autocommit=True) as conn:
+        try:
+            cursor = conn.execute(statement, args)
+        except Exception as exc:
+            if getattr(exc, "errno", None) != NO_SUCH_TABLE:
+                raise
+            create(conn)
+            cursor = conn.execute(statement, args)
+        return (cursor.fetchall() if cursor.description else []), cursor.rowcount

@@ -13,6 +13,7 @@ Rules that make a job's record agree with the database after any crash:
   worker writes ``done`` after COMMIT. The window between that COMMIT and that save is the one place where
   the record lags the rows; :meth:`SqliteJobs.settle` closes it by reading the marker, after taking the data
   file's write lock (so no COMMIT of it can still be under way).
+- MySQL keeps them in the data's database, like PostgreSQL: ``done`` is written in the import's transaction.
 - The cancel flag is a column of its own, so progress saves (which replace ``data``) never clear it.
 """
 
@@ -29,7 +30,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from ..errors import Conflict
-from .control import run_postgres
+from .control import run_mysql, run_postgres
+from .mysql_connect import Refused
 
 ENDED_SQL = "('done', 'failed')"
 COMMITTING = "committing"
@@ -234,3 +236,86 @@ def _create_table(conn: psycopg.Connection) -> None:
     conn.execute("ALTER TABLE sheetstream_jobs ADD COLUMN IF NOT EXISTS cancel boolean NOT NULL DEFAULT false, "
                  "ADD COLUMN IF NOT EXISTS instance text, "
                  "ADD COLUMN IF NOT EXISTS seen_at timestamptz NOT NULL DEFAULT now()")
+
+
+_STATE = "JSON_VALUE(data, '$.state')"
+
+
+class MysqlJobs:
+    """Job records on MySQL/MariaDB, by PostgreSQL's rules: ``done`` in the import's transaction, and the job's
+    row lock orders :meth:`commit_with` against :meth:`settle`."""
+
+    def __init__(self, connect: Callable[..., Any]):
+        self.connect = connect
+
+    def _run(self, statement: str, args: tuple) -> tuple[list[tuple], int]:
+        return run_mysql(self.connect, _create_mysql_table, statement, args)
+
+    def save(self, job_id: str, data: dict[str, Any]) -> bool:
+        _, matched = self._run(f"UPDATE sheetstream_jobs SET data = ?, instance = coalesce(?, instance), "
+                               f"updated_at = now(6), seen_at = now(6) WHERE id = ? AND {_STATE} NOT IN {ENDED_SQL}",
+                               (json.dumps(data), data.get("instance"), job_id))
+        if matched:
+            return True
+        try:
+            self._run("INSERT INTO sheetstream_jobs (id, data, instance) VALUES (?, ?, ?)",
+                      (job_id, json.dumps(data), data.get("instance")))
+        except Refused:  # the id is there: its record has ended
+            return False
+        return True
+
+    def mark_committed(self, job_id: str, committed_as: str) -> bool:
+        return bool(self._run("UPDATE sheetstream_jobs SET data = JSON_SET(data, '$.committed_as', ?) "
+                              "WHERE id = ? AND JSON_VALUE(data, '$.committed_as') IS NULL",
+                              (committed_as, job_id))[1])
+
+    def load(self, job_id: str) -> dict[str, Any] | None:
+        rows, _ = self._run("SELECT data FROM sheetstream_jobs WHERE id = ?", (job_id,))
+        return json.loads(rows[0][0]) if rows else None
+
+    def request_cancel(self, job_id: str) -> None:
+        self._run("UPDATE sheetstream_jobs SET cancel = 1 WHERE id = ?", (job_id,))
+
+    def cancel_requested(self, job_id: str) -> bool:
+        return bool(self._run("SELECT 1 FROM sheetstream_jobs WHERE id = ? AND cancel = 1", (job_id,))[0])
+
+    def recent(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
+        rows, _ = self._run("SELECT data FROM sheetstream_jobs WHERE ? IS NULL OR JSON_VALUE(data, '$.owner') = ? "
+                            "ORDER BY JSON_VALUE(data, '$.created_at') + 0 DESC LIMIT ?", (owner, owner, limit))
+        return [json.loads(r[0]) for r in rows]
+
+    def heartbeat(self, instance: str, job_ids: Collection[str]) -> None:
+        ids = list(job_ids)
+        if not ids:
+            return
+        self._run(f"UPDATE sheetstream_jobs SET seen_at = now(6) WHERE instance = ? AND id IN "
+                  f"({', '.join('?' * len(ids))}) AND {_STATE} NOT IN {ENDED_SQL}", (instance, *ids))
+
+    def orphans(self, timeout: float) -> list[str]:
+        # The database's clock on both sides of the comparison, as on PostgreSQL.
+        rows, _ = self._run(f"SELECT id FROM sheetstream_jobs WHERE {_STATE} NOT IN {ENDED_SQL} "
+                            "AND seen_at < now(6) - INTERVAL ? MICROSECOND", (int(timeout * 1_000_000),))
+        return [r[0] for r in rows]
+
+    def commit_with(self, conn: Any, job_id: str, data: dict[str, Any]) -> None:
+        """Inside the import's transaction, before COMMIT: ``done`` with the rows, or :func:`superseded`."""
+        cursor = conn.execute(f"UPDATE sheetstream_jobs SET data = ?, updated_at = now(6), seen_at = now(6) "
+                              f"WHERE id = ? AND {_STATE} NOT IN {ENDED_SQL}", (json.dumps(data), job_id))
+        if not cursor.rowcount:
+            raise superseded(job_id)
+
+    def settle(self, job_id: str, failed: dict[str, Any]) -> dict[str, Any] | None:
+        """``failed`` unless the job has ended; waits for an import that is committing (it holds the row's lock),
+        not for long: the lock wait gives up after 5 s and the next sweep tries again."""
+        with self.connect(autocommit=True) as conn:
+            conn.execute("SET SESSION innodb_lock_wait_timeout = 5")
+            conn.execute(f"UPDATE sheetstream_jobs SET data = ?, updated_at = now(6) WHERE id = ? "
+                         f"AND {_STATE} NOT IN {ENDED_SQL}", (json.dumps(failed), job_id))
+        return self.load(job_id)
+
+
+def _create_mysql_table(conn: Any) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_jobs (id varchar(64) PRIMARY KEY, data longtext NOT NULL, "
+                 "cancel boolean NOT NULL DEFAULT false, updated_at datetime(6) NOT NULL DEFAULT now(6), "
+                 "instance varchar(255), seen_at datetime(6) NOT NULL DEFAULT now(6)) "
+                 "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")

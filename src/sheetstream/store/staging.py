@@ -10,8 +10,8 @@ Why a temporary table and not a set of keys in Python: a million integer keys ta
 a unique index on it tells at once whether any key repeats, and the database's own join and grouping find
 existing and repeated keys at any size.
 
-The SQL is the same for SQLite and PostgreSQL; each store supplies a :class:`Dialect` (how to load rows, how
-to tell a refusal from a lost connection).
+The SQL is the same for SQLite, PostgreSQL and MySQL/MariaDB; each store supplies a :class:`Dialect` (how to
+load rows, how to tell a refusal from a lost connection, and the few phrases MySQL spells differently).
 """
 
 from __future__ import annotations
@@ -33,13 +33,21 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def on_conflict(keys: list[str], others: list[str]) -> str:
+    """SQLite's and PostgreSQL's upsert clause."""
+    action = "UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in others) if others else "NOTHING"
+    return f" ON CONFLICT ({', '.join(keys)}) DO {action}"
+
+
 @dataclass
 class Dialect:
     """What differs between the databases: ``create`` makes the staging table like the table's columns, ``load``
     streams ``(row number, values)`` into it and returns the count; ``refusal`` are the driver's exceptions for
     rows the database will not take, ``describe`` says why (PostgreSQL's COPY names the failing line);
     ``savepoint`` rolls back what its block did when the block raises; ``decode`` turns stored values back
-    into Python ones."""
+    into Python ones. MySQL spells three things its own way: ``same`` (null-safe equality, ``<=>``),
+    ``upsert`` (``ON DUPLICATE KEY UPDATE``), and ``repeats``, which says whether any key repeats with a query
+    where the others build a unique index (MySQL's CREATE INDEX commits the transaction)."""
 
     create: Callable[[Any, str, str, str], None]
     load: Callable[[Any, str, Sequence[Column], Iterable[tuple[int, Sequence[Any]]]], int]
@@ -51,6 +59,12 @@ class Dialect:
     #: function from ``[(row number, values)]`` to the data ``load_encoded`` streams into the staging table.
     encoder: Callable[[Sequence[Column]], Callable[[list[tuple[int, Sequence[Any]]]], Any]] | None = None
     load_encoded: Callable[[Any, str, Sequence[Column], Iterable[Any]], None] | None = None
+    #: Null-safe equality of two expressions, as a template with ``{a}`` and ``{b}``.
+    same: str = "{a} IS NOT DISTINCT FROM {b}"
+    #: The clause that makes an INSERT update rows whose key exists: ``upsert(keys, other columns)``, quoted.
+    upsert: Callable[[list[str], list[str]], str] = on_conflict
+    #: ``repeats(conn, staging, keys)``: False when no key repeats, so no search is made; None: try a unique index.
+    repeats: Callable[[Any, str, str], bool] | None = None
 
 
 @dataclass
@@ -145,7 +159,9 @@ class Staged:
             found = re.search(r"line (\d+)(?:, column ([^:]+))?", detail)
             row = self.rows.row(int(found.group(1))) if found else None
             raise RowRefused(detail, row=row, column=found.group(2) if found else None) from exc
-        if self.keyed:  # a unique index: when it builds, the sheet repeats no key, and no search is needed
+        if self.keyed and self.dialect.repeats is not None:
+            self.unique = not self.dialect.repeats(self.conn, self.staging, self._keys())
+        elif self.keyed:  # a unique index: when it builds, the sheet repeats no key, and no search is needed
             try:
                 with self.dialect.savepoint(self.conn):
                     self.conn.execute(f"CREATE UNIQUE INDEX {quote(self.name[:58] + '_keys')} "
@@ -192,8 +208,10 @@ class Staged:
             return {**counts, "changes": changes}
         others = [c for c in self.columns if c.name not in self.keys]
         join = f"FROM {self.staging} s JOIN {quote(self.table)} t ON {self._join()}"
-        same = " AND ".join(f"s.{quote(c.name)} IS NOT DISTINCT FROM t.{quote(c.name)}" for c in others) or "true"
+        same = " AND ".join(self.dialect.same.format(a=f"s.{quote(c.name)}", b=f"t.{quote(c.name)}")
+                            for c in others) or "true"
         matched, unchanged = self._all(f"SELECT count(*), coalesce(sum(CASE WHEN {same} THEN 1 ELSE 0 END), 0) {join}")[0]
+        matched, unchanged = int(matched), int(unchanged)  # MySQL's sum() is a DECIMAL
         counts.update(inserted=self.count - matched, updated=matched - unchanged, unchanged=unchanged)
         if self.mode == "replace":
             counts["deleted"] = before - matched
@@ -223,10 +241,8 @@ class Staged:
         where = f"WHERE {ROW} <= {int(up_to)}" if up_to is not None else "WHERE true"
         statement = f"INSERT INTO {quote(self.table)} ({self._names}) SELECT {self._names} FROM {self.staging} {where}"
         if self.mode == "upsert":
-            others = [c for c in self.columns if c.name not in self.keys]
-            action = ("UPDATE SET " + ", ".join(f"{quote(c.name)} = excluded.{quote(c.name)}" for c in others)
-                      if others else "NOTHING")
-            statement += f" ON CONFLICT ({self._keys()}) DO {action}"
+            others = [quote(c.name) for c in self.columns if c.name not in self.keys]
+            statement += self.dialect.upsert([quote(k) for k in self.keys], others)
         return statement
 
     def _first_refused(self) -> int | None:

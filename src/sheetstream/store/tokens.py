@@ -13,12 +13,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from ..access import Grants
 from ..errors import Conflict
-from .control import run_postgres, run_sqlite
+from .control import run_mysql, run_postgres, run_sqlite
+from .mysql_connect import Refused
 
 _COLUMNS = "id, name, hash, grants, created_at, expires_at, revoked_at"
 
@@ -167,3 +169,42 @@ def _create_ended_table(conn: psycopg.Connection) -> None:
                      "until double precision NOT NULL)")
     except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable, psycopg.errors.DuplicateObject):
         pass  # another instance created it at the same moment
+
+
+class MysqlTokens:
+    def __init__(self, connect: Callable[..., Any]):
+        self.connect = connect
+
+    def _run(self, statement: str, args: tuple) -> list[tuple]:
+        return run_mysql(self.connect, _create_mysql_table, statement, args)[0]
+
+    def add(self, record: TokenRecord) -> None:
+        try:
+            self._run(f"INSERT INTO sheetstream_tokens ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", record._values())
+        except Refused:
+            raise _name_taken(record.name) from None
+
+    def find(self, hash: str) -> TokenRecord | None:
+        rows = self._run(f"SELECT {_COLUMNS} FROM sheetstream_tokens WHERE hash = ?", (hash,))
+        return _record(rows[0]) if rows else None
+
+    def get(self, token_id: str) -> TokenRecord | None:
+        rows = self._run(f"SELECT {_COLUMNS} FROM sheetstream_tokens WHERE id = ?", (token_id,))
+        return _record(rows[0]) if rows else None
+
+    def all(self) -> list[TokenRecord]:
+        return [_record(r) for r in self._run(f"SELECT {_COLUMNS} FROM sheetstream_tokens ORDER BY created_at", ())]
+
+    def revoke(self, name: str) -> bool:
+        return bool(run_mysql(self.connect, _create_mysql_table, "UPDATE sheetstream_tokens SET revoked_at = ? "
+                              "WHERE name = ? AND revoked_at IS NULL", (time.time(), name))[1])
+
+
+def _create_mysql_table(conn: Any) -> None:
+    # One live token per name: MySQL has no partial index, so a generated column that is the name while the token
+    # is live (NULL once revoked; a unique index allows many NULLs) carries the unique index.
+    conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_tokens (id varchar(64) PRIMARY KEY, "
+                 "name varchar(255) NOT NULL, hash varchar(128) NOT NULL UNIQUE, grants text NOT NULL, "
+                 "created_at double NOT NULL, expires_at double, revoked_at double, "
+                 "live_name varchar(255) AS (IF(revoked_at IS NULL, name, NULL)) STORED UNIQUE) "
+                 "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")

@@ -38,6 +38,22 @@ def postgres_problem(url: str = POSTGRES_URL) -> str | None:
     return None
 
 
+#: The MySQL or MariaDB the tests use (root without a password on loopback, database ``test``).
+MYSQL_URL = os.environ.get("SHEETSTREAM_TEST_MYSQL", "mysql://root@127.0.0.1:3306/test")
+
+
+def mysql_problem(url: str = MYSQL_URL) -> str | None:
+    """None when MySQL/MariaDB answers at ``url`` (and its driver is installed); otherwise why not, in a sentence."""
+    from ..errors import StoreUnavailable
+    from ..store.mysql_connect import connect
+
+    try:
+        connect(url).close()
+    except StoreUnavailable as exc:
+        return f"MySQL/MariaDB is not usable at {url}: {exc.message}"
+    return None
+
+
 def scratch_tables(source: str, purpose: str, count: int) -> list[str]:
     """The names of ``count`` scratch copies of ``source`` for a tool (``orders_roundtrip_1``, ``orders_load_1``...);
     a server used with ``--url`` must have them on its allow-list."""

@@ -4,10 +4,11 @@
 JSON: wall seconds, CPU seconds (this process and its children), seconds to the first byte written, peak RSS and
 file size. SOURCE is ``demo`` (the deterministic demo rows generated in this process, the default) or
 ``postgres:TABLE`` (the same rows read from that table of the test PostgreSQL through a server-side cursor, as the
-service reads them).
+service reads them) or ``mysql:TABLE`` (from the test MySQL/MariaDB, through an unbuffered cursor).
 Writers: ``source`` (rows only, no file), ``sheetstream:LIB:LEVEL``, ``xlsxwriter`` (``constant_memory``),
 ``openpyxl`` (``write_only``), ``pyexcelerate``, ``rustpy-xlsxwriter`` (fed a generator of dicts), ``pandas``
-(``to_excel``, through a DataFrame of all the rows), ``polars`` (``write_excel``, through a DataFrame of all the
+(``to_excel``, through a DataFrame of all the rows), ``pandas-read_sql`` (``read_sql`` of the source table through
+SQLAlchemy, then ``to_excel``; a database source only), ``polars`` (``write_excel``, through a DataFrame of all the
 rows), ``exceljs`` (Node, ``stream.xlsx.WorkbookWriter``, fed the rows as JSON lines on a pipe; needs
 ``SHEETSTREAM_EXCELJS_DIR``, a folder where ``exceljs`` is installed).
 """
@@ -28,9 +29,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from ...store.demo import ORDERS, demo_rows
-from ..harness import POSTGRES_URL, peak_rss_mb
+from ..harness import MYSQL_URL, POSTGRES_URL, peak_rss_mb
 
-#: Where the rows come from (set by :func:`run`): ``demo`` or ``postgres:TABLE``.
+#: Where the rows come from (set by :func:`run`): ``demo``, ``postgres:TABLE`` or ``mysql:TABLE``.
 SOURCE = "demo"
 
 
@@ -38,10 +39,11 @@ def source_rows(rows: int):
     """The rows to write, from :data:`SOURCE`."""
     if SOURCE == "demo":
         return demo_rows(rows)
-    from ...store.postgres import PostgresStore
+    from ...store import open_store
 
-    table = SOURCE.partition(":")[2]
-    return PostgresStore(POSTGRES_URL).read_rows(table, ORDERS, limit=rows)  # a named (server-side) cursor
+    kind, _, table = SOURCE.partition(":")
+    # PostgreSQL: a named (server-side) cursor; MySQL: an unbuffered cursor in a snapshot
+    return open_store(MYSQL_URL if kind == "mysql" else POSTGRES_URL).read_rows(table, ORDERS, limit=rows)
 
 
 class TimedFile(io.FileIO):
@@ -129,6 +131,24 @@ def _pandas(f: TimedFile, out: Path, header: list[str], rows: int, option: str) 
         frame.to_excel(writer, sheet_name="orders", index=False)
 
 
+def _pandas_read_sql(f: TimedFile, out: Path, header: list[str], rows: int, option: str) -> None:
+    """What pandas users write: ``read_sql`` of the table through SQLAlchemy, then ``to_excel``."""
+    import pandas as pd
+    import sqlalchemy
+
+    kind, _, table = SOURCE.partition(":")
+    if kind == "mysql":
+        engine = sqlalchemy.create_engine("mariadb+mariadbconnector://" + MYSQL_URL.split("://", 1)[1])
+        query = f"SELECT * FROM `{table}` ORDER BY id LIMIT {rows}"
+    else:
+        engine = sqlalchemy.create_engine("postgresql+psycopg://" + POSTGRES_URL.split("://", 1)[1])
+        query = f'SELECT * FROM "{table}" ORDER BY id LIMIT {rows}'
+    frame = pd.read_sql(query, engine)  # the whole table in memory
+    engine.dispose()
+    with pd.ExcelWriter(f, engine="xlsxwriter") as writer:
+        frame.to_excel(writer, sheet_name="orders", index=False)
+
+
 def _polars(f: TimedFile, out: Path, header: list[str], rows: int, option: str) -> None:
     import polars as pl
 
@@ -175,20 +195,22 @@ def _exceljs(f: TimedFile, out: Path, header: list[str], rows: int, option: str)
 #: Writer name (``sheetstream:LIB:LEVEL`` takes options after the first colon) -> what writes the file.
 WRITERS = {"source": _source, "sheetstream": _sheetstream, "xlsxwriter": _xlsxwriter, "openpyxl": _openpyxl,
            "pyexcelerate": _pyexcelerate, "rustpy-xlsxwriter": _rustpy_xlsxwriter, "pandas": _pandas,
-           "polars": _polars, "exceljs": _exceljs}
+           "polars": _polars, "exceljs": _exceljs, "pandas-read_sql": _pandas_read_sql}
 
 #: Writer -> the packages it needs (a missing one skips it, the reason recorded).
 NEEDS = {"xlsxwriter": ["xlsxwriter"], "openpyxl": ["openpyxl"], "pyexcelerate": ["pyexcelerate"],
          "rustpy-xlsxwriter": ["rustpy-xlsxwriter"], "pandas": ["pandas", "xlsxwriter"],
-         "polars": ["polars", "xlsxwriter"]}
+         "polars": ["polars", "xlsxwriter"], "pandas-read_sql": ["pandas", "xlsxwriter", "sqlalchemy"]}
 
 #: Modules imported before the clock starts (an import's own time is not the writer's).
 PRELOAD = {"sheetstream": ["sheetstream.formats.xlsx"], "xlsxwriter": ["xlsxwriter"], "openpyxl": ["openpyxl"],
            "pyexcelerate": ["pyexcelerate"], "rustpy-xlsxwriter": ["rustpy_xlsxwriter"],
-           "pandas": ["pandas", "xlsxwriter"], "polars": ["polars", "xlsxwriter"]}
+           "pandas": ["pandas", "xlsxwriter"], "polars": ["polars", "xlsxwriter"],
+           "pandas-read_sql": ["pandas", "xlsxwriter", "sqlalchemy"]}
 
 #: Writers that hold every row before writing (their memory grows with the table), for the report.
 WHOLE_TABLE = {"pandas": "a DataFrame of all the rows", "polars": "a DataFrame of all the rows",
+               "pandas-read_sql": "a DataFrame of all the rows",
                "pyexcelerate": "a list of all the rows"}
 
 
@@ -242,8 +264,12 @@ def run(writer: str, rows: int, out: Path, source: str = "demo") -> dict:
     SOURCE = source
     for module in PRELOAD.get(name, []):
         importlib.import_module(module)
-    if source != "demo":
-        import psycopg  # noqa: F401  (the source's own import, the same for every writer)
+    if name == "pandas-read_sql" and source == "demo":
+        return {"writer": writer, "rows": rows, "skipped": "reads a database: --source postgres or mysql"}
+    if source.startswith("mysql:"):
+        import mariadb  # noqa: F401  (the source's own import, the same for every writer)
+    elif source != "demo":
+        import psycopg  # noqa: F401
     baseline = peak_rss_mb()
     start, cpu, epoch = time.perf_counter(), cpu_seconds(), time.time()
     f = TimedFile(out, "w")

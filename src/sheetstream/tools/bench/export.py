@@ -25,13 +25,14 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from ..harness import POSTGRES_URL, ServerProcess, peak_rss, postgres_problem, run_case
+from ..harness import MYSQL_URL, POSTGRES_URL, ServerProcess, mysql_problem, peak_rss, postgres_problem, run_case
 from . import load as machine_load
 from .case import NEEDS, WHOLE_TABLE, missing
 from .pairs import chosen_peers, interleave, new_results, ratio_stats, save, shown
 
 DEFLATE_CHOICES = ["sheetstream:isal:1", "sheetstream:isal:2", "sheetstream:zlib:1", "sheetstream:zlib:6", "sheetstream:zlib-ng:1"]
-PEERS = ["xlsxwriter", "openpyxl", "pyexcelerate", "rustpy-xlsxwriter", "pandas", "polars", "exceljs"]
+PEERS = ["xlsxwriter", "openpyxl", "pyexcelerate", "rustpy-xlsxwriter", "pandas", "polars", "exceljs",
+         "pandas-read_sql"]
 EXCELJS = "4.4.0"
 SOURCE_TABLE = "sheetstream_bench_source"
 
@@ -56,11 +57,12 @@ def run(args: argparse.Namespace) -> int:
     packages = ["xlsxwriter", "openpyxl", "psycopg", *(p for needs in NEEDS.values() for p in needs)]
     results = new_results(args.repeats, packages, {"writers": [], "skipped": []})
     source = "demo"
-    if args.source == "postgres":
-        if problem := postgres_problem(POSTGRES_URL):
-            results["skipped"].append({"case": "source postgres", "reason": f"{problem}; rows generated instead"})
+    if args.source in ("postgres", "mysql"):
+        url = POSTGRES_URL if args.source == "postgres" else MYSQL_URL
+        if problem := (postgres_problem if args.source == "postgres" else mysql_problem)(url):
+            results["skipped"].append({"case": f"source {args.source}", "reason": f"{problem}; rows generated instead"})
         else:
-            source = f"postgres:{SOURCE_TABLE}"
+            source = f"{args.source}:{SOURCE_TABLE}"
     results["source"] = source
     choices = DEFLATE_CHOICES if args.deflate_choices == "all" else DEFLATE_CHOICES[:1]
     writers = ["source", *choices, *peers]
@@ -76,17 +78,18 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="sheetstream-bench-") as tmp, machine_load.LoadWatch() as whole:
         work = Path(tmp)
         if source != "demo":
-            seed_source(max(args.rows), console)
+            seed_source(max(args.rows), console, _url(source))
         for rows in args.rows:
             cases = [(w, functools.partial(case, w, rows, work, source)) for w in writers]
             for r in interleave(cases, args.repeats, on_result=_logger(console)):
                 results["writers"].append({**r, "writer": r["case"], "rows": rows})
         if source != "demo":
-            from ...store.postgres import PostgresStore
+            from ...store import open_store
 
-            PostgresStore(POSTGRES_URL).drop_table(SOURCE_TABLE)
+            open_store(_url(source)).drop_table(SOURCE_TABLE)
         results["postgres_read"] = postgres_read(max(args.rows), console) if args.postgres_read else []
-        results["http"] = [http_export(rows, work, console) for rows in args.http_rows]
+        served = _url(source) if source.startswith("mysql") else None  # else SQLite, as always
+        results["http"] = [http_export(rows, work, console, served) for rows in args.http_rows]
     results["load"] = whole.summary()
     key = _group
     results["ratios"] = {"seconds": ratio_stats(results["writers"], baseline, key=key),
@@ -126,12 +129,16 @@ def setup_exceljs(folder: Path, console: Console) -> str | None:
     return None
 
 
-def seed_source(rows: int, console: Console) -> None:
-    from ...store.demo import seed
-    from ...store.postgres import PostgresStore
+def _url(source: str) -> str:
+    return MYSQL_URL if source.startswith("mysql") else POSTGRES_URL
 
-    console.log(f"seeding {rows:,} demo rows into PostgreSQL table {SOURCE_TABLE} ...")
-    seed(PostgresStore(POSTGRES_URL), rows, SOURCE_TABLE)
+
+def seed_source(rows: int, console: Console, url: str = POSTGRES_URL) -> None:
+    from ...store import open_store
+    from ...store.demo import seed
+
+    console.log(f"seeding {rows:,} demo rows into table {SOURCE_TABLE} of {url.partition(':')[0]} ...")
+    seed(open_store(url), rows, SOURCE_TABLE)
 
 
 def case(writer: str, rows: int, work: Path, source: str = "demo") -> dict:
@@ -169,15 +176,24 @@ def postgres_read(rows: int, console: Console) -> list[dict]:
     return found
 
 
-def http_export(rows: int, work: Path, console: Console) -> dict:
-    """Seed a SQLite table, serve it, GET the export: time to first byte, total, the server's peak RSS."""
+def http_export(rows: int, work: Path, console: Console, database_url: str | None = None) -> dict:
+    """Seed a table (SQLite, or ``orders`` in ``database_url``), serve it, GET the export: time to first byte, total,
+    the server's peak RSS."""
+    from ...store import open_store
     from ...store.demo import seed
-    from ...store.sqlite import SqliteStore
 
-    db = work / f"http-{rows}.db"
-    console.log(f"http: seeding {rows:,} rows ...")
-    seed(SqliteStore(db), rows)
-    with ServerProcess(f"sqlite:///{db}") as server:
+    url_ = database_url or f"sqlite:///{work / f'http-{rows}.db'}"
+    console.log(f"http: seeding {rows:,} rows into {url_.partition(':')[0]} ...")
+    seed(open_store(url_), rows)
+    try:
+        return _http_get(url_, rows, console)
+    finally:
+        if database_url:
+            open_store(database_url).drop_table("orders")
+
+
+def _http_get(url_: str, rows: int, console: Console) -> dict:
+    with ServerProcess(url_) as server:
         url, pid = server.url, server.process.pid
         httpx.get(f"{url}/exports/orders.xlsx", params={"limit": 10}, headers=server.headers)  # warm imports and connections
         rss_before = peak_rss(pid)
@@ -192,6 +208,7 @@ def http_export(rows: int, work: Path, console: Console) -> dict:
         total = time.perf_counter() - start
         result = {
             "rows": rows,
+            "database": url_.partition(":")[0],
             "status": response.status_code,
             "bytes": size,
             "first_byte_ms": round((first or total) * 1000, 2),
@@ -255,8 +272,10 @@ def markdown(results: dict) -> str:
              "Versions: " + ", ".join(f"{k} {v or 'not installed'}" for k, v in results["versions"].items()), ""]
     lines += machine_load.markdown(results.get("load", {}))
     source = results.get("source", "demo")
-    fed = (f"read from PostgreSQL table `{source.partition(':')[2]}` through a server-side cursor" if source != "demo"
-           else "generated in the writer's process (deterministic demo rows)")
+    kind, _, table = source.partition(":")
+    fed = {"postgres": f"read from PostgreSQL table `{table}` through a server-side cursor",
+           "mysql": f"read from MySQL/MariaDB table `{table}` through an unbuffered cursor"}.get(
+        kind, "generated in the writer's process (deterministic demo rows)")
     lines += ["## Writers (same rows, each run in its own process)", "",
               f"Rows {fed}. The writers of a size ran interleaved, {n} time(s) each: figures are medians with the "
               "(min-max) range; a speed-up is the baseline's time divided by the writer's in the same repeat, then "
@@ -269,7 +288,8 @@ def markdown(results: dict) -> str:
         lines += ["", "## PostgreSQL read path", "", "| method | rows | seconds |", "|---|---:|---:|"]
         lines += [f"| {p['method']} | {p['rows']:,} | {p['seconds']:.2f} |" for p in results["postgres_read"]]
     if results.get("http"):
-        lines += ["", "## HTTP export from SQLite (GET /exports/orders.xlsx; one run each)", "",
+        served = {"mysql": "MySQL/MariaDB"}.get(results["http"][0].get("database", ""), "SQLite")
+        lines += ["", f"## HTTP export from {served} (GET /exports/orders.xlsx; one run each)", "",
                   "| rows | first byte (ms) | seconds | size (MB) | server peak RSS before / after (MB) |",
                   "|---:|---:|---:|---:|---:|"]
         lines += [f"| {h['rows']:,} | {h['first_byte_ms']:.1f} | {h['seconds']:.2f} | {h['bytes'] / 1e6:.1f} | "

@@ -8,7 +8,11 @@
   converted to the table's types, then psycopg ``COPY ... (FORMAT BINARY)`` with ``write_row``; into SQLite,
   ``executemany``), ``pandas-copy`` (``pandas.read_excel(engine="calamine")``, then the same conversion and
   COPY), ``polars-adbc`` (``polars.read_excel(engine="calamine")``, columns cast to the table's types, then
-  ``write_database(engine="adbc")`` through ``adbc-driver-postgresql``).
+  ``write_database(engine="adbc")`` through ``adbc-driver-postgresql``);
+- on MySQL/MariaDB: ``pandas-to_sql`` (``pandas.read_excel(engine="calamine")``, then ``DataFrame.to_sql`` through
+  SQLAlchemy and MariaDB Connector/Python, 10,000 rows a chunk), and ``csv-load-data``, the floor: the same rows as
+  a CSV file (FILE is that CSV), loaded with ``LOAD DATA LOCAL INFILE``: no spreadsheet at all, the database's own
+  bulk load.
 
 A case whose package is missing prints ``{"skipped": reason}``. The conversion to the table's types is the
 obvious one: an empty cell (None, "", NaN, NaT) is NULL, integers ``int()``, numerics ``Decimal(str())``, dates
@@ -38,6 +42,8 @@ NEEDS = {
     "calamine-copy": ["python-calamine"],
     "pandas-copy": ["pandas", "python-calamine"],
     "polars-adbc": ["polars", "fastexcel", "adbc-driver-postgresql", "pyarrow"],
+    "pandas-to_sql": ["pandas", "python-calamine", "sqlalchemy", "mariadb"],
+    "csv-load-data": ["mariadb"],
 }
 
 #: Modules imported before the clock starts.
@@ -49,10 +55,14 @@ PRELOAD = {
     "calamine-copy": ["python_calamine", "psycopg", "sheetstream.store"],
     "pandas-copy": ["pandas", "python_calamine", "psycopg", "sheetstream.store"],
     "polars-adbc": ["polars", "fastexcel", "pyarrow", "adbc_driver_postgresql.dbapi", "sheetstream.store"],
+    "pandas-to_sql": ["pandas", "python_calamine", "sqlalchemy", "mariadb", "sheetstream.store"],
+    "csv-load-data": ["mariadb", "sheetstream.store"],
 }
 
 #: Cases that only make sense with PostgreSQL (COPY, ADBC's PostgreSQL driver).
 POSTGRES_ONLY = {"pandas-copy", "polars-adbc"}
+#: Cases that only make sense with MySQL/MariaDB.
+MYSQL_ONLY = {"pandas-to_sql", "csv-load-data"}
 
 
 def missing(case: str) -> str | None:
@@ -145,7 +155,22 @@ def executemany(url: str, table: str, rows) -> int:
             count += 1
             yield tuple(row)
 
-    if url.startswith("postgres"):
+    if url.startswith(("mysql", "mariadb")):
+        from ...store.mysql_connect import connect
+
+        with connect(url) as conn:
+            conn.execute(f'DELETE FROM "{table}"')
+            statement = f'INSERT INTO "{table}" ({names}) VALUES ({", ".join(["?"] * len(columns))})'
+            batch: list[tuple] = []
+            for row in counted():
+                batch.append(row)
+                if len(batch) == 1_000:
+                    conn.raw.cursor().executemany(statement, batch)
+                    batch = []
+            if batch:
+                conn.raw.cursor().executemany(statement, batch)
+            conn.commit()
+    elif url.startswith("postgres"):
         import psycopg
 
         with psycopg.connect(url) as conn, conn.cursor() as cur:
@@ -218,6 +243,35 @@ def polars_adbc(path: Path, url: str, table: str) -> int:
     return frame.height
 
 
+def pandas_to_sql(path: Path, url: str, table: str) -> int:
+    """pandas reads the sheet (calamine) and writes it with ``to_sql`` through SQLAlchemy: the DELETE and the
+    inserts in one transaction."""
+    import pandas as pd
+    import sqlalchemy
+
+    frame = pd.read_excel(path, engine="calamine")
+    engine = sqlalchemy.create_engine("mariadb+mariadbconnector://" + url.split("://", 1)[1])
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DELETE FROM `{table}`")
+        frame.to_sql(table, conn, if_exists="append", index=False, chunksize=10_000)
+    engine.dispose()
+    return len(frame)
+
+
+def csv_load_data(path: Path, url: str, table: str) -> int:
+    """``DELETE`` then ``LOAD DATA LOCAL INFILE`` of the CSV (a header line, ``\\N`` for NULL), in one transaction."""
+    from ...store.mysql_connect import connect
+
+    with connect(url, local_infile=True) as conn:
+        conn.execute(f'DELETE FROM "{table}"')
+        cursor = conn.execute(f"LOAD DATA LOCAL INFILE '{path}' INTO TABLE \"{table}\" CHARACTER SET utf8mb4 "
+                              "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' LINES TERMINATED BY '\\n' "
+                              "IGNORE 1 LINES")
+        rows = cursor.rowcount
+        conn.commit()
+    return rows
+
+
 def cpu_seconds() -> float:
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
@@ -228,6 +282,8 @@ def run(case: str, path: Path, url: str | None, table: str | None) -> dict:
         return {"case": case, "skipped": why}
     if case in POSTGRES_ONLY and not (url or "").startswith("postgres"):
         return {"case": case, "skipped": "PostgreSQL only (COPY or ADBC's PostgreSQL driver)"}
+    if case in MYSQL_ONLY and not (url or "").startswith(("mysql", "mariadb")):
+        return {"case": case, "skipped": "MySQL/MariaDB only"}
     for module in PRELOAD.get(case, []):  # an import's own time is not the case's
         importlib.import_module(module)
     start, cpu = time.perf_counter(), cpu_seconds()
@@ -252,6 +308,10 @@ def run(case: str, path: Path, url: str | None, table: str | None) -> dict:
         rows = copy_rows(url or "", table or "", typed(pandas_rows(path), kinds))
     elif case == "polars-adbc":
         rows = polars_adbc(path, url or "", table or "")
+    elif case == "pandas-to_sql":
+        rows = pandas_to_sql(path, url or "", table or "")
+    elif case == "csv-load-data":
+        rows = csv_load_data(path, url or "", table or "")
     else:
         raise SystemExit(f"unknown case {case!r}")
     seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu

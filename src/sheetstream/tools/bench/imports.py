@@ -3,7 +3,8 @@ the usual ways to do it on the same file and database in the same run, and parse
 
 Peers (each in its own process, so its peak RSS is its own; see ``import_case``): python-calamine + COPY, pandas
 (``read_excel(engine="calamine")``) + COPY, polars (``read_excel(engine="calamine")``) + ADBC, openpyxl
-``read_only`` + ``executemany``. A peer whose package is missing is skipped, the reason kept in the JSON.
+``read_only`` + ``executemany``; on MySQL/MariaDB, pandas + SQLAlchemy ``to_sql``, and ``LOAD DATA LOCAL`` of the
+same rows as a CSV (the floor). A peer whose package is missing is skipped, the reason kept in the JSON.
 
 The cases of one size and database run interleaved (A B C, A B C, ..., ``--repeats`` times), and each peer's time
 is divided by sheetstream's of the same repeat: the report gives the median and range of those ratios, and the
@@ -13,6 +14,7 @@ machine's load (load average, other processes' CPU) beside them. The JSON keeps 
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
 import multiprocessing
 import tempfile
@@ -28,16 +30,17 @@ from rich.console import Console
 from ...formats.xlsx import MEDIA_TYPE, write_xlsx
 from ...store import open_store
 from ...store.demo import ORDERS, demo_rows
-from ..harness import POSTGRES_URL, ServerProcess, peak_rss, postgres_problem, run_case
+from ..harness import MYSQL_URL, POSTGRES_URL, ServerProcess, mysql_problem, peak_rss, postgres_problem, run_case
 from . import load as machine_load
-from .import_case import NEEDS, POSTGRES_ONLY, missing
+from .import_case import MYSQL_ONLY, NEEDS, POSTGRES_ONLY, missing
 from .pairs import chosen_peers, interleave, new_results, ratio_stats, save, shown
 
 PARSERS = ["sheetstream-parse", "calamine-parse", "openpyxl-parse"]
 BASELINE = "sheetstream"
 #: sheetstream with the sheet read by two processes (SHEETSTREAM_SPLIT_IMPORTS=on): what the split gains.
 SPLIT = "sheetstream-split"
-PEERS = [SPLIT, "calamine-copy", "pandas-copy", "polars-adbc", "openpyxl-executemany"]
+PEERS = [SPLIT, "calamine-copy", "pandas-copy", "polars-adbc", "openpyxl-executemany", "pandas-to_sql",
+         "csv-load-data"]
 TABLE = "bench_orders"
 
 
@@ -70,14 +73,15 @@ def run(args: argparse.Namespace) -> int:
             for r in interleave(cases, args.repeats, on_result=_logger(console, "parse")):
                 results["parse"].append({**_renamed(r, rows), "file_mb": round(size / 1e6, 1)})
             for database in databases:
-                url = POSTGRES_URL if database == "postgres" else f"sqlite:///{work / 'bench.db'}"
-                if database == "postgres" and (problem := postgres_problem(url)):
+                url = {"postgres": POSTGRES_URL, "mysql": MYSQL_URL}.get(database, f"sqlite:///{work / 'bench.db'}")
+                problem = {"postgres": postgres_problem, "mysql": mysql_problem}.get(database, lambda url: None)(url)
+                if problem:
                     console.log(f"{problem}: skipped")
                     results["skipped"].append({"case": "*", "database": database, "rows": rows, "reason": problem})
                     continue
                 store = open_store(url)
                 cases = [(BASELINE, functools.partial(server_import, url, path, store))]
-                if database == "postgres" and SPLIT in peers:
+                if database in ("postgres", "mysql") and SPLIT in peers:
                     cases.append((SPLIT, functools.partial(server_import, url, path, store, SPLIT)))
                 for peer in peers:
                     if peer == SPLIT:
@@ -85,12 +89,15 @@ def run(args: argparse.Namespace) -> int:
                     why = missing(peer)
                     if not why and peer in POSTGRES_ONLY and database != "postgres":
                         why = "PostgreSQL only (COPY or ADBC's PostgreSQL driver)"
+                    if not why and peer in MYSQL_ONLY and database != "mysql":
+                        why = "MySQL/MariaDB only"
                     if not why and peer == "openpyxl-executemany" and rows > args.openpyxl_max:
                         why = f"over --openpyxl-max ({args.openpyxl_max:,} rows)"
                     if why:
                         results["skipped"].append({"case": peer, "database": database, "rows": rows, "reason": why})
                     else:
-                        cases.append((peer, functools.partial(peer_import, peer, url, path, store)))
+                        source = _csv_file(work / f"orders-{rows}.csv", rows) if peer == "csv-load-data" else path
+                        cases.append((peer, functools.partial(peer_import, peer, url, source, store)))
                 for r in interleave(cases, args.repeats, on_result=_logger(console, database)):
                     results["import"].append({"database": database, **_renamed(r, rows)})
                 store.drop_table(TABLE)
@@ -103,6 +110,17 @@ def run(args: argparse.Namespace) -> int:
     }
     save(args.out, results, markdown(results), console)
     return 0
+
+
+def _csv_file(path: Path, rows: int) -> Path:
+    """The demo rows as a CSV for LOAD DATA: a header line, ``\\N`` for NULL, booleans as 1 and 0 (once per size)."""
+    if not path.exists():
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            out = csv.writer(f, lineterminator="\n")
+            out.writerow([c.name for c in ORDERS])
+            for row in demo_rows(rows):
+                out.writerow(["\\N" if v is None else int(v) if isinstance(v, bool) else v for v in row])
+    return path
 
 
 def _sheetstream_file(path: Path, rows: int) -> None:
