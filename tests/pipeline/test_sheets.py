@@ -99,3 +99,13 @@ def test_continuations_by_name() -> None:
     assert continuations(["a very long table name that was", "a very long table name th (2)"],
                          "a very long table name that was") == ["a very long table name th (2)"]
     assert continuations(["orders"], "orders") == []
+
+
+def test_progress_is_the_share_of_the_sheets_xml_read(target, tmp_path: Path) -> None:
+    from sheetstream.pipeline.imports import run_import
+
+    store, table = target
+    path = split_workbook(tmp_path / "big.xlsx", list(demo_rows(30_000)), sheet_rows=20_001)  # two sheets, ~8 MB XML
+    seen: list[float] = []
+    run_import(store, Job(table=table), path, lambda job: seen.append(job.progress) if job.progress else None)
+    assert len(seen) >= 3 and seen == sorted(seen) and 0 < seen[0] < 0.5 and 0.5 < seen[-1] <= 0.99

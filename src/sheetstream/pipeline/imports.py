@@ -62,7 +62,8 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
     fmt = formats.get(job.format)
     with fmt.open(path, reading_options(job.to_json()), limits) as book:
         if hasattr(book, "on_progress"):
-            book.on_progress = functools.partial(_progress, job, report, started, cpu_seconds)
+            total = _to_inflate(book, job.sheet)
+            book.on_progress = functools.partial(_progress, job, report, started, cpu_seconds, total)
         sheet = job.sheet or (book.sheet_names[0] if book.sheet_names else "")
         header, first_rows, blocks, previous = _start(book, job.sheet)
         if header is None:
@@ -205,10 +206,24 @@ def continuations(names: list[str], first: str) -> list[str]:
     return found_names
 
 
-def _progress(job: Job, report: Report, started: float, cpu_seconds: float, inflated: int) -> None:
+def _to_inflate(book: Any, sheet: str | None) -> int:
+    """The bytes of XML an import of ``sheet`` inflates, about: its shared strings and the sheet with its
+    continuations (declared sizes; for the job's progress, not a bound)."""
+    first = sheet or (book.sheet_names[0] if book.sheet_names else "")
+    names = {first, *continuations(book.sheet_names, first)}
+    parts = [part for name, part in book.sheets if name in names]
+    if book.shared_strings_path:
+        parts.append(book.shared_strings_path)
+    found = (book.package.find(part) for part in parts)
+    return sum(info.file_size for info in found if info is not None)
+
+
+def _progress(job: Job, report: Report, started: float, cpu_seconds: float, total: int, inflated: int) -> None:
     """Called by the reader about every megabyte of XML, rows or none (a sheet of empty rows, a flood of
-    shared strings): the CPU bound is checked, and ``report`` (which saves progress and stops a cancelled job)
-    runs although no row has come."""
+    shared strings): the CPU bound is checked, the share of the XML read becomes the job's ``progress``, and
+    ``report`` (which saves progress and stops a cancelled job) runs although no row has come."""
+    if total:
+        job.progress = round(min(0.99, inflated / total), 3)
     used = time.thread_time() - started
     if used > cpu_seconds:
         raise TooMuchCpu(f"the import needed more than {cpu_seconds:,.0f} s of CPU time, the most one import may "

@@ -60,6 +60,7 @@ class Job:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: str = "receiving"
     bytes_received: int = 0
+    progress: float | None = None  # the share of the file read, while it is read (a workbook's XML; None: unknown)
     rows_read: int = 0
     rows_inserted: int = 0
     created_at: float = field(default_factory=time.time)
