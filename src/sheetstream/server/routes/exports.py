@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ... import formats
@@ -15,6 +15,7 @@ from ...errors import BadRequest
 from ...pipeline.exports import check_options, export_workbook
 from ...store import select_columns
 from ..deps import Caller, DownloadsDep, ReadableTable, SettingsDep, StoreDep
+from ..streams import content_disposition
 
 router = APIRouter()
 
@@ -54,6 +55,21 @@ def export_route(fmt: formats.Format) -> Callable[..., Awaitable[StreamingRespon
     return export_table
 
 
+def head_route(fmt: formats.Format) -> Callable[..., Awaitable[Response]]:
+    async def head_export(table: ReadableTable, caller: Caller, settings: SettingsDep, store: StoreDep,
+                          columns: str | None = None) -> Response:
+        """The export's headers, no body and no work: the table, the grant and the columns are checked as for GET."""
+        catalog = await run_in_threadpool(store.columns, table)
+        select_columns(catalog, [c.strip() for c in columns.split(",") if c.strip()] if columns else None)
+        return Response(media_type=fmt.media_type, headers={
+            "Content-Disposition": content_disposition(f"{table}.{fmt.extension}"), "Cache-Control": "no-store"})
+
+    head_export.__name__ = f"head_{fmt.name}"
+    return head_export
+
+
 for _format in formats.FORMATS.values():
     router.add_api_route(f"/exports/{{table}}.{_format.extension}", export_route(_format), methods=["GET"],
                          response_class=StreamingResponse, name=f"export_{_format.name}")
+    router.add_api_route(f"/exports/{{table}}.{_format.extension}", head_route(_format), methods=["HEAD"],
+                         include_in_schema=False, name=f"head_{_format.name}")
