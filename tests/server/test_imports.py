@@ -256,12 +256,13 @@ def test_hostile_and_broken_files_are_refused(target, live_server, tmp_path: Pat
 def test_wrong_content_type_unknown_table_and_sheet(target, live_server) -> None:
     store, table, settings = target
     with live_server(create_app(settings, store)) as server:
-        csv = httpx.put(f"{server.url}/imports/{table}", content=b"a,b", headers={"Content-Type": "text/csv"})
+        pdf = httpx.put(f"{server.url}/imports/{table}", content=b"a,b", headers={"Content-Type": "application/pdf"})
         form = httpx.post(f"{server.url}/imports/{table}", content=b"x", headers={"Content-Type": "text/plain"})
         no_field = httpx.post(f"{server.url}/imports/{table}", files={"other": ("a.xlsx", b"x")})
         unknown = httpx.put(f"{server.url}/imports/nope", content=b"x", headers={"Content-Type": XLSX})
         sheet = put(server, table, workbook(list(demo_rows(1))), sheet="Missing")
-    assert csv.status_code == 415 and "got text/csv" in csv.json()["message"]
+    assert pdf.status_code == 415 and "got application/pdf" in pdf.json()["message"]
+    assert "text/csv (.csv)" in pdf.json()["message"]  # the types it could have been sent as
     assert form.status_code == 415 and "multipart/form-data" in form.json()["message"]
     assert no_field.status_code == 400 and "no field named 'file'" in no_field.json()["message"]
     assert unknown.status_code == 404

@@ -32,6 +32,7 @@ from ..formats.xlsx import ReadLimits, Workbook, last_row
 from ..formats.xlsx.cells import column_letter
 from ..store import OnCommit, Store
 from .review import reading_options
+from .states import State, move
 from .validate import Plan, Problems, _shown, convert_rows, read_header
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
     is left out with a warning that names it."""
     started = time.thread_time()
     columns = store.columns(job.table)
-    job.state = "parsing"
+    move(job, State.PARSING)
     report(job)
     fmt = formats.get(job.format)
     with fmt.open(path, reading_options(job.to_json()), limits) as book:
@@ -73,7 +74,7 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
         job.warnings = []
         plan = read_header(header[1], columns, sheet, problems, job.warnings, job.extra_columns)
         sheets = Sheets(book, sheet, header[1])
-        job.state = "inserting"
+        move(job, State.INSERTING)
         report(job)
         if not plan.columns:
             raise problems.error("the header row does not match the table", job.table)

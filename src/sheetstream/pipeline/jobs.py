@@ -14,12 +14,13 @@ an ended record is final. So a job that a draining server, or any instance findi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import resource
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +35,25 @@ from ..store.jobs import superseded
 from .imports import Split, run_import
 from .lifeline import Lifeline
 from .review import MarkFile, marks_path
+from .states import ENDED, IllegalMove, State, move
 
 log = logging.getLogger("sheetstream.jobs")
 
-STATES = ("receiving", "queued", "parsing", "inserting", "committing", "done", "failed")
-ENDED = ("done", "failed")
+
+
+@contextlib.contextmanager
+def managed(job: Job) -> Iterator[Job]:
+    """Run a job's work in this block (dlt's ``run_managed``): it ends ``done`` when the block does, ``failed`` with
+    the error's code and message when it raises, and ended it is, whatever happened."""
+    try:
+        yield job
+    except Exception as exc:
+        fail(job, exc)
+    else:
+        succeed(job)
+    if not job.ended:
+        raise IllegalMove(f"job {job.id} left its run in state {job.state}")
+
 #: Why a job failed when its server stopped under it; true because of the rules in the module's docstring.
 STOPPED = "the server stopped while this job was running; nothing was written"
 #: Why a job failed when its own server lost track of it: its task ended while the database was away, and even the
@@ -220,7 +235,7 @@ def phase(job: Job) -> str:
 
 
 def succeed(job: Job) -> None:
-    job.state = "done"
+    move(job, State.DONE)
     job.finished_at = time.time()
     job.message = (f"checked {job.rows_read:,} rows: ready to import; nothing was written yet" if job.dry_run
                    else f"{job.rows_inserted:,} rows written to {job.table!r} ({MODE_WORDS.get(job.mode, job.mode)})")
@@ -233,8 +248,11 @@ def succeed(job: Job) -> None:
 
 
 def fail(job: Job, exc: BaseException) -> None:
-    """Record why ``job`` failed: the error's code, its message for a person, and its cell problems."""
-    job.state = "failed"
+    """Record why ``job`` failed: the error's code, its message for a person, and its cell problems. An ended job
+    stays as it ended (its record is final)."""
+    if job.ended:
+        return
+    move(job, State.FAILED)
     job.finished_at = time.time()
     if isinstance(exc, MemoryError):  # under the worker's address-space cap (runtime.workers.limit_memory)
         cap = resource.getrlimit(resource.RLIMIT_AS)[0]
@@ -328,10 +346,8 @@ def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = Read
     marks = MarkFile(marks_path(path)) if keep and keep.seconds > 0 else None
     try:
         try:
-            run_import(store, job, path, report, limits, commit, split, sink=marks)
-            succeed(job)
-        except Exception as exc:
-            fail(job, exc)
+            with managed(job):
+                run_import(store, job, path, report, limits, commit, split, sink=marks)
         finally:
             if marks:
                 marks.close()
