@@ -56,7 +56,8 @@ def test_every_route_but_health_and_the_page_needs_credentials(served) -> None:
         for method in route.methods - ({"POST"} if route.path == "/session" else set()):  # signing in itself
             answer = httpx.request(method, server.url + path)
             assert answer.status_code == 401, (method, path, answer.text)
-            assert answer.headers["www-authenticate"].startswith("Bearer") and "sign in" in answer.json()["message"]
+            assert answer.headers["www-authenticate"].startswith("Bearer")
+            assert method == "HEAD" or "sign in" in answer.json()["message"]  # a HEAD answer has no body
             seen += 1
     assert seen >= 12
     assert httpx.get(f"{server.url}/healthz").status_code == 200 and httpx.get(server.url).status_code == 200

@@ -279,9 +279,10 @@ class MysqlJobs:
     def cancel_requested(self, job_id: str) -> bool:
         return bool(self._run("SELECT 1 FROM sheetstream_jobs WHERE id = ? AND cancel = 1", (job_id,))[0])
 
-    def recent(self, owner: str | None, limit: int = 50) -> list[dict[str, Any]]:
+    def recent(self, owner: str | None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         rows, _ = self._run("SELECT data FROM sheetstream_jobs WHERE ? IS NULL OR JSON_VALUE(data, '$.owner') = ? "
-                            "ORDER BY JSON_VALUE(data, '$.created_at') + 0 DESC LIMIT ?", (owner, owner, limit))
+                            "ORDER BY JSON_VALUE(data, '$.created_at') + 0 DESC, id DESC LIMIT ? OFFSET ?",
+                            (owner, owner, limit, offset))
         return [json.loads(r[0]) for r in rows]
 
     def heartbeat(self, instance: str, job_ids: Collection[str]) -> None:

@@ -199,6 +199,21 @@ class MysqlTokens:
         return bool(run_mysql(self.connect, _create_mysql_table, "UPDATE sheetstream_tokens SET revoked_at = ? "
                               "WHERE name = ? AND revoked_at IS NULL", (time.time(), name))[1])
 
+    def end_session(self, session_id: str, until: float) -> None:
+        self._ended("DELETE FROM sheetstream_ended_sessions WHERE until < ?", (time.time(),))
+        self._ended("INSERT IGNORE INTO sheetstream_ended_sessions VALUES (?, ?)", (session_id, until))
+
+    def session_ended(self, session_id: str) -> bool:
+        return bool(self._ended("SELECT 1 FROM sheetstream_ended_sessions WHERE id = ?", (session_id,)))
+
+    def _ended(self, statement: str, args: tuple) -> list[tuple]:
+        return run_mysql(self.connect, _create_mysql_ended_table, statement, args)[0]
+
+
+def _create_mysql_ended_table(conn: Any) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS sheetstream_ended_sessions (id varchar(128) PRIMARY KEY, "
+                 "until double NOT NULL) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin")
+
 
 def _create_mysql_table(conn: Any) -> None:
     # One live token per name: MySQL has no partial index, so a generated column that is the name while the token
