@@ -22,10 +22,15 @@ from .base import Column, OnCommit, column_type, refused, unavailable
 from .jobs import SqliteJobs
 from .staging import ROW, Dialect, Staged
 from .tokens import SqliteTokens
+from .where import COMPARISONS, Condition, Sort, ordering, predicate, tie_break
 
 BATCH = 2_000
 
 _TYPE = re.compile(r"^\s*([A-Za-z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
+
+
+#: A rowid table's hidden key: the last sort key of a table without a primary key.
+_ROWID = Column("rowid", "integer", nullable=False)
 
 
 def quote(name: str) -> str:
@@ -47,11 +52,15 @@ class SqliteStore:
         return conn
 
     def tables(self) -> list[str]:
+        return list(self.relations())
+
+    def relations(self) -> dict[str, str]:
         with _closing(self.connect()) as conn:
             rows = conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'"
+                " ORDER BY name"
             ).fetchall()
-        return [r[0] for r in rows]
+        return dict(rows)
 
     def columns(self, table: str) -> list[Column]:
         with _closing(self.connect()) as conn:
@@ -65,15 +74,31 @@ class SqliteStore:
         with _closing(self.connect()) as conn:
             return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
 
-    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None) -> Iterator[tuple[Any, ...]]:
+    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None,
+                  where: Sequence[Condition] = (), order: Sequence[Sort] = ()) -> Iterator[tuple[Any, ...]]:
         catalog = self.columns(table)
-        order = ", ".join(quote(c.name) for c in catalog if c.primary_key) or "rowid"
-        sql = f"SELECT {', '.join(quote(c.name) for c in columns)} FROM {quote(table)} ORDER BY {order}"
+        params: list[Any] = []
+        sql = f"SELECT {', '.join(quote(c.name) for c in columns)} FROM {quote(table)}"
+        if where:
+            tests = []
+            for condition in where:
+                template, values = predicate(condition, "sqlite")
+                tests.append(template.format(quote(condition.column.name), *("?" * len(values))))
+                write = _writer(condition.column) if condition.op in ("in", *COMPARISONS) else None
+                params += [write(v) if write and v is not None else v for v in values]
+            sql += " WHERE " + " AND ".join(tests)
+        keys = [c for c in catalog if c.primary_key]
+        is_view = not keys and self.relations().get(table) == "view"
+        if order:
+            sql += " ORDER BY " + ", ".join(ordering(s).format(quote(s.column.name))
+                                            for s in tie_break(order, keys or ([] if is_view else [_ROWID])))
+        elif not is_view:  # a view has no key and no rowid: its rows come in the order it makes them
+            sql += " ORDER BY " + (", ".join(quote(c.name) for c in keys) or "rowid")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         converters = [(i, f) for i, c in enumerate(columns) if (f := _reader(c))]
         with _closing(self.connect()) as conn:
-            cursor = conn.execute(sql)
+            cursor = conn.execute(sql, params)
             while batch := cursor.fetchmany(BATCH):
                 if not converters:
                     yield from batch

@@ -9,15 +9,15 @@ from contextlib import aclosing
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Message, Receive, Scope, Send
 
 from ...formats.xlsx import MEDIA_TYPE
 from ...pipeline.exports import export_workbook
+from ...pipeline.query import parse_export_query
 from ...runtime import TaskStream
-from ...store import select_columns
 from ..deps import Caller, MetricsDep, QueueDep, ReadableTable, SettingsDep, SharesDep, StoreDep
 from ..metrics import Metrics
 
@@ -30,6 +30,7 @@ MAX_LIMIT = 2**63 - 1
 
 @router.get("/exports/{table}.xlsx", response_class=StreamingResponse)
 async def export_table(
+    request: Request,
     table: ReadableTable,
     caller: Caller,
     shares: SharesDep,
@@ -37,19 +38,19 @@ async def export_table(
     store: StoreDep,
     queue: QueueDep,
     metrics: MetricsDep,
-    columns: Annotated[str | None, Query(description="Comma-separated column names, in the order wanted")] = None,
+    columns: Annotated[str | None, Query(description="Comma-separated column names, in the order wanted (also "
+                                         "select=); other parameters filter and order the rows (docs/exports.md)")] = None,
     limit: Annotated[int | None, Query(ge=0, le=MAX_LIMIT, description="At most this many rows")] = None,
 ) -> StreamingResponse:
     catalog = await run_in_threadpool(store.columns, table)
-    wanted = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
-    chosen = select_columns(catalog, wanted)
+    query = parse_export_query(request.query_params.multi_items(), catalog, limit)  # filters, order: docs/exports.md
     shares.take(caller, queue.retry_after())
     try:
         queue.admit("export")
     except BaseException:
         shares.give(caller)
         raise
-    stream = queue.stream("export", export_workbook, store, table, chosen, limit, settings.export)
+    stream = queue.stream("export", export_workbook, store, table, query, settings.export)
     return BoundedStreamingResponse(
         counted(stream, metrics),
         release=lambda: shares.give(caller),
