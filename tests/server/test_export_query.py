@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from datetime import date, datetime
 from decimal import Decimal
 
 import httpx
+import openpyxl
 import pytest
 
 from sheetstream.server import create_app
@@ -99,3 +101,13 @@ def test_a_date_filter_on_a_timestamp_is_the_start_of_that_day(demo_store, live_
     assert response.status_code == 200
     expected = [(r[0],) for r in demo_rows(ROWS) if r[5] < datetime(2020, 6, 1) and r[4] >= date(2020, 3, 1)]
     assert read_workbook(response.content)[table][1:] == expected
+
+
+def test_amounts_export_with_their_scale_and_ids_as_whole_numbers(demo_store, live_server) -> None:
+    store, table = demo_store
+    with live_server(create_app(make_settings(tables=(table,)), store)) as server:
+        response = httpx.get(f"{server.url}/exports/{table}.xlsx", params={"limit": 3})
+    ws = openpyxl.load_workbook(io.BytesIO(response.content)).active
+    assert [ws[f"{col}2"].number_format for col in "ADGJ"] == ["0", "#,##0.00", "0", "General"]  # id, amount, quantity, weight
+    assert ws["E2"].number_format == "yyyy-mm-dd" and ws["F2"].number_format == "yyyy-mm-dd hh:mm:ss"
+    assert_same_as_openpyxl(list(demo_rows(3)), read_workbook(response.content)[table][1:])

@@ -6,7 +6,7 @@ from collections.abc import Generator
 
 from ..config import ExportOptions
 from ..formats.xlsx import WriteStats, adaptive, deflater, write_xlsx
-from ..store import Store
+from ..store import Column, Store
 from .query import ExportQuery
 
 
@@ -18,6 +18,7 @@ def export_workbook(store: Store, table: str, query: ExportQuery,
     yield from write_xlsx(
         rows,
         [c.name for c in query.columns],
+        number_formats=[number_format(c) for c in query.columns],
         sheet_name=table,
         max_sheet_rows=options.max_sheet_rows,
         long_text=options.long_text,  # type: ignore[arg-type]
@@ -25,3 +26,19 @@ def export_workbook(store: Store, table: str, query: ExportQuery,
         stats=stats,
     )
     return stats
+
+
+#: Excel shows at most 30 decimal places.
+_MAX_PLACES = 30
+
+
+def number_format(column: Column) -> str | None:
+    """The format code of ``column``'s numbers in a workbook: a numeric with its scale (``#,##0.00`` for
+    numeric(12,2)), whole numbers as such (``0``: General would show a 12-digit id as 1.23457E+11); None (General)
+    for floats and a numeric without a scale."""
+    if column.kind == "integer":
+        return "0"
+    if column.kind == "numeric" and column.scale is not None:
+        places = min(column.scale, _MAX_PLACES)
+        return "#,##0" + ("." + "0" * places if places else "")
+    return None

@@ -270,3 +270,43 @@ def test_texts_that_need_care_read_back_unchanged(tmp_path: Path, text: str) -> 
     path = write(tmp_path, [(text,)], header=["t"])
     value = openpyxl_sheets(path)["Sheet1"][1][0]
     assert unescape_text(value) == text
+
+
+FORMATS = ["0", None, "#,##0.00", None, "#,##0.00", None, None, None, "#,##0.000"]
+
+
+def test_number_formats_by_column_leave_the_values_unchanged(tmp_path: Path) -> None:
+    """A differential check: the same rows with and without column formats read back as the same values; only the
+    numbers of the formatted columns carry the format (dates keep theirs)."""
+    plain = openpyxl.load_workbook(write(tmp_path, ROWS, HEADER, name="plain")).active
+    formatted = openpyxl.load_workbook(write(tmp_path, ROWS, HEADER, name="formatted", number_formats=FORMATS)).active
+    assert [[c.value for c in r] for r in formatted.iter_rows()] == [[c.value for c in r] for r in plain.iter_rows()]
+    assert_same_as_openpyxl(ROWS, [tuple(c.value for c in r) for r in formatted.iter_rows(min_row=2)])
+    assert formatted["A2"].number_format == "0" and formatted["C2"].number_format == "#,##0.00"
+    assert formatted["B2"].number_format == "General" and formatted["A1"].font.b  # the header keeps its style
+    assert formatted["E2"].number_format == "yyyy-mm-dd"  # a date in a formatted column keeps its own format
+    assert plain["C2"].number_format == "General"
+    assert formatted.column_dimensions["C"].width > plain.column_dimensions["C"].width  # room for the commas
+
+
+def test_number_formats_share_a_style_and_use_builtin_ids(tmp_path: Path) -> None:
+    path = write(tmp_path, ROWS, HEADER, number_formats=FORMATS)
+    with zipfile.ZipFile(path) as z:
+        styles = z.read("xl/styles.xml").decode()
+        xml = z.read("xl/worksheets/sheet1.xml").decode()
+    assert '<cellXfs count="9">' in styles  # the six fixed styles, then "0", "#,##0.00", "#,##0.000" once each
+    assert '<numFmt numFmtId="168" formatCode="#,##0.000"/>' in styles and 'numFmtId="4"' in styles
+    assert '<c s="7"><v>12.30</v></c>' in xml and '<c s="6"><v>1</v></c>' in xml
+
+
+@pytest.mark.libreoffice
+def test_number_formats_show_in_libreoffice(tmp_path: Path, libreoffice) -> None:
+    """LibreOffice writes cells as shown: the formatted columns with their places and separators, the values the
+    same once those are taken out."""
+    path = write(tmp_path, ROWS, HEADER, number_formats=FORMATS)
+    rows = libreoffice.to_csv(path)["Sheet1"][1:]
+    assert [r[2] for r in rows[:4]] == ["12.30", "-99,999,999.99", "0.01", "1,000,000.00"]
+    assert rows[2][0] == "1099511627776"  # 2**40 in full, not 1.09951E+12
+    assert rows[0][1] == "1.5" and rows[0][4] == "2024-01-02"
+    plain = [[v.replace(",", "") if j == 2 else v for j, v in enumerate(r)] for r in rows]
+    assert_same_as_libreoffice(ROWS, plain)

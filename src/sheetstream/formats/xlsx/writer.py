@@ -157,8 +157,12 @@ def write_xlsx(
     zip64_after: int = ZIP64_AFTER,
     max_part_bytes: int = MAX_PART_BYTES,
     row_count: int | None = None,
+    number_formats: Sequence[str | None] | None = None,
 ) -> Iterator[bytes]:
     """Stream an ``.xlsx`` of ``header`` and ``rows`` as byte chunks.
+
+    ``number_formats``: per column, the format code of its numbers (``#,##0.00``), or None for General; dates
+    and times keep their own formats whatever the column's.
 
     Rows beyond ``max_sheet_rows`` (header included) continue on a new sheet with the header repeated.
     Texts over Excel's cell limit, in the header too, are cut to 32,767 characters (counted in
@@ -176,10 +180,14 @@ def write_xlsx(
     if row_count is not None and row_count < 0:
         raise ValueError("row_count cannot be negative")
     stats = stats if stats is not None else WriteStats()
+    formats = list(number_formats or ())[:len(header)]
+    distinct = list(dict.fromkeys(f for f in formats if f))
+    number_styles = [f' s="{parts.FIRST_COLUMN_STYLE + distinct.index(f)}"' if f else "" for f in formats]
+    number_styles += [""] * (len(header) - len(number_styles))
     modified_at = modified_at or datetime.now().replace(microsecond=0)
     rows = iter(rows)
     sample = list(itertools.islice(rows, width_sample))
-    widths = _column_widths(header, sample)
+    widths = _column_widths(header, sample, [bool(f and "," in f) for f in formats])
     pending = itertools.chain(sample, rows)
     rows_before = stats.rows
 
@@ -203,9 +211,9 @@ def write_xlsx(
             if announced is not None and announced <= 0 and row is not None:
                 announced = None  # more rows than announced: this sheet's size is unknown
             sheet = _sheet(source, header, widths, name, max_sheet_rows, long_text, max_part_bytes, stats, filters,
-                           announced)
+                           announced, number_styles)
             yield f"xl/worksheets/sheet{number}.xml", sheet
-        yield "xl/styles.xml", (parts.STYLES.encode(),)
+        yield "xl/styles.xml", (parts.styles(distinct).encode(),)
         yield "xl/workbook.xml", (parts.workbook(filters).encode(),)
         yield "xl/_rels/workbook.xml.rels", (parts.workbook_rels(len(filters)).encode(),)
         yield "docProps/app.xml", (parts.APP_PROPS.encode(),)
@@ -227,11 +235,13 @@ def _sheet(
     stats: WriteStats,
     filters: list[tuple[str, str | None]],
     announced: int | None = None,
+    number_styles: Sequence[str] = (),
 ) -> Iterator[bytes]:
     """One worksheet's XML. Consumes at most ``max_rows - 1`` rows of ``rows``; the hot loop of the export.
 
     ``announced``: rows still to come by the caller's count, or None. With it the sheet gets a
-    ``<dimension>`` and holds no more rows than that dimension says.
+    ``<dimension>`` and holds no more rows than that dimension says. ``number_styles``: per column, the style
+    attribute of its numbers (`` s="6"``) or "".
 
     Cells and rows carry no ``r="B7"`` reference, which SpreadsheetML makes optional: a row follows the
     previous one, a cell the previous cell. A cell gets its reference only after a gap (a None is no cell).
@@ -239,6 +249,7 @@ def _sheet(
     rows by their cells (openpyxl's read-only mode without a dimension) see every row at full width.
     """
     letters = [column_letter(i) for i in range(len(header))]
+    number_styles = list(number_styles) or [""] * len(letters)
     width = len(letters)
     last = width - 1
     n = 1 if header else 0
@@ -273,7 +284,7 @@ def _sheet(
         n += 1
         append("<row>")
         c = "<c"  # the cell's start: with its reference only after a gap
-        for letter, v in zip(letters, row):
+        for letter, s, v in zip(letters, number_styles, row):
             if v is None:
                 c = None
                 continue
@@ -287,11 +298,11 @@ def _sheet(
                 else:
                     append(_text_cell(c, letter, n, v, name, long_text, stats))
             elif t is int and -_INT_NO_DOUBLE < v < _INT_NO_DOUBLE:
-                append(f"{c}><v>{v}</v></c>")
+                append(f"{c}{s}><v>{v}</v></c>")
             elif t is float and v - v == 0:  # finite: inf - inf and nan - nan are nan
-                append(f"{c}><v>{v!r}</v></c>")
+                append(f"{c}{s}><v>{v!r}</v></c>")
             elif t is Decimal and v.is_finite():
-                append(f"{c}><v>{v}</v></c>")
+                append(f"{c}{s}><v>{v}</v></c>")
             elif t is date and v in date_serials:
                 append(f'{c} s="{parts.STYLE_DATE}"><v>{date_serials[v]}</v></c>')
             elif t is datetime and v.tzinfo is None and v >= _SERIAL_61:
@@ -381,14 +392,18 @@ def _space(v: str) -> str:
     return ' xml:space="preserve"' if v and (v[0] in " \t\n\r" or v[-1] in " \t\n\r") else ""
 
 
-def _column_widths(header: Sequence[str], sample: list[Sequence[Any]]) -> list[float]:
+def _column_widths(header: Sequence[str], sample: list[Sequence[Any]], grouped: Sequence[bool] = ()) -> list[float]:
+    """Widths from the header and a sample of rows; ``grouped[i]``: column i shows thousands separators."""
     widths = [len(str(h)) + 3 for h in header]  # room for the autofilter button
+    grouped = list(grouped) + [False] * (len(widths) - len(grouped))
     for row in sample:
         for i, v in enumerate(row[: len(widths)]):
             if v is None:
                 continue
             shown = (19 if isinstance(v, datetime) else 10 if isinstance(v, date)
                      else 60 if isinstance(v, int) and abs(v) >= 10**60 else len(str(v)))  # str(): 4,300 digits at most
+            if grouped[i] and isinstance(v, (int, float, Decimal)) and shown < 60:
+                shown += max(len(str(abs(int(v)))) - 1, 0) // 3  # 1,234,567.00: a comma per three digits
             if shown + 1 > widths[i]:
                 widths[i] = shown + 1
     return [float(min(max(w, 8), 60)) for w in widths]
