@@ -1,11 +1,12 @@
-"""A table (its rows as an :class:`~.query.ExportQuery` chose them) -> workbook chunks: the export task the processing queue runs (every strategy runs this code)."""
+"""A table (its rows as an :class:`~.query.ExportQuery` chose them), or several, -> workbook chunks: the export
+tasks the processing queue runs (every strategy runs this code)."""
 
 from __future__ import annotations
 
 from collections.abc import Generator
 
 from ..config import ExportOptions
-from ..formats.xlsx import WriteStats, adaptive, deflater, write_xlsx
+from ..formats.xlsx import Sheet, WriteStats, adaptive, deflater, write_workbook, write_xlsx
 from ..store import Column, Store
 from .query import ExportQuery
 
@@ -20,6 +21,24 @@ def export_workbook(store: Store, table: str, query: ExportQuery,
         [c.name for c in query.columns],
         number_formats=[number_format(c) for c in query.columns],
         sheet_name=table,
+        max_sheet_rows=options.max_sheet_rows,
+        long_text=options.long_text,  # type: ignore[arg-type]
+        compress=(adaptive if options.deflate_adaptive else deflater)(options.deflate, options.deflate_level),
+        stats=stats,
+    )
+    return stats
+
+
+def export_book(store: Store, sheets: list[tuple[str, ExportQuery]],
+                options: ExportOptions) -> Generator[bytes, None, WriteStats]:
+    """One workbook of several tables, a sheet each, in order; each table is read only when its sheet's turn
+    comes (one query open at a time, memory flat). Returns what was written."""
+    stats = WriteStats()
+    yield from write_workbook(
+        # read_rows is a generator: its query opens when the sheet asks for its first row, not here.
+        [Sheet(table, [c.name for c in q.columns], store.read_rows(table, q.columns, q.limit, where=q.where,
+                                                                   order=q.order),
+               [number_format(c) for c in q.columns]) for table, q in sheets],
         max_sheet_rows=options.max_sheet_rows,
         long_text=options.long_text,  # type: ignore[arg-type]
         compress=(adaptive if options.deflate_adaptive else deflater)(options.deflate, options.deflate_level),

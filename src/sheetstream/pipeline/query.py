@@ -29,6 +29,8 @@ RESERVED = ("select", "columns", "order", "limit")
 MAX_IN_VALUES = 1_000
 #: Filters in one query string.
 MAX_FILTERS = 100
+#: The largest LIMIT both stores take: a signed 64-bit integer (SQLite's INTEGER, PostgreSQL's bigint).
+MAX_LIMIT = 2**63 - 1
 _IS = {"null": None, "true": True, "false": False}
 
 
@@ -72,6 +74,34 @@ def parse_export_query(params: Iterable[tuple[str, str]], catalog: Sequence[Colu
             if len(where) > MAX_FILTERS:
                 raise BadRequest(f"more than {MAX_FILTERS} filters", parameter=key)
     return ExportQuery(select_columns(catalog, selected), tuple(where), order, limit)
+
+
+def parse_book_query(params: Iterable[tuple[str, str]], catalogs: dict[str, Sequence[Column]]
+                     ) -> list[tuple[str, ExportQuery]]:
+    """A workbook of several tables (``catalogs``, in sheet order): each parameter but ``sheets`` is prefixed by
+    its table's name, ``orders.status=eq.paid``, ``orders.select=id,amount``, ``orders.limit=10``."""
+    by_table: dict[str, list[tuple[str, str]]] = {name: [] for name in catalogs}
+    limits: dict[str, int | None] = dict.fromkeys(catalogs)
+    longest_first = sorted(catalogs, key=len, reverse=True)  # "orders.x" belongs to "orders", not to "or"
+    for key, value in params:
+        if key == "sheets":
+            continue
+        table = next((t for t in longest_first if key.startswith(t + ".")), None)
+        if table is None:
+            raise BadRequest(f"parameter {key!r} names no sheet: in a workbook of several tables, write TABLE.{key} "
+                             f"with one of {', '.join(catalogs)}", parameter=key)
+        rest = key[len(table) + 1:]
+        if rest == "limit":
+            limits[table] = _limit(key, value)
+        else:
+            by_table[table].append((rest, value))
+    return [(name, parse_export_query(by_table[name], catalog, limits[name])) for name, catalog in catalogs.items()]
+
+
+def _limit(key: str, text: str) -> int:
+    if not text.strip().isdigit() or int(text) > MAX_LIMIT:
+        raise BadRequest(f"{key}={text}: a limit is a whole number from 0 to {MAX_LIMIT}", parameter=key)
+    return int(text)
 
 
 def _condition(column: Column, key: str, text: str) -> Condition:

@@ -21,7 +21,7 @@ from .kept import KeptUploads
 from .lag import LagMonitor
 from .lifecycle import Lifecycle, new_instance_id
 from .metrics import Metrics
-from .routes import exports, imports, jobs, meta, session
+from .routes import books, exports, imports, jobs, meta, session
 from .shares import Shares
 from .uploads import SpoolBudget
 
@@ -67,7 +67,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     limits = settings.imports
     app.state.spool = SpoolBudget(settings.spool_dir, limits.max_spool_files, limits.max_spool_bytes)
     errors.install(app)
-    for routes in (meta, session, exports, imports, jobs):
+    for routes in (meta, session, books, exports, imports, jobs):  # books first: /exports/book.xlsx
         app.include_router(routes.router)
     app.mount("/assets", StaticFiles(directory=meta.PAGE / "assets"), name="assets")
     if settings.access.cors_origins:  # scripts of those origins, with bearer tokens (never the cookie)

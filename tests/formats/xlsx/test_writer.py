@@ -310,3 +310,32 @@ def test_number_formats_show_in_libreoffice(tmp_path: Path, libreoffice) -> None
     assert rows[0][1] == "1.5" and rows[0][4] == "2024-01-02"
     plain = [[v.replace(",", "") if j == 2 else v for j, v in enumerate(r)] for r in rows]
     assert_same_as_libreoffice(ROWS, plain)
+
+
+def test_several_sheets_in_one_workbook_each_read_in_its_turn(tmp_path: Path) -> None:
+    """Sheets follow each other; the second one's rows are not touched until the first sheet is written; each
+    keeps its own header and formats, and a sheet over the row limit continues before the next one starts."""
+    from sheetstream.formats.xlsx import Sheet, write_workbook
+
+    seen: list[str] = []
+
+    def rows(name: str, count: int):
+        for i in range(count):
+            seen.append(name)
+            yield (i, Decimal(i).scaleb(-2))
+
+    chunks = write_workbook([Sheet("first", ["id", "amount"], rows("first", 30), ["0", "#,##0.00"]),
+                             Sheet("second", ["n", "price"], rows("second", 5), [None, "#,##0.000"])],
+                            max_sheet_rows=21)
+    path = tmp_path / "book.xlsx"
+    with open(path, "wb") as f:
+        for chunk in chunks:
+            if "second" in seen:
+                assert seen.count("first") == 30  # the first table was read to its end before the second began
+            f.write(chunk)
+    wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["first", "first (2)", "second"]
+    assert [r[0] for r in wb["first (2)"].iter_rows(min_row=2, values_only=True)] == list(range(20, 30))
+    assert list(wb["second"].iter_rows(values_only=True)) == [("n", "price"), *((i, i / 100) for i in range(5))]
+    assert wb["first"]["B2"].number_format == "#,##0.00" and wb["second"]["B2"].number_format == "#,##0.000"
+    assert wb["second"]["A2"].number_format == "General"

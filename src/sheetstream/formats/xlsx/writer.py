@@ -173,46 +173,86 @@ def write_xlsx(
     more rows come than announced, a sheet never holds more rows than its dimension says: the extra rows
     continue on a new sheet, without a dimension.
     """
+    yield from write_workbook(
+        [Sheet(sheet_name, header, rows, number_formats, row_count)], max_sheet_rows=max_sheet_rows,
+        long_text=long_text, compress=compress, width_sample=width_sample, chunk_size=chunk_size,
+        modified_at=modified_at, stats=stats, zip64_after=zip64_after, max_part_bytes=max_part_bytes)
+
+
+@dataclass
+class Sheet:
+    """One sheet of :func:`write_workbook`: its name, header and rows (read only when its turn comes), and per
+    column the format code of its numbers (or None for General); ``row_count`` as for :func:`write_xlsx`."""
+
+    name: str
+    header: Sequence[str]
+    rows: Iterable[Sequence[Any]]
+    number_formats: Sequence[str | None] | None = None
+    row_count: int | None = None
+
+
+def write_workbook(
+    sheets: Iterable[Sheet],
+    *,
+    max_sheet_rows: int = MAX_SHEET_ROWS,
+    long_text: LongText = "truncate",
+    compress: Callable[[], Any] | None = None,
+    width_sample: int = 100,
+    chunk_size: int = 65_536,
+    modified_at: datetime | None = None,
+    stats: WriteStats | None = None,
+    zip64_after: int = ZIP64_AFTER,
+    max_part_bytes: int = MAX_PART_BYTES,
+) -> Iterator[bytes]:
+    """Stream an ``.xlsx`` of ``sheets``, one after the other, as byte chunks (see :func:`write_xlsx`): a sheet's
+    rows are read only once the sheets before it are written, so memory stays flat however many there are."""
+    sheets = list(sheets)
     if max_sheet_rows < 2:
         raise ValueError("max_sheet_rows must leave room for the header and one row")
-    if len(header) > MAX_SHEET_COLUMNS:
-        raise ValueError(f"{len(header):,} columns: a sheet holds at most {MAX_SHEET_COLUMNS:,}")
-    if row_count is not None and row_count < 0:
-        raise ValueError("row_count cannot be negative")
+    for sheet in sheets:
+        if len(sheet.header) > MAX_SHEET_COLUMNS:
+            raise ValueError(f"{len(sheet.header):,} columns: a sheet holds at most {MAX_SHEET_COLUMNS:,}")
+        if sheet.row_count is not None and sheet.row_count < 0:
+            raise ValueError("row_count cannot be negative")
     stats = stats if stats is not None else WriteStats()
-    formats = list(number_formats or ())[:len(header)]
-    distinct = list(dict.fromkeys(f for f in formats if f))
-    number_styles = [f' s="{parts.FIRST_COLUMN_STYLE + distinct.index(f)}"' if f else "" for f in formats]
-    number_styles += [""] * (len(header) - len(number_styles))
     modified_at = modified_at or datetime.now().replace(microsecond=0)
-    rows = iter(rows)
-    sample = list(itertools.islice(rows, width_sample))
-    widths = _column_widths(header, sample, [bool(f and "," in f) for f in formats])
-    pending = itertools.chain(sample, rows)
-    rows_before = stats.rows
+    distinct: list[str] = []  # every column format of the workbook, once: the styles part comes after the sheets
 
     def members() -> Iterator[tuple[str, Iterable[bytes]]]:
         filters: list[tuple[str, str | None]] = []
         taken: set[str] = set()
-        first = True
-        for number in itertools.count(1):
-            try:
-                row = next(pending)
-            except StopIteration:
-                if not first:
-                    break
-                row = None  # an empty export still gets one sheet with its header
-            first = False
-            name = _sheet_title(sheet_name, number, taken)
-            stats.sheets.append(name)
-            source = pending if row is None else itertools.chain((row,), pending)
-            # Rows the caller announced that are still to come, for this sheet's dimension (None: unknown).
-            announced = None if row_count is None else row_count - (stats.rows - rows_before)
-            if announced is not None and announced <= 0 and row is not None:
-                announced = None  # more rows than announced: this sheet's size is unknown
-            sheet = _sheet(source, header, widths, name, max_sheet_rows, long_text, max_part_bytes, stats, filters,
-                           announced, number_styles)
-            yield f"xl/worksheets/sheet{number}.xml", sheet
+        part = 0
+        for sheet in sheets:
+            header, row_count = sheet.header, sheet.row_count
+            formats = list(sheet.number_formats or ())[:len(header)]
+            distinct.extend(f for f in dict.fromkeys(formats) if f and f not in distinct)
+            number_styles = [f' s="{parts.FIRST_COLUMN_STYLE + distinct.index(f)}"' if f else "" for f in formats]
+            number_styles += [""] * (len(header) - len(number_styles))
+            rows = iter(sheet.rows)
+            sample = list(itertools.islice(rows, width_sample))
+            widths = _column_widths(header, sample, [bool(f and "," in f) for f in formats])
+            pending = itertools.chain(sample, rows)
+            rows_before = stats.rows
+            first = True
+            for number in itertools.count(1):
+                try:
+                    row = next(pending)
+                except StopIteration:
+                    if not first:
+                        break
+                    row = None  # an empty export still gets one sheet with its header
+                first = False
+                name = _sheet_title(sheet.name, number, taken)
+                stats.sheets.append(name)
+                source = pending if row is None else itertools.chain((row,), pending)
+                # Rows the caller announced that are still to come, for this sheet's dimension (None: unknown).
+                announced = None if row_count is None else row_count - (stats.rows - rows_before)
+                if announced is not None and announced <= 0 and row is not None:
+                    announced = None  # more rows than announced: this sheet's size is unknown
+                part += 1
+                yield f"xl/worksheets/sheet{part}.xml", _sheet(
+                    source, header, widths, name, max_sheet_rows, long_text, max_part_bytes, stats, filters,
+                    announced, number_styles)
         yield "xl/styles.xml", (parts.styles(distinct).encode(),)
         yield "xl/workbook.xml", (parts.workbook(filters).encode(),)
         yield "xl/_rels/workbook.xml.rels", (parts.workbook_rels(len(filters)).encode(),)
