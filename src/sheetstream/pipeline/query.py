@@ -12,6 +12,7 @@ is a :class:`~sheetstream.errors.BadRequest` naming the parameter. docs/exports.
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,10 @@ MAX_FILTERS = 100
 #: The largest LIMIT both stores take: a signed 64-bit integer (SQLite's INTEGER, PostgreSQL's bigint).
 MAX_LIMIT = 2**63 - 1
 _IS = {"null": None, "true": True, "false": False}
+#: The integers both stores bind (SQLite's INTEGER, PostgreSQL's bigint); past them SQLite's driver refuses.
+_INT64 = range(-(2**63), 2**63)
+#: Decimal exponents a filter may have: PostgreSQL's numeric overflows far beyond any column's values.
+_MAX_EXPONENT = 1000
 
 
 @dataclass(frozen=True)
@@ -138,13 +143,20 @@ def _condition(column: Column, key: str, text: str) -> Condition:
 
 
 def _value(column: Column, key: str, shown: str, text: str) -> Any:
-    """``text`` as a value of ``column``'s type; BadRequest naming the filter when it is not one."""
+    """``text`` as a value of ``column``'s type; BadRequest naming the filter when it is not one. Whatever passes
+    here binds on both stores: the query runs after the response has started, where an error cuts the stream."""
+    if "\x00" in text:
+        raise BadRequest(f"filter {shown!r}: a value cannot hold a NUL character", parameter=key, column=column.name)
     try:
         if column.kind == "text":
             return text  # compared as given: a longer text than the column holds simply matches nothing
         if column.kind == "numeric":
             return _decimal(text)  # any scale: amount=lt.100.005 is a fair question of a numeric(12,2)
         value = converter(column)[1](text)
+        if column.kind == "integer" and value not in _INT64:
+            raise BadCell("is out of range for a 64-bit integer")
+        if column.kind == "float" and not math.isfinite(value):
+            raise BadCell("is not a finite number")
     except BadCell as exc:
         raise BadRequest(f"filter {shown!r}: {text!r} {exc} (column {column.name} is {column.kind})",
                          parameter=key, column=column.name, value=text) from None
@@ -161,6 +173,8 @@ def _decimal(text: str) -> Decimal:
         raise BadCell("is not a number") from None
     if not d.is_finite():
         raise BadCell("is not a finite number")
+    if abs(d.adjusted()) > _MAX_EXPONENT:
+        raise BadCell(f"is out of range (at most {_MAX_EXPONENT} digits either side of the point)")
     return d
 
 
