@@ -18,8 +18,11 @@ def test_defaults() -> None:
     assert settings.queue.worker_memory_bytes == 2 << 30 and settings.imports.upload_idle_seconds == 30
 
 
-def test_every_variable_is_read() -> None:
+def test_every_variable_is_read(tmp_path: Path) -> None:
+    queries = tmp_path / "queries.toml"
+    queries.write_text('[big]\nsql = "SELECT * FROM orders WHERE amount > :least"\nparams = { least = "numeric" }\n')
     settings = from_env({
+        "SHEETSTREAM_QUERIES_FILE": str(queries),
         "SHEETSTREAM_DATABASE_URL": "postgresql://u@h/db", "SHEETSTREAM_DATA_DIR": "/tmp/x",
         "SHEETSTREAM_TABLES": " a, b ,", "SHEETSTREAM_DEFLATE": "zlib", "SHEETSTREAM_DEFLATE_LEVEL": "6",
         "SHEETSTREAM_DEFLATE_ADAPTIVE": "off",
@@ -51,7 +54,8 @@ def test_every_variable_is_read() -> None:
     assert (settings.export.export_stall_seconds, settings.export.export_max_seconds) == (7, 600)
     assert not settings.export.deflate_adaptive and from_env({}).export.deflate_adaptive
     assert settings.queue.split_imports is True and not from_env({}).queue.split_imports
-    assert len(ENVIRONMENT) == 30  # a new variable gets a line in this test
+    assert [(q.name, q.params) for q in settings.queries] == [("big", (("least", "numeric"),))]
+    assert len(ENVIRONMENT) == 31  # a new variable gets a line in this test
 
 
 def test_secure_defaults() -> None:

@@ -4,8 +4,9 @@ tasks the processing queue runs (every strategy runs this code)."""
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import Any
 
-from ..config import ExportOptions
+from ..config import ExportOptions, NamedQuery
 from ..formats.xlsx import Sheet, WriteStats, adaptive, deflater, write_workbook, write_xlsx
 from ..store import Column, Store
 from .query import ExportQuery
@@ -39,6 +40,23 @@ def export_book(store: Store, sheets: list[tuple[str, ExportQuery]],
         [Sheet(table, [c.name for c in q.columns], store.read_rows(table, q.columns, q.limit, where=q.where,
                                                                    order=q.order),
                [number_format(c) for c in q.columns]) for table, q in sheets],
+        max_sheet_rows=options.max_sheet_rows,
+        long_text=options.long_text,  # type: ignore[arg-type]
+        compress=(adaptive if options.deflate_adaptive else deflater)(options.deflate, options.deflate_level),
+        stats=stats,
+    )
+    return stats
+
+
+def export_named(store: Store, query: NamedQuery, values: dict[str, Any], columns: list[Column],
+                 options: ExportOptions) -> Generator[bytes, None, WriteStats]:
+    """A named query's rows (``values`` bound to its parameters) as a workbook, streamed; returns what was written."""
+    stats = WriteStats()
+    yield from write_xlsx(
+        store.read_query(query.sql, query.params, values, columns),
+        [c.name for c in columns],
+        number_formats=[number_format(c) for c in columns],
+        sheet_name=query.name,
         max_sheet_rows=options.max_sheet_rows,
         long_text=options.long_text,  # type: ignore[arg-type]
         compress=(adaptive if options.deflate_adaptive else deflater)(options.deflate, options.deflate_level),

@@ -137,16 +137,17 @@ def _condition(column: Column, key: str, text: str) -> Condition:
         items = _list(value[1:-1])
         if len(items) > MAX_IN_VALUES:
             raise BadRequest(f"filter {key}: in.(...) takes at most {MAX_IN_VALUES:,} values", parameter=key)
-        return Condition(column, "in", tuple(_value(column, key, shown, v) for v in items), negated)
+        return Condition(column, "in", tuple(parse_value(column, key, f"filter {shown!r}", v) for v in items), negated)
     assert op in COMPARISONS
-    return Condition(column, op, _value(column, key, shown, value), negated)
+    return Condition(column, op, parse_value(column, key, f"filter {shown!r}", value), negated)
 
 
-def _value(column: Column, key: str, shown: str, text: str) -> Any:
-    """``text`` as a value of ``column``'s type; BadRequest naming the filter when it is not one. Whatever passes
-    here binds on both stores: the query runs after the response has started, where an error cuts the stream."""
+def parse_value(column: Column, key: str, shown: str, text: str) -> Any:
+    """``text`` as a value of ``column``'s type; BadRequest naming it (``shown``: "filter 'a=eq.1'") when it is
+    not one. Whatever passes here binds on both stores: the query runs after the response has started, where an
+    error would cut the stream."""
     if "\x00" in text:
-        raise BadRequest(f"filter {shown!r}: a value cannot hold a NUL character", parameter=key, column=column.name)
+        raise BadRequest(f"{shown}: a value cannot hold a NUL character", parameter=key, column=column.name)
     try:
         if column.kind == "text":
             return text  # compared as given: a longer text than the column holds simply matches nothing
@@ -158,10 +159,10 @@ def _value(column: Column, key: str, shown: str, text: str) -> Any:
         if column.kind == "float" and not math.isfinite(value):
             raise BadCell("is not a finite number")
     except BadCell as exc:
-        raise BadRequest(f"filter {shown!r}: {text!r} {exc} (column {column.name} is {column.kind})",
+        raise BadRequest(f"{shown}: {text!r} {exc} (column {column.name} is {column.kind})",
                          parameter=key, column=column.name, value=text) from None
     if isinstance(value, datetime) and value.tzinfo is not None:
-        raise BadRequest(f"filter {shown!r}: give the time without a time zone offset (it is compared with the "
+        raise BadRequest(f"{shown}: give the time without a time zone offset (it is compared with the "
                          f"stored time as written)", parameter=key, column=column.name, value=text)
     return value
 

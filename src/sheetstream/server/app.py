@@ -7,11 +7,13 @@ import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
 from ..config import Settings
 from ..pipeline.jobs import JobBoard
+from ..pipeline.named import check_queries
 from ..runtime import ProcessingQueue, make_strategy
 from ..store import Store, open_store
 from . import errors
@@ -21,7 +23,7 @@ from .kept import KeptUploads
 from .lag import LagMonitor
 from .lifecycle import Lifecycle, new_instance_id
 from .metrics import Metrics
-from .routes import books, exports, imports, jobs, meta, session
+from .routes import books, exports, imports, jobs, meta, named, session
 from .shares import Shares
 from .uploads import SpoolBudget
 
@@ -40,6 +42,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Named queries are checked before anything starts: a server with a broken one does not start.
+        app.state.query_columns = await run_in_threadpool(check_queries, store, settings.queries)
         await queue.start()
         lag.start()
         await lifecycle.start()
@@ -67,7 +71,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     limits = settings.imports
     app.state.spool = SpoolBudget(settings.spool_dir, limits.max_spool_files, limits.max_spool_bytes)
     errors.install(app)
-    for routes in (meta, session, books, exports, imports, jobs):  # books first: /exports/book.xlsx
+    for routes in (meta, session, books, named, exports, imports, jobs):  # books first: /exports/book.xlsx
         app.include_router(routes.router)
     app.mount("/assets", StaticFiles(directory=meta.PAGE / "assets"), name="assets")
     if settings.access.cors_origins:  # scripts of those origins, with bearer tokens (never the cookie)

@@ -58,6 +58,13 @@ class Store(Protocol):
         ``where``, sorted by ``order`` then the primary key (:mod:`.where`); without ``order``, by primary key
         (a view: in the order it gives them)."""
 
+    def describe(self, sql: str, params: Sequence[tuple[str, str]]) -> list[Column]:
+        """The columns a named query returns (its ``:parameters`` typed by ``params``); ConfigError if it fails."""
+
+    def read_query(self, sql: str, params: Sequence[tuple[str, str]], values: dict[str, Any],
+                   columns: Sequence[Column]) -> Iterator[tuple[Any, ...]]:
+        """A named query's rows, ``values`` bound to its parameters, streamed in batches."""
+
     def create_table(self, table: str, columns: Sequence[Column], replace: bool = False) -> None: ...
 
     def drop_table(self, table: str) -> None: ...

@@ -15,7 +15,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..errors import BadRequest, NotFound, StoreUnavailable
+from ..config import PARAMETER
+from ..errors import BadRequest, ConfigError, NotFound, StoreUnavailable
 from .audit import PostgresAudit
 from .base import Column, OnCommit, column_type, refused, unavailable
 from .jobs import PostgresJobs
@@ -173,6 +174,31 @@ class PostgresStore:
                 copy.set_types(type_names)
                 yield from copy.rows()
 
+    def describe(self, sql: str, params: Sequence[tuple[str, str]]) -> list[Column]:
+        """The columns ``sql`` returns, typed by PostgreSQL (which plans it with its parameters' types);
+        :class:`~sheetstream.errors.ConfigError` with PostgreSQL's message when it cannot."""
+        with self.connect() as conn:
+            try:
+                cursor = conn.execute(f"SELECT * FROM ({_with_placeholders(sql, params)}) AS sheetstream_q LIMIT 0",
+                                      dict.fromkeys(p for p, _ in params))
+            except psycopg.Error as exc:
+                raise ConfigError(f"PostgreSQL cannot run it: {_describe(exc)}") from exc
+            columns = []
+            for d in cursor.description or []:
+                info = conn.adapters.types.get(d.type_code)
+                kind = _RESULT_KINDS.get(info.name if info else "", "text")
+                columns.append(Column(d.name, kind, precision=d.precision if kind == "numeric" else None,
+                                      scale=d.scale if kind == "numeric" else None))
+            return columns
+
+    def read_query(self, sql: str, params: Sequence[tuple[str, str]], values: dict[str, Any],
+                   columns: Sequence[Column]) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``sql`` with ``values`` bound to its ``:parameters``, through a server-side cursor."""
+        with self.connect() as conn, conn.transaction(), conn.cursor(name="sheetstream_query") as cursor:
+            cursor.itersize = self.batch
+            cursor.execute(_with_placeholders(sql, params), {p: values.get(p) for p, _ in params})
+            yield from cursor
+
     def create_table(self, table: str, columns: Sequence[Column], replace: bool = False) -> None:
         body = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(_ddl(c))) for c in columns]
         keys = [sql.Identifier(c.name) for c in columns if c.primary_key]
@@ -259,6 +285,22 @@ class PostgresStore:
     @property
     def audit(self) -> PostgresAudit:
         return PostgresAudit(self.connect)
+
+
+#: Result column types (psycopg's names) -> kinds; any other is text.
+_RESULT_KINDS = {"int2": "integer", "int4": "integer", "int8": "integer", "numeric": "numeric", "float4": "float",
+                 "float8": "float", "text": "text", "varchar": "text", "bpchar": "text", "name": "text",
+                 "date": "date", "timestamp": "timestamp", "timestamptz": "timestamp", "time": "time",
+                 "bool": "boolean"}
+_PARAMETER_TYPES = {"integer": "bigint", "numeric": "numeric", "float": "double precision", "text": "text",
+                    "date": "date", "timestamp": "timestamp", "time": "time", "boolean": "boolean"}
+
+
+def _with_placeholders(text: str, params: Sequence[tuple[str, str]]) -> str:
+    """A named query's ``:name`` parameters as psycopg's ``%(name)s``, each cast to its declared type (so that
+    PostgreSQL knows it wherever it stands); its own ``%`` doubled."""
+    kinds = dict(params)
+    return PARAMETER.sub(lambda m: f"CAST(%({m[1]})s AS {_PARAMETER_TYPES[kinds[m[1]]]})", text.replace("%", "%%"))
 
 
 def _bound_identifier(name: str) -> sql.Composable:
