@@ -164,6 +164,7 @@ def postgres_read(rows: int, console: Console) -> list[dict]:
             count = sum(1 for _ in store.read_rows(table, columns))
             found.append({"method": method, "rows": count, "seconds": round(time.perf_counter() - start, 3)})
             console.log(f"postgres read {method}: {found[-1]['seconds']} s")
+        found += postgres_queries(url, table, console)
     finally:
         PostgresStore(url).drop_table(table)
     return found
@@ -177,6 +178,34 @@ HTTP_QUERIES = {
     "order, indexed (order=created_at.desc)": {"order": "created_at.desc"},
     "order, no index (order=weight)": {"order": "weight"},
 }
+
+
+def postgres_queries(url: str, table: str, console: Console) -> list[dict]:
+    """The cursor's time to the first row and to the last for :data:`HTTP_QUERIES`, an index on created_at."""
+    import psycopg
+    from psycopg import sql
+
+    from ...pipeline.query import parse_export_query
+    from ...store.postgres import PostgresStore
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE INDEX ON {} (created_at)").format(sql.Identifier(table)))
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+    store = PostgresStore(url)
+    found = []
+    for name, params in HTTP_QUERIES.items():
+        q = parse_export_query(list(params.items()), store.columns(table))
+        start = time.perf_counter()
+        first, count = None, 0
+        for _ in store.read_rows(table, q.columns, where=q.where, order=q.order):
+            if first is None:
+                first = time.perf_counter() - start
+            count += 1
+        seconds = time.perf_counter() - start
+        found.append({"method": f"cursor, {name}", "rows": count, "seconds": round(seconds, 3),
+                      "first_row_ms": round((first or seconds) * 1000, 1)})
+        console.log(f"postgres read {name}: first row {found[-1]['first_row_ms']} ms, {seconds:.2f} s")
+    return found
 
 
 def http_export(rows: int, work: Path, console: Console) -> dict:
@@ -304,8 +333,10 @@ def markdown(results: dict) -> str:
     if results.get("skipped"):
         lines += ["", "Skipped: " + "; ".join(f"{s['case']}: {s['reason']}" for s in results["skipped"])]
     if results.get("postgres_read"):
-        lines += ["", "## PostgreSQL read path", "", "| method | rows | seconds |", "|---|---:|---:|"]
-        lines += [f"| {p['method']} | {p['rows']:,} | {p['seconds']:.2f} |" for p in results["postgres_read"]]
+        lines += ["", "## PostgreSQL read path", "", "| method | rows | seconds | first row (ms) | rows/s |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {p['method']} | {p['rows']:,} | {p['seconds']:.2f} | {p.get('first_row_ms', '')} | "
+                  f"{p['rows'] / p['seconds']:,.0f} |" for p in results["postgres_read"] if p["seconds"]]
     if results.get("http"):
         lines += ["", "## HTTP export from SQLite (GET /exports/orders.xlsx; one run each)", "",
                   "| rows | first byte (ms) | seconds | size (MB) | server peak RSS before / after (MB) |",
