@@ -113,3 +113,22 @@ def test_amounts_export_with_their_scale_and_ids_as_whole_numbers(demo_store, li
     assert [ws[f"{col}2"].number_format for col in "ADGJ"] == ["0", "#,##0.00", "0", "General"]  # id, amount, quantity, weight
     assert ws["E2"].number_format == "yyyy-mm-dd" and ws["F2"].number_format == "yyyy-mm-dd hh:mm:ss"
     assert_same_as_openpyxl(list(demo_rows(3)), read_workbook(response.content)[table][1:])
+
+
+def test_filters_books_and_named_queries_cross_to_worker_processes(tmp_path, live_server) -> None:
+    """The process strategy (``serve``'s default) pickles what the task needs: the typed query goes with it."""
+    from sheetstream.config import NamedQuery
+
+    store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    seed(store, ROWS)
+    named = NamedQuery("cheap", "SELECT id FROM orders WHERE amount < :most ORDER BY id", (("most", "numeric"),))
+    settings = make_settings(strategy="process", workers=1, queries=(named,), data_dir=tmp_path / "data")
+    with live_server(create_app(settings, store)) as server:
+        filtered = httpx.get(f"{server.url}/exports/orders.xlsx", params={"amount": "lt.20000", "select": "id"})
+        book = httpx.get(f"{server.url}/exports/book.xlsx", params={"sheets": "orders", "orders.amount": "lt.20000",
+                                                                     "orders.select": "id"})
+        query = httpx.get(f"{server.url}/exports/q/cheap.xlsx", params={"most": "20000"})
+    expected = [(r[0],) for r in demo_rows(ROWS) if r[3] < 20000]
+    assert read_workbook(filtered.content)["orders"][1:] == expected
+    assert read_workbook(book.content)["orders"][1:] == expected
+    assert read_workbook(query.content)["cheap"][1:] == expected
