@@ -55,6 +55,8 @@ def test_two_tables_in_one_workbook_with_their_own_filters(two_tables, live_serv
     ({"sheets": "orders", "nope.paid": "is.true"}, 400, "names no sheet"),
     ({"sheets": "orders", "orders.paid": "eq.maybe"}, 400, "is not TRUE or FALSE"),
     ({"sheets": "orders", "orders.limit": "-1"}, 400, "a limit is a whole number"),
+    ({"sheets": "orders", "orders.limit": "²"}, 400, "a limit is a whole number"),
+    ({"sheets": "orders", "orders.limit": "9223372036854775808"}, 400, "a limit is a whole number"),
     ({"sheets": "orders,secret"}, 404, "is not served by this server"),
 ])
 def test_what_a_book_refuses(tmp_path, live_server, params, status, message) -> None:

@@ -104,7 +104,8 @@ def parse_book_query(params: Iterable[tuple[str, str]], catalogs: dict[str, Sequ
 
 
 def _limit(key: str, text: str) -> int:
-    if not text.strip().isdigit() or int(text) > MAX_LIMIT:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_LIMIT:  # isdigit alone takes "²"
         raise BadRequest(f"{key}={text}: a limit is a whole number from 0 to {MAX_LIMIT}", parameter=key)
     return int(text)
 
