@@ -130,7 +130,7 @@ class InstrumentedStore(SqliteStore):
     def columns(self, table: str) -> list[Column]:
         return self._columns
 
-    def read_rows(self, table, columns, limit=None):
+    def read_rows(self, table, columns, limit=None, where=(), order=()):
         try:
             for row in self._rows:
                 if self.produced == self.gate_at and not self.gate.wait(10):

@@ -19,8 +19,11 @@ def test_defaults() -> None:
     assert settings.queue.worker_memory_bytes == 2 << 30 and settings.imports.upload_idle_seconds == 30
 
 
-def test_every_variable_is_read() -> None:
+def test_every_variable_is_read(tmp_path: Path) -> None:
+    queries = tmp_path / "queries.toml"
+    queries.write_text('[big]\nsql = "SELECT * FROM orders WHERE amount > :least"\nparams = { least = "numeric" }\n')
     settings = from_env({
+        "SHEETSTREAM_QUERIES_FILE": str(queries),
         "SHEETSTREAM_DATABASE_URL": "postgresql://u@h/db", "SHEETSTREAM_DATA_DIR": "/tmp/x",
         "SHEETSTREAM_TABLES": " a, b ,", "SHEETSTREAM_DEFLATE": "zlib", "SHEETSTREAM_DEFLATE_LEVEL": "6",
         "SHEETSTREAM_DEFLATE_ADAPTIVE": "off",
@@ -63,7 +66,8 @@ def test_every_variable_is_read() -> None:
     assert from_env({"SHEETSTREAM_EXPORT_SPILL_BYTES": "1000"}).export.export_spill_bytes == 1000
     assert settings.database_wait_seconds == 0 and from_env({}).database_wait_seconds == 60
     assert settings.log_format == "json" and from_env({}).log_format == ""
-    assert len(ENVIRONMENT) == 39  # a new variable gets a line in this test
+    assert [(q.name, q.params) for q in settings.queries] == [("big", (("least", "numeric"),))]
+    assert len(ENVIRONMENT) == 40  # a new variable gets a line in this test
 
 
 def test_secure_defaults() -> None:

@@ -116,6 +116,10 @@ def _add_transfers(commands: argparse._SubParsersAction) -> None:
     download.add_argument("--format", choices=sorted(FORMATS), default="xlsx", help="file format (default %(default)s)")
     download.add_argument("--columns", help="comma-separated columns")
     download.add_argument("--limit", type=int)
+    download.add_argument("--filter", action="append", metavar="COLUMN=OP.VALUE",
+                          help="only rows where this holds, such as amount=lt.100 (repeatable; docs/exports.md)")
+    download.add_argument("--order", help="sort keys, such as created_at.desc,id")
+    download.add_argument("--query", help="a raw query string, added as it is (such as a URL's part after ?)")
     download.add_argument("--parallel", type=int, default=1, metavar="N", help="N downloads at once")
     download.add_argument("--to-dir", type=Path, help="save each download in this folder")
     download.add_argument("-o", "--output", type=Path, help="file to save a single download to")

@@ -145,6 +145,21 @@ class LifecycleOptions:
     drain_seconds: float = 10.0
 
 
+#: The types a named query's parameter may have (a column's kinds).
+PARAMETER_KINDS = ("integer", "numeric", "float", "text", "date", "timestamp", "time", "boolean")
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    """A query an admin defined for what a query string cannot say (joins, aggregates): exported at
+    ``/exports/q/{name}.xlsx?param=...``, granted like a table of that name. ``sql`` names its parameters
+    ``:name``; ``params`` gives each one's kind, in order."""
+
+    name: str
+    sql: str
+    params: tuple[tuple[str, str], ...] = ()
+
+
 @dataclass(frozen=True)
 class ConnectionOptions:
     #: A connection must send a whole request line and headers within this long (from its start, or from the end of
@@ -174,6 +189,8 @@ class Settings:
     access: AccessOptions = field(default_factory=AccessOptions)
     lifecycle: LifecycleOptions = field(default_factory=LifecycleOptions)
     connections: ConnectionOptions = field(default_factory=ConnectionOptions)
+    #: Named queries (SHEETSTREAM_QUERIES_FILE), checked against the database when the server starts.
+    queries: tuple[NamedQuery, ...] = ()
 
     @property
     def spool_dir(self) -> Path:
@@ -326,6 +343,42 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
     return check
 
 
+#: A named query's ``:parameter`` (not a ``::`` cast, not inside a word).
+PARAMETER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def parameters_of(sql: str) -> list[str]:
+    """The ``:name`` parameters of ``sql``, once each, in order (``::`` casts are not parameters)."""
+    return list(dict.fromkeys(PARAMETER.findall(sql)))
+
+
+def queries_file(text: str) -> tuple[NamedQuery, ...]:
+    """A TOML file of named queries: one table each, ``[monthly] sql = "..."`` with ``params = {since = "date"}``
+    naming the kind of every ``:parameter`` of the SQL."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(text).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot be read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"is not TOML ({exc})") from None
+    queries = []
+    for name, entry in data.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("sql"), str) or not entry["sql"].strip():
+            raise ValueError(f"has query {name!r} without its sql = \"SELECT ...\"")
+        params = entry.get("params", {})
+        if not isinstance(params, dict) or any(k not in PARAMETER_KINDS for k in params.values()):
+            raise ValueError(f"has query {name!r} whose params are not NAME = KIND with kinds from "
+                             f"{', '.join(PARAMETER_KINDS)}")
+        used = parameters_of(entry["sql"])
+        if set(used) != set(params):
+            raise ValueError(f"has query {name!r} whose sql uses {', '.join(used) or 'no parameter'} but whose params "
+                             f"name {', '.join(params) or 'none'}: name each :parameter once in params")
+        queries.append(NamedQuery(name, entry["sql"].strip().rstrip(";"), tuple((p, params[p]) for p in used)))
+    return tuple(queries)
+
+
 def _user_grants(text: str) -> Mapping[str, Grants]:
     try:
         return parse_user_grants(text)
@@ -340,6 +393,7 @@ ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SHEETSTREAM_DATABASE_WAIT_SECONDS": ("database_wait_seconds", _seconds_or_zero),
     "SHEETSTREAM_LOG_FORMAT": ("log_format", _one_of(LOG_FORMATS)),
     "SHEETSTREAM_TABLES": ("tables", _names),
+    "SHEETSTREAM_QUERIES_FILE": ("queries", queries_file),
     "SHEETSTREAM_DEFLATE": ("deflate", _one_of(DEFLATERS)),
     "SHEETSTREAM_DEFLATE_LEVEL": ("deflate_level", _whole),
     "SHEETSTREAM_DEFLATE_ADAPTIVE": ("deflate_adaptive", _on_off),

@@ -16,6 +16,7 @@ from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.pipeline.exports import export_workbook
 from sheetstream.pipeline.jobs import STOPPED, UNRECORDED, Job, JobBoard, run_import_job
 from sheetstream.pipeline.lifeline import Lifeline
+from sheetstream.pipeline.query import ExportQuery
 from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
 
@@ -75,7 +76,7 @@ def test_a_cancel_request_rolls_the_import_back(tmp_path: Path) -> None:
 def test_the_export_task_returns_what_it_wrote(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db.sqlite")
     seed(store, 10)
-    chunks = export_workbook(store, "orders", store.columns("orders"), 4, ExportOptions())
+    chunks = export_workbook(store, "orders", ExportQuery(store.columns("orders"), limit=4), ExportOptions())
     body = b""
     try:
         while True:

@@ -17,7 +17,7 @@ from fastapi.routing import APIRoute
 from sheetstream.access import Grants
 from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.server import create_app
-from sheetstream.server.routes import exports, imports, jobs, meta, session
+from sheetstream.server.routes import books, exports, imports, jobs, meta, session
 from sheetstream.store import open_store
 from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.sqlite import SqliteStore
@@ -49,7 +49,7 @@ def workbook(rows: int = 5, first_id: int = 1) -> bytes:
 def test_every_route_but_health_and_the_page_needs_credentials(served) -> None:
     server, _, _, _ = served
     seen = 0
-    for route in [r for module in (meta, session, exports, imports, jobs) for r in module.router.routes]:
+    for route in [r for module in (meta, session, books, exports, imports, jobs) for r in module.router.routes]:
         if not isinstance(route, APIRoute) or route.path in OPEN:
             continue
         path = route.path.replace("{table}", "orders").replace("{job_id}", "x")

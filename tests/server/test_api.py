@@ -52,12 +52,12 @@ def test_every_error_is_a_problem(api: httpx.Client) -> None:
     unauthenticated = httpx.get(api.base_url.join("/jobs"), timeout=10)
     assert_problem(unauthenticated, 401, "unauthenticated")
     assert unauthenticated.headers["www-authenticate"].startswith("Bearer")
-    assert_problem(api.put("/imports/orders", content=b"PK", headers={"Content-Type": "text/plain"}), 415,
+    assert_problem(api.put("/imports/orders", content=b"PK", headers={"Content-Type": "application/pdf"}), 415,
                    "unsupported_media_type")
 
 
 def test_a_waited_import_that_fails_is_a_problem_and_still_the_job(api: httpx.Client) -> None:
-    response = api.put("/imports/orders", content=b"not a workbook", params={"wait": "true"},
+    response = api.put("/imports/orders", content=b"PK\x03\x04 not a workbook", params={"wait": "true"},
                        headers={"Content-Type": XLSX})
     body = assert_problem(response, 422, response.json()["error"])
     assert body["id"] and body["state"] == "failed" and body["instance"] == f"/jobs/{body['id']}"
@@ -90,7 +90,8 @@ def test_the_document_says_how_to_sign_in_and_what_each_operation_answers(tmp_pa
 def test_jobs_are_paged_with_link_headers(api: httpx.Client) -> None:
     made = []
     for _ in range(5):
-        response = api.put("/imports/orders", content=b"PK", params={"wait": "true"}, headers={"Content-Type": XLSX})
+        response = api.put("/imports/orders", content=b"PK\x03\x04", params={"wait": "true"},
+                           headers={"Content-Type": XLSX})
         made.append(response.json()["id"])
     seen, url, pages = [], "/jobs?limit=2", 0
     while url:

@@ -35,7 +35,7 @@ def test_every_strategy_exports_and_imports_the_same(tmp_path: Path, live_server
         exported = httpx.get(f"{server.url}/exports/orders.xlsx", timeout=60)
         imported = httpx.put(f"{server.url}/imports/copy", content=exported.content, params={"wait": "true"},
                              headers={"Content-Type": XLSX}, timeout=60)
-        bad = httpx.put(f"{server.url}/imports/copy", content=b"not a workbook", params={"wait": "true"},
+        bad = httpx.put(f"{server.url}/imports/copy", content=b"PK\x03\x04 not a workbook", params={"wait": "true"},
                         headers={"Content-Type": XLSX}, timeout=60)
         status = httpx.get(f"{server.url}/status").json()
     assert exported.status_code == 200

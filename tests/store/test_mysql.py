@@ -171,3 +171,12 @@ def test_rows_stream_in_the_order_of_a_composite_primary_key(mysql_url: str, tab
     run(store, f'CREATE TABLE "{table}" (a int, b int, PRIMARY KEY (b, a))')
     run(store, f'INSERT INTO "{table}" VALUES (1, 2), (2, 1), (3, 1)')
     assert list(store.read_rows(table, store.columns(table))) == [(2, 1), (3, 1), (1, 2)]
+
+
+def test_named_queries_are_refused_at_start_with_a_reason(mysql_url: str) -> None:
+    from sheetstream.config import NamedQuery
+    from sheetstream.errors import ConfigError
+    from sheetstream.pipeline.named import check_queries
+
+    with pytest.raises(ConfigError, match="named query 'totals'.*served from SQLite and PostgreSQL"):
+        check_queries(open_store(mysql_url), [NamedQuery("totals", "SELECT 1")])

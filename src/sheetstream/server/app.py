@@ -7,11 +7,13 @@ import asyncio
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.cors import CORSMiddleware
 from starlette.staticfiles import StaticFiles
 
 from ..config import Settings
 from ..pipeline.jobs import JobBoard
+from ..pipeline.named import check_queries
 from ..runtime import ProcessingQueue, make_strategy
 from ..store import Store, open_store
 from . import errors
@@ -22,7 +24,7 @@ from .lag import LagMonitor
 from .lifecycle import Lifecycle, new_instance_id
 from .logs import RequestLog
 from .metrics import Metrics
-from .routes import exports, imports, jobs, meta, session
+from .routes import books, exports, imports, jobs, meta, named, session
 from .shares import Shares
 from .spill import SpillBudget
 from .spill import remove_dead as remove_dead_spills
@@ -45,6 +47,8 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         remove_dead_spills(settings.spool_dir)  # a killed server's
+        # Named queries are checked before anything starts: a server with a broken one does not start.
+        app.state.query_columns = await run_in_threadpool(check_queries, store, settings.queries)
         await queue.start()
         lag.start()
         await lifecycle.start()
@@ -77,7 +81,7 @@ def create_app(settings: Settings, store: Store | None = None) -> FastAPI:
     metrics.watch_spill(spill)
     app.state.downloads = Downloads(queue, app.state.shares, metrics, settings.export, spill)
     errors.install(app)
-    for routes in (meta, session, exports, imports, jobs):
+    for routes in (meta, session, books, named, exports, imports, jobs):  # books first: /exports/book.xlsx
         app.include_router(routes.router)
     app.mount("/assets", StaticFiles(directory=meta.PAGE / "assets"), name="assets")
     app.mount("/docs/assets", StaticFiles(directory=meta.SWAGGER_UI), name="docs-assets")  # Swagger UI's own files

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..access import ANONYMOUS, WRITES, Identity
 from ..config import Settings
-from ..errors import Forbidden, NotFound
+from ..errors import BadRequest, Forbidden, NotFound
 from ..pipeline.jobs import JobBoard
 from ..runtime import ProcessingQueue
 from ..store import Column, Store
@@ -142,10 +142,14 @@ def readable_table(caller: Caller, table: PermittedTable) -> str:
     return table
 
 
-def writable_table(caller: Caller, table: PermittedTable) -> str:
-    """A served table the caller may write in some mode (the mode itself is checked once it is known)."""
+def writable_table(caller: Caller, table: PermittedTable, store: StoreDep) -> str:
+    """A served table the caller may write in some mode (the mode itself is checked once it is known); a view is
+    refused here, before any of the body is read. A sync dependency: FastAPI runs it in the thread pool."""
     if not any(caller.allows(table, mode) for mode in WRITES):
         require(caller, table, "append")
+    if store.relations().get(table) == "view":
+        raise BadRequest(f"{table!r} is a view: it can be exported, not imported into; import into the table(s) it "
+                         "shows instead", table=table, kind="view")
     return table
 
 

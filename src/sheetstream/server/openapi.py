@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from .. import formats
 from ..formats.xlsx import MEDIA_TYPE
 from ..pipeline.validate import EXTRA_COLUMNS
 from ..store import MODES
@@ -37,7 +38,9 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/session"): (),
     ("post", "/session"): (400, 401, 403, 415),
     ("delete", "/session"): (),
-    ("get", "/exports/{table}.xlsx"): (400, 404, *QUEUED),
+    **{("get", f"/exports/{{table}}.{f.extension}"): (400, 404, *QUEUED) for f in formats.FORMATS.values()},
+    ("get", "/exports/book.xlsx"): (400, 404, *QUEUED),
+    ("get", "/exports/q/{name}.xlsx"): (400, 404, *QUEUED),
     ("put", "/imports/{table}"): UPLOAD,
     ("post", "/imports/{table}"): UPLOAD,
     ("get", "/jobs"): (400, 503),
@@ -46,8 +49,12 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("post", "/jobs/{job_id}/commit"): (400, 404, 409, 410, 422, *QUEUED, 507),
     ("get", "/jobs/{job_id}/problems.xlsx"): (404, 409, 410, *QUEUED),
 }
-#: Operations that answer with a workbook.
-WORKBOOKS = {("get", "/exports/{table}.xlsx"), ("get", "/jobs/{job_id}/problems.xlsx")}
+#: Operations that answer with a file, and its media type.
+FILES: dict[tuple[str, str], str] = {
+    **{("get", f"/exports/{{table}}.{f.extension}"): f.media_type for f in formats.FORMATS.values()},
+    ("get", "/exports/book.xlsx"): MEDIA_TYPE, ("get", "/exports/q/{name}.xlsx"): MEDIA_TYPE,
+    ("get", "/jobs/{job_id}/problems.xlsx"): MEDIA_TYPE,
+}
 #: Operations whose ``wait=true`` answers 200 with the ended job instead of 202.
 WAITING = {("put", "/imports/{table}"), ("post", "/imports/{table}"), ("post", "/jobs/{job_id}/commit")}
 
@@ -72,13 +79,12 @@ PROBLEM_SCHEMA: dict[str, Any] = {
     },
     "additionalProperties": True,
 }
-_WORKBOOK = {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}
 _LOCATION = {"Location": {"description": "the job's URL", "schema": {"type": "string"}}}
 _UPLOAD_FORM = {
     "type": "object",
     "required": ["file"],
     "properties": {
-        "file": {"type": "string", "format": "binary", "description": "the .xlsx workbook"},
+        "file": {"type": "string", "format": "binary", "description": "the .xlsx workbook or the CSV file"},
         "mode": {"type": "string", "enum": list(MODES), "description": "overrides the query's"},
         "dry_run": {"type": "string", "description": "true/1/on/yes: validate only (overrides the query's)"},
         "sheet": {"type": "string"},
@@ -128,8 +134,8 @@ def _complete_operation(method: str, path: str, operation: dict[str, Any]) -> No
             "description": HTTPStatus(status).phrase,
             "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-    if key in WORKBOOKS:
-        responses["200"]["content"] = _WORKBOOK
+    if key in FILES:
+        responses["200"]["content"] = {FILES[key]: {"schema": {"type": "string", "format": "binary"}}}
     if key in WAITING:
         accepted = responses.setdefault("202", {"description": "Accepted"})
         accepted["description"] = "the job, queued: follow Location (GET /jobs/{id})"
@@ -140,8 +146,10 @@ def _complete_operation(method: str, path: str, operation: dict[str, Any]) -> No
         responses["200"]["headers"] = {"Link": {"description": 'rel="next" and rel="prev" pages (RFC 8288)',
                                                 "schema": {"type": "string"}}}
     if key == ("put", "/imports/{table}"):
-        operation["requestBody"] = {"required": True, "description": "the .xlsx workbook itself, streamed",
-                                    "content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}},
+        operation["requestBody"] = {"required": True, "description": "the .xlsx workbook or the CSV file itself, "
+                                    "streamed; its format is told by its bytes, and its type must agree",
+                                    "content": {**{t: {"schema": {"type": "string", "format": "binary"}}
+                                                   for f in formats.FORMATS.values() for t in (f.media_type,)},
                                                 "application/octet-stream": {"schema": {"type": "string",
                                                                                         "format": "binary"}}}}
     if key == ("post", "/imports/{table}"):

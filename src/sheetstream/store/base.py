@@ -19,6 +19,7 @@ from .tokens import TokenRecord
 
 if TYPE_CHECKING:
     from .staging import Staged
+    from .where import Condition, Sort
 
 #: How an import writes: ``append`` inserts, ``replace`` deletes the table's rows first, ``upsert`` updates by key.
 MODES = ("append", "replace", "upsert")
@@ -41,15 +42,29 @@ class Store(Protocol):
 
     url: str
 
-    def tables(self) -> list[str]: ...
+    def tables(self) -> list[str]:
+        """The names of the tables and views, in order."""
+
+    def relations(self) -> dict[str, str]:
+        """Each table's and view's name -> ``table`` or ``view``."""
 
     def columns(self, table: str) -> list[Column]:
         """The table's columns from the catalog, in order; :class:`~sheetstream.errors.NotFound` if absent."""
 
     def count(self, table: str) -> int: ...
 
-    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None) -> Iterator[tuple[Any, ...]]:
-        """Rows of ``columns`` as typed Python values, ordered by primary key, streamed in batches."""
+    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None,
+                  where: Sequence[Condition] = (), order: Sequence[Sort] = ()) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``columns`` as typed Python values, streamed in batches: those meeting every condition of
+        ``where``, sorted by ``order`` then the primary key (:mod:`.where`); without ``order``, by primary key
+        (a view: in the order it gives them)."""
+
+    def describe(self, sql: str, params: Sequence[tuple[str, str]]) -> list[Column]:
+        """The columns a named query returns (its ``:parameters`` typed by ``params``); ConfigError if it fails."""
+
+    def read_query(self, sql: str, params: Sequence[tuple[str, str]], values: dict[str, Any],
+                   columns: Sequence[Column]) -> Iterator[tuple[Any, ...]]:
+        """A named query's rows, ``values`` bound to its parameters, streamed in batches."""
 
     def create_table(self, table: str, columns: Sequence[Column], replace: bool = False) -> None: ...
 

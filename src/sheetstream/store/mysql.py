@@ -26,15 +26,17 @@ import time as clock
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-from ..errors import BadRequest, NotFound, RowRefused
+from ..errors import BadRequest, ConfigError, NotFound, RowRefused
 from .audit import MysqlAudit
 from .base import Column, OnCommit, column_type, refused
 from .jobs import MysqlJobs
 from .mysql_connect import Connection, Refused, connect, message, sorted_error
 from .staging import ROW, Dialect, Staged, quote
 from .tokens import MysqlTokens
+from .where import Condition, Sort, ordering, predicate, tie_break
 
 log = logging.getLogger("sheetstream.store")
 
@@ -94,10 +96,21 @@ class MysqlStore:
         return connect(self.url, autocommit=autocommit, local_infile=self.load != "insert")
 
     def tables(self) -> list[str]:
+        return list(self.relations())
+
+    def describe(self, sql: str, params: Any) -> list[Column]:
+        """Named queries are not served from MySQL/MariaDB yet: said at start, before anything is served."""
+        raise ConfigError("named queries (SHEETSTREAM_QUERIES_FILE) are served from SQLite and PostgreSQL; this "
+                          "server's database is MySQL/MariaDB: remove the queries file, or serve them from another "
+                          "database")
+
+    def relations(self) -> dict[str, str]:
+        """Tables and views, by name: ``table`` or ``view``."""
         with self.connect(autocommit=True) as conn:
-            rows = conn.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                                "AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1").fetchall()
-        return [r[0] for r in rows]
+            rows = conn.execute("SELECT TABLE_NAME, IF(TABLE_TYPE = 'VIEW', 'view', 'table') FROM "
+                                "information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                                "AND TABLE_TYPE IN ('BASE TABLE', 'VIEW') ORDER BY 1").fetchall()
+        return dict(rows)
 
     def columns(self, table: str) -> list[Column]:
         with self.connect(autocommit=True) as conn:
@@ -108,20 +121,31 @@ class MysqlStore:
             _catalog(conn, table)
             return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
 
-    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None) -> Iterator[tuple[Any, ...]]:
+    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None,
+                  where: Sequence[Condition] = (), order: Sequence[Sort] = ()) -> Iterator[tuple[Any, ...]]:
         with self.connect() as conn:
             # A snapshot, read-only: InnoDB serves the rows as of now from its undo log, taking no row locks.
             conn.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
             catalog = {r.column.name: r for r in _catalog(conn, table)}
-            # In the primary key's order: InnoDB keeps the rows in it, so they stream without a sort.
-            keys = [quote(r.column.name) for r in sorted(catalog.values(), key=lambda r: r.key or 0) if r.key]
+            key_columns = [r.column for r in sorted(catalog.values(), key=lambda r: r.key or 0) if r.key]
             query = f"SELECT {', '.join(quote(c.name) for c in columns)} FROM {quote(table)}"
-            if keys:
-                query += f" ORDER BY {', '.join(keys)}"
+            params: list[Any] = []
+            if where:  # values bound, never pasted: the grammar's conditions (store/where.py)
+                tests = []
+                for condition in where:
+                    template, values = predicate(condition, "mysql")
+                    tests.append(template.format(quote(condition.column.name), *("?" * len(values))))
+                    params += [_comparable(v) for v in values]
+                query += " WHERE " + " AND ".join(tests)
+            if order:
+                query += " ORDER BY " + ", ".join(ordering(s, "mysql").format(quote(s.column.name))
+                                                  for s in tie_break(order, key_columns))
+            elif key_columns:  # in the primary key's order: InnoDB keeps the rows in it, so they stream without a sort
+                query += f" ORDER BY {', '.join(quote(c.name) for c in key_columns)}"
             if limit is not None:
                 query += f" LIMIT {int(limit)}"
             readers = [(i, f) for i, c in enumerate(columns) if (f := _reader(catalog[c.name]))]
-            cursor = conn.stream(query)
+            cursor = conn.stream(query, params)
             done = False
             try:
                 while batch := cursor.fetchmany(self.batch):
@@ -525,3 +549,15 @@ _DIALECT = Dialect(create=lambda *args: None, load=_load_infile, refusal=(Refuse
                    decode=_decode, describe=message,
                    # CAST ... AS BINARY: "unchanged" means identical, whatever the column's collation says
                    same="CAST({a} AS BINARY) <=> CAST({b} AS BINARY)", upsert=_upsert, repeats=_repeats)
+
+
+def _comparable(value: Any) -> Any:
+    """A value MySQL can parse as the bound side of a comparison with the same outcome: a decimal past DECIMAL's 65
+    digits is beyond every stored value (MySQL refuses 1E+999 outright), one nearer zero than 1E-40 is nearer than
+    any stored value (scale at most 30)."""
+    if isinstance(value, Decimal) and value.is_finite() and value:
+        if value.adjusted() > 64:
+            return Decimal(1).scaleb(65).copy_sign(value)
+        if value.adjusted() < -40:
+            return Decimal(1).scaleb(-40).copy_sign(value)
+    return value

@@ -79,11 +79,14 @@ class Connection:
             raise sorted_error(exc) from exc
         return cursor
 
-    def stream(self, statement: str) -> Any:
+    def stream(self, statement: str, args: tuple | list = ()) -> Any:
         """An unbuffered cursor on ``statement``: rows come from the server as they are fetched."""
         cursor = self.raw.cursor(buffered=False)
         try:
-            cursor.execute(statement)
+            if args:
+                cursor.execute(statement, tuple(args))
+            else:
+                cursor.execute(statement)
         except Exception as exc:
             raise sorted_error(exc) from exc
         return cursor

@@ -15,12 +15,14 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..errors import BadRequest, NotFound, StoreUnavailable
+from ..config import PARAMETER
+from ..errors import BadRequest, ConfigError, NotFound, StoreUnavailable
 from .audit import PostgresAudit
 from .base import Column, OnCommit, column_type, refused, unavailable
 from .jobs import PostgresJobs
 from .staging import ROW, Dialect, Staged
 from .tokens import PostgresTokens
+from .where import Condition, Sort, ordering, predicate, tie_break
 
 _KINDS = {
     "smallint": "integer",
@@ -70,7 +72,7 @@ FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
-WHERE c.relname = %s AND c.relkind IN ('r', 'p') AND pg_table_is_visible(c.oid)
+WHERE c.relname = %s AND c.relkind IN ('r', 'p', 'v', 'm') AND pg_table_is_visible(c.oid)
   AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
@@ -89,13 +91,21 @@ class PostgresStore:
             raise StoreUnavailable(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
 
     def tables(self) -> list[str]:
+        return list(self.relations())
+
+    def relations(self) -> dict[str, str]:
         with self.connect() as conn:
-            rows = conn.execute(
-                "SELECT c.relname FROM pg_class c WHERE c.relkind IN ('r', 'p') AND pg_table_is_visible(c.oid)"
-                " AND c.relnamespace <> 'pg_catalog'::regnamespace"
-                " AND c.relnamespace <> 'information_schema'::regnamespace ORDER BY 1"
-            ).fetchall()
-        return [r[0] for r in rows]
+            return self._relations(conn)
+
+    def _relations(self, conn: psycopg.Connection, name: str | None = None) -> dict[str, str]:
+        rows = conn.execute(
+            "SELECT c.relname, CASE WHEN c.relkind IN ('v', 'm') THEN 'view' ELSE 'table' END FROM pg_class c"
+            " WHERE c.relkind IN ('r', 'p', 'v', 'm') AND pg_table_is_visible(c.oid)"
+            " AND c.relnamespace <> 'pg_catalog'::regnamespace"
+            " AND c.relnamespace <> 'information_schema'::regnamespace AND (%s::text IS NULL OR c.relname = %s)"
+            " ORDER BY 1", (name, name),
+        ).fetchall()
+        return dict(rows)
 
     def columns(self, table: str) -> list[Column]:
         with self.connect() as conn:
@@ -124,27 +134,70 @@ class PostgresStore:
             self._columns(conn, table)
             return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
 
-    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None) -> Iterator[tuple[Any, ...]]:
+    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None,
+                  where: Sequence[Condition] = (), order: Sequence[Sort] = ()) -> Iterator[tuple[Any, ...]]:
         with self.connect() as conn:
             catalog = self._columns(conn, table)
-            keys = [sql.Identifier(c.name) for c in catalog if c.primary_key] or [sql.SQL("ctid")]
-            query = sql.SQL("SELECT {} FROM {} ORDER BY {}").format(
-                sql.SQL(", ").join(sql.Identifier(c.name) for c in columns),
-                sql.Identifier(table),
-                sql.SQL(", ").join(keys),
-            )
+            keys = [c for c in catalog if c.primary_key]
+            is_view = not keys and self._relations(conn, table).get(table) == "view"
+            tests, params = [], []
+            for condition in where:
+                template, values = predicate(condition, "postgres")
+                tests.append((template, condition.column.name, len(values)))
+                params += values
+            # With parameters, psycopg reads every "%" of the query as a placeholder's: names are escaped then.
+            # The cursor always binds (an empty list too); COPY merges them client-side, and only when there are.
+            bound = self.read == "cursor" or bool(params)
+            name = _bound_identifier if bound else sql.Identifier
+            query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(name(c.name) for c in columns), name(table))
+            if tests:
+                query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
+                    sql.SQL(template).format(name(column), *(sql.Placeholder() for _ in range(n)))
+                    for template, column, n in tests)
+            if order:
+                query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(
+                    sql.SQL(ordering(s)).format(name(s.column.name)) for s in tie_break(order, keys))
+            elif not is_view:  # a view has no key and no ctid: its rows come in the order it makes them
+                query += sql.SQL(" ORDER BY {}").format(
+                    sql.SQL(", ").join([name(c.name) for c in keys] or [sql.SQL("ctid")]))
             if limit is not None:
                 query += sql.SQL(" LIMIT {}").format(sql.Literal(int(limit)))
             if self.read == "cursor":
                 with conn.transaction(), conn.cursor(name="sheetstream_export") as cursor:
                     cursor.itersize = self.batch
-                    cursor.execute(query)
+                    cursor.execute(query, params)
                     yield from cursor
                 return
             type_names = _type_names(conn, table, columns)
-            with conn.cursor().copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)) as copy:
+            statement = sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(query)
+            with conn.cursor().copy(statement, params or None) as copy:
                 copy.set_types(type_names)
                 yield from copy.rows()
+
+    def describe(self, sql: str, params: Sequence[tuple[str, str]]) -> list[Column]:
+        """The columns ``sql`` returns, typed by PostgreSQL (which plans it with its parameters' types);
+        :class:`~sheetstream.errors.ConfigError` with PostgreSQL's message when it cannot."""
+        with self.connect() as conn:
+            try:
+                cursor = conn.execute(f"SELECT * FROM ({_with_placeholders(sql, params)}) AS sheetstream_q LIMIT 0",
+                                      dict.fromkeys(p for p, _ in params))
+            except psycopg.Error as exc:
+                raise ConfigError(f"PostgreSQL cannot run it: {_describe(exc)}") from exc
+            columns = []
+            for d in cursor.description or []:
+                info = conn.adapters.types.get(d.type_code)
+                kind = _RESULT_KINDS.get(info.name if info else "", "text")
+                columns.append(Column(d.name, kind, precision=d.precision if kind == "numeric" else None,
+                                      scale=d.scale if kind == "numeric" else None))
+            return columns
+
+    def read_query(self, sql: str, params: Sequence[tuple[str, str]], values: dict[str, Any],
+                   columns: Sequence[Column]) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``sql`` with ``values`` bound to its ``:parameters``, through a server-side cursor."""
+        with self.connect() as conn, conn.transaction(), conn.cursor(name="sheetstream_query") as cursor:
+            cursor.itersize = self.batch
+            cursor.execute(_with_placeholders(sql, params), {p: values.get(p) for p, _ in params})
+            yield from cursor
 
     def create_table(self, table: str, columns: Sequence[Column], replace: bool = False) -> None:
         body = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(_ddl(c))) for c in columns]
@@ -232,6 +285,27 @@ class PostgresStore:
     @property
     def audit(self) -> PostgresAudit:
         return PostgresAudit(self.connect)
+
+
+#: Result column types (psycopg's names) -> kinds; any other is text.
+_RESULT_KINDS = {"int2": "integer", "int4": "integer", "int8": "integer", "numeric": "numeric", "float4": "float",
+                 "float8": "float", "text": "text", "varchar": "text", "bpchar": "text", "name": "text",
+                 "date": "date", "timestamp": "timestamp", "timestamptz": "timestamp", "time": "time",
+                 "bool": "boolean"}
+_PARAMETER_TYPES = {"integer": "bigint", "numeric": "numeric", "float": "double precision", "text": "text",
+                    "date": "date", "timestamp": "timestamp", "time": "time", "boolean": "boolean"}
+
+
+def _with_placeholders(text: str, params: Sequence[tuple[str, str]]) -> str:
+    """A named query's ``:name`` parameters as psycopg's ``%(name)s``, each cast to its declared type (so that
+    PostgreSQL knows it wherever it stands); its own ``%`` doubled."""
+    kinds = dict(params)
+    return PARAMETER.sub(lambda m: f"CAST(%({m[1]})s AS {_PARAMETER_TYPES[kinds[m[1]]]})", text.replace("%", "%%"))
+
+
+def _bound_identifier(name: str) -> sql.Composable:
+    """``name`` quoted for a query that has parameters: a ``%`` in it doubled, so that it is not one's mark."""
+    return sql.SQL('"' + name.replace('"', '""').replace("%", "%%") + '"')
 
 
 def _describe(exc: psycopg.Error) -> str:

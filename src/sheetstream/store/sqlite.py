@@ -16,16 +16,22 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadRequest, NotFound, StoreUnavailable
+from ..config import PARAMETER
+from ..errors import BadRequest, ConfigError, NotFound, StoreUnavailable
 from .audit import SqliteAudit
 from .base import Column, OnCommit, column_type, refused, unavailable
 from .jobs import SqliteJobs
 from .staging import ROW, Dialect, Staged
 from .tokens import SqliteTokens
+from .where import COMPARISONS, Condition, Sort, ordering, predicate, tie_break
 
 BATCH = 2_000
 
 _TYPE = re.compile(r"^\s*([A-Za-z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?\s*$")
+
+
+#: A rowid table's hidden key: the last sort key of a table without a primary key.
+_ROWID = Column("rowid", "integer", nullable=False)
 
 
 def quote(name: str) -> str:
@@ -47,11 +53,15 @@ class SqliteStore:
         return conn
 
     def tables(self) -> list[str]:
+        return list(self.relations())
+
+    def relations(self) -> dict[str, str]:
         with _closing(self.connect()) as conn:
             rows = conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite_%'"
+                " ORDER BY name"
             ).fetchall()
-        return [r[0] for r in rows]
+        return dict(rows)
 
     def columns(self, table: str) -> list[Column]:
         with _closing(self.connect()) as conn:
@@ -65,25 +75,54 @@ class SqliteStore:
         with _closing(self.connect()) as conn:
             return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
 
-    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None) -> Iterator[tuple[Any, ...]]:
+    def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None,
+                  where: Sequence[Condition] = (), order: Sequence[Sort] = ()) -> Iterator[tuple[Any, ...]]:
         catalog = self.columns(table)
-        order = ", ".join(quote(c.name) for c in catalog if c.primary_key) or "rowid"
-        sql = f"SELECT {', '.join(quote(c.name) for c in columns)} FROM {quote(table)} ORDER BY {order}"
+        params: list[Any] = []
+        sql = f"SELECT {', '.join(quote(c.name) for c in columns)} FROM {quote(table)}"
+        if where:
+            tests = []
+            for condition in where:
+                template, values = predicate(condition, "sqlite")
+                tests.append(template.format(quote(condition.column.name), *("?" * len(values))))
+                write = _writer(condition.column) if condition.op in ("in", *COMPARISONS) else None
+                params += [write(v) if write and v is not None else v for v in values]
+            sql += " WHERE " + " AND ".join(tests)
+        keys = [c for c in catalog if c.primary_key]
+        is_view = not keys and self.relations().get(table) == "view"
+        if order:
+            sql += " ORDER BY " + ", ".join(ordering(s).format(quote(s.column.name))
+                                            for s in tie_break(order, keys or ([] if is_view else [_ROWID])))
+        elif not is_view:  # a view has no key and no rowid: its rows come in the order it makes them
+            sql += " ORDER BY " + (", ".join(quote(c.name) for c in keys) or "rowid")
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        converters = [(i, f) for i, c in enumerate(columns) if (f := _reader(c))]
         with _closing(self.connect()) as conn:
-            cursor = conn.execute(sql)
-            while batch := cursor.fetchmany(BATCH):
-                if not converters:
-                    yield from batch
-                    continue
-                for row in batch:
-                    values = list(row)
-                    for i, convert in converters:
-                        if values[i] is not None:
-                            values[i] = convert(values[i])
-                    yield tuple(values)
+            yield from _typed(conn.execute(sql, params), columns)
+
+    def describe(self, sql: str, params: Sequence[tuple[str, str]]) -> list[Column]:
+        """The columns ``sql`` returns: a column read as it is from a table keeps its type, any other is text (SQLite
+        gives results no type). :class:`~sheetstream.errors.ConfigError` with SQLite's message when it fails."""
+        with _closing(self.connect()) as conn:
+            try:
+                conn.execute(f"SELECT * FROM ({sql}) LIMIT 0", dict.fromkeys(p for p, _ in params))
+                # Only a view's columns have declared types, and a view takes no parameters: NULL stands for them.
+                conn.execute("DROP VIEW IF EXISTS temp.sheetstream_describe")
+                conn.execute(f"CREATE TEMP VIEW sheetstream_describe AS {PARAMETER.sub('NULL', sql)}")
+                info = conn.execute("PRAGMA temp.table_info(sheetstream_describe)").fetchall()
+            except sqlite3.Error as exc:
+                raise ConfigError(f"SQLite cannot run it: {exc}") from exc
+        return [_column(name, decl, 0, 0) for _, name, decl, _, _, _ in info]
+
+    def read_query(self, sql: str, params: Sequence[tuple[str, str]], values: dict[str, Any],
+                   columns: Sequence[Column]) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``sql`` with ``values`` bound to its ``:parameters`` (typed by ``params``), streamed."""
+        bound = {}
+        for name, kind in params:
+            write, v = _writer(Column(name, kind)), values.get(name)
+            bound[name] = write(v) if write and v is not None else v
+        with _closing(self.connect()) as conn:
+            yield from _typed(conn.execute(sql, bound), columns)
 
     def create_table(self, table: str, columns: Sequence[Column], replace: bool = False) -> None:
         body = ", ".join(_ddl(c) for c in columns)
@@ -172,6 +211,21 @@ class SqliteStore:
     def control_path(self) -> Path:
         """Jobs, tokens and the audit trail live in a sibling file: an import holds this file's one writer."""
         return self.path.with_name(self.path.stem + "-jobs.db")
+
+
+def _typed(cursor: sqlite3.Cursor, columns: Sequence[Column]) -> Iterator[tuple[Any, ...]]:
+    """The cursor's rows in batches, with dates, times, booleans and numerics made Python values again."""
+    converters = [(i, f) for i, c in enumerate(columns) if (f := _reader(c))]
+    while batch := cursor.fetchmany(BATCH):
+        if not converters:
+            yield from batch
+            continue
+        for row in batch:
+            values = list(row)
+            for i, convert in converters:
+                if values[i] is not None:
+                    values[i] = convert(values[i])
+            yield tuple(values)
 
 
 class _closing:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -55,9 +56,18 @@ def explain(status: int | None, answer: dict | None, error: str | None, token: s
 
 
 def export_url(base: str, table: str, columns: str | None = None, limit: int | None = None,
+               filters: Sequence[str] = (), order: str | None = None, query: str | None = None,
                extension: str = "xlsx") -> str:
-    query = urlencode({k: v for k, v in {"columns": columns, "limit": limit}.items() if v is not None})
-    return f"{base.rstrip('/')}/exports/{table}.{extension}" + (f"?{query}" if query else "")
+    """The export's URL: ``filters`` as ``COLUMN=OPERATOR.VALUE`` each (docs/exports.md), ``query`` a raw query
+    string added as it is (the part after ``?`` of a URL the page made)."""
+    pairs = [(k, str(v)) for k, v in (("columns", columns), ("limit", limit), ("order", order)) if v is not None]
+    for text in filters:
+        column, sep, condition = text.partition("=")
+        if not sep or not column:
+            raise SystemExit(f"--filter {text!r}: write COLUMN=OPERATOR.VALUE, such as status=eq.paid")
+        pairs.append((column, condition))
+    encoded = "&".join(part for part in (urlencode(pairs), (query or "").lstrip("?")) if part)
+    return f"{base.rstrip('/')}/exports/{table}.{extension}" + (f"?{encoded}" if encoded else "")
 
 
 def _extension(args: argparse.Namespace) -> str:
@@ -81,7 +91,8 @@ def destinations(args: argparse.Namespace) -> list[Path | None]:
 
 async def run_downloads(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
-    url = export_url(args.url, args.table, args.columns, args.limit, _extension(args))
+    url = export_url(args.url, args.table, args.columns, args.limit, args.filter or (), args.order, args.query,
+                     _extension(args))
     targets = destinations(args)
     timeout = httpx.Timeout(30.0, read=300.0)
     with Progress(*columns(), console=console, disable=args.quiet) as progress:

@@ -270,3 +270,72 @@ def test_texts_that_need_care_read_back_unchanged(tmp_path: Path, text: str) -> 
     path = write(tmp_path, [(text,)], header=["t"])
     value = openpyxl_sheets(path)["Sheet1"][1][0]
     assert unescape_text(value) == text
+
+
+FORMATS = ["0", None, "#,##0.00", None, "#,##0.00", None, None, None, "#,##0.000"]
+
+
+def test_number_formats_by_column_leave_the_values_unchanged(tmp_path: Path) -> None:
+    """A differential check: the same rows with and without column formats read back as the same values; only the
+    numbers of the formatted columns carry the format (dates keep theirs)."""
+    plain = openpyxl.load_workbook(write(tmp_path, ROWS, HEADER, name="plain")).active
+    formatted = openpyxl.load_workbook(write(tmp_path, ROWS, HEADER, name="formatted", number_formats=FORMATS)).active
+    assert [[c.value for c in r] for r in formatted.iter_rows()] == [[c.value for c in r] for r in plain.iter_rows()]
+    assert_same_as_openpyxl(ROWS, [tuple(c.value for c in r) for r in formatted.iter_rows(min_row=2)])
+    assert formatted["A2"].number_format == "0" and formatted["C2"].number_format == "#,##0.00"
+    assert formatted["B2"].number_format == "General" and formatted["A1"].font.b  # the header keeps its style
+    assert formatted["E2"].number_format == "yyyy-mm-dd"  # a date in a formatted column keeps its own format
+    assert plain["C2"].number_format == "General"
+    assert formatted.column_dimensions["C"].width > plain.column_dimensions["C"].width  # room for the commas
+
+
+def test_number_formats_share_a_style_and_use_builtin_ids(tmp_path: Path) -> None:
+    path = write(tmp_path, ROWS, HEADER, number_formats=FORMATS)
+    with zipfile.ZipFile(path) as z:
+        styles = z.read("xl/styles.xml").decode()
+        xml = z.read("xl/worksheets/sheet1.xml").decode()
+    assert '<cellXfs count="9">' in styles  # the six fixed styles, then "0", "#,##0.00", "#,##0.000" once each
+    assert '<numFmt numFmtId="168" formatCode="#,##0.000"/>' in styles and 'numFmtId="4"' in styles
+    assert '<c s="7"><v>12.30</v></c>' in xml and '<c s="6"><v>1</v></c>' in xml
+
+
+@pytest.mark.libreoffice
+def test_number_formats_show_in_libreoffice(tmp_path: Path, libreoffice) -> None:
+    """LibreOffice writes cells as shown: the formatted columns with their places and separators, the values the
+    same once those are taken out."""
+    path = write(tmp_path, ROWS, HEADER, number_formats=FORMATS)
+    rows = libreoffice.to_csv(path)["Sheet1"][1:]
+    assert [r[2] for r in rows[:4]] == ["12.30", "-99,999,999.99", "0.01", "1,000,000.00"]
+    assert rows[2][0] == "1099511627776"  # 2**40 in full, not 1.09951E+12
+    assert rows[0][1] == "1.5" and rows[0][4] == "2024-01-02"
+    plain = [[v.replace(",", "") if j == 2 else v for j, v in enumerate(r)] for r in rows]
+    assert_same_as_libreoffice(ROWS, plain)
+
+
+def test_several_sheets_in_one_workbook_each_read_in_its_turn(tmp_path: Path) -> None:
+    """Sheets follow each other; the second one's rows are not touched until the first sheet is written; each
+    keeps its own header and formats, and a sheet over the row limit continues before the next one starts."""
+    from sheetstream.formats.xlsx import Sheet, write_workbook
+
+    seen: list[str] = []
+
+    def rows(name: str, count: int):
+        for i in range(count):
+            seen.append(name)
+            yield (i, Decimal(i).scaleb(-2))
+
+    chunks = write_workbook([Sheet("first", ["id", "amount"], rows("first", 30), ["0", "#,##0.00"]),
+                             Sheet("second", ["n", "price"], rows("second", 5), [None, "#,##0.000"])],
+                            max_sheet_rows=21)
+    path = tmp_path / "book.xlsx"
+    with open(path, "wb") as f:
+        for chunk in chunks:
+            if "second" in seen:
+                assert seen.count("first") == 30  # the first table was read to its end before the second began
+            f.write(chunk)
+    wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["first", "first (2)", "second"]
+    assert [r[0] for r in wb["first (2)"].iter_rows(min_row=2, values_only=True)] == list(range(20, 30))
+    assert list(wb["second"].iter_rows(values_only=True)) == [("n", "price"), *((i, i / 100) for i in range(5))]
+    assert wb["first"]["B2"].number_format == "#,##0.00" and wb["second"]["B2"].number_format == "#,##0.000"
+    assert wb["second"]["A2"].number_format == "General"

@@ -16,11 +16,11 @@ from .errors import (
 )
 from .parts import MEDIA_TYPE
 from .reader import CellError, ReadLimits, Workbook, last_row, open_workbook
-from .writer import DEFLATERS, Adaptive, WriteStats, adaptive, deflater, write_xlsx
+from .writer import DEFLATERS, Adaptive, Sheet, WriteStats, adaptive, deflater, write_workbook, write_xlsx
 
 __all__ = [
     "DEFLATERS", "MAX_CELL_CHARS", "MAX_SHEET_COLUMNS", "MAX_SHEET_ROWS", "MEDIA_TYPE", "BadCell", "BadWorkbook",
     "CellError", "PasswordProtected",
     "CellTooLong", "NotAWorkbook", "ReadLimits", "UnsafeXml", "WorkbookTooLarge", "WriteStats", "XlsxError",
-    "Adaptive", "Workbook", "adaptive", "deflater", "last_row", "open_workbook", "write_xlsx",
+    "Adaptive", "Sheet", "Workbook", "adaptive", "deflater", "last_row", "open_workbook", "write_workbook", "write_xlsx",
 ]

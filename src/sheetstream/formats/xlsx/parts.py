@@ -28,29 +28,50 @@ NUMBER_FORMATS = {
     166: "hh:mm:ss",
     167: "[h]:mm:ss",
 }
+#: Number formats every reader knows by id (ECMA-376 part 1, 18.8.30): no numFmt element needed.
+BUILTIN_FORMATS = {"0": 1, "0.00": 2, "#,##0": 3, "#,##0.00": 4, "0%": 9, "0.00%": 10}
+#: The first cell style (cellXfs index) of a column's own number format: after the writer's fixed ones.
+FIRST_COLUMN_STYLE = 6
+_FIRST_CUSTOM_FORMAT = max(NUMBER_FORMATS) + 1
 
-STYLES = (
-    XML_DECL
-    + f'<styleSheet xmlns="{NS_MAIN}">'
-    + f'<numFmts count="{len(NUMBER_FORMATS)}">'
-    + "".join(f"<numFmt numFmtId={quoteattr(str(i))} formatCode={quoteattr(code)}/>" for i, code in NUMBER_FORMATS.items())
-    + "</numFmts>"
-    '<fonts count="2"><font><sz val="11"/><name val="Calibri"/><family val="2"/></font>'
-    '<font><b/><sz val="11"/><name val="Calibri"/><family val="2"/></font></fonts>'
-    '<fills count="2"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/></fill></fills>'
-    '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
-    '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
-    '<cellXfs count="6">'
-    '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
-    '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
-    '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
-    '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
-    '<xf numFmtId="166" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
-    '<xf numFmtId="167" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
-    "</cellXfs>"
-    '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
-    "</styleSheet>"
-)
+
+def styles(column_formats: list[str] = ()) -> str:  # type: ignore[assignment]
+    """The styles part: the writer's fixed cell styles (plain, bold header, date, date and time, time,
+    duration), then one per format code of ``column_formats``, from :data:`FIRST_COLUMN_STYLE` on, in order."""
+    custom = dict(NUMBER_FORMATS)
+    ids = []
+    for code in column_formats:
+        if code not in BUILTIN_FORMATS and code not in custom.values():
+            custom[_FIRST_CUSTOM_FORMAT + len(custom) - len(NUMBER_FORMATS)] = code
+        ids.append(BUILTIN_FORMATS.get(code) or next(i for i, c in custom.items() if c == code))
+    xfs = [f'<xf numFmtId="{i}" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>' for i in ids]
+    return (
+        XML_DECL
+        + f'<styleSheet xmlns="{NS_MAIN}">'
+        + f'<numFmts count="{len(custom)}">'
+        + "".join(f"<numFmt numFmtId={quoteattr(str(i))} formatCode={quoteattr(code)}/>" for i, code in custom.items())
+        + "</numFmts>"
+        '<fonts count="2"><font><sz val="11"/><name val="Calibri"/><family val="2"/></font>'
+        '<font><b/><sz val="11"/><name val="Calibri"/><family val="2"/></font></fonts>'
+        '<fills count="2"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/>'
+        '</fill></fills>'
+        '<borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+        '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
+        f'<cellXfs count="{FIRST_COLUMN_STYLE + len(xfs)}">'
+        '<xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+        '<xf numFmtId="0" fontId="1" fillId="0" borderId="0" xfId="0" applyFont="1"/>'
+        '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+        '<xf numFmtId="165" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+        '<xf numFmtId="166" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+        '<xf numFmtId="167" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+        + "".join(xfs)
+        + "</cellXfs>"
+        '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles>'
+        "</styleSheet>"
+    )
+
+
+STYLES = styles()
 
 ROOT_RELS = (
     XML_DECL

@@ -157,8 +157,12 @@ def write_xlsx(
     zip64_after: int = ZIP64_AFTER,
     max_part_bytes: int = MAX_PART_BYTES,
     row_count: int | None = None,
+    number_formats: Sequence[str | None] | None = None,
 ) -> Iterator[bytes]:
     """Stream an ``.xlsx`` of ``header`` and ``rows`` as byte chunks.
+
+    ``number_formats``: per column, the format code of its numbers (``#,##0.00``), or None for General; dates
+    and times keep their own formats whatever the column's.
 
     Rows beyond ``max_sheet_rows`` (header included) continue on a new sheet with the header repeated.
     Texts over Excel's cell limit, in the header too, are cut to 32,767 characters (counted in
@@ -169,43 +173,87 @@ def write_xlsx(
     more rows come than announced, a sheet never holds more rows than its dimension says: the extra rows
     continue on a new sheet, without a dimension.
     """
+    yield from write_workbook(
+        [Sheet(sheet_name, header, rows, number_formats, row_count)], max_sheet_rows=max_sheet_rows,
+        long_text=long_text, compress=compress, width_sample=width_sample, chunk_size=chunk_size,
+        modified_at=modified_at, stats=stats, zip64_after=zip64_after, max_part_bytes=max_part_bytes)
+
+
+@dataclass
+class Sheet:
+    """One sheet of :func:`write_workbook`: its name, header and rows (read only when its turn comes), and per
+    column the format code of its numbers (or None for General); ``row_count`` as for :func:`write_xlsx`."""
+
+    name: str
+    header: Sequence[str]
+    rows: Iterable[Sequence[Any]]
+    number_formats: Sequence[str | None] | None = None
+    row_count: int | None = None
+
+
+def write_workbook(
+    sheets: Iterable[Sheet],
+    *,
+    max_sheet_rows: int = MAX_SHEET_ROWS,
+    long_text: LongText = "truncate",
+    compress: Callable[[], Any] | None = None,
+    width_sample: int = 100,
+    chunk_size: int = 65_536,
+    modified_at: datetime | None = None,
+    stats: WriteStats | None = None,
+    zip64_after: int = ZIP64_AFTER,
+    max_part_bytes: int = MAX_PART_BYTES,
+) -> Iterator[bytes]:
+    """Stream an ``.xlsx`` of ``sheets``, one after the other, as byte chunks (see :func:`write_xlsx`): a sheet's
+    rows are read only once the sheets before it are written, so memory stays flat however many there are."""
+    sheets = list(sheets)
     if max_sheet_rows < 2:
         raise ValueError("max_sheet_rows must leave room for the header and one row")
-    if len(header) > MAX_SHEET_COLUMNS:
-        raise ValueError(f"{len(header):,} columns: a sheet holds at most {MAX_SHEET_COLUMNS:,}")
-    if row_count is not None and row_count < 0:
-        raise ValueError("row_count cannot be negative")
+    for sheet in sheets:
+        if len(sheet.header) > MAX_SHEET_COLUMNS:
+            raise ValueError(f"{len(sheet.header):,} columns: a sheet holds at most {MAX_SHEET_COLUMNS:,}")
+        if sheet.row_count is not None and sheet.row_count < 0:
+            raise ValueError("row_count cannot be negative")
     stats = stats if stats is not None else WriteStats()
     modified_at = modified_at or datetime.now().replace(microsecond=0)
-    rows = iter(rows)
-    sample = list(itertools.islice(rows, width_sample))
-    widths = _column_widths(header, sample)
-    pending = itertools.chain(sample, rows)
-    rows_before = stats.rows
+    distinct: list[str] = []  # every column format of the workbook, once: the styles part comes after the sheets
 
     def members() -> Iterator[tuple[str, Iterable[bytes]]]:
         filters: list[tuple[str, str | None]] = []
         taken: set[str] = set()
-        first = True
-        for number in itertools.count(1):
-            try:
-                row = next(pending)
-            except StopIteration:
-                if not first:
-                    break
-                row = None  # an empty export still gets one sheet with its header
-            first = False
-            name = _sheet_title(sheet_name, number, taken)
-            stats.sheets.append(name)
-            source = pending if row is None else itertools.chain((row,), pending)
-            # Rows the caller announced that are still to come, for this sheet's dimension (None: unknown).
-            announced = None if row_count is None else row_count - (stats.rows - rows_before)
-            if announced is not None and announced <= 0 and row is not None:
-                announced = None  # more rows than announced: this sheet's size is unknown
-            sheet = _sheet(source, header, widths, name, max_sheet_rows, long_text, max_part_bytes, stats, filters,
-                           announced)
-            yield f"xl/worksheets/sheet{number}.xml", sheet
-        yield "xl/styles.xml", (parts.STYLES.encode(),)
+        part = 0
+        for sheet in sheets:
+            header, row_count = sheet.header, sheet.row_count
+            formats = list(sheet.number_formats or ())[:len(header)]
+            distinct.extend(f for f in dict.fromkeys(formats) if f and f not in distinct)
+            number_styles = [f' s="{parts.FIRST_COLUMN_STYLE + distinct.index(f)}"' if f else "" for f in formats]
+            number_styles += [""] * (len(header) - len(number_styles))
+            rows = iter(sheet.rows)
+            sample = list(itertools.islice(rows, width_sample))
+            widths = _column_widths(header, sample, [bool(f and "," in f) for f in formats])
+            pending = itertools.chain(sample, rows)
+            rows_before = stats.rows
+            first = True
+            for number in itertools.count(1):
+                try:
+                    row = next(pending)
+                except StopIteration:
+                    if not first:
+                        break
+                    row = None  # an empty export still gets one sheet with its header
+                first = False
+                name = _sheet_title(sheet.name, number, taken)
+                stats.sheets.append(name)
+                source = pending if row is None else itertools.chain((row,), pending)
+                # Rows the caller announced that are still to come, for this sheet's dimension (None: unknown).
+                announced = None if row_count is None else row_count - (stats.rows - rows_before)
+                if announced is not None and announced <= 0 and row is not None:
+                    announced = None  # more rows than announced: this sheet's size is unknown
+                part += 1
+                yield f"xl/worksheets/sheet{part}.xml", _sheet(
+                    source, header, widths, name, max_sheet_rows, long_text, max_part_bytes, stats, filters,
+                    announced, number_styles)
+        yield "xl/styles.xml", (parts.styles(distinct).encode(),)
         yield "xl/workbook.xml", (parts.workbook(filters).encode(),)
         yield "xl/_rels/workbook.xml.rels", (parts.workbook_rels(len(filters)).encode(),)
         yield "docProps/app.xml", (parts.APP_PROPS.encode(),)
@@ -227,11 +275,13 @@ def _sheet(
     stats: WriteStats,
     filters: list[tuple[str, str | None]],
     announced: int | None = None,
+    number_styles: Sequence[str] = (),
 ) -> Iterator[bytes]:
     """One worksheet's XML. Consumes at most ``max_rows - 1`` rows of ``rows``; the hot loop of the export.
 
     ``announced``: rows still to come by the caller's count, or None. With it the sheet gets a
-    ``<dimension>`` and holds no more rows than that dimension says.
+    ``<dimension>`` and holds no more rows than that dimension says. ``number_styles``: per column, the style
+    attribute of its numbers (`` s="6"``) or "".
 
     Cells and rows carry no ``r="B7"`` reference, which SpreadsheetML makes optional: a row follows the
     previous one, a cell the previous cell. A cell gets its reference only after a gap (a None is no cell).
@@ -239,6 +289,7 @@ def _sheet(
     rows by their cells (openpyxl's read-only mode without a dimension) see every row at full width.
     """
     letters = [column_letter(i) for i in range(len(header))]
+    number_styles = list(number_styles) or [""] * len(letters)
     width = len(letters)
     last = width - 1
     n = 1 if header else 0
@@ -273,7 +324,7 @@ def _sheet(
         n += 1
         append("<row>")
         c = "<c"  # the cell's start: with its reference only after a gap
-        for letter, v in zip(letters, row):
+        for letter, s, v in zip(letters, number_styles, row):
             if v is None:
                 c = None
                 continue
@@ -287,11 +338,11 @@ def _sheet(
                 else:
                     append(_text_cell(c, letter, n, v, name, long_text, stats))
             elif t is int and -_INT_NO_DOUBLE < v < _INT_NO_DOUBLE:
-                append(f"{c}><v>{v}</v></c>")
+                append(f"{c}{s}><v>{v}</v></c>")
             elif t is float and v - v == 0:  # finite: inf - inf and nan - nan are nan
-                append(f"{c}><v>{v!r}</v></c>")
+                append(f"{c}{s}><v>{v!r}</v></c>")
             elif t is Decimal and v.is_finite():
-                append(f"{c}><v>{v}</v></c>")
+                append(f"{c}{s}><v>{v}</v></c>")
             elif t is date and v in date_serials:
                 append(f'{c} s="{parts.STYLE_DATE}"><v>{date_serials[v]}</v></c>')
             elif t is datetime and v.tzinfo is None and v >= _SERIAL_61:
@@ -381,14 +432,18 @@ def _space(v: str) -> str:
     return ' xml:space="preserve"' if v and (v[0] in " \t\n\r" or v[-1] in " \t\n\r") else ""
 
 
-def _column_widths(header: Sequence[str], sample: list[Sequence[Any]]) -> list[float]:
+def _column_widths(header: Sequence[str], sample: list[Sequence[Any]], grouped: Sequence[bool] = ()) -> list[float]:
+    """Widths from the header and a sample of rows; ``grouped[i]``: column i shows thousands separators."""
     widths = [len(str(h)) + 3 for h in header]  # room for the autofilter button
+    grouped = list(grouped) + [False] * (len(widths) - len(grouped))
     for row in sample:
         for i, v in enumerate(row[: len(widths)]):
             if v is None:
                 continue
             shown = (19 if isinstance(v, datetime) else 10 if isinstance(v, date)
                      else 60 if isinstance(v, int) and abs(v) >= 10**60 else len(str(v)))  # str(): 4,300 digits at most
+            if grouped[i] and isinstance(v, (int, float, Decimal)) and shown < 60:
+                shown += max(len(str(abs(int(v)))) - 1, 0) // 3  # 1,234,567.00: a comma per three digits
             if shown + 1 > widths[i]:
                 widths[i] = shown + 1
     return [float(min(max(w, 8), 60)) for w in widths]

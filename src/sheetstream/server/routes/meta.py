@@ -113,20 +113,21 @@ async def status(request: Request, queue: QueueDep, since_seconds: float | None 
 
 @router.get("/tables")
 async def tables(caller: Caller, settings: SettingsDep, store: StoreDep) -> list[dict]:
-    """The served tables the caller has a grant on, with their columns, row counts, and what the caller may do
-    (``permissions``: read, append, upsert, replace)."""
+    """The served tables and views the caller has a grant on, with their kind (``table`` or ``view``), columns,
+    row counts, and what the caller may do (``permissions``: read, append, upsert, replace; a view is read only)."""
 
     def describe() -> list[dict]:
-        found = set(store.tables())
+        found = store.relations()
         return [
             {
                 "name": name,
+                "kind": found[name],
                 "rows": store.count(name),
                 "columns": [{"name": c.name, "kind": c.kind, "nullable": c.nullable, "primary_key": c.primary_key}
                             for c in store.columns(name)],
                 "default_mode": default_mode(caller, name, store.columns(name)),
                 "export": f"/exports/{name}.xlsx",
-                "permissions": caller.grants.on(name),
+                "permissions": [p for p in caller.grants.on(name) if found[name] == "table" or p == "read"],
             }
             for name in settings.tables
             if name in found and caller.grants.on(name)

@@ -171,29 +171,77 @@ def postgres_read(rows: int, console: Console) -> list[dict]:
             count = sum(1 for _ in store.read_rows(table, columns))
             found.append({"method": method, "rows": count, "seconds": round(time.perf_counter() - start, 3)})
             console.log(f"postgres read {method}: {found[-1]['seconds']} s")
+        found += postgres_queries(url, table, console)
     finally:
         PostgresStore(url).drop_table(table)
     return found
 
 
+#: Filtered and sorted exports measured beside the plain one (same server, same table): an index on created_at
+#: only, so that "indexed" and "no index" differ in nothing else.
+HTTP_QUERIES = {
+    "filter, indexed (created_at=gte.2024-01-01)": {"created_at": "gte.2024-01-01"},
+    "filter, no index (paid=is.true&amount=lt.50000)": {"paid": "is.true", "amount": "lt.50000"},
+    "order, indexed (order=created_at.desc)": {"order": "created_at.desc"},
+    "order, no index (order=weight)": {"order": "weight"},
+}
+
+
+def postgres_queries(url: str, table: str, console: Console) -> list[dict]:
+    """The cursor's time to the first row and to the last for :data:`HTTP_QUERIES`, an index on created_at."""
+    import psycopg
+    from psycopg import sql
+
+    from ...pipeline.query import parse_export_query
+    from ...store.postgres import PostgresStore
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE INDEX ON {} (created_at)").format(sql.Identifier(table)))
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+    store = PostgresStore(url)
+    found = []
+    for name, params in HTTP_QUERIES.items():
+        q = parse_export_query(list(params.items()), store.columns(table))
+        start = time.perf_counter()
+        first, count = None, 0
+        for _ in store.read_rows(table, q.columns, where=q.where, order=q.order):
+            if first is None:
+                first = time.perf_counter() - start
+            count += 1
+        seconds = time.perf_counter() - start
+        found.append({"method": f"cursor, {name}", "rows": count, "seconds": round(seconds, 3),
+                      "first_row_ms": round((first or seconds) * 1000, 1)})
+        console.log(f"postgres read {name}: first row {found[-1]['first_row_ms']} ms, {seconds:.2f} s")
+    return found
+
+
 def http_export(rows: int, work: Path, console: Console, database_url: str | None = None) -> dict:
     """Seed a table (SQLite, or ``orders`` in ``database_url``), serve it, GET the export: time to first byte, total,
-    the server's peak RSS."""
+    the server's peak RSS; on SQLite, then the same for each of :data:`HTTP_QUERIES` and a two-sheet workbook
+    (``queries``)."""
+    import sqlite3
+
     from ...store import open_store
     from ...store.demo import seed
 
     url_ = database_url or f"sqlite:///{work / f'http-{rows}.db'}"
     console.log(f"http: seeding {rows:,} rows into {url_.partition(':')[0]} ...")
     seed(open_store(url_), rows)
+    tables = ["orders"]
+    if database_url is None:  # an index on created_at, and a view for the second sheet of a two-sheet book
+        with sqlite3.connect(work / f"http-{rows}.db") as conn:
+            conn.execute("CREATE INDEX orders_created_at ON orders (created_at)")
+            conn.execute("CREATE VIEW orders_view AS SELECT * FROM orders")
+        tables.append("orders_view")
     try:
-        return _http_get(url_, rows, console)
+        return _http_get(url_, rows, console, tables)
     finally:
         if database_url:
             open_store(database_url).drop_table("orders")
 
 
-def _http_get(url_: str, rows: int, console: Console) -> dict:
-    with ServerProcess(url_) as server:
+def _http_get(url_: str, rows: int, console: Console, tables: list[str]) -> dict:
+    with ServerProcess(url_, tables=tables) as server:
         url, pid = server.url, server.process.pid
         httpx.get(f"{url}/exports/orders.xlsx", params={"limit": 10}, headers=server.headers)  # warm imports and connections
         rss_before = peak_rss(pid)
@@ -217,7 +265,31 @@ def _http_get(url_: str, rows: int, console: Console) -> dict:
             "server_peak_rss_mb": peak_rss(pid),
         }
         console.log(f"http {rows:,} rows: first byte {result['first_byte_ms']} ms, {total:.2f} s")
+        if "orders_view" not in tables:
+            return result
+        result["queries"] = [timed_get(f"{url}/exports/orders.xlsx", server.headers, name, params, console)
+                             for name, params in HTTP_QUERIES.items()]
+        # Two sheets, each the whole table: the server's peak memory should not grow past the plain export's.
+        book = timed_get(f"{url}/exports/book.xlsx", server.headers, "two sheets (sheets=orders,orders_view)",
+                         {"sheets": "orders,orders_view"}, console)
+        result["queries"].append({**book, "server_peak_rss_mb": peak_rss(pid)})
         return result
+
+
+def timed_get(url: str, headers: dict, name: str, params: dict, console: Console) -> dict:
+    """One export: time to first byte and in all."""
+    start = time.perf_counter()
+    first = None
+    size = 0
+    with httpx.stream("GET", url, params=params, timeout=600, headers=headers) as response:
+        for chunk in response.iter_raw():
+            if first is None:
+                first = time.perf_counter() - start
+            size += len(chunk)
+    total = time.perf_counter() - start
+    console.log(f"http {name}: first byte {(first or total) * 1000:.1f} ms, {total:.2f} s")
+    return {"query": name, "status": response.status_code, "bytes": size,
+            "first_byte_ms": round((first or total) * 1000, 2), "seconds": round(total, 3)}
 
 
 def _median(values: list[float]) -> float | None:
@@ -285,8 +357,10 @@ def markdown(results: dict) -> str:
     if results.get("skipped"):
         lines += ["", "Skipped: " + "; ".join(f"{s['case']}: {s['reason']}" for s in results["skipped"])]
     if results.get("postgres_read"):
-        lines += ["", "## PostgreSQL read path", "", "| method | rows | seconds |", "|---|---:|---:|"]
-        lines += [f"| {p['method']} | {p['rows']:,} | {p['seconds']:.2f} |" for p in results["postgres_read"]]
+        lines += ["", "## PostgreSQL read path", "", "| method | rows | seconds | first row (ms) | rows/s |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {p['method']} | {p['rows']:,} | {p['seconds']:.2f} | {p.get('first_row_ms', '')} | "
+                  f"{p['rows'] / p['seconds']:,.0f} |" for p in results["postgres_read"] if p["seconds"]]
     if results.get("http"):
         served = {"mysql": "MySQL/MariaDB"}.get(results["http"][0].get("database", ""), "SQLite")
         lines += ["", f"## HTTP export from {served} (GET /exports/orders.xlsx; one run each)", "",
@@ -294,4 +368,11 @@ def markdown(results: dict) -> str:
                   "|---:|---:|---:|---:|---:|"]
         lines += [f"| {h['rows']:,} | {h['first_byte_ms']:.1f} | {h['seconds']:.2f} | {h['bytes'] / 1e6:.1f} | "
                   f"{h['server_peak_rss_mb_before']:.1f} / {h['server_peak_rss_mb']:.1f} |" for h in results["http"]]
+        lines += ["", "Filtered and sorted, same server and table (an index on created_at only):", "",
+                  "| table rows | query | first byte (ms) | seconds | size (MB) |", "|---:|---|---:|---:|---:|"]
+        lines += [f"| {h['rows']:,} | {q['query']} | {q['first_byte_ms']:.1f} | {q['seconds']:.2f} | "
+                  f"{q['bytes'] / 1e6:.1f} |" for h in results["http"] for q in h.get("queries", [])]
+        lines += [f"\nServer peak RSS after the two-sheet workbook of {h['rows']:,} rows a sheet: "
+                  f"{q['server_peak_rss_mb']:.1f} MB (after the plain export: {h['server_peak_rss_mb']:.1f} MB)"
+                  for h in results["http"] for q in h.get("queries", []) if "server_peak_rss_mb" in q]
     return "\n".join(lines) + "\n"
