@@ -254,6 +254,12 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     channel.add_argument("--out", type=Path, default=Path("bench-results/channel.json"))
     channel.set_defaults(run=_lazy("bench.channel", "run"))
 
+    csv = kinds.add_parser("csv", help="CSV both ways on PostgreSQL against COPY TO/FROM STDIN (the floor)")
+    csv.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    csv.add_argument("--repeats", type=int, default=3)
+    csv.add_argument("--out", type=Path, default=Path("bench-results/csv.json"))
+    csv.set_defaults(run=_lazy("bench.csvbench", "run"))
+
     markup = kinds.add_parser("markup", help="the marked-up workbook with every problem cell marked: time and peak "
                               "memory per number of problems")
     markup.add_argument("--problems", type=int, nargs="+", default=[20_000, 200_000])

@@ -159,3 +159,19 @@ def test_bench_import_and_export_on_mysql_tiny(tmp_path: Path, mysql_url: str) -
     [http] = results["http"]
     assert (http["database"], http["status"]) == ("mysql", 200) and http["first_byte_ms"] > 0
     assert "HTTP export from MySQL/MariaDB" in out.with_suffix(".md").read_text()
+
+
+def test_bench_csv_tiny(tmp_path: Path, pg_url: str) -> None:
+    out = tmp_path / "csv.json"
+    assert main(["bench", "csv", "--rows", "300", "--repeats", "1", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert {r["case"] for r in results["results"]} == {"export", "export-copy", "import", "import-copy"}
+    assert [(s["direction"], s["rows"]) for s in results["summary"]] == [("export", 300), ("import", 300)]
+    assert all(s["ratio"] > 0 and s["seconds"] > 0 for s in results["summary"])
+
+
+def test_bench_markup_tiny(tmp_path: Path) -> None:
+    out = tmp_path / "markup.json"
+    assert main(["bench", "markup", "--problems", "50", "--repeats", "1", "--out", str(out)]) == 0
+    [result] = json.loads(out.read_text())["results"]
+    assert result["problems"] == 50 and result["bytes"] > 1000 and result["peak_rss_mb"] > 0
