@@ -1,5 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import { commitJob, explain, fetchJob, fetchTables, uploadFile } from "./api.js";
+import Builder from "./Builder.jsx";
 import Jobs from "./Jobs.jsx";
 import Review from "./Review.jsx";
 import { ENDED, MODES } from "./review.js";
@@ -36,6 +37,7 @@ export default function App() {
         <p>Large spreadsheets in and out of the database, as streams.</p>
       </header>
       <Downloads tables={tables} error={loadError} />
+      {tables && tables.some((t) => allows(t, "read")) && <Builder tables={tables} />}
       {/* Only the tables this identity may write, and only the modes it may use: no upload area without one. */}
       {writable.length > 0 && (
         <Upload
