@@ -344,3 +344,13 @@ def test_database_going_away_mid_import_writes_nothing(pg_url: str, pg_table: st
     assert "nothing was written" in response.json()["message"]
     assert rows_of(store, pg_table) == list(demo_rows(10))
     assert spool_files(settings) == []
+
+
+def test_the_configured_cpu_bound_reaches_the_import(tmp_path: Path, live_server) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    seed(store, 0)
+    settings = make_settings(tables=("orders",), data_dir=tmp_path / "data", import_cpu_seconds=0.001)
+    with live_server(create_app(settings, store)) as server:
+        response = put(server, "orders", workbook(list(demo_rows(20_000))), mode="append")
+    assert response.status_code == 422 and response.json()["error"] == "cpu_limit", response.text
+    assert "SHEETSTREAM_IMPORT_CPU_SECONDS" in response.json()["message"] and store.count("orders") == 0

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import ImportLimits
 from ..errors import Cancelled, ClientGone, Conflict, OutOfMemory, ServerStopped, SheetstreamError, StoreUnavailable
 from ..formats import FormatError
 from ..formats.xlsx import ReadLimits
@@ -312,7 +313,8 @@ def keep_upload(job: Job, path: Path, keep: Keep) -> None:
 
 
 def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = ReadLimits(),
-                   keep: Keep | None = None, lifeline: Lifeline | None = None, split: Split | None = None) -> Job:
+                   keep: Keep | None = None, lifeline: Lifeline | None = None, split: Split | None = None,
+                   cpu_seconds: float = ImportLimits.import_cpu_seconds) -> Job:
     """Import ``path`` as ``job`` says, on a worker; progress is saved as it goes, a cancel request stops it, and
     so does the end of the server (``lifeline``), up to the moment before COMMIT. Returns the finished job (done
     or failed) as recorded, with its upload kept as ``keep`` says when worth it. ``split``: see
@@ -347,7 +349,7 @@ def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = Read
     try:
         try:
             with managed(job):
-                run_import(store, job, path, report, limits, commit, split, sink=marks)
+                run_import(store, job, path, report, limits, commit, split, sink=marks, cpu_seconds=cpu_seconds)
         finally:
             if marks:
                 marks.close()

@@ -166,7 +166,8 @@ class Upload:
     async def process(self, spool: Spool) -> Job:
         """The job on a worker of the queue; returns it finished. The spool file goes in every outcome."""
         lifeline = self.request.app.state.lifecycle.lifeline
-        job = await process(self.queue, self.store, self.board, self.job, spool, self.metrics, self.kept, lifeline)
+        job = await process(self.queue, self.store, self.board, self.job, spool, self.metrics, self.kept, lifeline,
+                            self.limits.import_cpu_seconds)
         job_event(job, job.state)
         self.shares.give(self.caller)
         await self.audit(job)
@@ -217,12 +218,13 @@ def apply_form_fields(job: Job, fields: dict[str, str]) -> None:
 
 
 async def process(queue: ProcessingQueue, store: Store, board: JobBoard, job: Job, spool: Spool,
-                  metrics: Metrics, kept: KeptUploads, lifeline: Lifeline | None = None) -> Job:
+                  metrics: Metrics, kept: KeptUploads, lifeline: Lifeline | None = None,
+                  cpu_seconds: float = ImportLimits.import_cpu_seconds) -> Job:
     """The job on a worker of the queue; returns it finished. The spool file goes in every outcome, unless the
     worker kept it for a while (a dry run, or problems found: :mod:`..kept`)."""
     try:
         job = await queue.call("import", run_import_job, store, job, spool.path, ReadLimits(), kept.keep(job),
-                               lifeline, queue.strategy.split, ticket=job.id)
+                               lifeline, queue.strategy.split, cpu_seconds, ticket=job.id)
         if job.kept_until is not None:
             kept.noted(job)  # counted in the spool's budget from now on, before its spool place is given back
     except BaseException as exc:  # the worker did not end it (killed, cancelled): settle it, let cancellation through
