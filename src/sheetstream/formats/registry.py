@@ -15,16 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import csv, xlsx
-from .xlsx.errors import NotAWorkbook, XlsxError
-
-#: Every error a format raises on purpose (each format's root), for callers that catch any of them.
-FormatError = (XlsxError, csv.CsvError)
+from .errors import FormatError
+from .xlsx.errors import NotAWorkbook
 
 #: Media types any format may be sent as (a client that does not say).
 UNDECLARED = ("", "application/octet-stream")
 
 
-class UnknownFormat(XlsxError, code="unsupported_format"):
+class UnknownFormat(FormatError, code="unsupported_format"):
     """The file is in no format this server reads, or not in the one it was declared as."""
 
 

@@ -258,7 +258,7 @@ def fail(job: Job, exc: BaseException) -> None:
     if isinstance(exc, MemoryError):  # under the worker's address-space cap (runtime.workers.limit_memory)
         cap = resource.getrlimit(resource.RLIMIT_AS)[0]
         exc = OutOfMemory.worker_limit(0 if cap == resource.RLIM_INFINITY else cap)
-    if isinstance(exc, (SheetstreamError, *FormatError)):
+    if isinstance(exc, (SheetstreamError, FormatError)):
         job.message, job.error = exc.message, exc.code
         job.errors = exc.detail.get("errors", [])
         job.error_total = exc.detail.get("error_total", len(job.errors))

@@ -36,9 +36,8 @@ from ..errors import (
     UnsupportedMediaType,
     WorkerLost,
 )
-from ..formats import UnknownFormat
-from ..formats.csv import CsvError, CsvTooLarge
-from ..formats.xlsx import XlsxError
+from ..formats import FormatError, UnknownFormat
+from ..formats.csv import CsvTooLarge
 from ..pipeline.jobs import Job
 from .logs import REQUEST_ID
 
@@ -58,8 +57,7 @@ STATUS: dict[type[Exception], int] = {
     UnsupportedMediaType: 415,
     UnknownFormat: 415,
     Invalid: 422,
-    XlsxError: 422,
-    CsvError: 422,
+    FormatError: 422,
     CsvTooLarge: 413,
     OutOfMemory: 422,  # the same file fails again: retrying will not help
     TooMuchCpu: 422,  # likewise
@@ -140,7 +138,7 @@ def problem_response(status: int, code: str, message: str, instance: str | None 
                         media_type=PROBLEM)
 
 
-def error_response(error: SheetstreamError | XlsxError, instance: str | None = None) -> JSONResponse:
+def error_response(error: SheetstreamError | FormatError, instance: str | None = None) -> JSONResponse:
     return problem_response(status_of(error), error.code, error.message, instance, headers_of(error), **error.detail)
 
 
@@ -165,9 +163,8 @@ def install(app: FastAPI) -> None:
     404 and 405, and anything unexpected (500, logged)."""
 
     @app.exception_handler(SheetstreamError)
-    @app.exception_handler(XlsxError)
-    @app.exception_handler(CsvError)
-    async def known(request: Request, error: SheetstreamError | XlsxError) -> JSONResponse:
+    @app.exception_handler(FormatError)
+    async def known(request: Request, error: SheetstreamError | FormatError) -> JSONResponse:
         return error_response(error, request.url.path)
 
     @app.exception_handler(RequestValidationError)

@@ -2,38 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from ..errors import FormatError
 
 
-class XlsxError(Exception):
-    """Root of the format's errors: ``message`` (``str(error)``) is for a person; ``code`` is for a program and is
-    named where a subclass is declared (``class NotAWorkbook(BadWorkbook, code="not_xlsx")``); ``detail``
-    holds structured extras, such as the cell a problem is in."""
-
-    code = "bad_workbook"
-
-    def __init_subclass__(cls, code: str = "", **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.code = code or cls.code
-
-    def __init__(self, message: str, **detail: Any):
-        super().__init__(message)
-        self.detail = detail
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0])
-
-    def __reduce__(self) -> tuple:
-        # Keep the detail when the error crosses a process boundary (subclasses have other signatures).
-        return _restore, (type(self), self.args, self.__dict__)
-
-
-def _restore(cls: type[XlsxError], args: tuple, state: dict[str, Any]) -> XlsxError:
-    error = cls.__new__(cls)
-    Exception.__init__(error, *args)
-    error.__dict__.update(state)
-    return error
+class XlsxError(FormatError, code="bad_workbook"):
+    """Root of the workbook format's errors (callers of this format alone catch this one)."""
 
 
 class BadWorkbook(XlsxError):
