@@ -13,6 +13,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from playwright.sync_api import expect
 
 from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.server import create_app
@@ -377,3 +378,31 @@ def test_build_a_filtered_export_and_download_it_through_its_link(site, page, tm
     subprocess.run([str(command), "download", "--url", site.url, "--token", site.tokens["viewer"], "--query",
                     url.split("?", 1)[1], "-o", str(out), "--quiet"], check=True, timeout=60)
     assert list(openpyxl.load_workbook(out).active.iter_rows(values_only=True)) == rows
+
+
+def test_the_builder_shows_the_databases_estimate(pg_url: str, pg_table: str, tmp_path: Path, live_server,
+                                                  browser) -> None:
+    from sheetstream.store import open_store
+
+    store = open_store(pg_url)
+    seed(store, 3_000, pg_table)
+    with store.connect() as conn:
+        conn.execute(f'ANALYZE "{pg_table}"')
+    token = add_token(store, f"reader-{pg_table}", f"{pg_table}:read")
+    settings = make_settings(auth=True, tables=(pg_table,), data_dir=tmp_path / "data")
+    context = browser.new_context()
+    try:
+        with live_server(create_app(settings, store)) as server:
+            page = context.new_page()
+            page.goto(f"{server.url}/#token={token}")
+            page.get_by_test_id("estimate").wait_for(timeout=10_000)
+            assert page.get_by_test_id("estimate").inner_text() == "About 3,000 rows (the database's estimate)"
+            page.get_by_role("button", name="Add a condition").click()
+            page.get_by_test_id("filter-0").get_by_label("column").select_option("paid")
+            page.get_by_test_id("filter-0").get_by_label("value").select_option("true")
+            expect(page.get_by_test_id("estimate")).not_to_contain_text("3,000")  # the page's CSP allows no eval
+            shown = int(page.get_by_test_id("estimate").inner_text().split()[1].replace(",", ""))
+            paid = sum(1 for r in demo_rows(3_000) if r[7] is True)
+            assert paid / 2 < shown < paid * 2
+    finally:
+        context.close()

@@ -1,4 +1,4 @@
-import { useState } from "react";
+import { useEffect, useState } from "react";
 
 // The operators a person picks from, in words, with the grammar's name (docs/exports.md).
 const OPERATORS = [
@@ -42,6 +42,22 @@ export default function Builder({ tables }) {
   const columns = table.columns.filter((c) => picked[`${table.name}.${c.name}`]).map((c) => c.name);
   const kind = (column) => table.columns.find((c) => c.name === column)?.kind;
   const url = exportUrl({ table, columns, filters, order, descending, format });
+  const filtersOnly = exportUrl({ table, columns: [], filters, order: "", descending, format }).split("?")[1] ?? "";
+  const [estimate, setEstimate] = useState(null);
+  useEffect(() => {
+    // The database's own estimate (no row is read): asked again a moment after the filters stop changing.
+    let live = true;
+    const timer = setTimeout(() => {
+      fetch(`/tables/${encodeURIComponent(table.name)}/estimate?${filtersOnly}`)
+        .then((r) => (r.ok ? r.json() : { rows: null }))
+        .then((found) => live && setEstimate(found.rows))
+        .catch(() => live && setEstimate(null));
+    }, 300);
+    return () => {
+      live = false;
+      clearTimeout(timer);
+    };
+  }, [table.name, filtersOnly]);
   const update = (i, change) => setFilters(filters.map((f, j) => (j === i ? { ...f, ...change } : f)));
 
   return (
@@ -121,6 +137,9 @@ export default function Builder({ tables }) {
         <a className="button" href={url} download data-testid="built-export">Download this export</a>{" "}
         <code className="muted" data-testid="built-url">{url}</code>
       </p>
+      {estimate !== null && estimate !== undefined && (
+        <p className="muted" data-testid="estimate">About {estimate.toLocaleString("en")} rows (the database's estimate)</p>
+      )}
     </section>
   );
 }

@@ -34,6 +34,7 @@ ERRORS: dict[tuple[str, str], tuple[int, ...]] = {
     ("get", "/readyz"): (503,),
     ("get", "/status"): (400,),
     ("get", "/tables"): (503,),
+    ("get", "/tables/{table}/estimate"): (400, 404, 503),
     ("get", "/audit"): (400, 503),
     ("get", "/session"): (),
     ("post", "/session"): (400, 401, 403, 415),

@@ -53,6 +53,10 @@ class Store(Protocol):
 
     def count(self, table: str) -> int: ...
 
+    def estimate(self, table: str, where: Sequence[Condition] = ()) -> int | None:
+        """The database's own estimate of the rows ``where`` keeps, without reading them; None where it has none."""
+        ...
+
     def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None,
                   where: Sequence[Condition] = (), order: Sequence[Sort] = ()) -> Iterator[tuple[Any, ...]]:
         """Rows of ``columns`` as typed Python values, streamed in batches: those meeting every condition of

@@ -121,6 +121,21 @@ class MysqlStore:
             _catalog(conn, table)
             return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
 
+    def estimate(self, table: str, where: Sequence[Condition] = ()) -> int | None:
+        """The optimizer's estimate (EXPLAIN: rows examined times the share it expects to keep); cheap."""
+        tests, params = [], []
+        for condition in where:
+            template, values = predicate(condition, "mysql")
+            tests.append(template.format(quote(condition.column.name), *("?" * len(values))))
+            params += [_comparable(v) for v in values]
+        query = f"EXPLAIN SELECT 1 FROM {quote(table)}" + (f" WHERE {' AND '.join(tests)}" if tests else "")
+        with self.connect(autocommit=True) as conn:
+            cursor = conn.execute(query, params)
+            names = [d[0].lower() for d in cursor.description]
+            row = dict(zip(names, cursor.fetchone()))
+        rows, kept = row.get("rows"), row.get("filtered")
+        return None if rows is None else int(int(rows) * float(kept or 100) / 100)
+
     def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None,
                   where: Sequence[Condition] = (), order: Sequence[Sort] = ()) -> Iterator[tuple[Any, ...]]:
         with self.connect() as conn:

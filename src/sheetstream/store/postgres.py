@@ -134,6 +134,21 @@ class PostgresStore:
             self._columns(conn, table)
             return conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()[0]
 
+    def estimate(self, table: str, where: Sequence[Condition] = ()) -> int | None:
+        """The planner's estimate of the rows ``where`` keeps: cheap (no row is read), about right after ANALYZE."""
+        with self.connect() as conn:
+            tests, params = [], []
+            for condition in where:
+                template, values = predicate(condition, "postgres")
+                tests.append(sql.SQL(template).format(_bound_identifier(condition.column.name),
+                                                      *(sql.Placeholder() for _ in values)))
+                params += values
+            query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {}").format(_bound_identifier(table))
+            if tests:
+                query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(tests)
+            plan = conn.execute(query, params).fetchone()[0]
+        return int(plan[0]["Plan"]["Plan Rows"])
+
     def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None,
                   where: Sequence[Condition] = (), order: Sequence[Sort] = ()) -> Iterator[tuple[Any, ...]]:
         with self.connect() as conn:

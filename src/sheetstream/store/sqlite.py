@@ -75,6 +75,10 @@ class SqliteStore:
         with _closing(self.connect()) as conn:
             return conn.execute(f"SELECT count(*) FROM {quote(table)}").fetchone()[0]
 
+    def estimate(self, table: str, where: Sequence[Condition] = ()) -> int | None:
+        """None: SQLite keeps no row estimates to ask (only a count would say, and a count reads every row)."""
+        return None
+
     def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None,
                   where: Sequence[Condition] = (), order: Sequence[Sort] = ()) -> Iterator[tuple[Any, ...]]:
         catalog = self.columns(table)

@@ -16,8 +16,19 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ...errors import NotReady
+from ...pipeline.query import parse_export_query
 from ...store import Store
-from ..deps import Admin, Caller, MetricsDep, QueueDep, SettingsDep, StoreDep, admin_unless_public, default_mode
+from ..deps import (
+    Admin,
+    Caller,
+    MetricsDep,
+    QueueDep,
+    ReadableTable,
+    SettingsDep,
+    StoreDep,
+    admin_unless_public,
+    default_mode,
+)
 from ..openapi import document
 
 PAGE = Path(__file__).resolve().parents[2] / "web"
@@ -134,6 +145,17 @@ async def tables(caller: Caller, settings: SettingsDep, store: StoreDep) -> list
         ]
 
     return await run_in_threadpool(describe)
+
+
+@router.get("/tables/{table}/estimate")
+async def estimate(request: Request, table: ReadableTable, store: StoreDep) -> dict:
+    """About how many rows an export with these filters would hold (``rows``), as the database estimates it
+    without reading them (PostgreSQL's planner, MySQL's optimizer); ``null`` where it keeps no estimate (SQLite).
+    The query string is an export's: filters as in ``/exports/{table}.xlsx``."""
+    catalog = await run_in_threadpool(store.columns, table)
+    filters = [(k, v) for k, v in request.query_params.multi_items() if k not in ("select", "columns", "order", "limit")]
+    query = parse_export_query(filters, catalog)
+    return {"table": table, "rows": await run_in_threadpool(store.estimate, table, query.where)}
 
 
 @router.get("/audit")
