@@ -132,7 +132,8 @@ def test_bench_slow_clients_tiny(tmp_path: Path) -> None:
                                                        ("no spill", 50e3)]
     for r in runs:
         assert r["completed"] == 2 and r["bytes"] > 2000 and r["worker_seconds_per_export"] >= 0, r
-    assert all(r["first_byte_ms"] > 0 and r["cpu_us_per_row"] > 0 for r in runs if r["rate"] is None)
+    # CPU per row of a 300-row export can measure 0 (the clock counts in ticks): present, not positive
+    assert all(r["first_byte_ms"] > 0 and r["cpu_us_per_row"] >= 0 for r in runs if r["rate"] is None)
     report = out.with_suffix(".md").read_text()
     _check_load(results, report)
     assert "| 0.05 MB/s | no spill |" in report and "Downloads that did not complete: 0." in report
