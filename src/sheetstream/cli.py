@@ -260,6 +260,11 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     csv.add_argument("--out", type=Path, default=Path("bench-results/csv.json"))
     csv.set_defaults(run=_lazy("bench.csvbench", "run"))
 
+    hostile = kinds.add_parser("hostile", help="files made to hurt, uploaded to a server: the answer, its time, and "
+                               "the whole server's peak memory")
+    hostile.add_argument("--out", type=Path, default=Path("bench-results/hostile.json"))
+    hostile.set_defaults(run=_lazy("bench.hostile", "run"))
+
     markup = kinds.add_parser("markup", help="the marked-up workbook with every problem cell marked: time and peak "
                               "memory per number of problems")
     markup.add_argument("--problems", type=int, nargs="+", default=[20_000, 200_000])

@@ -176,3 +176,18 @@ def test_bench_markup_tiny(tmp_path: Path) -> None:
     assert main(["bench", "markup", "--problems", "50", "--repeats", "1", "--out", str(out)]) == 0
     [result] = json.loads(out.read_text())["results"]
     assert result["problems"] == 50 and result["bytes"] > 1000 and result["peak_rss_mb"] > 0
+
+
+def test_bench_hostile_tiny(tmp_path: Path, monkeypatch) -> None:
+    from sheetstream.tools.bench import hostile
+
+    monkeypatch.setattr(hostile, "SHAPES", {
+        "plain": lambda: hostile.package(hostile._header_sheet("<row><c><v>1</v></c></row>")),
+        "row heads that never end": lambda: hostile.package(
+            f"<worksheet {hostile.NS}><sheetData>".encode() + b"<row" * 5_000 + b"</sheetData></worksheet>"),
+    })
+    out = tmp_path / "hostile.json"
+    assert main(["bench", "hostile", "--out", str(out)]) == 0
+    plain, endless = json.loads(out.read_text())["results"]
+    assert plain["status"] == 422 and endless["status"] == 422  # a header only; a row head that never ends
+    assert "row" in endless["message"] and endless["server_tree_peak_pss_mb"] > 0
