@@ -88,7 +88,10 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
                             if getattr(book, "exact_width", False):
                                 rows = _same_width(rows, len(header[1]), name, problems)
                             checked = convert_rows(rows, plan, name, problems, counters, numbered=True)
-                            yield from ((position(index, number), row) for number, row in checked)
+                            if index == 0:  # the first sheet's positions are its row numbers: no step per row
+                                yield from checked
+                            else:
+                                yield from ((position(index, number), row) for number, row in checked)
 
                     staged.load(_reported(rows(), job, counters, report))
                 else:

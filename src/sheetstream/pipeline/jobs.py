@@ -319,6 +319,7 @@ def run_import_job(store: Store, job: Job, path: Path, limits: ReadLimits = Read
     so does the end of the server (``lifeline``), up to the moment before COMMIT. Returns the finished job (done
     or failed) as recorded, with its upload kept as ``keep`` says when worth it. ``split``: see
     :func:`~sheetstream.pipeline.imports.run_import`."""
+    path = Path(path)  # callers may pass a str (the tools do)
     board = JobBoard(store.jobs)
 
     def check_server() -> None:
