@@ -52,6 +52,8 @@ def test_export_streams_csv_with_its_options(target, live_server) -> None:
         bad = httpx.get(f"{server.url}/exports/{table}.csv", params={"delimiter": "x"})
         head = httpx.head(f"{server.url}/exports/{table}.csv")
         head_xlsx = httpx.head(f"{server.url}/exports/{table}.xlsx", params={"columns": "id,bogus"})
+        head_filter = httpx.head(f"{server.url}/exports/{table}.csv", params={"amount": "lt.lots"})
+        head_option = httpx.head(f"{server.url}/exports/{table}.csv", params={"delimiter": "x"})
     assert headers["content-type"].startswith("text/csv") and "content-length" not in headers
     assert f'filename="{table}.csv"' in headers["content-disposition"]
     lines = body.decode().split("\r\n")
@@ -61,6 +63,7 @@ def test_export_streams_csv_with_its_options(target, live_server) -> None:
     assert head.status_code == 200 and head.content == b"" and head.headers["content-type"].startswith("text/csv")
     assert f'filename="{table}.csv"' in head.headers["content-disposition"]
     assert head_xlsx.status_code == 400  # checked as for GET, without starting an export
+    assert head_filter.status_code == 400 and head_option.status_code == 400
 
 
 def test_formulas_are_neutralised_unless_asked_to_keep_them(target, live_server) -> None:

@@ -69,7 +69,7 @@ XLSX = Format(
 
 #: The delimiters a CSV may have, as they are named in a query (a tab is hard to type in one).
 DELIMITERS = {",": ",", ";": ";", "tab": "\t", "\t": "\t", "|": "|"}
-_YES, _NO = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+_YES, _NO = ("1", "true", "yes", "on", "t", "y"), ("0", "false", "no", "off", "f", "n", "")  # as pydantic reads
 
 
 def _flag(query: Mapping[str, str], name: str, default: bool) -> bool:

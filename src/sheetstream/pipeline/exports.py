@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import formats
 from ..config import ExportOptions, NamedQuery
-from ..formats.xlsx import Sheet, WriteStats, adaptive, deflater, write_workbook, write_xlsx
+from ..formats.xlsx import Sheet, WriteStats, write_workbook, write_xlsx
 from ..store import Column, Store
 from .query import ExportQuery
 
@@ -50,10 +50,8 @@ def export_book(store: Store, sheets: list[tuple[str, ExportQuery]],
         [Sheet(table, [c.name for c in q.columns], store.read_rows(table, q.columns, q.limit, where=q.where,
                                                                    order=q.order),
                [number_format(c) for c in q.columns]) for table, q in sheets],
-        max_sheet_rows=options.max_sheet_rows,
-        long_text=options.long_text,  # type: ignore[arg-type]
-        compress=(adaptive if options.deflate_adaptive else deflater)(options.deflate, options.deflate_level),
         stats=stats,
+        **formats.XLSX.export_options(options, {}),  # the server's settings, as for a table's workbook
     )
     return stats
 
@@ -67,10 +65,8 @@ def export_named(store: Store, query: NamedQuery, values: dict[str, Any], column
         [c.name for c in columns],
         number_formats=[number_format(c) for c in columns],
         sheet_name=query.name,
-        max_sheet_rows=options.max_sheet_rows,
-        long_text=options.long_text,  # type: ignore[arg-type]
-        compress=(adaptive if options.deflate_adaptive else deflater)(options.deflate, options.deflate_level),
         stats=stats,
+        **formats.XLSX.export_options(options, {}),  # the server's settings, as for a table's workbook
     )
     return stats
 

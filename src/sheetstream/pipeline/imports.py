@@ -61,7 +61,7 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
     move(job, State.PARSING)
     report(job)
     fmt = formats.get(job.format)
-    with fmt.open(path, reading_options(job.to_json()), limits) as book:
+    with fmt.open(path, reading_options({"table": job.table, "options": job.options}), limits) as book:
         if hasattr(book, "on_progress"):
             total = _to_inflate(book, job.sheet)
             book.on_progress = functools.partial(_progress, job, report, started, cpu_seconds, total)
@@ -142,7 +142,6 @@ class Sheets:
         self.book, self.header = book, _normal(header)
         self.names = [first]
         self.candidates = continuations(book.sheet_names, first)
-        self.read: list[str] = []
 
     def name(self, index: int) -> str:
         return self.names[index] if index < len(self.names) else f"sheet {index + 1}"

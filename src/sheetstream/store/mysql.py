@@ -123,12 +123,8 @@ class MysqlStore:
 
     def estimate(self, table: str, where: Sequence[Condition] = ()) -> int | None:
         """The optimizer's estimate (EXPLAIN: rows examined times the share it expects to keep); cheap."""
-        tests, params = [], []
-        for condition in where:
-            template, values = predicate(condition, "mysql")
-            tests.append(template.format(quote(condition.column.name), *("?" * len(values))))
-            params += [_comparable(v) for v in values]
-        query = f"EXPLAIN SELECT 1 FROM {quote(table)}" + (f" WHERE {' AND '.join(tests)}" if tests else "")
+        test, params = _where(where)
+        query = f"EXPLAIN SELECT 1 FROM {quote(table)}{test}"
         with self.connect(autocommit=True) as conn:
             cursor = conn.execute(query, params)
             names = [d[0].lower() for d in cursor.description]
@@ -144,14 +140,8 @@ class MysqlStore:
             catalog = {r.column.name: r for r in _catalog(conn, table)}
             key_columns = [r.column for r in sorted(catalog.values(), key=lambda r: r.key or 0) if r.key]
             query = f"SELECT {', '.join(quote(c.name) for c in columns)} FROM {quote(table)}"
-            params: list[Any] = []
-            if where:  # values bound, never pasted: the grammar's conditions (store/where.py)
-                tests = []
-                for condition in where:
-                    template, values = predicate(condition, "mysql")
-                    tests.append(template.format(quote(condition.column.name), *("?" * len(values))))
-                    params += [_comparable(v) for v in values]
-                query += " WHERE " + " AND ".join(tests)
+            test, params = _where(where)
+            query += test
             if order:
                 query += " ORDER BY " + ", ".join(ordering(s, "mysql").format(quote(s.column.name))
                                                   for s in tie_break(order, key_columns))
@@ -564,6 +554,17 @@ _DIALECT = Dialect(create=lambda *args: None, load=_load_infile, refusal=(Refuse
                    decode=_decode, describe=message,
                    # CAST ... AS BINARY: "unchanged" means identical, whatever the column's collation says
                    same="CAST({a} AS BINARY) <=> CAST({b} AS BINARY)", upsert=_upsert, repeats=_repeats)
+
+
+def _where(where: Sequence[Condition]) -> tuple[str, list[Any]]:
+    """`` WHERE`` and every condition of ``where`` (:mod:`.where`), values bound, never pasted; nothing without
+    any."""
+    tests, params = [], []
+    for condition in where:
+        template, values = predicate(condition, "mysql")
+        tests.append(template.format(quote(condition.column.name), *("?" * len(values))))
+        params += [_comparable(v) for v in values]
+    return (f" WHERE {' AND '.join(tests)}" if tests else ""), params
 
 
 def _comparable(value: Any) -> Any:

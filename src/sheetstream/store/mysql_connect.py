@@ -69,27 +69,12 @@ class Connection:
     def execute(self, statement: str, args: tuple | list = ()) -> Any:
         if self._cursor is not None:
             self._cursor.close()
-        self._cursor = cursor = self.raw.cursor(buffered=True)
-        try:
-            if args:
-                cursor.execute(statement, tuple(args))
-            else:
-                cursor.execute(statement)
-        except Exception as exc:
-            raise sorted_error(exc) from exc
-        return cursor
+        self._cursor = cursor = self.raw.cursor(buffered=True)  # closed by the next statement, even if this fails
+        return _run(cursor, statement, args)
 
     def stream(self, statement: str, args: tuple | list = ()) -> Any:
         """An unbuffered cursor on ``statement``: rows come from the server as they are fetched."""
-        cursor = self.raw.cursor(buffered=False)
-        try:
-            if args:
-                cursor.execute(statement, tuple(args))
-            else:
-                cursor.execute(statement)
-        except Exception as exc:
-            raise sorted_error(exc) from exc
-        return cursor
+        return _run(self.raw.cursor(buffered=False), statement, args)
 
     def commit(self) -> None:
         try:
@@ -114,6 +99,18 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _run(cursor: Any, statement: str, args: tuple | list) -> Any:
+    """``statement`` on ``cursor`` (with ``args`` bound when there are any), the driver's errors sorted."""
+    try:
+        if args:
+            cursor.execute(statement, tuple(args))
+        else:
+            cursor.execute(statement)
+    except Exception as exc:
+        raise sorted_error(exc) from exc
+    return cursor
 
 
 def sorted_error(exc: Exception) -> Exception:

@@ -137,16 +137,9 @@ class PostgresStore:
     def estimate(self, table: str, where: Sequence[Condition] = ()) -> int | None:
         """The planner's estimate of the rows ``where`` keeps: cheap (no row is read), about right after ANALYZE."""
         with self.connect() as conn:
-            tests, params = [], []
-            for condition in where:
-                template, values = predicate(condition, "postgres")
-                tests.append(sql.SQL(template).format(_bound_identifier(condition.column.name),
-                                                      *(sql.Placeholder() for _ in values)))
-                params += values
             query = sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM {}").format(_bound_identifier(table))
-            if tests:
-                query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(tests)
-            plan = conn.execute(query, params).fetchone()[0]
+            test, params = _where(where, _bound_identifier)
+            plan = conn.execute(query + test, params).fetchone()[0]
         return int(plan[0]["Plan"]["Plan Rows"])
 
     def read_rows(self, table: str, columns: Sequence[Column], limit: int | None = None,
@@ -155,20 +148,13 @@ class PostgresStore:
             catalog = self._columns(conn, table)
             keys = [c for c in catalog if c.primary_key]
             is_view = not keys and self._relations(conn, table).get(table) == "view"
-            tests, params = [], []
-            for condition in where:
-                template, values = predicate(condition, "postgres")
-                tests.append((template, condition.column.name, len(values)))
-                params += values
             # With parameters, psycopg reads every "%" of the query as a placeholder's: names are escaped then.
             # The cursor always binds (an empty list too); COPY merges them client-side, and only when there are.
-            bound = self.read == "cursor" or bool(params)
+            bound = self.read == "cursor" or any(predicate(c, "postgres")[1] for c in where)
             name = _bound_identifier if bound else sql.Identifier
             query = sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(name(c.name) for c in columns), name(table))
-            if tests:
-                query += sql.SQL(" WHERE ") + sql.SQL(" AND ").join(
-                    sql.SQL(template).format(name(column), *(sql.Placeholder() for _ in range(n)))
-                    for template, column, n in tests)
+            test, params = _where(where, name)
+            query += test
             if order:
                 query += sql.SQL(" ORDER BY ") + sql.SQL(", ").join(
                     sql.SQL(ordering(s)).format(name(s.column.name)) for s in tie_break(order, keys))
@@ -415,3 +401,13 @@ _DIALECT = Dialect(create=_create_staging, load=_load_staging,
                    refusal=(psycopg.errors.IntegrityError, psycopg.errors.DataError),
                    savepoint=lambda conn: conn.transaction(), describe=_describe,
                    encoder=_text_encoder, load_encoded=_load_encoded)
+
+
+def _where(where: Sequence[Condition], name: Callable[[str], sql.Composable]) -> tuple[sql.Composable, list[Any]]:
+    """`` WHERE`` and every condition of ``where`` (:mod:`.where`), with its values to bind; nothing without any."""
+    tests, params = [], []
+    for condition in where:
+        template, values = predicate(condition, "postgres")
+        tests.append(sql.SQL(template).format(name(condition.column.name), *(sql.Placeholder() for _ in values)))
+        params += values
+    return (sql.SQL(" WHERE ") + sql.SQL(" AND ").join(tests) if tests else sql.SQL("")), params

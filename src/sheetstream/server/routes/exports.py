@@ -11,10 +11,11 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from ... import formats
+from ...config import Settings
 from ...errors import BadRequest
 from ...pipeline.exports import check_options, export_workbook
-from ...pipeline.query import parse_export_query
-from ...store import select_columns
+from ...pipeline.query import ExportQuery, parse_export_query
+from ...store import Store
 from ..deps import Caller, DownloadsDep, ReadableTable, SettingsDep, StoreDep
 from ..streams import content_disposition
 
@@ -25,6 +26,23 @@ FORMAT_OPTIONS = frozenset({"delimiter", "bom", "formulas"})
 
 #: The largest LIMIT both stores take: a signed 64-bit integer (SQLite's INTEGER, PostgreSQL's bigint).
 MAX_LIMIT = 2**63 - 1
+
+
+Limit = Annotated[int | None, Query(ge=0, le=MAX_LIMIT, description="At most this many rows")]
+
+
+async def checked(request: Request, fmt: formats.Format, table: str, store: Store, settings: Settings,
+                  limit: int | None) -> tuple[ExportQuery, dict[str, str]]:
+    """What an export of ``table`` as ``fmt`` would hold (its query) and the format's own options, each checked
+    (400 naming what is wrong), before anything is queued: GET and HEAD answer alike."""
+    catalog = await run_in_threadpool(store.columns, table)
+    own = {k: request.query_params[k] for k in FORMAT_OPTIONS if k in request.query_params}
+    try:
+        check_options(fmt.name, settings.export, own)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+    rows = [(k, v) for k, v in request.query_params.multi_items() if k not in FORMAT_OPTIONS]
+    return parse_export_query(rows, catalog, limit), own  # filters, order, select: docs/exports.md
 
 
 def export_route(fmt: formats.Format) -> Callable[..., Awaitable[StreamingResponse]]:
@@ -38,22 +56,15 @@ def export_route(fmt: formats.Format) -> Callable[..., Awaitable[StreamingRespon
         columns: Annotated[str | None, Query(description="Comma-separated column names, in the order wanted (also "
                                              "select=); other parameters filter and order the rows "
                                              "(docs/exports.md)")] = None,
-        limit: Annotated[int | None, Query(ge=0, le=MAX_LIMIT, description="At most this many rows")] = None,
+        limit: Limit = None,
         delimiter: Annotated[str | None, Query(max_length=5, description="CSV: , ; | or tab (default ,)")] = None,
         bom: Annotated[bool | None, Query(description="CSV: start with a UTF-8 byte order mark (Excel on Windows "
                                           "needs one to read UTF-8)")] = None,
         formulas: Annotated[str | None, Query(description="CSV: neutralise (default: texts that start with = + - @ "
                                               "get a leading ', against formula injection) or keep")] = None,
     ) -> StreamingResponse:
-        catalog = await run_in_threadpool(store.columns, table)
-        own = {k: v for k, v in (("delimiter", delimiter), ("bom", None if bom is None else str(bom).lower()),
-                                 ("formulas", formulas)) if v is not None}
-        try:
-            check_options(fmt.name, settings.export, own)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        rows = [(k, v) for k, v in request.query_params.multi_items() if k not in FORMAT_OPTIONS]
-        query = parse_export_query(rows, catalog, limit)  # filters, order, select: docs/exports.md
+        # columns, delimiter, bom and formulas are declared for the API's description; checked() reads them all.
+        query, own = await checked(request, fmt, table, store, settings, limit)
         return downloads.open(caller, f"{table}.{fmt.extension}", export_workbook, store, table, query,
                               settings.export, fmt.name, own, media_type=fmt.media_type)
 
@@ -63,11 +74,11 @@ def export_route(fmt: formats.Format) -> Callable[..., Awaitable[StreamingRespon
 
 
 def head_route(fmt: formats.Format) -> Callable[..., Awaitable[Response]]:
-    async def head_export(table: ReadableTable, caller: Caller, settings: SettingsDep, store: StoreDep,
-                          columns: str | None = None) -> Response:
-        """The export's headers, no body and no work: the table, the grant and the columns are checked as for GET."""
-        catalog = await run_in_threadpool(store.columns, table)
-        select_columns(catalog, [c.strip() for c in columns.split(",") if c.strip()] if columns else None)
+    async def head_export(request: Request, table: ReadableTable, caller: Caller, settings: SettingsDep,
+                          store: StoreDep, limit: Limit = None) -> Response:
+        """The export's headers, no body and no work: the table, the grant, the query and the options are checked
+        as for GET."""
+        await checked(request, fmt, table, store, settings, limit)
         return Response(media_type=fmt.media_type, headers={
             "Content-Disposition": content_disposition(f"{table}.{fmt.extension}"), "Cache-Control": "no-store"})
 
