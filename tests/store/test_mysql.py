@@ -4,6 +4,7 @@ and an export that never blocks writers. The rest runs on every store (``store_u
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime, time
@@ -180,3 +181,21 @@ def test_named_queries_are_refused_at_start_with_a_reason(mysql_url: str) -> Non
 
     with pytest.raises(ConfigError, match="named query 'totals'.*served from SQLite and PostgreSQL"):
         check_queries(open_store(mysql_url), [NamedQuery("totals", "SELECT 1")])
+
+
+def test_a_load_killed_mid_way_leaves_no_pipe_behind(mysql_url: str, table: str) -> None:
+    """The folder of a named pipe whose process died (a worker's SIGKILL mid-load) goes at the next load."""
+    import subprocess
+    import tempfile
+
+    from sheetstream.store.mysql import PIPES
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    left = Path(tempfile.gettempdir()) / f"{PIPES}{dead.pid}-x"
+    left.mkdir()
+    (left / "rows").write_bytes(b"")
+    store = MysqlStore(mysql_url)
+    seed(store, 10, table)
+    assert not left.exists()
+    assert not list(Path(tempfile.gettempdir()).glob(f"{PIPES}{os.getpid()}-*"))  # and its own, once done

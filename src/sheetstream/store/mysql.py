@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest, ConfigError, NotFound, RowRefused
@@ -400,7 +401,8 @@ def _load_encoded(conn: Connection, staging: str, columns: Sequence[Column], chu
     """``LOAD DATA LOCAL INFILE`` from a named pipe: the driver reads the pipe in a thread of its own while this
     one writes ``chunks`` into it; the end of ``chunks`` (or an error from them) closes the pipe."""
     names = ", ".join([*(quote(c.name) for c in columns), ROW])
-    folder = tempfile.mkdtemp(prefix="sheetstream-load-")
+    _remove_dead_pipes()
+    folder = tempfile.mkdtemp(prefix=f"{PIPES}{os.getpid()}-")
     pipe = os.path.join(folder, "rows")
     os.mkfifo(pipe, 0o600)
     failed: list[BaseException] = []
@@ -433,6 +435,28 @@ def _load_encoded(conn: Connection, staging: str, columns: Sequence[Column], chu
         raise failed[0]
     if conn.raw.warnings:
         _refuse_on_warning(conn)
+
+
+#: The folders of the named pipes ``LOAD DATA`` reads (in the system's temporary folder), named by the process
+#: that made them: one killed mid-load (a worker's SIGKILL) leaves its folder, which the next load removes.
+PIPES = "sheetstream-loaddata-"
+
+
+def _remove_dead_pipes() -> None:
+    for folder in Path(tempfile.gettempdir()).glob(f"{PIPES}*"):
+        pid = folder.name.removeprefix(PIPES).partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 #: Write ends of the pipes being loaded. A process forked meanwhile (``chunks`` may come from a forked helper:
