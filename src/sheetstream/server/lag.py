@@ -45,7 +45,11 @@ class LagMonitor:
 
     def summary(self, since: float | None = None) -> dict[str, float]:
         """p50, p99 and max lag in milliseconds over the window (or since ``since``, a perf_counter time)."""
-        lags = sorted(lag for t, lag in self.samples if since is None or t >= since)
+        # /metrics renders in a worker thread while the loop appends and pops: copy first (tuple() of a deque
+        # holds the GIL throughout), then filter. Iterating the deque itself raised "deque mutated during
+        # iteration" under load, and /metrics answered 500.
+        samples = tuple(self.samples)
+        lags = sorted(lag for t, lag in samples if since is None or t >= since)
         if not lags:
             return {"samples": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
 
