@@ -88,7 +88,7 @@ def bound_socket(host: str = "127.0.0.1") -> socket.socket:
     return sock
 
 
-def wait_until_up(url: str, seconds: float = 30) -> None:
+def wait_until_up(url: str, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
