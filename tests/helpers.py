@@ -399,6 +399,8 @@ class OwnedPostgres:
     loopback port), so that it can restart it under a running server: ``with OwnedPostgres() as pg: pg.url``.
     PostgreSQL refuses to run as root: when the tests run as root, the cluster runs as the ``postgres`` user."""
 
+    name = "PostgreSQL"  # as the job's message names it
+
     def __init__(self) -> None:
         import glob
         import pwd
@@ -463,3 +465,118 @@ class OwnedPostgres:
             self.pg_ctl("stop", "-m", "immediate")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class OwnedMariadb:
+    """A throwaway MariaDB server that the test owns (``mariadb-install-db`` into a temporary folder, ``mariadbd``
+    on a free loopback port), so that it can restart it under a running server: ``with OwnedMariadb() as db:
+    db.url``. Run as root, the server runs as the ``mysql`` user (mariadbd refuses root without ``--user``)."""
+
+    name = "MySQL"  # as the job's message names it (the store says MySQL for both)
+
+    def __init__(self) -> None:
+        import shutil
+        import tempfile
+
+        from sheetstream.tools.harness import free_port
+
+        self.install, self.server = shutil.which("mariadb-install-db"), shutil.which("mariadbd", path=_SBIN)
+        if not self.install or not self.server:
+            missing("MariaDB's server is not installed (Debian package mariadb-server)")
+        self.user = "mysql" if os.geteuid() == 0 else None
+        if self.user:
+            import pwd
+
+            try:
+                pwd.getpwnam(self.user)
+            except KeyError:
+                missing("running as root, and there is no mysql user to run MariaDB as")
+        self.dir = Path(tempfile.mkdtemp(prefix="sheetstream-mariadb-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.url = f"mysql://root@127.0.0.1:{self.port}/test"
+        self.process: Any = None
+
+    def _options(self) -> list[str]:
+        # Speed over durability (a test database), loopback only, LOAD DATA LOCAL allowed as on a default server.
+        return ["--no-defaults", f"--datadir={self.data}", *([f"--user={self.user}"] if self.user else []),
+                "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M", "--innodb-flush-log-at-trx-commit=0",
+                "--skip-log-bin"]
+
+    def start(self, timeout: float = 30) -> None:
+        import subprocess
+
+        log = open(self.dir / "log", "ab")
+        self.process = subprocess.Popen(
+            [self.server, *self._options(), f"--port={self.port}", "--bind-address=127.0.0.1",
+             f"--socket={self.dir / 'sock'}", f"--pid-file={self.dir / 'pid'}", "--local-infile=1"],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mariadbd did not start: {(self.dir / 'log').read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def _answers(self) -> bool:
+        from sheetstream.store.mysql_connect import connect
+
+        try:
+            with connect(self.url.rsplit("/", 1)[0] + "/mysql", autocommit=True):
+                return True
+        except Exception:
+            return False
+
+    def stop(self, timeout: float = 30) -> None:
+        """A normal shutdown (SIGTERM): every connection is cut, open transactions are rolled back."""
+        import subprocess
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+    def restart(self, down: float = 0.0) -> None:
+        """Stopped, ``down`` seconds later started again on the same port; back when this returns."""
+        self.stop()
+        time.sleep(down)
+        self.start()
+
+    def __enter__(self) -> OwnedMariadb:
+        import shutil
+        import subprocess
+
+        if self.user:
+            shutil.chown(self.dir, self.user)
+        done = subprocess.run([self.install, *self._options(), "--auth-root-authentication-method=normal",
+                               "--skip-test-db"], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError(f"mariadb-install-db failed: {done.stdout}{done.stderr}")
+        try:
+            self.start()
+            from sheetstream.store.mysql_connect import connect
+
+            with connect(self.url.rsplit("/", 1)[0] + "/mysql", autocommit=True) as conn:
+                conn.execute("CREATE DATABASE test")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import shutil
+
+        try:
+            if self.process is not None and self.process.poll() is None:
+                self.process.kill()  # no need for a clean shutdown: the data goes
+                self.process.wait(10)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])

@@ -23,7 +23,7 @@ from sheetstream.store.demo import ORDERS, demo_rows, seed
 from sheetstream.store.mysql_connect import connect as mysql_connect
 from sheetstream.tools.harness import ServerProcess
 
-from ..helpers import XLSX, OwnedPostgres, rows_of
+from ..helpers import XLSX, OwnedMariadb, OwnedPostgres, rows_of
 
 # About 3 s of import into PostgreSQL here: long enough to be caught in the middle and to run past a 0.5 s drain
 # (150,000 rows were once all written within that drain, once imports read cells in C).
@@ -174,19 +174,22 @@ def test_sigterm_past_the_drain_deadline_rolls_back_and_fails_the_job(database, 
 
 
 @pytest.mark.parametrize("down", [0, 3], ids=["restart", "down-3s"])
+@pytest.mark.parametrize("owned", [OwnedPostgres, OwnedMariadb], ids=["postgres", "mariadb"])
 def test_a_database_restart_mid_import_fails_the_job_and_keeps_its_audit_record(big_workbook: Path, tmp_path: Path,
-                                                                               leftovers, down: float) -> None:
-    """PostgreSQL restarted (``pg_ctl restart -m fast``) under an import, at once or after 3 s down (the job's last
-    saves and its audit record then meet no database, and must try again): the import loses its connection, and
-    the job still ends, failed with a message that says so, within a bound; its audit record is written."""
-    with OwnedPostgres() as pg:
-        store = open_store(pg.url)
+                                                                               leftovers, down: float, owned) -> None:
+    """The database restarted under an import, at once or after 3 s down (the job's last saves and its audit record
+    then meet no database, and must try again): PostgreSQL with ``pg_ctl restart -m fast``, MariaDB stopped with
+    SIGTERM (connections cut, the import's transaction rolled back) and started again. The import loses its
+    connection, and the job still ends, failed with a message that says so, within a bound; its audit record is
+    written. Each on a server the test owns, on a free loopback port."""
+    with owned() as db:
+        store = open_store(db.url)
         seed(store, 10, "orders")
         before = rows_of(store, "orders")
-        server = ServerProcess(pg.url, tables=["orders"], executor="process", workers=1, data_dir=tmp_path, env=FAST)
+        server = ServerProcess(db.url, tables=["orders"], executor="process", workers=1, data_dir=tmp_path, env=FAST)
         with server:
             job_id, _ = start_import(server, "orders", big_workbook, leftovers)
-            pg.restart(down)
+            db.restart(down)
 
             def ended() -> dict | None:
                 try:
@@ -199,7 +202,7 @@ def test_a_database_restart_mid_import_fails_the_job_and_keeps_its_audit_record(
             assert job, {k: v for k, v in httpx.get(f"{server.url}/jobs/{job_id}", headers=server.headers,
                                                     timeout=5).json().items() if k in ("state", "message")}
             assert (job["state"], job["error"], job["status"]) == ("failed", "database_unavailable", 503), job
-            assert "PostgreSQL" in job["message"] and "nothing was written" in job["message"], job
+            assert owned.name in job["message"] and "nothing was written" in job["message"], job
             audited = until(lambda: [e for e in store.audit.recent(who=None) if e["job_id"] == job_id], 10, step=0.2)
             assert audited and audited[0]["outcome"] == "database_unavailable", audited
         assert rows_of(store, "orders") == before

@@ -30,6 +30,12 @@ def table(mysql_url: str) -> Iterator[str]:
     open_store(mysql_url).drop_table(name)
 
 
+def made(store: MysqlStore, table: str, body: str) -> tuple[MysqlStore, list[Column]]:
+    """``table`` made with ``body`` (its columns and keys), and its columns as the store reads them."""
+    run(store, f'CREATE TABLE "{table}" ({body}) ENGINE=InnoDB')
+    return store, store.columns(table)
+
+
 def run(store: MysqlStore, *statements: str) -> None:
     with store.connect(autocommit=True) as conn:
         for statement in statements:
@@ -199,3 +205,25 @@ def test_a_load_killed_mid_way_leaves_no_pipe_behind(mysql_url: str, table: str)
     seed(store, 10, table)
     assert not left.exists()
     assert not list(Path(tempfile.gettempdir()).glob(f"{PIPES}{os.getpid()}-*"))  # and its own, once done
+
+
+@pytest.mark.parametrize("load", LOADS)
+def test_the_staging_table_indexes_the_key_so_repeats_are_found_in_its_order(mysql_url: str, table: str,
+                                                                             load: str) -> None:
+    store, columns = made(MysqlStore(mysql_url, load=load), table, "a int, b varchar(10), v int, PRIMARY KEY (b, a)")
+    with store.staging(table, columns, "append") as staged:
+        staged.load([(2, [1, "x", 5]), (3, [2, "x", 6]), (4, [1, "x", 7])])
+        indexed = [row[4] for row in staged.conn.execute(f"SHOW INDEX FROM {staged.staging}").fetchall()]
+        plan = staged.conn.execute(f'EXPLAIN SELECT 1 FROM {staged.staging} GROUP BY "b", "a" '
+                                   "HAVING count(*) > 1 LIMIT 1").fetchone()
+        assert indexed == ["b", "a"] and "temporary" not in (plan[-1] or "").lower(), (indexed, plan)
+        assert staged.duplicates(10) == (1, [(4, (1, "x"), 2)])
+
+
+def test_a_key_on_a_text_prefix_imports_without_an_index_on_its_staging_table(mysql_url: str, table: str) -> None:
+    store, columns = made(MysqlStore(mysql_url), table, "name text, v int, PRIMARY KEY (name(20))")
+    store.write_rows(table, columns, [("a", 1), ("b", 2)])
+    with store.staging(table, columns, "append") as staged:
+        staged.load([(2, ["b", 3]), (3, ["c", 4]), (4, ["c", 5])])
+        assert staged.conn.execute(f"SHOW INDEX FROM {staged.staging}").fetchall() == []
+        assert staged.duplicates(10) == (1, [(4, ("c",), 3)]) and staged.existing(10) == (1, [(2, ("b",))])
