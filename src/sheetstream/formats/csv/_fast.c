@@ -25,6 +25,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -63,13 +64,27 @@ static int put_text(Buf *b, PyObject *text, Py_UCS4 delimiter, int mark) {
     int kind = PyUnicode_KIND(text);
     const void *data = PyUnicode_DATA(text);
     int quote = 0, plain = PyUnicode_IS_ASCII(text);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c == delimiter || c == '"' || c == '\r' || c == '\n') {
-            quote = 1;
-            break;
+    if (kind == PyUnicode_1BYTE_KIND) { /* the common case, in a loop of its own: 3x the generic one */
+        const Py_UCS1 *u = data;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS1 c = u[i];
+            if (c <= '"' || c == delimiter) {
+                if (c == delimiter || c == '"' || c == '\r' || c == '\n') {
+                    quote = 1;
+                    break;
+                }
+                if (c == 0) plain = 0;
+            }
         }
-        if (c == 0) plain = 0;
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            Py_UCS4 c = PyUnicode_READ(kind, data, i);
+            if (c == delimiter || c == '"' || c == '\r' || c == '\n') {
+                quote = 1;
+                break;
+            }
+            if (c == 0) plain = 0;
+        }
     }
     if (reserve(b, 4 * n + n + 3) < 0) return -1; /* 4 bytes a character at most, a quote doubled: 2 */
     if (quote) b->data[b->len++] = '"';
@@ -132,10 +147,64 @@ static int put_str_of(Buf *b, PyObject *value, Py_UCS4 delimiter) {
     return r;
 }
 
+/* n's decimal digits at o, right to left from o + width - 1 (width >= digits of n, zero-padded) */
+static inline void digits(char *o, unsigned long long n, int width) {
+    for (int i = width - 1; i >= 0; i--) {
+        o[i] = (char)('0' + n % 10);
+        n /= 10;
+    }
+}
+
+static inline int width_of(unsigned long long n) {
+    int w = 1;
+    while (n >= 10) {
+        n /= 10;
+        w++;
+    }
+    return w;
+}
+
+static const double POW10[] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+
+/* repr() of a float with at most 15 significant digits between 1e-4 and 1e15 (where repr writes no exponent):
+ * the fewest decimals k for which the k-decimal number reads back as the same float (a division of two exact
+ * doubles, correctly rounded: what parsing the text gives) is the shortest text, and with 15 digits or fewer it is
+ * the only one, so it is repr's. 10x faster than PyOS_double_to_string; any other float takes that. Returns 0
+ * when written, 1 when the float is not one of these. */
+static int put_short_float(Buf *b, double x) {
+    double a = x < 0 ? -x : x;
+    if (!(a >= 1e-4 && a < 1e15)) return 1;
+    for (int k = 0; k <= 15; k++) {
+        double m = a * POW10[k];
+        if (m >= 1e15) return 1;
+        double n = nearbyint(m);
+        if (n / POW10[k] != a) continue;
+        unsigned long long v = (unsigned long long)n;
+        int w = width_of(v), whole = w > k ? w - k : 1, total = whole + 1 + (k ? k : 1) + (x < 0);
+        if (reserve(b, total) < 0) return -1;
+        char *o = b->data + b->len;
+        if (x < 0) *o++ = '-';
+        digits(o, v / (unsigned long long)POW10[k], whole);
+        o += whole;
+        *o++ = '.';
+        if (k) {
+            digits(o, v % (unsigned long long)POW10[k], k);
+        } else {
+            *o = '0';
+        }
+        b->len += total;
+        return 0;
+    }
+    return 1;
+}
+
 static int put_float(Buf *b, PyObject *value) {
-    char *s = PyOS_double_to_string(PyFloat_AS_DOUBLE(value), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    double x = PyFloat_AS_DOUBLE(value);
+    int r = put_short_float(b, x);
+    if (r <= 0) return r;
+    char *s = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
     if (!s) return -1;
-    int r = put_ascii(b, s, (Py_ssize_t)strlen(s));
+    r = put_ascii(b, s, (Py_ssize_t)strlen(s));
     PyMem_Free(s);
     return r;
 }
@@ -145,9 +214,43 @@ static int put_int(Buf *b, PyObject *value, Py_UCS4 delimiter) {
     long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
     if (overflow) return put_str_of(b, value, delimiter);
     if (v == -1 && PyErr_Occurred()) return -1;
-    char s[24];
-    int n = snprintf(s, sizeof s, "%lld", v);
-    return put_ascii(b, s, n);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    int w = width_of(u);
+    if (reserve(b, w + 1) < 0) return -1;
+    if (v < 0) b->data[b->len++] = '-';
+    digits(b->data + b->len, u, w);
+    b->len += w;
+    return 0;
+}
+
+/* YYYY-MM-DD, with a spare byte reserved after it (a datetime's space); then HH:MM:SS[.ffffff] */
+static int put_date(Buf *b, int y, int mo, int d) {
+    if (reserve(b, 11) < 0) return -1;
+    char *o = b->data + b->len;
+    digits(o, y, 4);
+    o[4] = '-';
+    digits(o + 5, mo, 2);
+    o[7] = '-';
+    digits(o + 8, d, 2);
+    b->len += 10;
+    return 0;
+}
+
+static int put_clock(Buf *b, int h, int mi, int sec, int us) {
+    if (reserve(b, 15) < 0) return -1;
+    char *o = b->data + b->len;
+    digits(o, h, 2);
+    o[2] = ':';
+    digits(o + 3, mi, 2);
+    o[5] = ':';
+    digits(o + 6, sec, 2);
+    b->len += 8;
+    if (us) {
+        o[8] = '.';
+        digits(o + 9, us, 6);
+        b->len += 7;
+    }
+    return 0;
 }
 
 /* What the fallback answered (writer._text): None, a finished text, a number; else its str(). */
@@ -160,8 +263,6 @@ static int put_answer(Buf *b, PyObject *answer, Py_UCS4 delimiter) {
 }
 
 static int put_value(Buf *b, PyObject *v, Py_UCS4 delimiter, int neutralise, PyObject *fallback) {
-    char s[48];
-    int n;
     if (v == Py_None) return 0;
     if (PyUnicode_CheckExact(v)) {
         int mark = 0;
@@ -187,26 +288,18 @@ static int put_value(Buf *b, PyObject *v, Py_UCS4 delimiter, int neutralise, PyO
         Py_DECREF(text);
     } else if (PyDateTime_CheckExact(v)) {
         if (!((PyDateTime_DateTime *)v)->hastzinfo || PyDateTime_DATE_GET_TZINFO(v) == Py_None) {
-            n = snprintf(s, sizeof s, "%04d-%02d-%02d %02d:%02d:%02d", PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v),
-                         PyDateTime_GET_DAY(v), PyDateTime_DATE_GET_HOUR(v), PyDateTime_DATE_GET_MINUTE(v),
-                         PyDateTime_DATE_GET_SECOND(v));
-            int us = PyDateTime_DATE_GET_MICROSECOND(v);
-            if (us) n += snprintf(s + n, sizeof s - n, ".%06d", us);
-            return put_ascii(b, s, n);
+            if (put_date(b, PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v), PyDateTime_GET_DAY(v)) < 0) return -1;
+            b->data[b->len++] = ' '; /* put_date reserved it */
+            return put_clock(b, PyDateTime_DATE_GET_HOUR(v), PyDateTime_DATE_GET_MINUTE(v),
+                             PyDateTime_DATE_GET_SECOND(v), PyDateTime_DATE_GET_MICROSECOND(v));
         }
         return put_str_of(b, v, delimiter);
     } else if (PyDate_CheckExact(v)) {
-        n = snprintf(s, sizeof s, "%04d-%02d-%02d", PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v),
-                     PyDateTime_GET_DAY(v));
-        return put_ascii(b, s, n);
+        return put_date(b, PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v), PyDateTime_GET_DAY(v));
     } else if (PyTime_CheckExact(v)) {
-        if (!((PyDateTime_Time *)v)->hastzinfo || PyDateTime_TIME_GET_TZINFO(v) == Py_None) {
-            n = snprintf(s, sizeof s, "%02d:%02d:%02d", PyDateTime_TIME_GET_HOUR(v), PyDateTime_TIME_GET_MINUTE(v),
-                         PyDateTime_TIME_GET_SECOND(v));
-            int us = PyDateTime_TIME_GET_MICROSECOND(v);
-            if (us) n += snprintf(s + n, sizeof s - n, ".%06d", us);
-            return put_ascii(b, s, n);
-        }
+        if (!((PyDateTime_Time *)v)->hastzinfo || PyDateTime_TIME_GET_TZINFO(v) == Py_None)
+            return put_clock(b, PyDateTime_TIME_GET_HOUR(v), PyDateTime_TIME_GET_MINUTE(v),
+                             PyDateTime_TIME_GET_SECOND(v), PyDateTime_TIME_GET_MICROSECOND(v));
         return put_str_of(b, v, delimiter);
     }
     PyObject *answer = PyObject_CallOneArg(fallback, v);
