@@ -1,14 +1,18 @@
-"""The compiled cell scanner (``sheetstream.formats.xlsx._cells``) and MySQL's LOAD DATA encoder
-(``sheetstream.store._loaddata``); everything else is in pyproject.toml.
+"""The compiled hot loops; everything else is in pyproject.toml.
 
-Both are optional: where they cannot be built (no C compiler), the reader reads every row with its Python loop and
-the rows for MySQL are encoded in Python, which give the same values (tests/formats/xlsx/test_cells.py,
-tests/store/test_loaddata.py), only slower.
+Each is optional: where it cannot be built (no C compiler), the Python loop it stands in for gives the same
+values and bytes (the test named beside it compares the two), only slower.
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("sheetstream.formats.xlsx._cells", ["src/sheetstream/formats/xlsx/_cells.c"],
-                             extra_compile_args=["-O2"], optional=True),
-                   Extension("sheetstream.store._loaddata", ["src/sheetstream/store/_loaddata.c"],
-                             extra_compile_args=["-O2"], optional=True)])
+HOT_LOOPS = {
+    "formats/xlsx/_cells.c": "the workbook reader's cell scanner (tests/formats/xlsx/test_cells.py)",
+    "formats/xlsx/_rows.c": "the workbook writer's rows (tests/formats/xlsx/test_rows.py)",
+    "formats/csv/_fast.c": "CSV's writer and record reader (tests/formats/csv/test_fast.py)",
+    "pipeline/_encode.c": "the import's cell checks and COPY encoding (tests/pipeline/test_encode.py)",
+    "store/_loaddata.c": "MySQL's LOAD DATA rows (tests/store/test_loaddata.py)",
+}
+
+setup(ext_modules=[Extension("sheetstream." + source[:-2].replace("/", "."), [f"src/sheetstream/{source}"],
+                             extra_compile_args=["-O2"], optional=True) for source in HOT_LOOPS])

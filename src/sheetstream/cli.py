@@ -254,9 +254,12 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     channel.add_argument("--out", type=Path, default=Path("bench-results/channel.json"))
     channel.set_defaults(run=_lazy("bench.channel", "run"))
 
-    csv = kinds.add_parser("csv", help="CSV both ways on PostgreSQL against COPY TO/FROM STDIN (the floor)")
-    csv.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
+    csv = kinds.add_parser("csv", help="CSV both ways on PostgreSQL against COPY TO/FROM STDIN (the floor) and "
+                                       "polars + ADBC; the CSV writer and reader alone against the stdlib loop")
+    csv.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])
     csv.add_argument("--repeats", type=int, default=3)
+    csv.add_argument("--quick", action="store_true", help="20,000 rows, 2 repeats (a smoke run)")
+    csv.add_argument("--no-parts", action="store_true", help="end to end only: not the writer and reader alone")
     csv.add_argument("--out", type=Path, default=Path("bench-results/csv.json"))
     csv.set_defaults(run=_lazy("bench.csvbench", "run"))
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from sheetstream.formats.csv import CsvError, open_csv
+from sheetstream.formats.csv import CsvError
 from sheetstream.formats.values import Unreadable
+
+from .both import read_both
 
 FILES = Path(__file__).parents[2] / "corpus" / "files" / "csv"
 CORPUS = sorted(str(p.relative_to(FILES)) for p in FILES.rglob("*") if p.is_file() and p.name != "LICENSE")
@@ -52,9 +54,13 @@ UNREADABLE = "<unreadable>"
 
 
 def ours(path: Path, **options: Any) -> tuple[str, str, list]:
-    with open_csv(path, **options) as book:
-        rows = [(n, [UNREADABLE if isinstance(v, Unreadable) else v for v in values]) for n, values in book.rows()]
-        return book.encoding, book.delimiter, rows
+    """(encoding, delimiter, records): read by the compiled reader and by the Python loop, which must agree, and
+    in chunks of 7 bytes too (records and quoted fields across chunks)."""
+    found: list = []
+    records = read_both(path, each=lambda book: found.extend((book.encoding, book.delimiter)), **options)
+    assert read_both(path, chunk=7, **options) == records
+    rows = [(n, [UNREADABLE if isinstance(v, Unreadable) else v for v in values]) for n, values in records]
+    return found[0], found[1], rows
 
 
 def stdlib(path: Path, encoding: str, delimiter: str) -> list:

@@ -11,6 +11,8 @@ import pytest
 from sheetstream.formats.csv import CsvError, NotCsv, looks_like_csv, open_csv
 from sheetstream.formats.values import Unreadable
 
+from .both import read_both
+
 
 def book(tmp_path: Path, data: bytes, **options):
     path = tmp_path / "data.csv"
@@ -19,8 +21,10 @@ def book(tmp_path: Path, data: bytes, **options):
 
 
 def read(tmp_path: Path, data: bytes, **options) -> list:
-    with book(tmp_path, data, **options) as opened:
-        return list(opened.rows())
+    """The records, read by the compiled reader and by the Python loop, which must agree (see .both)."""
+    path = tmp_path / "data.csv"
+    path.write_bytes(data)
+    return read_both(path, **options)
 
 
 # --- RFC 4180 ------------------------------------------------------------------------------------------------------

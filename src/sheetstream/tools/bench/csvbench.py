@@ -1,21 +1,33 @@
-"""``sheetstream bench csv``: CSV both ways on PostgreSQL against the database's own floor, same run.
+"""``sheetstream bench csv``: CSV both ways on PostgreSQL against the database's own floor and a peer, same run.
 
-- **Export**: the export task (``pipeline.exports.export_workbook`` with ``format="csv"``: server-side cursor,
-  typed rows, the CSV writer) writing a file, against ``COPY (SELECT ...) TO STDOUT (FORMAT csv)`` written to a
-  file (the floor: no Python per row).
-- **Import**: the import job (``run_import_job``: spooled file, reader, checks, staging, one transaction) of that
-  file into an empty table, against ``COPY ... FROM STDIN (FORMAT csv, HEADER)`` of the same file into an empty
-  table (the floor: no validation, no review).
+End to end (each against its floor, in the same repeat):
 
-Each case runs in a process of its own, so its peak RSS is its own; cases are interleaved over the repeats, and
-ratios are taken pair by pair.
+- **export**: the export task (``pipeline.exports.export_workbook`` with ``format="csv"``: server-side cursor,
+  typed rows, the CSV writer) writing a file, against **export-copy**: ``COPY (SELECT ...) TO STDOUT (FORMAT csv)``
+  written to a file (the floor: no Python per row).
+- **import**: the import job (``run_import_job``: spooled file, reader, checks, staging, one transaction) of that
+  file into an empty table, against **import-copy**: ``COPY ... FROM STDIN (FORMAT csv, HEADER)`` of the same file
+  (the floor: no validation, no review), and **import-polars**: polars ``read_csv`` with the table's schema, then
+  ``write_database(engine="adbc")`` (ADBC's PostgreSQL driver: binary COPY), as polars' docs show it.
+
+The CSV code alone, in rows per second over the same rows (``--no-parts`` leaves these out):
+
+- **writer** (the compiled writer), **writer-python** (its Python reference), **writer-stdlib** (a bare
+  ``csv.writer`` loop over the same tuples, str() of every value, encoded in chunks: the floor of any Python
+  writer), over the demo rows held in memory (a block of at most 100,000, cycled);
+- **reader** (``open_csv(...).rows()``: the compiled reader), **reader-python** (its reference), **reader-stdlib**
+  (a bare ``csv.reader`` loop over the file opened with ``newline=""``), over the exported file.
+
+Each case runs in a process of its own (its peak RSS is its own); the cases are interleaved over the repeats and
+ratios are taken pair by pair (``pairs.ratio_stats``), with the machine's load beside them. ``--quick``: 20,000
+rows, 2 repeats (a smoke run).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,16 +35,32 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
-from ...store.demo import ORDERS, seed
-from ..harness import POSTGRES_URL, machine, peak_rss_mb
+from ...store.demo import ORDERS, demo_rows, seed
+from ..harness import POSTGRES_URL, peak_rss_mb
+from . import load as machine_load
+from .pairs import interleave, new_results, ratio_stats, save, shown
 
-CASES = ("export", "export-copy", "import", "import-copy")
+END_TO_END = ("export", "export-copy", "import", "import-copy", "import-polars")
+PARTS = ("writer", "writer-python", "writer-stdlib", "reader", "reader-python", "reader-stdlib")
+SOURCE, TARGET = "bench_csv_src", "bench_csv_dst"
+#: (case, its floor or peer): the ratios the report gives, case time / floor time in the same repeat
+PAIRS = (("export", "export-copy"), ("import", "import-copy"), ("import-polars", "import-copy"),
+         ("import", "import-polars"))
+#: (case, the bare stdlib loop): rows per second of the case / the loop's, in the same repeat
+PART_PAIRS = (("writer", "writer-stdlib"), ("writer-python", "writer-stdlib"), ("reader", "reader-stdlib"),
+              ("reader-python", "reader-stdlib"))
+
+
+def _file(folder: Path, rows: int) -> Path:
+    return folder / f"orders-{rows}.csv"
 
 
 def run_case(case: str, rows: int, folder: Path) -> dict:
-    """One case, in this process; the source table ``bench_csv_src`` holds ``rows`` demo rows."""
+    """One case, in this process; the source table holds ``rows`` demo rows, and the export case has written
+    the file the import cases read (the first case of each repeat)."""
+    if case in PARTS:
+        return _part(case, rows, folder)
     import psycopg
 
     from ...config import ExportOptions
@@ -42,86 +70,159 @@ def run_case(case: str, rows: int, folder: Path) -> dict:
     from ...store.postgres import PostgresStore
 
     store = PostgresStore(POSTGRES_URL)
-    source, target, path = "bench_csv_src", "bench_csv_dst", folder / f"orders-{rows}.csv"
+    path = _file(folder, rows)
     names = ", ".join(f'"{c.name}"' for c in ORDERS)
-    start = time.perf_counter()
     first = None
+    if case.startswith("import"):
+        store.create_table(TARGET, ORDERS, replace=True)
+    if case == "import-polars":  # imported before the clock starts, as sheetstream's modules are (3 s under load)
+        import adbc_driver_postgresql.dbapi  # noqa: F401
+        import polars  # noqa: F401
+    start = time.perf_counter()
     if case == "export":
         with open(path, "wb") as out:
-            query = parse_export_query([], store.columns(source))
-            for chunk in export_workbook(store, source, query, ExportOptions(), "csv"):
+            query = parse_export_query([], store.columns(SOURCE))
+            for chunk in export_workbook(store, SOURCE, query, ExportOptions(), "csv"):
                 first = first or time.perf_counter() - start
                 out.write(chunk)
     elif case == "export-copy":
         with psycopg.connect(POSTGRES_URL) as conn, open(folder / "copy.csv", "wb") as out:
-            with conn.cursor().copy(f'COPY (SELECT {names} FROM "{source}" ORDER BY id) TO STDOUT '
+            with conn.cursor().copy(f'COPY (SELECT {names} FROM "{SOURCE}" ORDER BY id) TO STDOUT '
                                     "(FORMAT csv, HEADER)") as copy:
                 for chunk in copy:
                     first = first or time.perf_counter() - start
                     out.write(chunk)
-    elif case in ("import", "import-copy"):
-        store.create_table(target, ORDERS, replace=True)
-        start = time.perf_counter()
-        if case == "import":
-            job = run_import_job(store, Job(table=target, format="csv", mode="append"), path)
-            assert job.state == "done", job.message
-        else:
-            with psycopg.connect(POSTGRES_URL) as conn, open(path, "rb") as f:
-                with conn.cursor().copy(f'COPY "{target}" ({names}) FROM STDIN (FORMAT csv, HEADER)') as copy:
-                    while block := f.read(1 << 20):
-                        copy.write(block)
+    elif case == "import":
+        job = run_import_job(store, Job(table=TARGET, format="csv", mode="append"), path)
+        assert job.state == "done", job.message
+    elif case == "import-copy":
+        with psycopg.connect(POSTGRES_URL) as conn, open(path, "rb") as f:
+            with conn.cursor().copy(f'COPY "{TARGET}" ({names}) FROM STDIN (FORMAT csv, HEADER)') as copy:
+                while block := f.read(1 << 20):
+                    copy.write(block)
+    elif case == "import-polars":
+        _polars_import(path)
+    else:
+        raise ValueError(f"unknown case {case!r}")
     seconds = time.perf_counter() - start
-    return {"case": case, "rows": rows, "seconds": round(seconds, 3), "cpu_seconds": round(time.process_time(), 3),
+    if case.startswith("import"):
+        with psycopg.connect(POSTGRES_URL) as conn:
+            count = conn.execute(f'SELECT count(*) FROM "{TARGET}"').fetchone()[0]
+        assert count == rows, f"{case}: {count:,} rows in the table, not {rows:,}"
+    return {"rows": rows, "seconds": round(seconds, 3), "cpu_seconds": round(time.process_time(), 3),
             "first_byte_ms": round(first * 1000, 1) if first else None, "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
+def _polars_import(path: Path) -> None:
+    """The file into the table the way polars' docs show: ``read_csv`` with the table's types given (no
+    inference pass, decimals exact), then ``write_database`` through ADBC (a binary COPY)."""
+    import polars as pl
+
+    kinds = {"integer": pl.Int64, "float": pl.Float64, "text": pl.String, "date": pl.Date,
+             "timestamp": pl.Datetime("us"), "boolean": pl.Boolean}
+    schema = {c.name: pl.Decimal(c.precision, c.scale) if c.kind == "numeric" else kinds[c.kind] for c in ORDERS}
+    frame = pl.read_csv(path, schema=schema)
+    frame.write_database(TARGET, connection=POSTGRES_URL, engine="adbc", if_table_exists="append")
+
+
+def _part(case: str, rows: int, folder: Path) -> dict:
+    """The writer or the reader alone: seconds for ``rows`` rows (rows/s in the report)."""
+    import csv
+
+    from ...formats.csv import open_csv, write_csv
+
+    header = [c.name for c in ORDERS]
+    if case.startswith("writer"):
+        block = list(demo_rows(min(rows, 100_000)))
+        source = itertools.islice(itertools.cycle(block), rows)
+        start = time.perf_counter()
+        size = 0
+        if case == "writer-stdlib":
+            lines: list[str] = []
+            sink = type("Sink", (), {"write": staticmethod(lines.append)})()
+            out = csv.writer(sink, lineterminator="\r\n")
+            out.writerow(header)
+            while batch := list(itertools.islice(source, 1000)):
+                out.writerows(batch)
+                size += len("".join(lines).encode())
+                lines.clear()
+        else:
+            for chunk in write_csv(source, header, compiled=case == "writer"):
+                size += len(chunk)
+    else:
+        path = _file(folder, rows)
+        start = time.perf_counter()
+        if case == "reader-stdlib":
+            with open(path, newline="", encoding="utf-8") as f:
+                size = sum(1 for _ in csv.reader(f))
+        else:
+            with open_csv(path) as book:
+                size = sum(1 for _ in book.rows(compiled=case == "reader"))
+    seconds = time.perf_counter() - start
+    return {"rows": rows, "seconds": round(seconds, 3), "rows_per_second": round(rows / seconds),
+            "size": size, "cpu_seconds": round(time.process_time(), 3), "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def run(args: argparse.Namespace) -> int:
     from ...store.postgres import PostgresStore
 
     console = Console()
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for rows in args.rows:
+    sizes, repeats = ([20_000], 2) if args.quick else (args.rows, args.repeats)
+    names = END_TO_END + (() if args.no_parts else PARTS)
+    results = new_results(repeats, ["psycopg", "polars", "adbc-driver-postgresql", "pyarrow"],
+                          {"rows": sizes, "cases": list(names), "results": []})
+    with tempfile.TemporaryDirectory() as tmp, machine_load.LoadWatch() as watch:
+        for rows in sizes:
             console.log(f"seeding {rows:,} rows into PostgreSQL ...")
-            seed(PostgresStore(POSTGRES_URL), rows, "bench_csv_src")
-            for repeat in range(args.repeats):
-                for case in CASES:
-                    done = subprocess.run([sys.executable, "-m", __name__, case, str(rows), tmp], check=True,
+            seed(PostgresStore(POSTGRES_URL), rows, SOURCE)
+
+            def case(name: str, rows: int = rows) -> dict:
+                with machine_load.LoadWatch(interval=0.5) as each:
+                    done = subprocess.run([sys.executable, "-m", __name__, name, str(rows), tmp], check=True,
                                           capture_output=True, text=True)
-                    results.append({"repeat": repeat, **json.loads(done.stdout)})
-                    console.log(results[-1])
-        for table in ("bench_csv_src", "bench_csv_dst"):
+                return {**json.loads(done.stdout), "others_cpu_percent": each.summary()["others_cpu_percent"]["mean"]}
+
+            results["results"] += interleave([(name, lambda name=name: case(name)) for name in names], repeats,
+                                             on_result=console.log)
+        for table in (SOURCE, TARGET):
             PostgresStore(POSTGRES_URL).drop_table(table)
-    report = summary(results)
-    table = Table(title="CSV on PostgreSQL: sheetstream / the COPY floor (median and range of same-run ratios)")
-    for name in ("rows", "direction", "sheetstream s", "COPY s", "ratio", "first byte ms", "peak RSS MB"):
-        table.add_column(name, justify="right")
-    for r in report:
-        table.add_row(f"{r['rows']:,}", r["direction"], str(r["seconds"]), str(r["floor_seconds"]),
-                      f"{r['ratio']} [{r['ratio_min']}–{r['ratio_max']}]", str(r.get("first_byte_ms")),
-                      str(r["peak_rss_mb"]))
-    console.print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": machine(), "results": results, "summary": report}, indent=1))
-    console.print(f"written to {args.out}")
+    results["load"] = watch.summary()
+    save(args.out, results, report(results), console)
     return 0
 
 
-def summary(results: list[dict]) -> list[dict]:
-    found = []
-    for rows in sorted({r["rows"] for r in results}):
-        for direction in ("export", "import"):
-            ours = [r for r in results if r["rows"] == rows and r["case"] == direction]
-            floor = {r["repeat"]: r for r in results if r["rows"] == rows and r["case"] == f"{direction}-copy"}
-            ratios = [r["seconds"] / floor[r["repeat"]]["seconds"] for r in ours if r["repeat"] in floor]
-            found.append({"rows": rows, "direction": direction,
-                          "seconds": statistics.median(r["seconds"] for r in ours),
-                          "floor_seconds": statistics.median(r["seconds"] for r in floor.values()),
-                          "ratio": round(statistics.median(ratios), 2), "ratio_min": round(min(ratios), 2),
-                          "ratio_max": round(max(ratios), 2),
-                          "first_byte_ms": statistics.median(r["first_byte_ms"] or 0 for r in ours),
-                          "peak_rss_mb": max(r["peak_rss_mb"] for r in ours)})
-    return found
+def report(results: dict) -> str:
+    runs = results["results"]
+    seconds = ratio_stats(runs, "export-copy", key=lambda r: r["rows"])
+    lines = [f"# bench csv: CSV on PostgreSQL against COPY ({results['started']})", "",
+             f"{results['repeats']} interleaved repeats; medians with (min-max) of the ratios taken pair by pair in "
+             "the same repeat. Versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items()), "",
+             *machine_load.markdown(results.get("load", {})),
+             "## End to end", "", "| rows | case | seconds | against | ratio | first byte ms | peak RSS MB |",
+             "|---|---|---|---|---|---|---|"]
+    for rows, cases in seconds.items():
+        for name, floor in PAIRS:
+            if name not in cases or floor not in cases:
+                continue
+            pairs = ratio_stats([r for r in runs if r["rows"] == rows], floor)[()]
+            mine = [r for r in runs if r["rows"] == rows and r["case"] == name]
+            first = sorted(r["first_byte_ms"] for r in mine if r.get("first_byte_ms"))
+            lines.append(f"| {rows:,} | {name} | {shown(cases[name]['value'])} | {floor} "
+                         f"({shown(cases[floor]['value'])} s) | {shown(pairs[name]['ratio'], suffix='x')} | "
+                         f"{first[len(first) // 2] if first else ''} | {max(r['peak_rss_mb'] for r in mine)} |")
+    parts = [r for r in runs if r["case"] in PARTS]
+    if parts:
+        lines += ["", "## The CSV code alone (rows per second; ratio to the bare stdlib loop, same repeat)", "",
+                  "| rows | case | rows/s | against | ratio |", "|---|---|---|---|---|"]
+        speed = ratio_stats(parts, "writer-stdlib", metric="rows_per_second", key=lambda r: r["rows"])
+        for rows, cases in speed.items():
+            for name, floor in PART_PAIRS:
+                if name not in cases or floor not in cases:
+                    continue
+                pairs = ratio_stats([r for r in parts if r["rows"] == rows], floor, metric="rows_per_second")[()]
+                lines.append(f"| {rows:,} | {name} | {shown(cases[name]['value'], 0)} | {floor} "
+                             f"({shown(cases[floor]['value'], 0)}) | {shown(pairs[name]['ratio'], suffix='x')} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
