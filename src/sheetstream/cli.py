@@ -218,7 +218,7 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     imports = kinds.add_parser("import", help="whole import vs calamine, pandas, polars and openpyxl; parsers")
     imports.add_argument("--rows", type=int, nargs="+", default=[200_000])
     imports.add_argument("--databases", default="sqlite,postgres", help="of sqlite, postgres, mysql (default %(default)s)")
-    imports.add_argument("--peers", default="calamine-copy,pandas-copy,polars-adbc,openpyxl-executemany,pandas-to_sql,"
+    imports.add_argument("--peers", default="copy-floor,calamine-copy,pandas-copy,polars-adbc,openpyxl-executemany,pandas-to_sql,"
                          "csv-load-data", help="comma-separated peers, or none (default %(default)s)")
     imports.add_argument("--repeats", type=int, default=5,
                          help="interleaved repeats of each size's cases; ratios are taken pair by pair (default 5)")
@@ -227,6 +227,9 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     imports.add_argument("--writer", choices=["sheetstream", "xlsxwriter"], default="sheetstream",
                          help="who writes the workbook: sheetstream (inline strings) or XlsxWriter (shared strings "
                          "and cell references, as Excel writes; default %(default)s)")
+    imports.add_argument("--tables", default="empty", help="empty: into an empty table; full: replacing the "
+                         "table's rows with the same rows; or both, empty,full (default %(default)s)")
+    imports.add_argument("--no-parse", action="store_true", help="skip the parse-only cases (a quicker run)")
     imports.add_argument("--out", type=Path, default=Path("bench-results/import.json"))
     imports.set_defaults(run=_lazy("bench.imports", "run"))
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ContextManager
 
 from .. import formats
 from ..config import ImportLimits
@@ -31,6 +31,9 @@ from ..errors import Invalid, RowRefused, TooMuchCpu
 from ..formats.xlsx import ReadLimits, Workbook, last_row
 from ..formats.xlsx.cells import column_letter
 from ..store import OnCommit, Store
+from ..store.staging import direct_allowed
+from .encode import lines as encode_lines
+from .encode import spec as encode_spec
 from .review import reading_options
 from .states import State, move
 from .validate import Plan, Problems, _shown, convert_rows, read_header
@@ -55,11 +58,31 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
 
     The chosen sheet (the first by default) is read with the sheets that continue it, as an export past
     1,048,576 rows writes them (``orders (2)``, ``orders (3)``, each with the same header); every other sheet
-    is left out with a warning that names it."""
+    is left out with a warning that names it.
+
+    An import that needs no review (:func:`~sheetstream.store.staging.direct_allowed`) first writes straight
+    into the table; at its first problem (a cell, a row the database refuses) that attempt is rolled back and the
+    import runs again through the staging table, which finds and lists every problem as it always did."""
     started = time.thread_time()
-    columns = store.columns(job.table)
+    catalog = store.columns(job.table)
     move(job, State.PARSING)
     report(job)
+    run = functools.partial(_run, store, job, path, report, limits, on_commit, split, catalog, started, cpu_seconds)
+    if getattr(store, "direct", False) and direct_allowed(catalog, job.mode, job.dry_run):
+        try:
+            return run(None, direct=True)
+        except _Redo:
+            job.rows_read, job.warnings = 0, []
+    return run(sink, direct=False)
+
+
+class _Redo(Exception):
+    """A direct import met a problem: its transaction is rolled back, and the import runs again, staged."""
+
+
+def _run(store: Store, job: Job, path: Path, report: Report, limits: ReadLimits, on_commit: OnCommit | None,
+         split: Split | None, columns: list, started: float, cpu_seconds: float,
+         sink: Callable[[str, str, str, str], None] | None, direct: bool) -> Job:
     fmt = formats.get(job.format)
     with fmt.open(path, reading_options({"table": job.table, "options": job.options}), limits) as book:
         if hasattr(book, "on_progress"):
@@ -74,20 +97,27 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
         job.warnings = []
         plan = read_header(header[1], columns, sheet, problems, job.warnings, job.extra_columns)
         sheets = Sheets(book, sheet, header[1])
-        move(job, State.INSERTING)
-        report(job)
+        if job.state != State.INSERTING:
+            move(job, State.INSERTING)
+            report(job)
         if not plan.columns:
             raise problems.error("the header row does not match the table", job.table)
+        if direct and problems.total:
+            raise _Redo
         counters = {"rows_read": 0}
         try:
-            with store.staging(job.table, plan.columns, job.mode) as staged:
-                encode = staged.encoder() if split is not None and hasattr(book, "row_blocks") else None
+            with _staging(store, job, plan, direct) as staged:
+                compiled = encode_spec(plan) if staged.copy_text else None
+                blocky = hasattr(book, "row_blocks")
+                encode = staged.encoder() if blocky and (split is not None or compiled is not None) else None
                 if encode is None:
                     def rows() -> Iterator[tuple[int, list[Any]]]:
                         for index, name, rows in sheets.rows(first_rows, blocks, previous):
                             if getattr(book, "exact_width", False):
                                 rows = _same_width(rows, len(header[1]), name, problems)
                             checked = convert_rows(rows, plan, name, problems, counters, numbered=True)
+                            if direct:
+                                checked = _stopping(checked, problems)
                             if index == 0:  # the first sheet's positions are its row numbers: no step per row
                                 yield from checked
                             else:
@@ -95,15 +125,18 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
 
                     staged.load(_reported(rows(), job, counters, report))
                 else:
-                    read = functools.partial(_read_block, book, plan, encode)
-                    with contextlib.closing(split(read, sheets.blocks(first_rows, blocks, previous))) as chunks:
-                        staged.load_encoded(_merged(chunks, problems, job, counters, report))
+                    read = functools.partial(_read_block, book, plan, encode, compiled, not direct)
+                    with contextlib.closing((split or _mapped)(read, sheets.blocks(first_rows, blocks, previous))) as chunks:
+                        staged.load_encoded(_merged(chunks, problems, job, counters, report, direct))
                 job.rows_read = counters["rows_read"]
                 job.warnings += sheets.left_out()
                 if job.rows_read == 0 and not problems.total:
                     raise Invalid(f"sheet {sheet!r} has a header but no rows", errors=[], error_total=0)
-                check_keys(staged, plan, sheets, job.table, problems)
+                if not direct:
+                    check_keys(staged, plan, sheets, job.table, problems)
                 if problems.total:
+                    if direct:
+                        raise _Redo
                     raise problems.error(f"{sheets.described()} does not fit table {job.table!r}", job.table)
                 if job.dry_run:
                     job.preview = preview(staged, plan, sheets)
@@ -113,10 +146,33 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
                         on_commit(staged.conn, job.rows_inserted)  # inside the transaction, right before COMMIT
                     staged.commit()
         except RowRefused as exc:
+            if direct:
+                raise _Redo from exc
             raise refused_row(exc, plan, sheets, job.table) from exc
         finally:
             job.rows_read = counters["rows_read"]
     return job
+
+
+def _staging(store: Store, job: Job, plan: Plan, direct: bool) -> ContextManager[Any]:
+    if direct:
+        return store.staging(job.table, plan.columns, job.mode, direct=True)  # type: ignore[call-arg]
+    return store.staging(job.table, plan.columns, job.mode)
+
+
+def _mapped(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+    """``map`` in this process, as a generator (which ``contextlib.closing`` can close)."""
+    yield from map(fn, items)
+
+
+def _stopping(rows: Iterator[tuple[int, list[Any]]], problems: Problems) -> Iterator[tuple[int, list[Any]]]:
+    """A direct import's rows, up to the first problem: :class:`_Redo` there (the rows go no further)."""
+    for row in rows:
+        if problems.total:
+            raise _Redo
+        yield row
+    if problems.total:
+        raise _Redo
 
 
 #: A staged row's position: its sheet's index (0 for the first) times this, plus its row number. One integer that
@@ -309,23 +365,27 @@ class Chunk:
     problems: Problems
 
 
-def _read_block(book: Workbook, plan: Plan, encode: Callable[[list], Any],
+def _read_block(book: Workbook, plan: Plan, encode: Callable[[list], Any], compiled: tuple | None, numbered: bool,
                 item: tuple[bytes | list, int, int, str]) -> Chunk:
-    """A block (or the rows already read from it) -> a :class:`Chunk`; runs in either process of a split."""
+    """A block (or the rows already read from it) -> a :class:`Chunk`; runs in either process of a split.
+    ``compiled``: the compiled encoder's spec (:func:`.encode.spec`), for a store that takes COPY text."""
     block, previous, index, sheet = item
-    rows = book.block_rows(block, previous) if isinstance(block, bytes) else block
+    rows = list(book.block_rows(block, previous)) if isinstance(block, bytes) else block
     problems = Problems(limit=sys.maxsize)  # all listed: the main process sinks them (Problems.merge)
     counters = {"rows_read": 0}
-    checked = [(position(index, number), row)
-               for number, row in convert_rows(rows, plan, sheet, problems, counters, numbered=True)]
-    return Chunk([number for number, _ in checked], encode(checked), counters["rows_read"], problems)
+    base = position(index, 0)
+    data = encode_lines(rows, plan, sheet, problems, counters, base, encode, numbered, compiled)
+    return Chunk([base + number for number, _ in rows], data, counters["rows_read"], problems)
 
 
 def _merged(chunks: Iterator[Chunk], problems: Problems, job: Job, counters: dict[str, int],
-            report: Report) -> Iterator[tuple[list[int], Any]]:
-    """The chunks' data for the store, their problems merged in sheet order, progress reported as they come."""
+            report: Report, direct: bool = False) -> Iterator[tuple[list[int], Any]]:
+    """The chunks' data for the store, their problems merged in sheet order, progress reported as they come; a
+    direct import stops at the first problem (:class:`_Redo`)."""
     for chunk in chunks:
         problems.merge(chunk.problems)
+        if direct and problems.total:
+            raise _Redo
         counters["rows_read"] += chunk.rows_read
         job.rows_read = counters["rows_read"]
         report(job)

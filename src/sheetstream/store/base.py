@@ -88,7 +88,9 @@ class Store(Protocol):
 
     def staging(self, table: str, columns: Sequence[Column], mode: str = "append") -> ContextManager[Staged]:
         """An import's transaction around a staging table for ``columns`` (:mod:`.staging`): rows are loaded and
-        checked there, then written with ``apply()``; it commits on leaving only after ``commit()``."""
+        checked there, then written with ``apply()``; it commits on leaving only after ``commit()``. A store whose
+        class sets ``direct = True`` also takes ``direct=True``: no staging table, the rows straight into the
+        table (:func:`.staging.direct_allowed`)."""
 
     @property
     def jobs(self) -> JobTable:

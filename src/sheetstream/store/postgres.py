@@ -79,6 +79,9 @@ ORDER BY a.attnum
 
 
 class PostgresStore:
+    #: Imports may write straight into the table (``staging(direct=True)``, :func:`.staging.direct_allowed`).
+    direct = True
+
     def __init__(self, url: str, read: str = "cursor", batch: int = 2_000):
         self.url = url
         self.read = read
@@ -261,14 +264,15 @@ class PostgresStore:
         return count
 
     @contextmanager
-    def staging(self, table: str, columns: Sequence[Column], mode: str = "append") -> Iterator[Staged]:
-        """An import's transaction with its staging table (:mod:`.staging`): committed on leaving when
-        ``commit()`` was called on the yielded value, rolled back otherwise."""
+    def staging(self, table: str, columns: Sequence[Column], mode: str = "append",
+                direct: bool = False) -> Iterator[Staged]:
+        """An import's transaction with its staging table (:mod:`.staging`; none with ``direct``): committed on
+        leaving when ``commit()`` was called on the yielded value, rolled back otherwise."""
         try:
             with self.connect() as conn:
                 catalog = self._columns(conn, table)
                 with conn.transaction() as tx:
-                    staged = Staged(conn, _DIALECT, table, catalog, columns, mode)
+                    staged = Staged(conn, _DIALECT, table, catalog, columns, mode, direct)
                     yield staged
                     if not staged.committed:
                         raise psycopg.Rollback(tx)
@@ -366,6 +370,31 @@ def _load_encoded(conn: psycopg.Connection, staging: str, columns: Sequence[Colu
             copy.write(data)
 
 
+def _load_direct(conn: psycopg.Connection, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -> int:
+    """The direct path (:mod:`.staging`): rows straight into the table, in the text format where some column's
+    binary dumper would not check its range (as :func:`_load_staging`)."""
+    types = _type_names(conn, table, columns)
+    binary = all(t in _BINARY_SAFE for t in types)
+    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN" + (" (FORMAT BINARY)" if binary else ""))
+    count = 0
+    with conn.cursor().copy(statement.format(sql.Identifier(table), names)) as copy:
+        if binary:
+            copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count
+
+
+def _direct_encoded(conn: psycopg.Connection, table: str, columns: Sequence[Column], chunks: Iterable[bytes]) -> None:
+    """The direct path for rows already in COPY's text format (:func:`_text_encoder` with ``numbered=False``)."""
+    names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+    with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), names)) as copy:
+        for data in chunks:
+            copy.write(data)
+
+
 _ESCAPES = re.compile(r"[\\\t\n\r]")
 _ESCAPED = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
@@ -374,12 +403,13 @@ def _escaped(v: str | None) -> str | None:
     return _ESCAPES.sub(lambda m: _ESCAPED[m.group()], v) if v is not None and _ESCAPES.search(v) else v
 
 
-def _text_encoder(columns: Sequence[Column]) -> Callable[[list[tuple[int, Sequence[Any]]]], bytes]:
+def _text_encoder(columns: Sequence[Column], numbered: bool = True) -> Callable[[list[tuple[int, Sequence[Any]]]], bytes]:
     """Rows as validation makes them (int, Decimal, str, date, datetime, time, bool, float per the column's kind)
-    -> COPY's text format, with the sheet row last. ``str()`` is each value's text form for PostgreSQL (ISO dates,
-    ``2024-01-02 10:00:00``, ``True``, ``1.5``, ``inf``), and only a text can hold what COPY escapes: a text column
-    is escaped, in place, where some value of the block needs it (one search over the column). Plain Python, so
-    it runs in any process; the text format also has PostgreSQL check the ranges of smallint and integer."""
+    -> COPY's text format, with the sheet row last (``numbered``; the direct path has none). ``str()`` is each
+    value's text form for PostgreSQL (ISO dates, ``2024-01-02 10:00:00``, ``True``, ``1.5``, ``inf``), and only a
+    text can hold what COPY escapes: a text column is escaped, in place, where some value of the block needs it
+    (one search over the column). Plain Python, so it runs in any process; the text format also has PostgreSQL
+    check the ranges of smallint and integer. The reference of the compiled encoder (``pipeline/_encode.c``)."""
     texts = [j for j, c in enumerate(columns) if c.kind == "text"]
 
     def encode(rows: list[tuple[int, Sequence[Any]]]) -> bytes:
@@ -389,7 +419,7 @@ def _text_encoder(columns: Sequence[Column]) -> Callable[[list[tuple[int, Sequen
             if _ESCAPES.search("".join([v for _, values in rows if (v := values[j]) is not None])):
                 for _, values in rows:
                     values[j] = _escaped(values[j])  # type: ignore[index]
-        lines = ["\t".join(["\\N" if v is None else str(v) for v in values]) + f"\t{number}"
+        lines = ["\t".join(["\\N" if v is None else str(v) for v in values]) + (f"\t{number}" if numbered else "")
                  for number, values in rows]
         lines.append("")
         return "\n".join(lines).encode()
@@ -400,7 +430,8 @@ def _text_encoder(columns: Sequence[Column]) -> Callable[[list[tuple[int, Sequen
 _DIALECT = Dialect(create=_create_staging, load=_load_staging,
                    refusal=(psycopg.errors.IntegrityError, psycopg.errors.DataError),
                    savepoint=lambda conn: conn.transaction(), describe=_describe,
-                   encoder=_text_encoder, load_encoded=_load_encoded)
+                   encoder=_text_encoder, load_encoded=_load_encoded, copy_text=True,
+                   direct=_load_direct, direct_encoded=_direct_encoded)
 
 
 def _where(where: Sequence[Condition], name: Callable[[str], sql.Composable]) -> tuple[sql.Composable, list[Any]]:

@@ -39,6 +39,9 @@ def quote(name: str) -> str:
 
 
 class SqliteStore:
+    #: Imports may write straight into the table (``staging(direct=True)``, :func:`.staging.direct_allowed`).
+    direct = True
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
@@ -152,23 +155,15 @@ class SqliteStore:
                 raise BadRequest(f"upsert needs a primary key, and table {table!r} has none")
             updates = [f"{quote(c.name)} = excluded.{quote(c.name)}" for c in columns if not c.primary_key]
             sql += f" ON CONFLICT ({', '.join(keys)}) DO " + (f"UPDATE SET {', '.join(updates)}" if updates else "NOTHING")
-        writers = [_writer(c) for c in columns]
-        count = 0
-
-        def adapted() -> Iterator[list[Any]]:
-            nonlocal count
-            for row in rows:
-                count += 1
-                yield [w(v) if w and v is not None else v for w, v in zip(writers, row)]
-
+        tally = [0]
         with _closing(self.connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if mode == "replace":
                     conn.execute(f"DELETE FROM {quote(table)}")
-                conn.executemany(sql, adapted())
+                conn.executemany(sql, _stored(columns, rows, tally))
                 if on_commit and not dry_run:
-                    on_commit(conn, count)
+                    on_commit(conn, tally[0])
             except sqlite3.IntegrityError as exc:
                 conn.execute("ROLLBACK")
                 raise refused(str(exc)) from exc
@@ -179,17 +174,18 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("ROLLBACK" if dry_run else "COMMIT")
-        return count
+        return tally[0]
 
     @contextmanager
-    def staging(self, table: str, columns: Sequence[Column], mode: str = "append") -> Iterator[Staged]:
-        """An import's transaction with its staging table (:mod:`.staging`): committed on leaving when
-        ``commit()`` was called on the yielded value, rolled back otherwise."""
+    def staging(self, table: str, columns: Sequence[Column], mode: str = "append",
+                direct: bool = False) -> Iterator[Staged]:
+        """An import's transaction with its staging table (:mod:`.staging`; none with ``direct``): committed on
+        leaving when ``commit()`` was called on the yielded value, rolled back otherwise."""
         catalog = self.columns(table)
         with _closing(self.connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                staged = Staged(conn, _DIALECT, table, catalog, columns, mode)
+                staged = Staged(conn, _DIALECT, table, catalog, columns, mode, direct)
                 yield staged
                 conn.execute("COMMIT" if staged.committed else "ROLLBACK")
             except sqlite3.OperationalError as exc:  # "database is locked" and friends: not the file's fault
@@ -339,6 +335,23 @@ def _load_staging(conn: sqlite3.Connection, staging: str, columns: Sequence[Colu
     return count
 
 
+def _load_direct(conn: sqlite3.Connection, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -> int:
+    """The direct path (:mod:`.staging`): rows straight into the table."""
+    names = ", ".join(quote(c.name) for c in columns)
+    tally = [0]
+    conn.executemany(f"INSERT INTO main.{quote(table)} ({names}) VALUES ({', '.join('?' * len(columns))})",
+                     _stored(columns, rows, tally))
+    return tally[0]
+
+
+def _stored(columns: Sequence[Column], rows: Iterable[Sequence[Any]], tally: list[int]) -> Iterator[list[Any]]:
+    """Rows as SQLite keeps them (each column's writer: ISO text, 0/1, numbers), counted in ``tally[0]``."""
+    writers = [_writer(c) for c in columns]
+    for row in rows:
+        tally[0] += 1
+        yield [w(v) if w and v is not None else v for w, v in zip(writers, row)]
+
+
 @contextmanager
 def _savepoint(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("SAVEPOINT sheetstream_try")
@@ -357,4 +370,4 @@ def _decode(columns: Sequence[Column], values: Sequence[Any]) -> list[Any]:
 
 
 _DIALECT = Dialect(create=_create_staging, load=_load_staging, refusal=(sqlite3.IntegrityError,),
-                   savepoint=_savepoint, decode=_decode)
+                   savepoint=_savepoint, decode=_decode, direct=_load_direct)

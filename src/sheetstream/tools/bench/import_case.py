@@ -4,11 +4,15 @@
 
 - parse only: ``sheetstream-parse``, ``calamine-parse``, ``openpyxl-parse``;
 - whole imports (parse + insert in one transaction, the table's rows replaced), the usual ways to do it:
-  ``openpyxl-executemany`` (``read_only`` rows into ``executemany``), ``calamine-copy`` (python-calamine rows
-  converted to the table's types, then psycopg ``COPY ... (FORMAT BINARY)`` with ``write_row``; into SQLite,
-  ``executemany``), ``pandas-copy`` (``pandas.read_excel(engine="calamine")``, then the same conversion and
+  ``openpyxl-executemany`` (``read_only`` rows into ``executemany``), ``calamine-copy`` (python-calamine's
+  ``iter_rows()`` straight into psycopg's ``copy.write_row`` in COPY's text format, written tightly: the only
+  Python per cell is what the column's type needs, a whole-number float made an int and an empty cell NULL; into
+  SQLite, ``executemany`` of the rows converted to the table's types), ``pandas-copy`` (``pandas.read_excel(engine="calamine")``, then the same conversion and
   COPY), ``polars-adbc`` (``polars.read_excel(engine="calamine")``, columns cast to the table's types, then
   ``write_database(engine="adbc")`` through ``adbc-driver-postgresql``);
+- the floor, ``copy-floor``: what no import of this file can avoid, inflating the sheet's XML (``zipfile``, read and
+  dropped) and ``COPY ... FROM STDIN`` of the same rows already in COPY's text format (FILE with the suffix
+  ``.copy``, written before the clock), 1 MB per ``copy.write``;
 - on MySQL/MariaDB: ``pandas-to_sql`` (``pandas.read_excel(engine="calamine")``, then ``DataFrame.to_sql`` through
   SQLAlchemy and MariaDB Connector/Python, 10,000 rows a chunk), and ``csv-load-data``, the floor: the same rows as
   a CSV file (FILE is that CSV), loaded with ``LOAD DATA LOCAL INFILE``: no spreadsheet at all, the database's own
@@ -40,6 +44,7 @@ NEEDS = {
     "openpyxl-parse": ["openpyxl"],
     "openpyxl-executemany": ["openpyxl"],
     "calamine-copy": ["python-calamine"],
+    "copy-floor": [],
     "pandas-copy": ["pandas", "python-calamine"],
     "polars-adbc": ["polars", "fastexcel", "adbc-driver-postgresql", "pyarrow"],
     "pandas-to_sql": ["pandas", "python-calamine", "sqlalchemy", "mariadb"],
@@ -53,6 +58,7 @@ PRELOAD = {
     "openpyxl-parse": ["openpyxl"],
     "openpyxl-executemany": ["openpyxl", "psycopg", "sheetstream.store"],
     "calamine-copy": ["python_calamine", "psycopg", "sheetstream.store"],
+    "copy-floor": ["psycopg", "zipfile"],
     "pandas-copy": ["pandas", "python_calamine", "psycopg", "sheetstream.store"],
     "polars-adbc": ["polars", "fastexcel", "pyarrow", "adbc_driver_postgresql.dbapi", "sheetstream.store"],
     "pandas-to_sql": ["pandas", "python_calamine", "sqlalchemy", "mariadb", "sheetstream.store"],
@@ -60,7 +66,7 @@ PRELOAD = {
 }
 
 #: Cases that only make sense with PostgreSQL (COPY, ADBC's PostgreSQL driver).
-POSTGRES_ONLY = {"pandas-copy", "polars-adbc"}
+POSTGRES_ONLY = {"pandas-copy", "polars-adbc", "copy-floor"}
 #: Cases that only make sense with MySQL/MariaDB.
 MYSQL_ONLY = {"pandas-to_sql", "csv-load-data"}
 
@@ -211,6 +217,64 @@ def copy_rows(url: str, table: str, rows: Iterable[tuple[Any, ...]]) -> int:
     return count
 
 
+def calamine_copy(path: Path, url: str, table: str) -> int:
+    """python-calamine's rows into ``COPY ... FROM STDIN`` (text format) with ``write_row``, in one transaction with
+    the DELETE. calamine gives every number as a float (1.0): a whole-number column gets ``int()``, which COPY's
+    text format needs ("1.0" is not a bigint); an empty cell is "" there, NULL here (but in a required text
+    column); floats, numerics (repr is exact to the column's scale), dates, timestamps and booleans pass as they
+    come (psycopg's text dumpers). Nothing else is done per cell."""
+    import psycopg
+    from psycopg import sql
+
+    if not url.startswith("postgres"):
+        return executemany(url, table, typed(calamine_rows(path), [c.kind for c in _columns(url, table)]))
+    columns = _columns(url, table)
+    ints = [j for j, c in enumerate(columns) if c.kind == "integer"]
+    nullable = [j for j, c in enumerate(columns) if c.nullable and c.kind not in ("integer",)]
+    count = 0
+    with psycopg.connect(url) as conn:
+        target = sql.Identifier(table)
+        names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+        conn.execute(sql.SQL("DELETE FROM {}").format(target))
+        with conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, names)) as copy:
+            write = copy.write_row
+            for row in calamine_rows(path):
+                for j in ints:
+                    v = row[j]
+                    row[j] = int(v) if v != "" else None
+                for j in nullable:
+                    if row[j] == "":
+                        row[j] = None
+                write(row)
+                count += 1
+    return count
+
+
+def copy_floor(path: Path, url: str, table: str) -> int:
+    """The floor: the sheet's XML inflated (read through ``zipfile`` and dropped), then the same rows, already in
+    COPY's text format (``path`` with the suffix ``.copy``), sent with ``COPY ... FROM STDIN`` 1 MB at a time, in
+    one transaction with the DELETE."""
+    import zipfile
+
+    import psycopg
+    from psycopg import sql
+
+    with zipfile.ZipFile(path) as book:
+        name = next(n for n in book.namelist() if n.startswith("xl/worksheets/") and n.endswith(".xml"))
+        with book.open(name) as part:
+            while part.read(1 << 20):
+                pass
+    columns = _columns(url, table)
+    with psycopg.connect(url) as conn, conn.cursor() as cursor, open(path.with_suffix(".copy"), "rb") as data:
+        target = sql.Identifier(table)
+        names = sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+        cursor.execute(sql.SQL("DELETE FROM {}").format(target))
+        with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, names)) as copy:
+            while chunk := data.read(1 << 20):
+                copy.write(chunk)
+        return cursor.rowcount
+
+
 _POLARS_TYPES = {"integer": "Int64", "float": "Float64", "text": "String", "date": "Date", "boolean": "Boolean",
                  "timestamp": "Datetime", "time": "Time"}
 
@@ -301,8 +365,9 @@ def run(case: str, path: Path, url: str | None, table: str | None) -> dict:
     elif case == "openpyxl-executemany":
         rows = executemany(url or "", table or "", openpyxl_rows(path))
     elif case == "calamine-copy":
-        kinds = [c.kind for c in _columns(url or "", table or "")]
-        rows = copy_rows(url or "", table or "", typed(calamine_rows(path), kinds))
+        rows = calamine_copy(path, url or "", table or "")
+    elif case == "copy-floor":
+        rows = copy_floor(path, url or "", table or "")
     elif case == "pandas-copy":
         kinds = [c.kind for c in _columns(url or "", table or "")]
         rows = copy_rows(url or "", table or "", typed(pandas_rows(path), kinds))

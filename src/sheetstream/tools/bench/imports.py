@@ -30,6 +30,7 @@ from rich.console import Console
 from ...formats.xlsx import MEDIA_TYPE, write_xlsx
 from ...store import open_store
 from ...store.demo import ORDERS, demo_rows
+from ...store.postgres import _text_encoder
 from ..harness import MYSQL_URL, POSTGRES_URL, ServerProcess, mysql_problem, peak_rss, postgres_problem, run_case
 from . import load as machine_load
 from .import_case import MYSQL_ONLY, NEEDS, POSTGRES_ONLY, missing
@@ -39,7 +40,7 @@ PARSERS = ["sheetstream-parse", "calamine-parse", "openpyxl-parse"]
 BASELINE = "sheetstream"
 #: sheetstream with the sheet read by two processes (SHEETSTREAM_SPLIT_IMPORTS=on): what the split gains.
 SPLIT = "sheetstream-split"
-PEERS = [SPLIT, "calamine-copy", "pandas-copy", "polars-adbc", "openpyxl-executemany", "pandas-to_sql",
+PEERS = [SPLIT, "copy-floor", "calamine-copy", "pandas-copy", "polars-adbc", "openpyxl-executemany", "pandas-to_sql",
          "csv-load-data"]
 TABLE = "bench_orders"
 
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     results = new_results(args.repeats, packages, {"baseline": BASELINE, "writer": args.writer, "parse": [],
                                                    "import": [], "skipped": []})
     databases = [d for d in args.databases.split(",") if d]
+    states = [t for t in args.tables.split(",") if t]
     with tempfile.TemporaryDirectory(prefix="sheetstream-bench-import-") as tmp, \
             machine_load.LoadWatch() as whole:
         work = Path(tmp)
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             WRITERS[args.writer](path, rows)
             size = path.stat().st_size
             console.log(f"{rows:,} rows: file of {size / 1e6:.1f} MB")
-            parsers = [p for p in PARSERS if p != "openpyxl-parse" or rows <= args.openpyxl_max]
+            parsers = [p for p in PARSERS if (p != "openpyxl-parse" or rows <= args.openpyxl_max) and not args.no_parse]
             cases = []
             for case in parsers:
                 if why := missing(case):
@@ -80,26 +82,8 @@ def run(args: argparse.Namespace) -> int:
                     results["skipped"].append({"case": "*", "database": database, "rows": rows, "reason": problem})
                     continue
                 store = open_store(url)
-                cases = [(BASELINE, functools.partial(server_import, url, path, store))]
-                if database in ("postgres", "mysql") and SPLIT in peers:
-                    cases.append((SPLIT, functools.partial(server_import, url, path, store, SPLIT)))
-                for peer in peers:
-                    if peer == SPLIT:
-                        continue  # above: a server of ours, not a script
-                    why = missing(peer)
-                    if not why and peer in POSTGRES_ONLY and database != "postgres":
-                        why = "PostgreSQL only (COPY or ADBC's PostgreSQL driver)"
-                    if not why and peer in MYSQL_ONLY and database != "mysql":
-                        why = "MySQL/MariaDB only"
-                    if not why and peer == "openpyxl-executemany" and rows > args.openpyxl_max:
-                        why = f"over --openpyxl-max ({args.openpyxl_max:,} rows)"
-                    if why:
-                        results["skipped"].append({"case": peer, "database": database, "rows": rows, "reason": why})
-                    else:
-                        source = _csv_file(work / f"orders-{rows}.csv", rows) if peer == "csv-load-data" else path
-                        cases.append((peer, functools.partial(peer_import, peer, url, source, store)))
-                for r in interleave(cases, args.repeats, on_result=_logger(console, database)):
-                    results["import"].append({"database": database, **_renamed(r, rows)})
+                for state in states:
+                    _import_cases(args, results, console, peers, database, state, url, store, path, rows, work)
                 store.drop_table(TABLE)
     results["load"] = whole.summary()
     results["ratios"] = {
@@ -110,6 +94,67 @@ def run(args: argparse.Namespace) -> int:
     }
     save(args.out, results, markdown(results), console)
     return 0
+
+
+def _import_cases(args: argparse.Namespace, results: dict, console: Console, peers: list[str], database: str,
+                  state: str, url: str, store, path: Path, rows: int, work: Path) -> None:
+    """One database's whole imports of one size, interleaved, into an empty table or (``state`` full) into one
+    holding the same rows, which every case replaces."""
+    label = database if state == "empty" else f"{database} full"
+    fill = functools.partial(_fill, url, store, rows, work) if state == "full" else None
+    if database == "postgres":
+        _copy_file(path.with_suffix(".copy"), rows)  # the floor's rows, and the full table's
+    cases = [(BASELINE, functools.partial(server_import, url, path, store, BASELINE, fill))]
+    if database in ("postgres", "mysql") and SPLIT in peers:
+        cases.append((SPLIT, functools.partial(server_import, url, path, store, SPLIT, fill)))
+    for peer in peers:
+        if peer == SPLIT:
+            continue  # above: a server of ours, not a script
+        why = missing(peer)
+        if not why and peer in POSTGRES_ONLY and database != "postgres":
+            why = "PostgreSQL only (COPY or ADBC's PostgreSQL driver)"
+        if not why and peer in MYSQL_ONLY and database != "mysql":
+            why = "MySQL/MariaDB only"
+        if not why and peer == "openpyxl-executemany" and rows > args.openpyxl_max:
+            why = f"over --openpyxl-max ({args.openpyxl_max:,} rows)"
+        if why:
+            results["skipped"].append({"case": peer, "database": label, "rows": rows, "reason": why})
+        else:
+            source = _csv_file(work / f"orders-{rows}.csv", rows) if peer == "csv-load-data" else path
+            cases.append((peer, functools.partial(peer_import, peer, url, source, store, fill)))
+    for r in interleave(cases, args.repeats, on_result=_logger(console, label)):
+        results["import"].append({"database": label, **_renamed(r, rows)})
+
+
+def _copy_file(path: Path, rows: int) -> Path:
+    """The demo rows in COPY's text format (once per size): the floor's input, and how a full table is filled."""
+    if not path.exists():
+        encode = _text_encoder(ORDERS, numbered=False)
+        with open(path, "wb") as f:
+            batch: list = []
+            for row in demo_rows(rows):
+                batch.append((0, list(row)))
+                if len(batch) == 10_000:
+                    f.write(encode(batch))
+                    batch = []
+            f.write(encode(batch))
+    return path
+
+
+def _fill(url: str, store, rows: int, work: Path) -> None:
+    """The table made again, holding the demo rows (not timed): what a replace of the full table deletes."""
+    store.create_table(TABLE, ORDERS, replace=True)
+    if url.startswith("postgres"):
+        import psycopg
+
+        with psycopg.connect(url) as conn, open(work / f"orders-{rows}.copy", "rb") as data:
+            with conn.cursor().copy(f'COPY "{TABLE}" FROM STDIN') as copy:
+                while chunk := data.read(1 << 20):
+                    copy.write(chunk)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f'VACUUM ANALYZE "{TABLE}"')
+    else:
+        store.write_rows(TABLE, ORDERS, demo_rows(rows))
 
 
 def _csv_file(path: Path, rows: int) -> Path:
@@ -195,8 +240,11 @@ def subprocess_case(case: str, path: Path, *extra: str) -> dict:
     return watched(lambda: {"case": case, **run_case("sheetstream.tools.bench.import_case", case, str(path), *extra)})
 
 
-def peer_import(peer: str, url: str, path: Path, store) -> dict:
-    store.create_table(TABLE, ORDERS, replace=True)
+def peer_import(peer: str, url: str, path: Path, store, fill=None) -> dict:
+    if fill is not None:
+        fill()
+    else:
+        store.create_table(TABLE, ORDERS, replace=True)
     return subprocess_case(peer, path, url, TABLE)
 
 
@@ -252,10 +300,10 @@ class TreeMemory:
                 return
 
 
-def server_import(url: str, path: Path, store, case: str = BASELINE) -> dict:
+def server_import(url: str, path: Path, store, case: str = BASELINE, fill=None) -> dict:
     """PUT the file to a fresh server and wait for the job: the whole import as a user sees it. CPU seconds are
     the server's (main process, its workers and their helpers). ``case`` :data:`SPLIT`: the sheet read by the
-    worker and a helper process."""
+    worker and a helper process. ``fill``: makes the table full (after the warm-up) for a replace of its rows."""
     store.create_table(TABLE, ORDERS, replace=True)
     env = {"SHEETSTREAM_SPLIT_IMPORTS": "on" if case == SPLIT else "off"}
     with ServerProcess(url, tables=[TABLE], env=env) as server:
@@ -268,6 +316,8 @@ def server_import(url: str, path: Path, store, case: str = BASELINE) -> dict:
             httpx.put(f"{base}/imports/{TABLE}", params={"mode": "replace", "wait": "true"}, content=f,
                       headers={"Content-Type": MEDIA_TYPE, **server.headers}, timeout=120)
         warm.unlink()
+        if fill is not None:
+            fill()
 
         def upload() -> dict:
             before, cpu = peak_rss(pid), _tree_cpu(pid)
