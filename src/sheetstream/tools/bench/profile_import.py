@@ -149,6 +149,16 @@ class Curve:
                 points.append((n, round(time.process_time() - self.cpu, 3), round(time.perf_counter() - self.wall, 3)))
             yield row
 
+    def blocks(self, chunks):
+        """The same for the block path's ``(numbers, data)`` chunks: a point per ``every`` rows, at the end of the
+        block that passes it (so several points may share a block's time)."""
+        every, points, n = self.every, self.points, 0
+        for chunk in chunks:
+            before, n = n, n + len(chunk[0])
+            cpu, wall = round(time.process_time() - self.cpu, 3), round(time.perf_counter() - self.wall, 3)
+            points += [(mark, cpu, wall) for mark in range((before // every + 1) * every, n + 1, every)]
+            yield chunk
+
 
 #: Stages, each including the ones before it: read the sheet; + validate (cells to the table's types); + COPY
 #: into PostgreSQL (``store.write_rows``); the whole job (``run_import_job``: + job-record saves and cancel checks).
@@ -173,11 +183,13 @@ def stage_one(stage: str, rows: int, path: Path, url: str = POSTGRES_URL) -> dic
     before = pg_table_stats(url)
     curve = Curve(rows // 10)
     if stage == "job":
-        original = imports.convert_rows
+        # Rows pass through convert_rows, or as blocks through _merged (the compiled block path): both counted.
+        original, merged = imports.convert_rows, imports._merged
         imports.convert_rows = lambda *a, **k: curve.wrap(original(*a, **k))  # type: ignore[assignment]
+        imports._merged = lambda *a, **k: curve.blocks(merged(*a, **k))  # type: ignore[assignment]
         job = Job(table=TABLE, mode="replace")
         run_import_job(store, job, path)
-        imports.convert_rows = original  # type: ignore[assignment]
+        imports.convert_rows, imports._merged = original, merged  # type: ignore[assignment]
         done = job.rows_inserted if job.state == "done" else f"{job.state}: {job.message}"
     else:
         with open_workbook(path) as book:
