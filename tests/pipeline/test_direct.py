@@ -1,5 +1,6 @@
 """The direct path: an import that needs no review writes straight into the table (no staging table), and any
-problem on the way gives exactly the staged import's answer, with nothing written. SQLite and PostgreSQL."""
+problem on the way gives exactly the staged import's answer, with nothing written. SQLite, PostgreSQL and
+MySQL/MariaDB (with LOAD DATA LOCAL, and with multi-row INSERTs where it is not allowed)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,12 @@ from sheetstream.formats.xlsx import write_xlsx
 from sheetstream.pipeline.jobs import Job, run_import_job
 from sheetstream.store import Column, open_store
 from sheetstream.store.demo import ORDERS, demo_rows, seed
+from sheetstream.store.mysql import MysqlStore
 from sheetstream.store.staging import Staged, direct_allowed
 
 from ..helpers import rows_of
 
 HEADER = [c.name for c in ORDERS]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The stores with a direct path (MySQL/MariaDB always stages: ``LOAD DATA`` goes on past a bad value)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'test.db'}"
-    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
@@ -134,3 +128,21 @@ def test_a_row_the_database_refuses_in_a_direct_import_is_named_and_nothing_is_w
     assert [(e["cell"], e["kind"]) for e in job.errors] == [("A19", "refused")]
     assert staged_kinds == [True, False]
     assert rows_of(store, table) == before  # the replace's DELETE rolled back with the rest
+
+
+@pytest.mark.parametrize("kind", [None, "cell", "duplicate"])
+def test_mysql_without_load_data_goes_straight_in_with_inserts(mysql_url: str, db_table: str, tmp_path: Path,
+                                                               kind: str | None, staged_kinds: list[bool]) -> None:
+    """Where the server does not allow LOAD DATA LOCAL: multi-row INSERTs into the table, the same answers."""
+    store = MysqlStore(mysql_url, load="insert")
+    seed(store, 10, db_table)
+    before = rows_of(store, db_table)
+    staged_kinds.clear()  # the seed's
+    rows = list(demo_rows(30)) if kind is None else _faulty(kind)
+    job = run_import_job(store, Job(table=db_table, mode="replace"), workbook(tmp_path / "i.xlsx", rows))
+    if kind is None:
+        assert job.state == "done" and job.rows_inserted == 30 and staged_kinds == [True], job.message
+        assert [r[0] for r in rows_of(store, db_table)] == list(range(1, 31))
+    else:
+        assert job.state == "failed" and job.error == "invalid" and staged_kinds == [True, False], job.message
+        assert rows_of(store, db_table) == before

@@ -95,6 +95,11 @@ class Raw:
 
 
 class MysqlStore:
+    #: Imports may write straight into the table (``staging(direct=True)``, :func:`.staging.direct_allowed`):
+    #: ``LOAD DATA`` into the table itself, its first warning (a refused value, a repeated key) rolling it back
+    #: for the staged run that names every problem.
+    direct = True
+
     def __init__(self, url: str, load: str = "auto", batch: int = BATCH):
         self.url = url
         self.load = load  # auto (LOAD DATA LOCAL when the server allows it), infile, or insert
@@ -215,9 +220,10 @@ class MysqlStore:
         return count
 
     @contextmanager
-    def staging(self, table: str, columns: Sequence[Column], mode: str = "append") -> Iterator[Staged]:
-        """An import's transaction with its staging table (:mod:`.staging`): committed on leaving when
-        ``commit()`` was called on the yielded value, rolled back otherwise."""
+    def staging(self, table: str, columns: Sequence[Column], mode: str = "append",
+                direct: bool = False) -> Iterator[Staged]:
+        """An import's transaction with its staging table (:mod:`.staging`; none with ``direct``): committed on
+        leaving when ``commit()`` was called on the yielded value, rolled back otherwise."""
         with self.connect() as conn:
             catalog = {r.column.name: r for r in _catalog(conn, table)}
             _check_writable(conn, table, [catalog[c.name] for c in columns])
@@ -229,10 +235,12 @@ class MysqlStore:
             dialect = dataclasses.replace(
                 _DIALECT, create=_creator([catalog[c.name] for c in columns], _key(catalog, columns)),
                 load=_load_infile if infile else _load_inserts,
-                encoder=_encoder if infile else None, load_encoded=_load_encoded if infile else None)
+                encoder=_encoder if infile else None, load_encoded=_load_encoded if infile else None,
+                direct=_direct_infile if infile else _direct_inserts,
+                direct_encoded=_direct_encoded if infile else None)
             conn.execute("START TRANSACTION")
             try:
-                staged = Staged(conn, dialect, table, [r.column for r in catalog.values()], columns, mode)
+                staged = Staged(conn, dialect, table, [r.column for r in catalog.values()], columns, mode, direct)
                 yield staged
                 if staged.committed:
                     conn.commit()
@@ -367,9 +375,9 @@ NULL = "\\N"
 _FLAGS = {True: "1", False: "0", None: NULL}
 
 
-def _encoder(columns: Sequence[Column]) -> Callable[[list[tuple[int, Sequence[Any]]]], bytes]:
+def _encoder(columns: Sequence[Column], numbered: bool = True) -> Callable[[list[tuple[int, Sequence[Any]]]], bytes]:
     """Rows as validation makes them -> LOAD DATA's default format (tab-separated, ``\\N`` for NULL, backslash
-    escapes), with the sheet row last: in C (``_loaddata.c``) where it was built, else in Python
+    escapes), with the sheet row last (always: the direct path's load reads it into a user variable, unused): in C (``_loaddata.c``) where it was built, else in Python
     (:func:`_py_encoder`, the reference), the same bytes (tests/store/test_loaddata.py). The C encoder writes
     200,000 rows of the demo table in 0.2-0.3 CPU s here, the Python one in 1.5-2.0 s (measured with other work
     running): most of Python's time is ``str()`` of each value (a datetime's alone 0.3 s)."""
@@ -437,7 +445,7 @@ def _chunks(rows: Iterable[tuple[int, Sequence[Any]]], size: int) -> Iterator[li
 
 
 def _load_infile(conn: Connection, staging: str, columns: Sequence[Column],
-                 rows: Iterable[tuple[int, Sequence[Any]]]) -> int:
+                 rows: Iterable[tuple[int, Sequence[Any]]], numbered: bool = True) -> int:
     encode = _encoder(columns)
     count = 0
 
@@ -447,14 +455,26 @@ def _load_infile(conn: Connection, staging: str, columns: Sequence[Column],
             count += len(chunk)
             yield encode(chunk)
 
-    _load_encoded(conn, staging, columns, data())
+    _load_encoded(conn, staging, columns, data(), numbered)
     return count
 
 
-def _load_encoded(conn: Connection, staging: str, columns: Sequence[Column], chunks: Iterable[bytes]) -> None:
+def _direct_infile(conn: Connection, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -> int:
+    """The direct path (:mod:`.staging`): rows straight into the table with ``LOAD DATA``."""
+    return _load_infile(conn, table, columns, enumerate(rows, 1), numbered=False)
+
+
+def _direct_encoded(conn: Connection, table: str, columns: Sequence[Column], chunks: Iterable[bytes]) -> None:
+    """The direct path for rows already encoded (:func:`_encoder`, the sheet row read into a user variable)."""
+    _load_encoded(conn, table, columns, chunks, numbered=False)
+
+
+def _load_encoded(conn: Connection, staging: str, columns: Sequence[Column], chunks: Iterable[bytes],
+                  numbered: bool = True) -> None:
     """``LOAD DATA LOCAL INFILE`` from a named pipe: the driver reads the pipe in a thread of its own while this
-    one writes ``chunks`` into it; the end of ``chunks`` (or an error from them) closes the pipe."""
-    names = ", ".join([*(quote(c.name) for c in columns), ROW])
+    one writes ``chunks`` into it; the end of ``chunks`` (or an error from them) closes the pipe. ``numbered``:
+    the last field (the sheet row) goes into the staging table's column; else into a user variable, unused."""
+    names = ", ".join([*(quote(c.name) for c in columns), ROW if numbered else "@sheet_row"])
     _remove_dead_pipes()
     folder = tempfile.mkdtemp(prefix=f"{PIPES}{os.getpid()}-")
     pipe = os.path.join(folder, "rows")
@@ -567,15 +587,16 @@ def _refuse_on_warning(conn: Connection) -> None:
 
 
 def _load_inserts(conn: Connection, staging: str, columns: Sequence[Column],
-                  rows: Iterable[tuple[int, Sequence[Any]]]) -> int:
+                  rows: Iterable[tuple[int, Sequence[Any]]], numbered: bool = True) -> int:
     """Multi-row INSERTs, when LOAD DATA LOCAL is not allowed; strict mode refuses a bad value in the statement,
-    and its row is then found by inserting the batch's rows one at a time (the error path only)."""
-    names = ", ".join([*(quote(c.name) for c in columns), ROW])
-    statement = f"INSERT INTO {quote(staging)} ({names}) VALUES ({', '.join('?' * (len(columns) + 1))})"
+    and its row is then found by inserting the batch's rows one at a time (the error path only). ``numbered``:
+    with the sheet row, into the staging table's column (the direct path has none)."""
+    names = ", ".join([*(quote(c.name) for c in columns), *([ROW] if numbered else [])])
+    statement = f"INSERT INTO {quote(staging)} ({names}) VALUES ({', '.join('?' * (len(columns) + numbered))})"
     integers = [j for j, c in enumerate(columns) if c.kind == "integer"]
     count = 0
     for chunk in _chunks(rows, INSERT_ROWS):
-        values = _wide_as_text([[*row, number] for number, row in chunk], integers)
+        values = _wide_as_text([[*row, number] if numbered else list(row) for number, row in chunk], integers)
         try:
             conn.raw.cursor().executemany(statement, values)
         except Exception as exc:
@@ -591,6 +612,11 @@ def _load_inserts(conn: Connection, staging: str, columns: Sequence[Column],
             raise
         count += len(chunk)
     return count
+
+
+def _direct_inserts(conn: Connection, table: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -> int:
+    """The direct path without LOAD DATA LOCAL: multi-row INSERTs straight into the table."""
+    return _load_inserts(conn, table, columns, enumerate(rows, 1), numbered=False)
 
 
 def _wide_as_text(values: list[list[Any]], integers: list[int]) -> list[list[Any]]:
