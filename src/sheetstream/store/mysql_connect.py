@@ -30,6 +30,10 @@ REFUSED = frozenset([1048, 1062, 1586, 1216, 1217, 1451, 1452, 1263, 1264, 1265,
 # The connection or the server went away, or the write could not get its locks: try again later.
 LOST = frozenset([1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2026, 2055])
 NO_SUCH_TABLE = 1146
+# A server that takes none of a write's bytes for this long is taken as gone. Seen: MariaDB stopped in the middle
+# of a LOAD DATA left the connection half closed with 3.9 MB unsent, and the driver's send waiting for good (the
+# job stayed "inserting"); a live server reads a load's stream as it writes rows.
+WRITE_SECONDS = 15
 
 
 class Refused(Exception):
@@ -140,7 +144,8 @@ def connect(url: str, autocommit: bool = False, local_infile: bool = False) -> C
     options: dict[str, Any] = {"unix_socket": target.options["unix_socket"]} if "unix_socket" in target.options else {}
     try:
         raw = mariadb.connect(host=target.host, port=target.port, user=target.user, password=target.password,
-                              database=target.database, connect_timeout=5, autocommit=autocommit,
+                              database=target.database, connect_timeout=5, write_timeout=WRITE_SECONDS,
+                              autocommit=autocommit,
                               local_infile=local_infile, init_command=SESSION,
                               # UPDATE's row count is the rows matched, changed or not (the job table relies on it)
                               client_flag=CLIENT.FOUND_ROWS, **options)
