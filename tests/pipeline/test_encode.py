@@ -1,5 +1,6 @@
 """The compiled cell checks and COPY encoding (pipeline/_encode.c) against the Python path they stand for
-(validate.convert_rows, then PostgreSQL's text encoder): random cells -> the same bytes and the same problems."""
+(validate.convert_rows, then PostgreSQL's text encoder, or MySQL's LOAD DATA encoder with booleans as 1 or 0):
+random cells -> the same bytes and the same problems."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sheetstream.formats.xlsx import CellError
 from sheetstream.pipeline import encode
 from sheetstream.pipeline.validate import Plan, Problems
 from sheetstream.store import Column
+from sheetstream.store.mysql import _py_encoder as _load_data_encoder
 from sheetstream.store.postgres import _text_encoder
 
 pytestmark = pytest.mark.skipif(encode._compiled is None, reason="the compiled encoder is not built")
@@ -46,10 +48,11 @@ cells = st.one_of(
 )
 
 
-def both(rows, plan: Plan, base: int, numbered: bool):
-    encoder = _text_encoder(plan.columns, numbered=numbered)
+def both(rows, plan: Plan, base: int, numbered: bool, flags: bool = False):
+    """``flags``: MySQL's encoder (booleans as 1 or 0, the sheet row always last), else PostgreSQL's."""
+    encoder = _load_data_encoder(plan.columns) if flags else _text_encoder(plan.columns, numbered=numbered)
     found = []
-    for compiled in (None, encode.spec(plan)):
+    for compiled in (None, encode.spec(plan, flags)):
         problems, counters = Problems(limit=10_000), {"rows_read": 0}
         # convert_rows and the Python encoder change the rows they get (escaping in place): each way gets a copy
         try:
@@ -64,12 +67,13 @@ def both(rows, plan: Plan, base: int, numbered: bool):
 
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(columns, min_size=1, max_size=4), st.lists(st.lists(cells, max_size=5), max_size=6),
-       st.sampled_from([0, 3 << 21]), st.booleans())
-def test_the_compiled_encoder_gives_the_python_path_bytes_and_problems(table, values, base, numbered) -> None:
+       st.sampled_from([0, 3 << 21]), st.booleans(), st.booleans())
+def test_the_compiled_encoder_gives_the_python_path_bytes_and_problems(table, values, base, numbered,
+                                                                       flags) -> None:
     plan = Plan([Column(f"c{j}", c.kind, c.nullable, c.primary_key, c.precision, c.scale, c.length)
                  for j, c in enumerate(table)], [j for j in range(len(table))][::-1])
     rows = [(number, row) for number, row in enumerate(values, 2)]
-    python, compiled = both(rows, plan, base, numbered)
+    python, compiled = both(rows, plan, base, numbered or flags, flags)
     assert compiled == python
 
 
@@ -88,6 +92,8 @@ def test_common_cells_take_the_compiled_path() -> None:
     data = encode._compiled(rows, encode.spec(plan), 0, fallback)
     assert data == (b"1\t12.50\ta\\tb\t2024-01-02\t2024-01-02 10:00:00.000005\tTrue\t0.25\t2\n"
                     b"2\t7.00\tx\t\\N\t\\N\tFalse\t3.0\t3\n")
+    mysql = encode._compiled(rows, encode.spec(plan, flags=True), 0, fallback)  # LOAD DATA: booleans as 1 or 0
+    assert mysql == data.replace(b"\tTrue\t", b"\t1\t").replace(b"\tFalse\t", b"\t0\t")
 
 
 def test_a_plan_with_a_time_column_takes_the_python_path() -> None:

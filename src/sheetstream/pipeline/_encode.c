@@ -6,7 +6,8 @@
  *   rows      [(row number, values)], values indexed by sheet column (the reader's rows)
  *   spec      one tuple per table column, in table order: (source, kind, nullable, length, precision, scale)
  *             source the sheet column; kind 0 integer, 1 float, 2 numeric, 3 text, 4 date, 5 timestamp,
- *             6 boolean; length, precision and scale -1 where the column has none
+ *             6 boolean (written True or False, as PostgreSQL reads it), 7 boolean written 1 or 0 (MySQL's
+ *             LOAD DATA, the same text format otherwise); length, precision and scale -1 where there is none
  *   position  added to each row number for the line's last field (the staged row), or -1: no such field
  *   fallback  fallback(number, values) -> bytes: the row's line as the Python path writes it
  *             (validate.convert_rows, then the store's text encoder), problems and all
@@ -24,7 +25,7 @@
 #include <math.h>
 #include <string.h>
 
-enum { K_INTEGER, K_FLOAT, K_NUMERIC, K_TEXT, K_DATE, K_TIMESTAMP, K_BOOLEAN, K_KINDS };
+enum { K_INTEGER, K_FLOAT, K_NUMERIC, K_TEXT, K_DATE, K_TIMESTAMP, K_BOOLEAN, K_FLAG, K_KINDS };
 
 struct column {
     Py_ssize_t source;
@@ -284,7 +285,8 @@ static int cell(struct out *o, const struct column *c, PyObject *v) {
         WRITE_OR(put(o, buf, n));
         return 1;
     }
-    case K_BOOLEAN: {
+    case K_BOOLEAN:
+    case K_FLAG: {
         int truth;
         if (v == Py_True || v == Py_False) {
             truth = v == Py_True;
@@ -301,7 +303,10 @@ static int cell(struct out *o, const struct column *c, PyObject *v) {
         } else {
             return 0;
         }
-        WRITE_OR(truth ? put(o, "True", 4) : put(o, "False", 5));
+        if (c->kind == K_FLAG)
+            WRITE_OR(put(o, truth ? "1" : "0", 1));
+        else
+            WRITE_OR(truth ? put(o, "True", 4) : put(o, "False", 5));
         return 1;
     }
     }
@@ -326,7 +331,7 @@ static int spec_of(PyObject *spec, struct column **columns, Py_ssize_t *width) {
                               &c->precision, &c->scale))
             return -1;
         if (kind < 0 || kind >= K_KINDS || c->source < 0) {
-            PyErr_SetString(PyExc_ValueError, "spec: a kind from 0 to 6, a source from 0");
+            PyErr_SetString(PyExc_ValueError, "spec: a kind from 0 to 7, a source from 0");
             return -1;
         }
         c->kind = kind;

@@ -21,19 +21,20 @@ except ImportError:  # pragma: no cover
 
 #: The column kinds the compiled encoder reads (its ``kind`` codes); a plan with any other (time) takes Python.
 KINDS = {"integer": 0, "float": 1, "numeric": 2, "text": 3, "date": 4, "timestamp": 5, "boolean": 6}
+FLAG = 7  # a boolean written 1 or 0: MySQL's LOAD DATA, which reads the same text format otherwise
 
 Rows = Iterable[tuple[int, list[Any]]]
 #: The store's text encoder: ``[(position, typed values)]`` -> bytes (``Staged.encoder()``).
 Encoder = Callable[[list[tuple[int, Sequence[Any]]]], bytes]
 
 
-def spec(plan: Plan) -> tuple | None:
+def spec(plan: Plan, flags: bool = False) -> tuple | None:
     """The compiled encoder's description of ``plan``, or None where it cannot encode it (not built, or a column
-    of a kind it does not read)."""
+    of a kind it does not read). ``flags``: booleans as 1 or 0 (MySQL), not True or False (PostgreSQL)."""
     if _compiled is None or any(c.kind not in KINDS for c in plan.columns):
         return None
     none = -1
-    return tuple((source, KINDS[c.kind], c.nullable, none if c.length is None else c.length,
+    return tuple((source, FLAG if flags and c.kind == "boolean" else KINDS[c.kind], c.nullable, none if c.length is None else c.length,
                   none if c.precision is None else c.precision, none if c.scale is None else c.scale)
                  for source, c in zip(plan.sources, plan.columns))
 

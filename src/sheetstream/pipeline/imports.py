@@ -107,7 +107,7 @@ def _run(store: Store, job: Job, path: Path, report: Report, limits: ReadLimits,
         counters = {"rows_read": 0}
         try:
             with _staging(store, job, plan, direct) as staged:
-                compiled = encode_spec(plan) if staged.copy_text else None
+                compiled = encode_spec(plan, staged.dialect.flags) if staged.copy_text else None
                 blocky = hasattr(book, "row_blocks")
                 encode = staged.encoder() if blocky and (split is not None or compiled is not None) else None
                 if encode is None:
@@ -125,7 +125,7 @@ def _run(store: Store, job: Job, path: Path, report: Report, limits: ReadLimits,
 
                     staged.load(_reported(rows(), job, counters, report))
                 else:
-                    read = functools.partial(_read_block, book, plan, encode, compiled, not direct)
+                    read = functools.partial(_read_block, book, plan, encode, compiled, staged.numbered)
                     with contextlib.closing((split or _mapped)(read, sheets.blocks(first_rows, blocks, previous))) as chunks:
                         staged.load_encoded(_merged(chunks, problems, job, counters, report, direct))
                 job.rows_read = counters["rows_read"]

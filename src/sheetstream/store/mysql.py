@@ -236,6 +236,7 @@ class MysqlStore:
                 _DIALECT, create=_creator([catalog[c.name] for c in columns], _key(catalog, columns)),
                 load=_load_infile if infile else _load_inserts,
                 encoder=_encoder if infile else None, load_encoded=_load_encoded if infile else None,
+                copy_text=infile, flags=True, direct_numbered=True,
                 direct=_direct_infile if infile else _direct_inserts,
                 direct_encoded=_direct_encoded if infile else None)
             conn.execute("START TRANSACTION")

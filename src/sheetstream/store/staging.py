@@ -69,8 +69,12 @@ class Dialect:
     upsert: Callable[[list[str], list[str]], str] = on_conflict
     #: ``repeats(conn, staging, keys)``: False when no key repeats, so no search is made; None: try a unique index.
     repeats: Callable[[Any, str, str], bool] | None = None
-    #: ``load_encoded`` takes PostgreSQL's COPY text lines, the sheet row last: what the compiled encoder writes.
+    #: ``load_encoded`` takes PostgreSQL's COPY text lines, the sheet row last: what the compiled encoder writes;
+    #: ``flags``: with booleans as 1 or 0 (MySQL's LOAD DATA reads the same format otherwise).
     copy_text: bool = False
+    flags: bool = False
+    #: The direct path's encoded rows keep the sheet row last too (MySQL's load reads it into a variable).
+    direct_numbered: bool = False
     #: The direct path (no staging table): ``direct(conn, table, columns, rows)`` streams plain rows straight into
     #: the table and returns the count; ``direct_encoded(conn, table, columns, chunks)`` takes the chunks of
     #: ``encoder(columns, numbered=False)``. None: this database always stages.
@@ -182,8 +186,13 @@ class Staged:
         return self.dialect.encoder(self.columns) if self.dialect.encoder else None
 
     @property
+    def numbered(self) -> bool:
+        """Whether the encoded rows :meth:`load_encoded` takes end with the sheet row."""
+        return not self.direct or self.dialect.direct_numbered
+
+    @property
     def copy_text(self) -> bool:
-        """Whether :meth:`load_encoded` takes COPY text lines (with the sheet row last unless ``direct``)."""
+        """Whether :meth:`load_encoded` takes COPY text lines (with the sheet row last where :attr:`numbered`)."""
         return self.dialect.copy_text and (not self.direct or self.dialect.direct_encoded is not None)
 
     def load_encoded(self, chunks: Iterable[tuple[list[int], Any]]) -> int:
