@@ -199,7 +199,7 @@ def _add_bench(commands: argparse._SubParsersAction) -> None:
     export = kinds.add_parser("export", help="sheetstream vs XlsxWriter, openpyxl, rustpy-xlsxwriter, pandas, "
                               "polars and ExcelJS, and HTTP time to first byte")
     export.add_argument("--rows", type=int, nargs="+", default=[200_000])
-    export.add_argument("--peers", default="xlsxwriter,openpyxl,rustpy-xlsxwriter,pandas,polars,exceljs",
+    export.add_argument("--peers", default="copy-floor,xlsxwriter,openpyxl,rustpy-xlsxwriter,pandas,polars,exceljs",
                         help="comma-separated peers (also pyexcelerate), or none (default %(default)s)")
     export.add_argument("--repeats", type=int, default=5,
                         help="interleaved repeats of each size's writers; ratios are taken pair by pair (default 5)")

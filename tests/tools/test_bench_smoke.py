@@ -89,6 +89,19 @@ def test_bench_export_tiny(tmp_path: Path) -> None:
     assert "CPU us/row" in report and "speed-up vs" in report
 
 
+def test_bench_export_floor_tiny(tmp_path: Path, pg_url: str) -> None:
+    """The export's floor: PostgreSQL's COPY of the rows, then the deflate of sheetstream's sheet XML of them."""
+    out = tmp_path / "export.json"
+    assert main(["bench", "export", "--rows", "300", "--repeats", "1", "--source", "postgres", "--deflate-choices",
+                 "default", "--http-rows", "--no-postgres-read", "--peers", "copy-floor", "--out", str(out)]) == 0
+    writers = {w["writer"]: w for w in json.loads(out.read_text())["writers"]}
+    floor, mine = writers["copy-floor"], writers["sheetstream:isal:1"]
+    assert "error" not in floor and floor["seconds"] > 0 and floor["source"].startswith("postgres:"), floor
+    # the deflated sheet XML alone: a little smaller than the workbook, which holds it and a few small parts
+    assert 0.5 * mine["bytes"] < floor["bytes"] < mine["bytes"], (floor, mine)
+    assert "copy-floor" in out.with_suffix(".md").read_text()
+
+
 def test_bench_profile_import_tiny(tmp_path: Path, pg_url: str) -> None:
     out = tmp_path / "profile"
     assert main(["bench", "profile-import", "--rows", "300", "600", "--no-server", "--out", str(out)]) == 0

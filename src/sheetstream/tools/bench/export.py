@@ -32,7 +32,7 @@ from .pairs import chosen_peers, interleave, new_results, ratio_stats, save, sho
 
 DEFLATE_CHOICES = ["sheetstream:isal:1", "sheetstream:isal:2", "sheetstream:zlib:1", "sheetstream:zlib:6", "sheetstream:zlib-ng:1"]
 PEERS = ["xlsxwriter", "openpyxl", "pyexcelerate", "rustpy-xlsxwriter", "pandas", "polars", "exceljs",
-         "pandas-read_sql"]
+         "pandas-read_sql", "copy-floor"]
 EXCELJS = "4.4.0"
 SOURCE_TABLE = "sheetstream_bench_source"
 
@@ -44,6 +44,8 @@ NOTES = {
     "exceljs": "Node; the rows reach it as JSON lines on a pipe (their encoding is in the CPU seconds)",
     "openpyxl": "control characters stripped (it refuses them)",
     "source": "reading the rows only: every writer's time includes this",
+    "copy-floor": "the floor: PostgreSQL's COPY TO STDOUT of the rows, then isal deflating sheetstream's sheet XML "
+                  "of them (made before the clock)",
 }
 
 
