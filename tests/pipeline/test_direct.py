@@ -53,6 +53,8 @@ def test_which_imports_skip_the_staging_table() -> None:
     assert direct_allowed(keyed, "replace", dry_run=False)
     assert direct_allowed(plain, "append", dry_run=False)
     assert not direct_allowed(keyed, "append", dry_run=False)  # existing keys: the review lists them
+    assert direct_allowed(keyed, "append", dry_run=False, empty=True)  # none can exist yet
+    assert not direct_allowed(keyed, "append", dry_run=True, empty=True)
     assert not direct_allowed(keyed, "upsert", dry_run=False)
     assert not direct_allowed(plain, "replace", dry_run=True)  # the preview reads the staging table
 
@@ -146,3 +148,24 @@ def test_mysql_without_load_data_goes_straight_in_with_inserts(mysql_url: str, d
     else:
         assert job.state == "failed" and job.error == "invalid" and staged_kinds == [True, False], job.message
         assert rows_of(store, db_table) == before
+
+
+@pytest.mark.parametrize("kind", [None, "duplicate", "cell"])
+def test_an_append_into_an_empty_keyed_table_goes_straight_in(store_url: str, db_table: str, tmp_path: Path,
+                                                              kind: str | None, staged_kinds: list[bool]) -> None:
+    """No key can exist in an empty table: the rows go straight in; a key repeated in the sheet (which the table's
+    index refuses) or a bad cell gives the staged import's answer, with nothing written."""
+    store = open_store(store_url)
+    seed(store, 0, db_table)
+    staged_kinds.clear()
+    rows = list(demo_rows(30)) if kind is None else _faulty(kind)
+    job = run_import_job(store, Job(table=db_table, mode="append"), workbook(tmp_path / "e.xlsx", rows))
+    if kind is None:
+        assert job.state == "done" and job.rows_inserted == 30 and staged_kinds == [True], job.message
+        assert [r[0] for r in rows_of(store, db_table)] == list(range(1, 31))
+        again = run_import_job(store, Job(table=db_table, mode="append"), workbook(tmp_path / "e.xlsx", rows))
+        assert staged_kinds == [True, False]  # no longer empty: staged, and every key is listed as existing
+        assert again.state == "failed" and again.error_total == 30 and store.count(db_table) == 30
+    else:
+        assert job.state == "failed" and job.error == "invalid" and staged_kinds == [True, False], job.message
+        assert store.count(db_table) == 0

@@ -68,12 +68,24 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
     move(job, State.PARSING)
     report(job)
     run = functools.partial(_run, store, job, path, report, limits, on_commit, split, catalog, started, cpu_seconds)
-    if getattr(store, "direct", False) and direct_allowed(catalog, job.mode, job.dry_run):
+    keyed_append = job.mode == "append" and not job.dry_run and any(c.primary_key for c in catalog)
+    empty = keyed_append and getattr(store, "direct", False) and _empty(store, job.table, catalog)
+    if getattr(store, "direct", False) and direct_allowed(catalog, job.mode, job.dry_run, empty):
         try:
             return run(None, direct=True)
         except _Redo:
             job.rows_read, job.warnings = 0, []
     return run(sink, direct=False)
+
+
+def _empty(store: Store, table: str, catalog: list) -> bool:
+    """Whether the table holds no row: one row read by its key, not a count (an append into an empty table needs
+    no review of existing keys). A row added meanwhile by another import is met as a refused key, then staged."""
+    rows = store.read_rows(table, catalog[:1], limit=1)
+    try:
+        return next(iter(rows), None) is None
+    finally:
+        getattr(rows, "close", lambda: None)()
 
 
 class _Redo(Exception):
