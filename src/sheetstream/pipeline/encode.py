@@ -34,7 +34,8 @@ def spec(plan: Plan, flags: bool = False) -> tuple | None:
     if _compiled is None or any(c.kind not in KINDS for c in plan.columns):
         return None
     none = -1
-    return tuple((source, FLAG if flags and c.kind == "boolean" else KINDS[c.kind], c.nullable, none if c.length is None else c.length,
+    return tuple((source, FLAG if flags and c.kind == "boolean" else KINDS[c.kind], c.nullable,
+                  none if c.length is None else c.length,
                   none if c.precision is None else c.precision, none if c.scale is None else c.scale)
                  for source, c in zip(plan.sources, plan.columns))
 

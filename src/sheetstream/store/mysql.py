@@ -378,10 +378,11 @@ _FLAGS = {True: "1", False: "0", None: NULL}
 
 def _encoder(columns: Sequence[Column], numbered: bool = True) -> Callable[[list[tuple[int, Sequence[Any]]]], bytes]:
     """Rows as validation makes them -> LOAD DATA's default format (tab-separated, ``\\N`` for NULL, backslash
-    escapes), with the sheet row last (always: the direct path's load reads it into a user variable, unused): in C (``_loaddata.c``) where it was built, else in Python
-    (:func:`_py_encoder`, the reference), the same bytes (tests/store/test_loaddata.py). The C encoder writes
-    200,000 rows of the demo table in 0.2-0.3 CPU s here, the Python one in 1.5-2.0 s (measured with other work
-    running): most of Python's time is ``str()`` of each value (a datetime's alone 0.3 s)."""
+    escapes), with the sheet row last (always, ``numbered`` or not: the direct path's load reads it into a user
+    variable, unused): in C (``_loaddata.c``) where it was built, else in Python (:func:`_py_encoder`, the
+    reference), the same bytes (tests/store/test_loaddata.py). The C encoder writes 200,000 rows of the demo table
+    in 0.2-0.3 CPU s here, the Python one in 1.5-2.0 s (measured with other work running): most of Python's time
+    is ``str()`` of each value (a datetime's alone 0.3 s)."""
     if _c_encode is None:
         return _py_encoder(columns)
     kinds = "".join("b" if c.kind == "boolean" else "t" if c.kind == "text" else "o" for c in columns).encode()
