@@ -53,8 +53,8 @@ def test_which_imports_skip_the_staging_table() -> None:
     assert direct_allowed(keyed, "replace", dry_run=False)
     assert direct_allowed(plain, "append", dry_run=False)
     assert not direct_allowed(keyed, "append", dry_run=False)  # existing keys: the review lists them
-    assert direct_allowed(keyed, "append", dry_run=False, empty=True)  # none can exist yet
-    assert not direct_allowed(keyed, "append", dry_run=True, empty=True)
+    assert direct_allowed(keyed, "append", dry_run=False, empty=lambda: True)  # none can exist yet
+    assert not direct_allowed(keyed, "append", dry_run=True, empty=lambda: True)
     assert not direct_allowed(keyed, "upsert", dry_run=False)
     assert not direct_allowed(plain, "replace", dry_run=True)  # the preview reads the staging table
 

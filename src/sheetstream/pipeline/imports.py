@@ -68,8 +68,7 @@ def run_import(store: Store, job: Job, path: Path, report: Report, limits: ReadL
     move(job, State.PARSING)
     report(job)
     run = functools.partial(_run, store, job, path, report, limits, on_commit, split, catalog, started, cpu_seconds)
-    keyed_append = job.mode == "append" and not job.dry_run and any(c.primary_key for c in catalog)
-    empty = keyed_append and getattr(store, "direct", False) and _empty(store, job.table, catalog)
+    empty = functools.partial(_empty, store, job.table, catalog)
     if getattr(store, "direct", False) and direct_allowed(catalog, job.mode, job.dry_run, empty):
         try:
             return run(None, direct=True)

@@ -82,20 +82,22 @@ class Dialect:
     direct_encoded: Callable[[Any, str, Sequence[Column], Iterable[Any]], None] | None = None
 
 
-def direct_allowed(catalog: Sequence[Column], mode: str, dry_run: bool, empty: bool = False) -> bool:
+def direct_allowed(catalog: Sequence[Column], mode: str, dry_run: bool,
+                   empty: Callable[[], bool] = lambda: False) -> bool:
     """Whether an import may write straight into the table, without a staging table: when no review needs one.
 
     Staged: a dry run (its preview joins the staged rows to the table), an upsert (so does its update), and an
     append into a table with a primary key (a key already in the table is that import's usual problem, and the
     review lists every such row at its cell: with direct writes the first would stop the COPY, and the import
     would start again to list them). Direct: a replace (the table's own unique index refuses a key repeated in
-    the sheet), an append into a table without a key (nothing to review), and an append into an ``empty`` table
-    (no key can exist yet; one repeated in the sheet is refused by the table's index). When a direct import meets any
-    problem, a cell or a refused row, its transaction is rolled back and it runs again with a staging table,
-    which lists every problem as before: the same answer, at twice the parse on that path only."""
+    the sheet), an append into a table without a key (nothing to review), and an append into a table that is
+    ``empty()`` (asked only then: no key can exist yet; one repeated in the sheet is refused by the table's
+    index). When a direct import meets any problem, a cell or a refused row, its transaction is rolled back and
+    it runs again with a staging table, which lists every problem as before: the same answer, at twice the parse
+    on that path only."""
     if dry_run or mode == "upsert":
         return False
-    return mode == "replace" or not any(c.primary_key for c in catalog) or (mode == "append" and empty)
+    return mode == "replace" or not any(c.primary_key for c in catalog) or (mode == "append" and empty())
 
 
 @dataclass
